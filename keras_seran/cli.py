@@ -1,0 +1,54 @@
+"""The ``keras-seran`` command line: train, evaluate, predict, export, demo.
+
+Each command lives next to the code it drives and exposes ``add_arguments(parser)`` and
+``run(args) -> int``; command modules import TensorFlow/Keras inside ``run`` only, so ``--help``
+is fast. This module wires them up and turns the package's own errors into a one-line message and exit code 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from keras_seran.errors import KerasSeranError
+
+COMMANDS = {
+    "train": ("keras_seran.training.command", "train SERAN (or a baseline) on MR volumes"),
+    "evaluate": ("keras_seran.evaluation.command",
+                 "PSNR/SSIM table of SERAN, baselines and bicubic on held-out slices"),
+    "predict": ("keras_seran.inference.command", "super-resolve NIfTI volumes (file or folder)"),
+    "export": ("keras_seran.export.command",
+               "export a model to SavedModel, LiteRT, ONNX and TensorRT, each verified"),
+    "demo": ("keras_seran.inference.demo", "run the main job on the bundled real MR sample"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keras-seran", description=__doc__.splitlines()[0])
+    from keras_seran import __version__
+    parser.add_argument("--version", action="version", version=f"keras-seran {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except KerasSeranError as exc:
+        print(f"keras-seran {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"keras-seran {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

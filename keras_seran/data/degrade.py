@@ -1,0 +1,357 @@
+"""Degradations that turn an HR MR slice into its LR input (numpy; no TensorFlow).
+
+Every degradation here is *linear and separable* (except the optional Rician noise), so it can be
+written ``LR = Mh @ HR @ Mw.T`` with two small matrices that depend only on the image size and
+the scale. The numpy functions below apply those matrices; the tf.data pipeline applies the very
+same matrices with ``tf.matmul`` (:func:`degradation_matrices`), so on-the-fly LR patches are
+exactly (to float32 round-off) what these functions return.
+
+Conventions:
+    * images are float arrays of shape (H, W) or batches (N, H, W); results are float32;
+    * ``scale`` is the integer super-resolution factor (2, 3, 4); LR is (H // s, W // s);
+    * an HR size that is not a multiple of ``scale`` is first cropped at the bottom/right to a
+      multiple (:func:`crop_to_multiple`), so that pixel (i, j) of LR covers pixels
+      [i*s, (i+1)*s) x [j*s, (j+1)*s) of HR exactly; callers pairing LR with HR should crop HR the
+      same way.
+
+Degradations (``DataConfig.degradation``):
+    * ``"bicubic"`` (BI, the paper's): MATLAB ``imresize(HR, 1/s, 'bicubic')``: cubic kernel
+      a = -0.5, antialiasing (kernel stretched by s when shrinking), symmetric boundary.
+    * ``"blur"`` (BD, Zhang et al. RDN 2018): MATLAB ``imfilter(HR, fspecial('gaussian', 7, 1.6),
+      'replicate')`` followed by the bicubic downscaling above.
+    * ``"kspace"``: keep the centre (H/s, W/s) of the 2D Fourier spectrum (what an acquisition
+      with an s-times coarser matrix measures), inverse FFT, scaled so the mean intensity is kept.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+import numpy as np
+
+DegradationKind = Literal["bicubic", "blur", "kspace"]
+DEGRADATIONS: tuple[str, ...] = ("bicubic", "blur", "kspace")
+
+#: Defaults of the BD degradation (RDN's ``imresize_BD``: 7x7 Gaussian, sigma 1.6).
+BD_SIGMA = 1.6
+BD_KERNEL_SIZE = 7
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_scale(scale: int) -> int:
+    if isinstance(scale, bool) or int(scale) != scale or int(scale) < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    return int(scale)
+
+
+def _as_image(img: np.ndarray) -> np.ndarray:
+    a = np.asarray(img)
+    if a.ndim not in (2, 3):
+        raise ValueError(f"expected an image (H, W) or a batch (N, H, W), got shape {a.shape}")
+    if a.shape[-1] == 0 or a.shape[-2] == 0:
+        raise ValueError(f"empty image of shape {a.shape}")
+    return a.astype(np.float64, copy=False)
+
+
+def crop_to_multiple(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the last two axes (H, W) at the bottom/right to multiples of ``scale``.
+
+    (…, H, W) -> (…, H - H % s, W - W % s). Returns a view (no copy).
+    """
+    s = _check_scale(scale)
+    a = np.asarray(img)
+    h, w = a.shape[-2:]
+    return a[..., : h - h % s, : w - w % s]
+
+
+def _apply(img: np.ndarray, mh: np.ndarray, mw: np.ndarray) -> np.ndarray:
+    """``mh @ img @ mw.T`` for (H, W) or (N, H, W) images, in float64, returned as float32."""
+    return (mh @ img @ mw.T).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# MATLAB imresize (bicubic)
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    """Keys cubic convolution kernel with a = -0.5 (MATLAB ``imresize`` 'bicubic'), support [-2, 2]."""
+    ax = np.abs(x)
+    ax2 = ax * ax
+    ax3 = ax2 * ax
+    return ((1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1)
+            + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2)))
+
+
+@functools.lru_cache(maxsize=256)
+def _imresize_weights_cached(in_len: int, out_len: int, scale: float, antialias: bool) -> np.ndarray:
+    kernel_width = 4.0
+    if scale < 1 and antialias:
+        # Antialiasing: stretch the kernel by 1/scale (a low-pass filter matched to the new grid).
+        def kernel(x):
+            return scale * _cubic(scale * x)
+        kernel_width = kernel_width / scale
+    else:
+        kernel = _cubic
+    x = np.arange(1, out_len + 1, dtype=np.float64)          # MATLAB's 1-based output coordinates
+    u = x / scale + 0.5 * (1.0 - 1.0 / scale)                # matching input coordinate
+    left = np.floor(u - kernel_width / 2.0)
+    taps = int(np.ceil(kernel_width)) + 2
+    idx = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
+    w = kernel(u[:, None] - idx)
+    w = w / w.sum(axis=1, keepdims=True)
+    # Symmetric ('mirror with edge repeated') boundary, as MATLAB's contributions().
+    aux = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
+    cols = aux[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]   # idx is 1-based
+    m = np.zeros((out_len, in_len), dtype=np.float64)
+    rows = np.broadcast_to(np.arange(out_len)[:, None], cols.shape)
+    np.add.at(m, (rows, cols), w)
+    m.setflags(write=False)
+    return m
+
+
+def imresize_weights(in_len: int, out_len: int, scale: float, antialias: bool = True) -> np.ndarray:
+    """Weight matrix (out_len, in_len) of MATLAB ``imresize`` 'bicubic' along one axis.
+
+    ``scale`` is MATLAB's factor, output/input (0.5 halves, 2 doubles). Output sample x (0-based)
+    sits at input coordinate ``(x + 0.5) / scale - 0.5``; its weights are the cubic kernel
+    (a = -0.5) at the distances to the input samples, stretched by ``1/scale`` when shrinking
+    (antialiasing), normalised to sum 1; out-of-range taps are mirrored (symmetric boundary).
+    Resizing an image is then ``Wh @ img @ Ww.T``. Cached; the result is read-only.
+    """
+    if in_len < 1 or out_len < 1:
+        raise ValueError(f"lengths must be positive, got in_len={in_len}, out_len={out_len}")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    return _imresize_weights_cached(int(in_len), int(out_len), float(scale), bool(antialias))
+
+
+def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
+    """BI degradation: MATLAB ``imresize(img, 1/scale, 'bicubic')`` (antialiased).
+
+    (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32 (HR cropped to a multiple of s).
+    """
+    s = _check_scale(scale)
+    a = crop_to_multiple(_as_image(img), s)
+    h, w = a.shape[-2:]
+    if h < s or w < s:
+        raise ValueError(f"image of shape {a.shape} is smaller than the scale {s}")
+    return _apply(a, imresize_weights(h, h // s, 1.0 / s), imresize_weights(w, w // s, 1.0 / s))
+
+
+def bicubic_upscale(img: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB ``imresize(img, scale, 'bicubic')``: the bicubic baseline of super-resolution.
+
+    (H, W) or (N, H, W) -> (H*s, W*s) or (N, H*s, W*s), float32.
+    """
+    s = _check_scale(scale)
+    a = _as_image(img)
+    h, w = a.shape[-2:]
+    return _apply(a, imresize_weights(h, h * s, float(s)), imresize_weights(w, w * s, float(s)))
+
+
+# --------------------------------------------------------------------------------------------
+# BD: Gaussian blur then bicubic
+
+
+@functools.lru_cache(maxsize=256)
+def _blur_matrix_cached(n: int, sigma: float, size: int) -> np.ndarray:
+    r = (size - 1) / 2.0
+    offsets = np.arange(size, dtype=np.float64) - r
+    g = np.exp(-(offsets ** 2) / (2.0 * sigma * sigma))
+    g /= g.sum()
+    m = np.zeros((n, n), dtype=np.float64)
+    # Correlation with 'replicate' boundary (imfilter(..., 'replicate')); for even sizes the
+    # kernel centre is at floor((size+1)/2) as in MATLAB (offsets -size/2 + 1 .. size/2).
+    start = -((size - 1) // 2)
+    for k in range(size):
+        cols = np.clip(np.arange(n) + start + k, 0, n - 1)
+        np.add.at(m, (np.arange(n), cols), g[k])
+    m.setflags(write=False)
+    return m
+
+
+def gaussian_blur_matrix(n: int, sigma: float = BD_SIGMA, size: int = BD_KERNEL_SIZE) -> np.ndarray:
+    """(n, n) matrix of a 1D Gaussian blur (``size`` taps, normalised, replicate boundary).
+
+    The 2D blur ``fspecial('gaussian', size, sigma)`` is separable: ``B @ img @ B.T``.
+    """
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma!r}")
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return _blur_matrix_cached(int(n), float(sigma), int(size))
+
+
+def blur_downscale(img: np.ndarray, scale: int, sigma: float = BD_SIGMA,
+                   kernel_size: int = BD_KERNEL_SIZE) -> np.ndarray:
+    """BD degradation: 7x7 Gaussian blur (sigma 1.6, replicate border), then bicubic downscaling.
+
+    (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32.
+    """
+    s = _check_scale(scale)
+    a = crop_to_multiple(_as_image(img), s)
+    h, w = a.shape[-2:]
+    mh, mw = blur_downscale_matrices(h, w, s, sigma, kernel_size)
+    return _apply(a, mh, mw)
+
+
+def blur_downscale_matrices(h: int, w: int, scale: int, sigma: float = BD_SIGMA,
+                            kernel_size: int = BD_KERNEL_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(Mh, Mw) with ``blur_downscale(img) == Mh @ img @ Mw.T`` for an (h, w) image."""
+    s = _check_scale(scale)
+    mh = imresize_weights(h, h // s, 1.0 / s) @ gaussian_blur_matrix(h, sigma, kernel_size)
+    mw = imresize_weights(w, w // s, 1.0 / s) @ gaussian_blur_matrix(w, sigma, kernel_size)
+    return mh, mw
+
+
+# --------------------------------------------------------------------------------------------
+# k-space truncation / zero-filling
+
+
+def _fourier_resample(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """Resample a real signal along ``axis`` to ``n_out`` samples by cropping/zero-padding its
+    centred spectrum, scaled by n_out/n_in so the mean is kept.
+
+    The unpaired Nyquist bin of an even length is split/summed symmetrically (as
+    ``scipy.signal.resample`` does), so a real input gives an exactly real output and
+    up- then down-sampling is the identity.
+    """
+    n_in = x.shape[axis]
+    spec = np.fft.fft(x, axis=axis)
+    x = np.moveaxis(spec, axis, -1)
+    out = np.zeros(x.shape[:-1] + (n_out,), dtype=np.complex128)
+    n = min(n_in, n_out)
+    pos = n // 2 + 1                     # bins 0 .. n//2 (includes Nyquist of n when n is even)
+    neg = n - pos                        # bins -1 .. -(neg)
+    out[..., :pos] = x[..., :pos]
+    if neg > 0:
+        out[..., n_out - neg:] = x[..., n_in - neg:]
+    if n % 2 == 0:
+        if n_out < n_in:    # truncation: the kept Nyquist bin gathers both +n/2 and -n/2 input bins
+            out[..., n // 2] += x[..., n_in - n // 2]
+        elif n_out > n_in:  # zero-filling: split the input Nyquist bin between +n/2 and -n/2
+            out[..., n // 2] *= 0.5
+            out[..., n_out - n // 2] = out[..., n // 2]
+    y = np.fft.ifft(out, axis=-1).real * (n_out / n_in)
+    return np.moveaxis(y, -1, axis)
+
+
+@functools.lru_cache(maxsize=256)
+def _fourier_matrix_cached(in_len: int, out_len: int) -> np.ndarray:
+    m = _fourier_resample(np.eye(in_len), out_len, axis=0)
+    m.setflags(write=False)
+    return m
+
+
+def fourier_resample_matrix(in_len: int, out_len: int) -> np.ndarray:
+    """(out_len, in_len) real matrix of 1D k-space truncation (out < in) or zero-filling (out > in)."""
+    if in_len < 1 or out_len < 1:
+        raise ValueError(f"lengths must be positive, got in_len={in_len}, out_len={out_len}")
+    return _fourier_matrix_cached(int(in_len), int(out_len))
+
+
+def kspace_downscale(img: np.ndarray, scale: int) -> np.ndarray:
+    """k-space truncation: keep the centre (H/s, W/s) of the 2D FFT and transform back.
+
+    Simulates an acquisition with an s-times coarser matrix over the same field of view. The
+    result is multiplied by 1/s^2 (numpy's inverse FFT divides by the smaller size) so intensities
+    keep their range; the mean is preserved exactly. Real input -> real output (the Nyquist bin is
+    handled symmetrically). Note the FFT treats the image as periodic: apply it to whole slices
+    (not to small patches cut out of them) to avoid wrap-around ringing at the patch borders.
+
+    (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32.
+    """
+    s = _check_scale(scale)
+    a = crop_to_multiple(_as_image(img), s)
+    h, w = a.shape[-2:]
+    y = _fourier_resample(a, h // s, axis=-2)
+    y = _fourier_resample(y, w // s, axis=-1)
+    return y.astype(np.float32)
+
+
+def kspace_upscale(img: np.ndarray, scale: int) -> np.ndarray:
+    """Zero-filling interpolation: pad the centred 2D spectrum to (H*s, W*s) with zeros.
+
+    The inverse of :func:`kspace_downscale` on band-limited images (the usual "ZIP" baseline in MR).
+    (H, W) or (N, H, W) -> (H*s, W*s) or (N, H*s, W*s), float32.
+    """
+    s = _check_scale(scale)
+    a = _as_image(img)
+    h, w = a.shape[-2:]
+    y = _fourier_resample(a, h * s, axis=-2)
+    y = _fourier_resample(y, w * s, axis=-1)
+    return y.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# noise and dispatch
+
+
+def add_rician_noise(img: np.ndarray, sigma: float,
+                     rng: np.random.Generator | int | None = None) -> np.ndarray:
+    """Rician noise of a magnitude MR image: ``sqrt((x + n1)^2 + n2^2)``, n1, n2 ~ N(0, sigma^2).
+
+    ``sigma`` is in the units of ``img`` (relative to the [0, 1] range for normalised slices);
+    ``sigma = 0`` returns a float32 copy. ``rng``: a numpy Generator or a seed. Any shape.
+    """
+    a = np.asarray(img, dtype=np.float64)
+    if sigma < 0:
+        raise ValueError(f"noise sigma must be >= 0, got {sigma!r}")
+    if sigma == 0:
+        return a.astype(np.float32)
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    n1 = rng.normal(0.0, sigma, size=a.shape)
+    n2 = rng.normal(0.0, sigma, size=a.shape)
+    return np.sqrt((a + n1) ** 2 + n2 ** 2).astype(np.float32)
+
+
+def degradation_matrices(h: int, w: int, scale: int, kind: str = "bicubic"
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(Mh, Mw), float64, with ``degrade(img, scale, kind) == Mh @ img @ Mw.T`` for (h, w) images.
+
+    h and w must be multiples of ``scale``. Used by the TensorFlow pipeline to make LR on the fly.
+    """
+    s = _check_scale(scale)
+    if h % s or w % s:
+        raise ValueError(f"size ({h}, {w}) is not a multiple of scale {s}; crop_to_multiple first")
+    kind = _check_kind(kind)
+    if kind == "bicubic":
+        return imresize_weights(h, h // s, 1.0 / s), imresize_weights(w, w // s, 1.0 / s)
+    if kind == "blur":
+        return blur_downscale_matrices(h, w, s)
+    return fourier_resample_matrix(h, h // s), fourier_resample_matrix(w, w // s)
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in DEGRADATIONS:
+        raise ValueError(f"unknown degradation {kind!r}; choose one of {DEGRADATIONS}")
+    return kind
+
+
+def degrade(img: np.ndarray, scale: int, kind: str = "bicubic", noise_sigma: float = 0.0,
+            rng: np.random.Generator | int | None = None) -> np.ndarray:
+    """Make the LR input of an HR image: ``kind`` in {"bicubic", "blur", "kspace"}, then optional
+    Rician noise of level ``noise_sigma`` (drawn from ``rng``).
+
+    (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32.
+    """
+    kind = _check_kind(kind)
+    if kind == "bicubic":
+        lr = bicubic_downscale(img, scale)
+    elif kind == "blur":
+        lr = blur_downscale(img, scale)
+    else:
+        lr = kspace_downscale(img, scale)
+    if noise_sigma:
+        lr = add_rician_noise(lr, noise_sigma, rng)
+    return lr
+
+
+def upscale_baseline(img: np.ndarray, scale: int, kind: str = "bicubic") -> np.ndarray:
+    """The interpolation baseline matching a degradation: zero-filling for "kspace", else bicubic."""
+    kind = _check_kind(kind)
+    return kspace_upscale(img, scale) if kind == "kspace" else bicubic_upscale(img, scale)

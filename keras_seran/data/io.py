@@ -1,0 +1,427 @@
+"""Reading MR images from disk: NIfTI volumes, DICOM series, 2D slices (PNG/NPY/DICOM), IXI names.
+
+Every problem with an input file raises :class:`~keras_seran.errors.InputDataError` whose message
+reads ``"<path>: <problem>; <what to do>"``. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import gzip
+import re
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from keras_seran.errors import InputDataError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+SLICE_SUFFIXES = (".png", ".npy", ".dcm", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+IXI_CONTRASTS = ("T1", "T2", "PD", "MRA", "DTI")
+
+# IXI file names: IXI<3 digits>-<site>-<4 digits>-<contrast>[-<volume>].nii[.gz]
+# e.g. IXI002-Guys-0828-T1.nii.gz, IXI012-HH-1211-T2.nii.gz, IXI002-Guys-0828-DTI-00.nii.gz
+_IXI_RE = re.compile(
+    r"^(?P<subject>IXI\d{3})-(?P<site>[A-Za-z]+)-(?P<session>\d{4})-(?P<contrast>T1|T2|PD|MRA|DTI)"
+    r"(?:-(?P<index>\d+))?(?:\.nii(?:\.gz)?)?$",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Volume:
+    """A 3D MR volume in memory.
+
+    Attributes:
+        data: float32 array (X, Y, Z), in the file's intensity units (NIfTI scaling applied).
+        affine: (4, 4) voxel-to-world matrix (identity when the source has none).
+        header: the nibabel header (NIfTI) or None (DICOM, numpy).
+        path: the file (or DICOM folder) it was read from.
+        zooms: voxel size in mm along the three axes.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray = field(default_factory=lambda: np.eye(4))
+    header: Any = None
+    path: str = ""
+    zooms: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# names
+
+
+def _name(path: str | Path) -> str:
+    return Path(path).name
+
+
+def is_nifti(path: str | Path) -> bool:
+    """True when the file name ends with .nii or .nii.gz (case-insensitive)."""
+    n = _name(path).lower()
+    return n.endswith(".nii") or n.endswith(".nii.gz")
+
+
+def strip_nifti_suffix(name: str) -> str:
+    low = name.lower()
+    for suf in (".nii.gz", ".nii"):
+        if low.endswith(suf):
+            return name[: -len(suf)]
+    return name
+
+
+def parse_ixi_name(name: str | Path) -> tuple[str, str] | None:
+    """``"IXI002-Guys-0828-T1.nii.gz"`` -> ``("IXI002", "T1")``; None when not an IXI name.
+
+    The subject id (IXI + 3 digits) identifies the person: every contrast of one subject shares it,
+    which is what a train/validation split must keep together.
+    """
+    m = _IXI_RE.match(_name(name))
+    if not m:
+        return None
+    return m.group("subject").upper(), m.group("contrast").upper()
+
+
+# BIDS-like suffixes, e.g. sub-01_T1w.nii.gz, sub-01_ses-1_T2w.nii.gz, sub-01_PD.nii.gz
+_BIDS_RE = re.compile(r"^(?P<subject>sub-[A-Za-z0-9]+).*_(?P<contrast>T1w|T2w|PDw|PD)(?:\.nii(?:\.gz)?)?$")
+
+
+def parse_contrast(name: str | Path) -> tuple[str, str] | None:
+    """(subject_id, contrast) from an IXI name, or else a BIDS name (``sub-01_T1w`` -> T1); or None."""
+    parsed = parse_ixi_name(name)
+    if parsed:
+        return parsed
+    m = _BIDS_RE.match(_name(name))
+    if m:
+        c = m.group("contrast").upper().rstrip("W")
+        return m.group("subject"), c
+    return None
+
+
+def subject_of(path: str | Path) -> str:
+    """The subject a file belongs to (IXI/BIDS subject id), else the file path itself."""
+    parsed = parse_contrast(path)
+    return parsed[0] if parsed else str(path)
+
+
+def _looks_like_dicom(p: Path) -> bool:
+    if p.suffix.lower() in (".dcm", ".ima"):
+        return True
+    try:
+        with open(p, "rb") as f:
+            head = f.read(132)
+        return len(head) == 132 and head[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str | None = None
+                 ) -> list[Path]:
+    """Sorted list of the NIfTI files a user points at.
+
+    ``dir_or_glob``: a folder (searched recursively for *.nii / *.nii.gz), a glob pattern
+    (``"data/IXI*-T2.nii.gz"``), a single file, or a list of any of these. A folder holding no NIfTI
+    but DICOM files is returned as one DICOM series. ``contrast`` ("T1", "T2", "PD", ...) keeps the
+    files whose IXI (or BIDS) name carries that contrast.
+
+    Raises InputDataError when nothing matches (naming what was searched and what was found).
+    """
+    if isinstance(dir_or_glob, (list, tuple)):
+        out: set[Path] = set()
+        for item in dir_or_glob:
+            out.update(find_volumes(item, contrast))
+        return sorted(out)
+    src = str(dir_or_glob)
+    p = Path(src).expanduser()
+    if p.is_dir():
+        found = sorted(q for q in p.rglob("*") if q.is_file() and is_nifti(q))
+        if not found:
+            dicoms = [q for q in p.iterdir() if q.is_file() and _looks_like_dicom(q)]
+            if dicoms:
+                return [p]
+            raise InputDataError(p, "folder holds no NIfTI file (*.nii, *.nii.gz) and no DICOM "
+                                    "series; point at the folder of your volumes or use a glob")
+    elif p.is_file():
+        found = [p]
+    elif any(ch in src for ch in "*?["):
+        found = sorted(Path(q) for q in _glob.glob(str(p), recursive=True) if Path(q).is_file())
+        if not found:
+            raise InputDataError(src, "glob pattern matches no file; check the pattern and folder")
+    else:
+        raise InputDataError(p, "no such file or folder; check the path")
+    if contrast is None:
+        return found
+    want = contrast.upper()
+    kept = [q for q in found if (parse_contrast(q) or (None, None))[1] == want]
+    if not kept:
+        seen = sorted({c for q in found if (c := (parse_contrast(q) or (None, None))[1])})
+        raise InputDataError(src, f"no file with contrast {want!r} among {len(found)} file(s); "
+                                  f"contrasts found: {seen or 'none (names not IXI/BIDS style)'}; "
+                                  "use contrast=None to take every file")
+    return kept
+
+
+# --------------------------------------------------------------------------------------------
+# checks
+
+
+def _check_array(a: np.ndarray, path: str | Path, what: str = "volume") -> None:
+    """Shared sanity checks: no zero-size axis, finite values, not constant."""
+    if a.size == 0 or 0 in a.shape:
+        raise InputDataError(path, f"{what} has a zero-size axis (shape {a.shape}); the file holds "
+                                   "no image data")
+    finite = np.isfinite(a)
+    if not finite.all():
+        bad = int(a.size - np.count_nonzero(finite))
+        raise InputDataError(path, f"{what} contains {bad} NaN/Inf voxel(s) out of {a.size}; replace "
+                                   "them (e.g. np.nan_to_num) or fix the file before use")
+    lo, hi = float(a.min()), float(a.max())
+    if lo == hi:
+        raise InputDataError(path, f"{what} is a constant image (every voxel = {lo:g}): it holds "
+                                   "nothing to learn and cannot be normalised; check the file")
+
+
+def _squeeze_to_3d(a: np.ndarray, path: str | Path) -> np.ndarray:
+    """Drop trailing singleton axes beyond 3; reject real 4D/5D data and 1-voxel-thick axes."""
+    while a.ndim > 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim > 3:
+        raise InputDataError(path, f"{a.ndim}D image of shape {a.shape} holds {int(np.prod(a.shape[3:]))} "
+                                   "volumes (time points / diffusion directions); extract one 3D "
+                                   "volume first (e.g. nibabel: img.slicer[..., 0])")
+    if a.ndim < 3:
+        raise InputDataError(path, f"image of shape {a.shape} is {a.ndim}D, not a 3D volume; load a "
+                                   "single slice with load_slice()")
+    if 0 in a.shape:
+        raise InputDataError(path, f"volume has a zero-size axis (shape {a.shape}); the file holds "
+                                   "no image data")
+    if 1 in a.shape:
+        raise InputDataError(path, f"volume has a 1-voxel-thick axis (shape {a.shape}): it is a "
+                                   "single slice, not a volume; load it with load_slice()")
+    return a
+
+
+# --------------------------------------------------------------------------------------------
+# NIfTI
+
+
+_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, MemoryError,
+                TypeError, IndexError, KeyError)
+
+
+def _read_nifti_array(path: Path) -> tuple[np.ndarray, Any]:
+    """(array, nibabel image) of a NIfTI file; any read failure -> InputDataError."""
+    import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+
+    try:
+        img = nib.load(str(path), mmap=False)
+    except (ImageFileError, *_READ_ERRORS) as e:
+        raise InputDataError(path, f"cannot read as NIfTI ({type(e).__name__}: {e}); the file is "
+                                   "not a NIfTI image or is corrupt") from None
+    dtype = img.get_data_dtype()
+    if dtype.fields is not None or np.issubdtype(dtype, np.complexfloating):
+        raise InputDataError(path, f"NIfTI holds {dtype} voxels (complex or RGB), not real-valued "
+                                   "intensities; convert it to a magnitude/greyscale image first")
+    try:
+        # dataobj applies scl_slope/inter; float32 keeps memory at 4 bytes per voxel.
+        a = np.asarray(img.dataobj, dtype=np.float32)
+    except (*_READ_ERRORS, ImageFileError) as e:
+        raise InputDataError(path, f"NIfTI data cannot be read ({type(e).__name__}: {e}); the file is "
+                                   "truncated or corrupt (an interrupted download or copy?): "
+                                   "re-download or re-export it") from None
+    return a, img
+
+
+def load_volume(path: str | Path) -> Volume:
+    """Read a 3D MR volume: NIfTI (.nii, .nii.gz), a 3D .npy array, or a folder of one DICOM series.
+
+    A 4D NIfTI whose last axis has length 1 is squeezed to 3D. Raises InputDataError (naming the file)
+    for: a missing file, a file that is not NIfTI, a truncated/corrupt file, 4D data holding more than
+    one volume, a 1-voxel-thick or zero-size axis, NaN/Inf voxels, a constant image.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputDataError(p, "file does not exist; check the path")
+    if p.is_dir():
+        return load_dicom_series(p)
+    if p.suffix.lower() == ".npy":
+        a = _load_npy(p)
+        a = _squeeze_to_3d(a, p)
+        _check_array(a, p)
+        return Volume(a, np.eye(4), None, str(p), (1.0, 1.0, 1.0))
+    if not is_nifti(p):
+        raise InputDataError(p, f"not a NIfTI file (suffix {''.join(p.suffixes) or 'none'}; expected "
+                                ".nii or .nii.gz); convert it (e.g. dcm2niix) or use load_slice() for "
+                                "2D images")
+    a, img = _read_nifti_array(p)
+    a = _squeeze_to_3d(a, p)
+    _check_array(a, p)
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    return Volume(np.ascontiguousarray(a, dtype=np.float32), np.asarray(img.affine, dtype=np.float64),
+                  img.header, str(p), zooms)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# DICOM
+
+
+def _dicom_pixels(ds: Any, path: Path) -> np.ndarray:
+    try:
+        a = ds.pixel_array.astype(np.float32)
+    except Exception as e:  # pydicom raises many kinds (missing handler, bad length, ...)
+        raise InputDataError(path, f"DICOM pixel data cannot be decoded ({type(e).__name__}: {e}); "
+                                   "install the decoder it needs (e.g. pylibjpeg) or re-export "
+                                   "uncompressed") from None
+    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+    inter = float(getattr(ds, "RescaleIntercept", 0) or 0)
+    return a * slope + inter
+
+
+def _read_dicom(path: Path) -> Any:
+    try:
+        import pydicom
+    except ImportError:
+        raise InputDataError(path, "reading DICOM needs pydicom: pip install pydicom") from None
+    try:
+        return pydicom.dcmread(str(path))
+    except Exception as e:
+        raise InputDataError(path, f"cannot read as DICOM ({type(e).__name__}: {e})") from None
+
+
+def load_dicom_series(folder: str | Path) -> Volume:
+    """Stack the 2D DICOM files of one folder into a volume (X=rows, Y=cols, Z=slices).
+
+    Slices are ordered by their position along the slice normal (ImagePositionPatient ·
+    normal of ImageOrientationPatient), else by InstanceNumber. The affine is left as identity
+    scaled by the voxel size (use dcm2niix for a fully oriented NIfTI).
+    """
+    folder = Path(folder)
+    files = sorted(q for q in folder.iterdir() if q.is_file() and _looks_like_dicom(q))
+    if not files:
+        raise InputDataError(folder, "folder holds no DICOM file (*.dcm or files with a DICM "
+                                     "preamble)")
+    items = []
+    for f in files:
+        ds = _read_dicom(f)
+        if "PixelData" not in ds:
+            continue
+        key: float
+        try:
+            iop = np.asarray(ds.ImageOrientationPatient, dtype=np.float64)
+            ipp = np.asarray(ds.ImagePositionPatient, dtype=np.float64)
+            key = float(np.dot(np.cross(iop[:3], iop[3:]), ipp))
+        except (AttributeError, ValueError, TypeError):
+            key = float(getattr(ds, "InstanceNumber", len(items)) or len(items))
+        items.append((key, f, ds))
+    if not items:
+        raise InputDataError(folder, "no DICOM file in the folder holds pixel data")
+    items.sort(key=lambda t: t[0])
+    arrays = [_dicom_pixels(ds, f) for _, f, ds in items]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1 or arrays[0].ndim != 2:
+        raise InputDataError(folder, f"DICOM files have different or non-2D shapes {sorted(shapes)}; "
+                                     "the folder must hold one series of 2D slices")
+    a = np.stack(arrays, axis=-1)
+    ds0 = items[0][2]
+    try:
+        dr, dc = (float(v) for v in ds0.PixelSpacing)
+    except (AttributeError, ValueError, TypeError):
+        dr = dc = 1.0
+    dz = float(np.median(np.diff([k for k, _, _ in items]))) if len(items) > 1 else 1.0
+    dz = abs(dz) or float(getattr(ds0, "SliceThickness", 1.0) or 1.0)
+    a = _squeeze_to_3d(a, folder)
+    _check_array(a, folder)
+    return Volume(a.astype(np.float32), np.diag([dr, dc, dz, 1.0]), None, str(folder), (dr, dc, dz))
+
+
+# --------------------------------------------------------------------------------------------
+# 2D slices
+
+
+def _load_npy(p: Path) -> np.ndarray:
+    try:
+        a = np.load(p, allow_pickle=False)
+    except (*_READ_ERRORS,) as e:
+        raise InputDataError(p, f"cannot read as a numpy .npy array ({type(e).__name__}: {e})") from None
+    if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+        raise InputDataError(p, f"npy file holds {getattr(a, 'dtype', type(a))}, not a real-valued image")
+    return a.astype(np.float32)
+
+
+def _load_pil(p: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
+                warnings.warn(f"{p}: {mode} image converted to greyscale (MR slices are one channel)",
+                              stacklevel=3)
+                im = im.convert("L")
+            return np.asarray(im, dtype=np.float32)
+    except (UnidentifiedImageError, *_READ_ERRORS) as e:
+        raise InputDataError(p, f"cannot read as an image ({type(e).__name__}: {e}); the file is not "
+                                "a PNG/TIFF/JPEG or is corrupt") from None
+
+
+def load_slice(path: str | Path) -> np.ndarray:
+    """Read one 2D MR slice as float32 (H, W): PNG/TIFF/JPEG (grey), .npy, a DICOM file, or a NIfTI
+    with a single slice (one axis of length 1).
+
+    Raises InputDataError naming the file for a missing/unreadable file, a non-2D array,
+    NaN/Inf pixels or a constant image.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputDataError(p, "file does not exist; check the path")
+    if p.is_dir():
+        raise InputDataError(p, "is a folder, not a 2D image file; use load_volume() for a DICOM series")
+    suf = p.suffix.lower()
+    if suf == ".npy":
+        a = _load_npy(p)
+    elif is_nifti(p):
+        a, _ = _read_nifti_array(p)
+    elif suf in (".dcm", ".ima") or _looks_like_dicom(p):
+        a = _dicom_pixels(_read_dicom(p), p)
+    elif suf in SLICE_SUFFIXES:
+        a = _load_pil(p)
+    else:
+        raise InputDataError(p, f"unsupported slice file type {suf or '(no suffix)'}; use PNG, NPY, "
+                                "DICOM or a single-slice NIfTI")
+    if a.ndim > 2:
+        a = np.squeeze(a)
+    if a.ndim != 2:
+        raise InputDataError(p, f"expected a 2D slice, got an array of shape {a.shape}; use "
+                                "load_volume() for 3D data")
+    _check_array(a, p, what="slice")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def load_any(path: str | Path) -> np.ndarray:
+    """A 3D volume or a 2D slice as float32 array, chosen by file type (NIfTI/DICOM folder -> 3D,
+    PNG/DICOM file -> 2D, .npy/single-slice NIfTI -> by its shape)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputDataError(p, "file does not exist; check the path")
+    if p.is_dir():
+        return load_volume(p).data
+    if p.suffix.lower() == ".npy":
+        a = _load_npy(p)
+        return load_volume(p).data if np.squeeze(a).ndim == 3 else load_slice(p)
+    if is_nifti(p):
+        try:
+            return load_volume(p).data
+        except InputDataError as e:
+            if "1-voxel-thick" in e.problem or "not a 3D volume" in e.problem:
+                return load_slice(p)
+            raise
+    return load_slice(p)

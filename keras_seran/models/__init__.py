@@ -1,0 +1,20 @@
+"""Network builders: SERAN and the baselines it is compared with, plus model analysis helpers."""
+
+from keras_seran.models.analysis import attention_model, count_flops
+from keras_seran.models.baselines import bicubic, edsr, matched_edsr_blocks, rcan, srcnn
+from keras_seran.models.seran import seran, seran_param_count
+
+BUILDERS = {"seran": seran, "edsr": edsr, "rcan": rcan, "srcnn": srcnn, "bicubic": bicubic}
+
+
+def build(arch: str, scale: int = 2, preset: str = "small"):
+    """Build any network here by name ("seran", "edsr", "rcan", "srcnn", "bicubic")."""
+    if arch not in BUILDERS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(BUILDERS)}")
+    if arch in ("srcnn", "bicubic"):
+        return BUILDERS[arch](scale)
+    return BUILDERS[arch](scale, preset)
+
+
+__all__ = ["seran", "seran_param_count", "edsr", "rcan", "srcnn", "bicubic", "build",
+           "matched_edsr_blocks", "count_flops", "attention_model", "BUILDERS"]

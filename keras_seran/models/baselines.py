@@ -1,0 +1,90 @@
+"""Baselines for side-by-side comparison, built in the same style as :func:`seran`.
+
+- :func:`bicubic`: bicubic upsampling as a model (no weights).
+- :func:`srcnn`: SRCNN (9-5-5) on the bicubic-upsampled input, Dong et al. 2014.
+- :func:`edsr`: EDSR-style residual network (no attention), sized to match SERAN's parameters.
+- :func:`rcan`: RCAN-style network (residual groups of channel-attention blocks) of SERAN's size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+from keras_seran.config import SERAConfig, SERANConfig, preset_config
+from keras_seran.layers import ResidualBlock, ResidualChannelAttentionBlock
+from keras_seran.models.common import conv3x3, lr_input, upsampler
+from keras_seran.models.seran import seran_param_count
+
+
+def bicubic(scale: int = 2, channels: int = 1) -> keras.Model:
+    """Bicubic interpolation (Keys, a=-0.5, half-pixel centres) as a weightless model."""
+    inputs = lr_input(channels)
+    outputs = keras.layers.UpSampling2D(scale, interpolation="bicubic", name="bicubic")(inputs)
+    return keras.Model(inputs, outputs, name=f"bicubic_x{scale}")
+
+
+def srcnn(scale: int = 2, channels: int = 1) -> keras.Model:
+    """SRCNN 9-5-5 (64, 32 filters) refining the bicubic upsampling, with a global skip."""
+    inputs = lr_input(channels)
+    up = keras.layers.UpSampling2D(scale, interpolation="bicubic", name="bicubic")(inputs)
+    x = keras.layers.Conv2D(64, 9, padding="same", activation="relu", name="conv1")(up)
+    x = keras.layers.Conv2D(32, 5, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.Conv2D(channels, 5, padding="same", name="conv3")(x)
+    outputs = keras.layers.Add(name="global_skip")([up, x])
+    return keras.Model(inputs, outputs, name=f"srcnn_x{scale}")
+
+
+def matched_edsr_blocks(cfg: SERANConfig) -> int:
+    """Number of EDSR residual blocks whose network has at least SERAN's parameter count."""
+    c = cfg.channels
+    block = 2 * (9 * c * c + c)
+    cfg = cfg.replace(sera=SERAConfig(cfg.sera.feature_dim, cfg.sera.num_descriptors))
+    one, two = (seran_param_count(cfg.replace(num_groups=g)) for g in (1, 2))
+    fixed = 2 * one - two  # shallow conv, trunk conv, upsampler, reconstruction
+    seran_params = seran_param_count(cfg)
+    return max(1, math.ceil((seran_params - fixed) / block))
+
+
+def edsr(scale: int = 2, preset: str = "small", *, num_blocks: int | None = None,
+         config: SERANConfig | None = None) -> keras.Model:
+    """EDSR-style network: residual blocks, trunk conv, long skip, pixel-shuffle, output conv.
+
+    With ``num_blocks=None`` the depth is chosen so the parameter count matches (just exceeds)
+    SERAN's at the same preset: a fair, attention-free comparison.
+    """
+    cfg = config if config is not None else preset_config(preset, scale)
+    n_blocks = num_blocks if num_blocks is not None else matched_edsr_blocks(cfg)
+    inputs = lr_input(cfg.input_channels)
+    shallow = conv3x3(cfg.channels, "shallow_conv")(inputs)
+    x = shallow
+    for b in range(n_blocks):
+        x = ResidualBlock(cfg.channels, res_scale=cfg.res_scale, name=f"block{b}")(x)
+    x = conv3x3(cfg.channels, "trunk_conv")(x)
+    x = keras.layers.Add(name="long_skip")([shallow, x])
+    x = upsampler(x, cfg.scale, cfg.channels)
+    outputs = conv3x3(cfg.input_channels, "reconstruction")(x)
+    return keras.Model(inputs, outputs, name=f"edsr_x{cfg.scale}")
+
+
+def rcan(scale: int = 2, preset: str = "small", *, reduction: int = 16,
+         config: SERANConfig | None = None) -> keras.Model:
+    """RCAN-style network: SERAN's frame with channel-attention blocks and no SERA module."""
+    cfg = config if config is not None else preset_config(preset, scale)
+    c = cfg.channels
+    inputs = lr_input(cfg.input_channels)
+    shallow = conv3x3(c, "shallow_conv")(inputs)
+    x = shallow
+    for g in range(cfg.num_groups):
+        y = x
+        for b in range(cfg.blocks_per_group):
+            y = ResidualChannelAttentionBlock(c, res_scale=cfg.res_scale, reduction=reduction,
+                                              name=f"group{g}_block{b}")(y)
+        y = conv3x3(c, f"group{g}_conv")(y)
+        x = keras.layers.Add(name=f"group{g}_skip")([x, y])
+    x = conv3x3(c, "trunk_conv")(x)
+    x = keras.layers.Add(name="long_skip")([shallow, x])
+    x = upsampler(x, cfg.scale, c)
+    outputs = conv3x3(cfg.input_channels, "reconstruction")(x)
+    return keras.Model(inputs, outputs, name=f"rcan_x{cfg.scale}")

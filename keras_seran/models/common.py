@@ -1,0 +1,28 @@
+"""Pieces shared by every SR network here: the input, the pixel-shuffle upsampler, the output."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_seran.config import SUPPORTED_SCALES
+from keras_seran.layers import PixelShuffle
+
+
+def lr_input(channels: int = 1) -> keras.KerasTensor:
+    """Grayscale LR input of any height and width: (B, H, W, channels)."""
+    return keras.Input(shape=(None, None, channels), name="lr")
+
+
+def upsampler(x, scale: int, channels: int, prefix: str = "upsample"):
+    """Pixel-shuffle upsampling (conv to C*r^2, depth_to_space): x2, x3, or x4 as two x2 steps."""
+    if scale not in SUPPORTED_SCALES:
+        raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale!r}")
+    steps = [2, 2] if scale == 4 else [scale]
+    for i, r in enumerate(steps):
+        x = keras.layers.Conv2D(channels * r * r, 3, padding="same", name=f"{prefix}_conv{i}")(x)
+        x = PixelShuffle(r, name=f"{prefix}_shuffle{i}")(x)
+    return x
+
+
+def conv3x3(channels: int, name: str) -> keras.layers.Conv2D:
+    return keras.layers.Conv2D(channels, 3, padding="same", name=name)

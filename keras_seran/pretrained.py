@@ -1,0 +1,74 @@
+"""Bundled pretrained weights: a registry of what ships inside the package, loaded with no network.
+
+Weights live in ``keras_seran/weights/`` as ``seran_small_x{scale}.weights.h5`` with a JSON card
+(``seran_small_x{scale}.json``: preset, data, degradation, validation numbers) and the model card
+``MODEL_CARD.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+
+from keras_seran.config import SUPPORTED_SCALES, preset_config
+from keras_seran.errors import InputDataError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_PRESET = "small"
+
+
+def weights_path(scale: int, arch: str = "seran", preset: str = DEFAULT_PRESET) -> Path:
+    return WEIGHTS_DIR / f"{arch}_{preset}_x{scale}.weights.h5"
+
+
+def card(scale: int, arch: str = "seran", preset: str = DEFAULT_PRESET) -> dict:
+    """The JSON card of a bundled checkpoint (empty dict when it has none)."""
+    p = weights_path(scale, arch, preset).with_name(f"{arch}_{preset}_x{scale}.json")
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def available() -> list[str]:
+    """Names of the bundled checkpoints, e.g. ``["x2", "x3", "x4"]``."""
+    return [f"x{s}" for s in SUPPORTED_SCALES if weights_path(s).exists()]
+
+
+def parse_name(name: str) -> int | None:
+    """``"x2"`` / ``"2"`` -> 2; anything else -> None."""
+    text = str(name).lower().removeprefix("x")
+    return int(text) if text.isdigit() and int(text) in SUPPORTED_SCALES else None
+
+
+def load_pretrained(scale: int = 2, arch: str = "seran", preset: str = DEFAULT_PRESET) -> keras.Model:
+    """Build the network and load its bundled weights for ``scale``."""
+    from keras_seran.models import edsr, seran
+
+    if scale not in SUPPORTED_SCALES:
+        raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale!r}")
+    path = weights_path(scale, arch, preset)
+    if not path.exists():
+        raise InputDataError(path, f"no bundled {arch} weights for x{scale} (preset {preset!r}); "
+                                   f"bundled: {available() or 'none'}. Train your own with "
+                                   "`keras-seran train` and pass the .keras file instead.")
+    builder = {"seran": seran, "edsr": edsr}[arch]
+    model = builder(config=preset_config(preset, scale))
+    model.load_weights(path)
+    return model
+
+
+def load_model(spec: str | Path) -> keras.Model:
+    """A model from a ``.keras`` file, a ``.weights.h5`` file of the small preset, or a name ``x2``."""
+    scale = parse_name(str(spec))
+    if scale is not None and not Path(spec).exists():
+        return load_pretrained(scale)
+    path = Path(spec)
+    if not path.exists():
+        raise InputDataError(path, "no such model file (expected a .keras file or a bundled "
+                                   f"name such as x2; bundled: {available() or 'none'})")
+    if path.suffix == ".keras":
+        try:
+            return keras.saving.load_model(path, compile=False)
+        except Exception as exc:  # zip/h5 errors of many kinds
+            raise InputDataError(path, f"not a readable .keras model ({exc})") from exc
+    raise InputDataError(path, "unsupported model file; expected a .keras file")
