@@ -25,7 +25,9 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; given ``argv``, only the named command's module is imported."""
+    wanted = None if argv is None else next((a for a in argv if a in COMMANDS), "")
     parser = argparse.ArgumentParser(prog="keras-seran", description=__doc__.splitlines()[0])
     from keras_seran import __version__
     parser.add_argument("--version", action="version", version=f"keras-seran {__version__}")
@@ -33,13 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+        if wanted is None or wanted == name:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except KerasSeranError as exc:

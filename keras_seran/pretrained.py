@@ -35,9 +35,19 @@ def available() -> list[str]:
 
 
 def parse_name(name: str) -> int | None:
-    """``"x2"`` / ``"2"`` -> 2; anything else -> None."""
-    text = str(name).lower().removeprefix("x")
-    return int(text) if text.isdigit() and int(text) in SUPPORTED_SCALES else None
+    """The scale of a bundled SERAN name: ``"x2"`` / ``"seran-x2"`` -> 2; anything else -> None."""
+    parsed = parse_pretrained(name)
+    return parsed[1] if parsed is not None and parsed[0] == "seran" else None
+
+
+def parse_pretrained(name: str) -> tuple[str, int] | None:
+    """``"x2"`` / ``"seran-x2"`` -> ("seran", 2); ``"edsr-x4"`` -> ("edsr", 4); else None."""
+    arch, _, text = str(name).lower().rpartition("-")
+    arch = arch or "seran"
+    text = text.removeprefix("x")
+    if arch in ("seran", "edsr") and text.isdigit() and int(text) in SUPPORTED_SCALES:
+        return arch, int(text)
+    return None
 
 
 def load_pretrained(scale: int = 2, arch: str = "seran", preset: str = DEFAULT_PRESET) -> keras.Model:
@@ -58,10 +68,10 @@ def load_pretrained(scale: int = 2, arch: str = "seran", preset: str = DEFAULT_P
 
 
 def load_model(spec: str | Path) -> keras.Model:
-    """A model from a ``.keras`` file, a ``.weights.h5`` file of the small preset, or a name ``x2``."""
-    scale = parse_name(str(spec))
-    if scale is not None and not Path(spec).exists():
-        return load_pretrained(scale)
+    """A model from a ``.keras`` file or a bundled name (``x2``, ``seran-x3``, ``edsr-x4``)."""
+    parsed = parse_pretrained(str(spec))
+    if parsed is not None and not Path(spec).exists():
+        return load_pretrained(parsed[1], arch=parsed[0])
     path = Path(spec)
     if not path.exists():
         raise InputDataError(path, "no such model file (expected a .keras file or a bundled "

@@ -1,0 +1,43 @@
+"""Comparison tables in the paper's layout: one row per method, PSNR/SSIM per (set, scale)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from keras_seran.evaluation.protocol import Scores
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    dataset: str
+    scale: int
+    scores: Scores
+
+
+def to_markdown(rows: list[Row]) -> str:
+    """Methods down, ``set xS`` across, cells ``PSNR / SSIM`` (slice means)."""
+    cols = sorted({(r.dataset, r.scale) for r in rows}, key=lambda c: (c[1], c[0]))
+    methods = list(dict.fromkeys(r.method for r in rows))
+    cell = {(r.method, r.dataset, r.scale): r.scores for r in rows}
+    head = "| method | " + " | ".join(f"{d} x{s}" for d, s in cols) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    for m in methods:
+        vals = []
+        for d, s in cols:
+            sc = cell.get((m, d, s))
+            vals.append("-" if sc is None else f"{sc.mean_psnr:.2f} / {sc.mean_ssim:.4f}")
+        lines.append(f"| {m} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[Row]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["method", "dataset", "scale", "slices", "psnr_mean", "ssim_mean", "volume_psnr"])
+    for r in rows:
+        w.writerow([r.method, r.dataset, r.scale, len(r.scores.psnr), f"{r.scores.mean_psnr:.4f}",
+                    f"{r.scores.mean_ssim:.5f}", f"{r.scores.volume_psnr:.4f}"])
+    return buf.getvalue()

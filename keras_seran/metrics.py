@@ -1,0 +1,127 @@
+"""Image-quality metrics, the way the MR SR literature reports them.
+
+PSNR and SSIM on the grey image, with the data range of the normalised image (1.0 for images
+in [0, 1]) and a border of ``scale`` pixels cropped from each side. SSIM is Wang et al. (2004):
+an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, over the 'valid' region, as in the
+reference MATLAB ``ssim_index.m``.
+
+The numpy functions (:func:`psnr`, :func:`ssim`) are the evaluation protocol; the Keras metrics
+(:class:`PSNRMetric`, :class:`SSIMMetric`) compute the same quantities in ``keras.ops`` for
+``model.fit`` logs.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+PACKAGE = "keras_seran"
+
+
+def crop_border(img: np.ndarray, border: int) -> np.ndarray:
+    """Drop ``border`` pixels from each side of the last two (H, W) axes (or of (..., H, W, 1))."""
+    if border <= 0:
+        return img
+    if img.ndim >= 3 and img.shape[-1] == 1:
+        return img[..., border:-border, border:-border, :]
+    return img[..., border:-border, border:-border]
+
+
+def _as_2d(img) -> np.ndarray:
+    a = np.asarray(img, dtype=np.float64)
+    a = np.squeeze(a)
+    if a.ndim != 2:
+        raise ValueError(f"expected one 2D image, got shape {np.shape(img)}")
+    return a
+
+
+def psnr(estimate, reference, data_range: float = 1.0, border: int = 0) -> float:
+    """PSNR in dB of one 2D image against its reference, after cropping ``border`` pixels."""
+    x, y = crop_border(_as_2d(estimate), border), crop_border(_as_2d(reference), border)
+    if x.shape != y.shape:
+        raise ValueError(f"shape mismatch: estimate {x.shape} vs reference {y.shape}")
+    mse = float(np.mean((x - y) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(data_range ** 2 / mse)
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    ax = np.arange(size) - (size - 1) / 2.0
+    g = np.exp(-(ax ** 2) / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def _filter_valid(img: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Separable 'valid' correlation of a 2D image with the 1D window ``g`` on both axes."""
+    k = len(g)
+    rows = sum(g[i] * img[i:img.shape[0] - k + 1 + i, :] for i in range(k))
+    return sum(g[j] * rows[:, j:rows.shape[1] - k + 1 + j] for j in range(k))
+
+
+def ssim(estimate, reference, data_range: float = 1.0, border: int = 0) -> float:
+    """Mean SSIM (Wang et al. 2004, Gaussian 11x11, sigma 1.5) after cropping ``border`` pixels."""
+    x, y = crop_border(_as_2d(estimate), border), crop_border(_as_2d(reference), border)
+    if x.shape != y.shape:
+        raise ValueError(f"shape mismatch: estimate {x.shape} vs reference {y.shape}")
+    if min(x.shape) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 after cropping, got {x.shape}")
+    g = _gaussian_window()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = _filter_valid(x, g), _filter_valid(y, g)
+    sxx = _filter_valid(x * x, g) - mx * mx
+    syy = _filter_valid(y * y, g) - my * my
+    sxy = _filter_valid(x * y, g) - mx * my
+    ssim_map = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(ssim_map.mean())
+
+
+def _crop_tensor(x, border: int):
+    return x if border <= 0 else x[:, border:-border, border:-border, :]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PSNRMetric(keras.metrics.Mean):
+    """Mean per-image PSNR (dB) over batches of (B, H, W, 1) images in [0, data_range]."""
+
+    def __init__(self, data_range: float = 1.0, border: int = 0, name: str = "psnr", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.data_range = float(data_range)
+        self.border = int(border)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = _crop_tensor(ops.cast(y_true, "float32"), self.border)
+        y_pred = _crop_tensor(ops.cast(y_pred, "float32"), self.border)
+        mse = ops.mean(ops.square(y_true - y_pred), axis=(1, 2, 3))
+        value = 10.0 * ops.log(self.data_range ** 2 / ops.maximum(mse, 1e-12)) / np.log(10.0)
+        return super().update_state(value, sample_weight=sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "data_range": self.data_range, "border": self.border}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SSIMMetric(keras.metrics.Mean):
+    """Mean per-image SSIM over batches of (B, H, W, 1) images (same definition as :func:`ssim`)."""
+
+    def __init__(self, data_range: float = 1.0, border: int = 0, name: str = "ssim", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.data_range = float(data_range)
+        self.border = int(border)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        x = _crop_tensor(ops.cast(y_pred, "float32"), self.border)
+        y = _crop_tensor(ops.cast(y_true, "float32"), self.border)
+        g = _gaussian_window().astype("float32")
+        kernel = ops.convert_to_tensor(np.outer(g, g)[:, :, None, None])
+
+        def blur(t):
+            return ops.conv(t, kernel, padding="valid")
+
+        c1, c2 = (0.01 * self.data_range) ** 2, (0.03 * self.data_range) ** 2
+        mx, my = blur(x), blur(y)
+        sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        ssim_map = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+        return super().update_state(ops.mean(ssim_map, axis=(1, 2, 3)), sample_weight=sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "data_range": self.data_range, "border": self.border}

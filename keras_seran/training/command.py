@@ -1,0 +1,111 @@
+"""``keras-seran train``: train on MR volumes through ``model.fit``, resumable.
+
+    keras-seran train --data /data/IXI-T1 --scale 2 --epochs 300 --out runs/x2 --preset small
+    keras-seran train --config run.json --resume --out runs/x2
+
+Settings come from the typed configs (``DataConfig``, ``TrainConfig``): defaults, then a JSON
+file (``--config``, with "data" and "train" sections), then the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from keras_seran.config import DataConfig, TrainConfig
+
+# flag -> (section, field)
+FLAGS = {
+    "epochs": ("train", "epochs"), "steps_per_epoch": ("train", "steps_per_epoch"),
+    "lr": ("train", "learning_rate"), "lr_decay_epochs": ("train", "lr_decay_epochs"),
+    "clipnorm": ("train", "clipnorm"), "mixed_precision": ("train", "mixed_precision"),
+    "multi_gpu": ("train", "distribute"), "early_stop": ("train", "early_stop_patience"),
+    "checkpoint_every": ("train", "checkpoint_every_epochs"),
+    "patch_size": ("data", "patch_size"), "batch_size": ("data", "batch_size"),
+    "degradation": ("data", "degradation"), "noise": ("data", "noise_sigma"),
+    "axis": ("data", "slice_axis"), "contrast": ("data", "contrast"),
+    "val_fraction": ("data", "val_fraction"), "seed": ("data", "seed"),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", nargs="+", help="folder(s), glob(s) or files of MR volumes/slices")
+    p.add_argument("--scale", type=int, default=2, choices=[2, 3, 4])
+    p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs)")
+    p.add_argument("--arch", default="seran", choices=["seran", "edsr", "rcan", "srcnn"])
+    p.add_argument("--preset", default="small", choices=["paper", "small", "tiny"])
+    p.add_argument("--config", type=Path, help='JSON file {"data": {...}, "train": {...}}')
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-tensorboard", action="store_true")
+    g = p.add_argument_group("training (TrainConfig)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--steps-per-epoch", type=int)
+    g.add_argument("--lr", type=float, help="initial learning rate (paper: 1e-4)")
+    g.add_argument("--lr-decay-epochs", type=int, help="halve the lr every N epochs (paper: 200)")
+    g.add_argument("--clipnorm", type=float, help="clip gradients to this global norm")
+    g.add_argument("--mixed-precision", action="store_true", default=None)
+    g.add_argument("--multi-gpu", action="store_true", default=None,
+                   help="tf.distribute.MirroredStrategy over all visible GPUs")
+    g.add_argument("--early-stop", type=int, metavar="PATIENCE")
+    g.add_argument("--checkpoint-every", type=int, metavar="EPOCHS")
+    g = p.add_argument_group("data (DataConfig)")
+    g.add_argument("--patch-size", type=int, help="LR patch side (paper: 48)")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--degradation", choices=["bicubic", "blur", "kspace"])
+    g.add_argument("--noise", type=float, help="Rician noise sigma, [0, 1] units")
+    g.add_argument("--axis", type=int, choices=[0, 1, 2], help="slice axis (default 2)")
+    g.add_argument("--contrast", help="IXI contrast to select: T1, T2 or PD")
+    g.add_argument("--val-fraction", type=float)
+    g.add_argument("--seed", type=int)
+
+
+def resolve_configs(args) -> tuple[DataConfig, TrainConfig]:
+    """Defaults <- JSON file <- flags, into the typed configs (unknown keys are an error)."""
+    from keras_seran.errors import InputDataError
+
+    sections: dict[str, dict] = {"data": {}, "train": {}}
+    if args.config is not None:
+        try:
+            loaded = json.loads(Path(args.config).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputDataError(args.config, f"cannot read the config file ({exc})") from None
+        for key in loaded:
+            if key not in sections:
+                raise InputDataError(args.config, f"unknown section {key!r}; use 'data' and 'train'")
+            sections[key].update(loaded[key])
+    for flag, (section, name) in FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            sections[section][name] = value
+    try:
+        if "percentiles" in sections["data"]:
+            sections["data"]["percentiles"] = tuple(sections["data"]["percentiles"])
+        return DataConfig(**sections["data"]), TrainConfig(**sections["train"])
+    except TypeError as exc:
+        raise InputDataError(args.config, f"bad configuration: {exc}") from None
+
+
+def run(args) -> int:
+    from keras_seran.errors import InputDataError
+    from keras_seran.training import train
+    from keras_seran.training.trainer import load_run_config
+
+    data_cfg, train_cfg = resolve_configs(args)
+    data = args.data
+    if args.resume:
+        saved = load_run_config(args.out)
+        data = data or saved.get("sources")
+        args.arch, args.preset, args.scale = saved["arch"], saved["preset"], saved["scale"]
+    if not data:
+        raise InputDataError(None, "no training data: pass --data FOLDER_OR_GLOB")
+    history = train(data, args.scale, args.out, arch=args.arch, preset=args.preset,
+                    data=data_cfg, train_cfg=train_cfg, resume=args.resume,
+                    tensorboard=not args.no_tensorboard,
+                    verbose=2 if not sys.stdout.isatty() else "auto")
+    logs = {k: v[-1] for k, v in history.history.items()} if history.history else {}
+    print(f"done: {args.out} (last.keras, best.keras); final " +
+          ", ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items())))
+    return 0

@@ -1,0 +1,132 @@
+"""``train``: SERAN (or a baseline) through plain ``model.compile`` / ``model.fit``.
+
+Nothing here replaces Keras's loop: it builds the datasets and the model, compiles with the
+paper's loss/optimiser/schedule, adds the callbacks a long run needs, and calls ``fit``. A run
+killed at any time resumes from ``RUN_DIR/last.keras`` at the right epoch with its optimizer
+state (``resume=True``); a run directory that already holds a checkpoint is never overwritten
+by a fresh run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from keras_seran.config import DataConfig, TrainConfig, preset_config, to_dict
+from keras_seran.errors import OutputPathError
+from keras_seran.training.callbacks import (LAST, STATE_FILE, RunCheckpoint, atomic_write_json,
+                                            read_state)
+from keras_seran.training.optim import compile_model
+
+RUN_CONFIG = "run_config.json"
+
+
+def build_model(arch: str, scale: int, preset: str) -> keras.Model:
+    from keras_seran.models import edsr, rcan, seran, srcnn
+
+    if arch in ("seran", "edsr", "rcan"):
+        return {"seran": seran, "edsr": edsr, "rcan": rcan}[arch](
+            config=preset_config(preset, scale))
+    if arch == "srcnn":
+        return srcnn(scale)
+    raise ValueError(f"cannot train architecture {arch!r}; choose seran, edsr, rcan or srcnn")
+
+
+def _strategy_scope(distribute: bool):
+    if not distribute:
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy().scope()
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
+    """Check the run directory: the saved state when resuming; refuse to clobber a checkpoint."""
+    state = read_state(run_dir)
+    if resume:
+        if state is None or not (run_dir / LAST).exists():
+            raise OutputPathError(run_dir, f"nothing to resume: no {LAST} and {STATE_FILE} here")
+        return state
+    if state is not None or (run_dir / LAST).exists():
+        raise OutputPathError(run_dir, "already holds a training checkpoint; pass --resume to "
+                                       "continue it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    probe = run_dir / ".write-test"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputPathError(run_dir, f"cannot write here ({exc.strerror})") from None
+    return None
+
+
+def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *,
+          arch: str = "seran", preset: str = "small", data: DataConfig | None = None,
+          train_cfg: TrainConfig | None = None, resume: bool = False,
+          datasets: tuple | None = None, verbose: int | str = "auto",
+          tensorboard: bool = True,
+          callbacks: list[keras.callbacks.Callback] | None = None) -> keras.callbacks.History:
+    """Train and checkpoint a model; returns the Keras ``History``.
+
+    Args:
+        sources: MR data for :func:`keras_seran.data.make_datasets` (folder, glob, files, arrays).
+        datasets: optional ready ``(train_ds, val_ds)``; then ``sources`` is only recorded.
+        resume: continue the run in ``run_dir`` from its last checkpoint.
+        callbacks: extra Keras callbacks, run after the package's own.
+    """
+    data = data or DataConfig()
+    train_cfg = train_cfg or TrainConfig()
+    run_dir = Path(run_dir)
+    state = prepare_run_dir(run_dir, resume)
+
+    if datasets is None:
+        from keras_seran.data import make_datasets
+
+        datasets = make_datasets(sources, scale, data)
+    train_ds, val_ds = datasets
+
+    if train_cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    with _strategy_scope(train_cfg.distribute):
+        if state is not None:
+            model = keras.saving.load_model(run_dir / LAST)
+            initial_epoch = int(state["epoch"])
+        else:
+            model = compile_model(build_model(arch, scale, preset), train_cfg, scale)
+            initial_epoch = 0
+            atomic_write_json({"arch": arch, "preset": preset, "scale": scale,
+                               "sources": [str(s) for s in sources] if isinstance(sources, (list, tuple))
+                               else str(sources) if not hasattr(sources, "shape") else "<array>",
+                               "data": to_dict(data), "train": to_dict(train_cfg),
+                               "keras": keras.__version__, "started": time.strftime("%F %T")},
+                              run_dir / RUN_CONFIG)
+
+    monitor = "val_psnr" if val_ds is not None else "psnr"
+    extra = list(callbacks or [])
+    callbacks = [
+        RunCheckpoint(run_dir, every=train_cfg.checkpoint_every_epochs, monitor=monitor,
+                      best=None if state is None else state.get("best")),
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=state is not None),
+    ]
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"),
+                                                     write_graph=False))
+    if train_cfg.early_stop_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor, mode="max",
+                                                       patience=train_cfg.early_stop_patience))
+    callbacks.extend(extra)
+    return model.fit(train_ds, epochs=train_cfg.epochs, steps_per_epoch=train_cfg.steps_per_epoch,
+                     validation_data=val_ds, initial_epoch=initial_epoch, callbacks=callbacks,
+                     verbose=verbose, shuffle=False)
+
+
+def load_run_config(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.exists():
+        raise OutputPathError(run_dir, f"not a training run directory (no {RUN_CONFIG})")
+    return json.loads(path.read_text())

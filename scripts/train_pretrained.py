@@ -1,0 +1,139 @@
+"""Train the bundled pretrained weights (maintainers' script; needs ../shared/data).
+
+Data: the real T1 head volume ``t1_head_256iso.nii.gz`` (256^3, 1 mm). Held out: axial slices
+96-127 along axis 1 (this contains the slab bundled as the package's sample, slices 104-119),
+plus a gap of 8 slices on each side. Training: the two remaining sub-volumes (axis-1 slices
+0-87 and 136-255), sliced along all three axes so the network sees axial, coronal and sagittal
+anatomy. Validation each epoch: every other held-out axial slice (16 whole slices).
+
+Degradation: bicubic (MATLAB imresize, the paper's BI). Schedule (our CPU budget; the paper's
+1e-4 / 200-epoch halving is the package default): Adam, lr 5e-4 halved every 5 epochs of 100
+steps, batch 16 of 32x32 LR patches, flips and 90-degree rotations.
+
+    python scripts/train_pretrained.py --scale 2 --arch seran --out runs/pretrained
+    python scripts/train_pretrained.py --scale 2 --arch seran --out runs/pretrained --export
+
+``--export`` copies the best checkpoint's weights into ``keras_seran/weights/`` with a JSON card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("KERAS_SERAN_SHARED_DATA", REPO.parent / "shared" / "data"))
+VOLUME = SHARED / "t1_head_256iso.nii.gz"
+HELD_OUT = (96, 128)   # axis-1 slice range never used for training
+GAP = 8
+PRESET = "small"
+
+
+def split_volume():
+    """(train_subvolumes, val_slab) of the normalised real T1 volume, see module docstring."""
+    from keras_seran.data.io import load_volume
+    from keras_seran.data.normalize import fit_normalization
+
+    vol = load_volume(VOLUME).data
+    stats = fit_normalization(vol)
+    vol = stats.apply(vol)
+    lo, hi = HELD_OUT
+    return [vol[:, :lo - GAP, :], vol[:, hi + GAP:, :]], vol[:, lo:hi:2, :]
+
+
+def datasets(scale: int, data_cfg):
+    import dataclasses
+
+    from keras_seran.data.pipeline import train_dataset, validation_dataset
+    from keras_seran.data.slices import load_slice_sets
+
+    train_parts, val_slab = split_volume()
+    # The parts are already normalised to [0, 1]: percentiles (0, 100) keep them as they are.
+    keep = dataclasses.replace(data_cfg, val_fraction=0.0, percentiles=(0.0, 100.0))
+    train, _ = load_slice_sets(train_parts, scale, dataclasses.replace(keep, slice_axis=None))
+    val, _ = load_slice_sets([val_slab], scale,
+                             dataclasses.replace(keep, slice_axis=1, min_foreground=0.0))
+    return train_dataset(train, scale, data_cfg), validation_dataset(val, scale, data_cfg)
+
+
+def export(run_dir: Path, arch: str, scale: int, seconds: float | None) -> Path:
+    import keras
+
+    from keras_seran.pretrained import weights_path
+
+    model = keras.saving.load_model(run_dir / "best.keras")
+    dest = weights_path(scale, arch, PRESET)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    model.save_weights(dest)
+    state = json.loads((run_dir / "training_state.json").read_text())
+    run_cfg = json.loads((run_dir / "run_config.json").read_text())
+    log_lines = (run_dir / "log.csv").read_text().strip().splitlines()
+    card = {
+        "arch": arch, "preset": PRESET, "scale": scale, "parameters": model.count_params(),
+        "data": f"{VOLUME.name} (real T1, 1 mm iso), axis-1 slices outside "
+                f"{HELD_OUT[0] - GAP}-{HELD_OUT[1] + GAP - 1}, sliced along all three axes",
+        "held_out": f"axis-1 slices {HELD_OUT[0]}-{HELD_OUT[1] - 1} (bundled sample: 104-119)",
+        "degradation": run_cfg["data"]["degradation"],
+        "train": run_cfg["train"], "data_config": run_cfg["data"],
+        "epochs_completed": state["epoch"], "best_val_psnr_during_training": state["best"],
+        "training_seconds": seconds, "epochs_logged": len(log_lines) - 1,
+        "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU",
+        "keras": keras.__version__, "trained": time.strftime("%Y-%m-%d"),
+    }
+    dest.with_name(f"{arch}_{PRESET}_x{scale}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return dest
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", type=int, default=2)
+    p.add_argument("--arch", default="seran", choices=["seran", "edsr"])
+    p.add_argument("--out", default=str(REPO / "runs" / "pretrained"))
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--patch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--decay-epochs", type=int, default=5)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--export", action="store_true", help="only export the finished run's weights")
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all)")
+    args = p.parse_args(argv)
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    run_dir = Path(args.out) / f"{args.arch}_x{args.scale}"
+    if args.export:
+        t = run_dir / "seconds.txt"
+        print(export(run_dir, args.arch, args.scale,
+                     float(t.read_text()) if t.exists() else None))
+        return 0
+    if not VOLUME.exists():
+        print(f"{VOLUME}: missing; this script needs ../shared/data", file=sys.stderr)
+        return 2
+    from keras_seran.config import DataConfig, TrainConfig
+    from keras_seran.training import train
+
+    data_cfg = DataConfig(patch_size=args.patch, batch_size=16, seed=args.scale)
+    train_cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps, learning_rate=args.lr,
+                            lr_decay_epochs=args.decay_epochs)
+    start = time.time()
+    train(str(VOLUME), args.scale, run_dir, arch=args.arch, preset=PRESET, data=data_cfg,
+          train_cfg=train_cfg, resume=args.resume, datasets=datasets(args.scale, data_cfg),
+          verbose=2, tensorboard=False)
+    elapsed = time.time() - start
+    prev = run_dir / "seconds.txt"
+    total = elapsed + (float(prev.read_text()) if args.resume and prev.exists() else 0.0)
+    prev.write_text(f"{total:.0f}\n")
+    print(f"trained {args.arch} x{args.scale} in {total / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

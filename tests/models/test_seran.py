@@ -1,0 +1,109 @@
+"""SERAN functional model: shapes, parameter count, serialisation, attention view, training."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from keras_seran.config import PRESETS, preset_config
+from keras_seran.layers import SERABlock
+from keras_seran.models import attention_model, count_flops, seran, seran_param_count
+from keras_seran.models.seran import config_from_model
+
+PAPER_PARAMS_X2 = 15_502_667  # derived by hand in README.md ("Architecture"), from SERAN.md sizes
+
+
+def test_paper_preset_parameter_count_matches_derivation():
+    model = seran(scale=2, preset="paper")
+    n = model.count_params()
+    print(f"SERAN paper preset x2: {n:,} parameters")
+    assert n == seran_param_count(preset_config("paper", 2)) == PAPER_PARAMS_X2
+    assert sum(isinstance(l, SERABlock) for l in model.layers) == 10
+
+
+@pytest.mark.parametrize("preset,scale", [(p, s) for p in sorted(PRESETS) if p != "paper"
+                                           for s in (2, 3, 4)])
+def test_closed_form_parameter_count(preset, scale):
+    assert seran(scale, preset).count_params() == seran_param_count(preset_config(preset, scale))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("hw", [(17, 23), (24, 16), (1, 1), (9, 30)])
+def test_output_shape_is_exactly_scaled(scale, hw, mr_slice):
+    model = seran(scale, "tiny")
+    x = mr_slice[None, 100:100 + hw[0], 90:90 + hw[1], None]
+    y = model.predict_on_batch(x)
+    assert y.shape == (1, hw[0] * scale, hw[1] * scale, 1)
+
+
+def test_small_preset_output_shape_odd_and_batch(slab_slices):
+    model = seran(3, "small")
+    x = slab_slices[:3, 90:111, 80:113, None]
+    assert model.predict_on_batch(x).shape == (3, 63, 99, 1)
+
+
+def test_keras_file_round_trip_gives_identical_outputs(tmp_path, mr_slice):
+    model = seran(2, "small", sera={"residual_scale": None})
+    # move away from the identity start so the SERA modules matter in the comparison
+    for layer in model.layers:
+        if isinstance(layer, SERABlock):
+            layer.scale.assign(0.5)
+    x = mr_slice[None, 64:112, 64:120, None]
+    path = tmp_path / "seran.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_array_equal(restored.predict_on_batch(x), model.predict_on_batch(x))
+    assert config_from_model(restored) == config_from_model(model)
+
+
+def test_rs_gcn_variant_round_trips(tmp_path, mr_slice):
+    model = seran(2, "tiny", sera={"reasoning": "rs_gcn", "residual_scale": 0.1})
+    x = mr_slice[None, 64:80, 64:84, None]
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(restored.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
+
+
+def test_attention_model_exposes_distributions(mr_slice):
+    model = seran(2, "tiny")
+    x = mr_slice[None, 96:128, 96:136, None]
+    out = attention_model(model).predict_on_batch(x)
+    np.testing.assert_allclose(out["sr"], model.predict_on_batch(x), atol=1e-6)
+    m, d = out["group0_sera/attention_maps"], out["group0_sera/excitation"]
+    assert m.shape == (1, 32, 40, 8) and d.shape == (1, 32, 40, 8)
+    np.testing.assert_allclose(m.sum(axis=(1, 2)), 1.0, rtol=1e-4)   # over positions
+    np.testing.assert_allclose(d.sum(axis=-1), 1.0, rtol=1e-4)       # over descriptors
+    assert out["group0_sera/descriptors"].shape == (1, 16, 8)
+
+
+def test_count_flops_matches_hand_count_and_scales_with_pixels():
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    outputs = keras.layers.Conv2D(1, 1)(x)
+    plain = keras.Model(inputs, outputs)
+    assert count_flops(plain, (10, 20)) == 2 * 200 * (9 * 1 * 8 + 8 * 1)
+    model = seran(2, "tiny")
+    assert count_flops(model, (64, 64)) == pytest.approx(4 * count_flops(model, (32, 32)),
+                                                         rel=1e-3)
+
+
+def test_fit_on_real_mr_patches_lowers_l1(slab_slices):
+    """A few steps of plain model.fit on real T1 patches (bicubic LR) lower the L1 loss."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    hr, lr = [], []
+    for _ in range(64):
+        s = slab_slices[rng.integers(len(slab_slices))]
+        y, x = rng.integers(40, 256 - 40 - 32, size=2)
+        patch = s[y:y + 32, x:x + 32]
+        hr.append(patch)
+        lr.append(cv2.resize(patch, (16, 16), interpolation=cv2.INTER_AREA))
+    hr, lr = np.stack(hr)[..., None], np.stack(lr)[..., None]
+    keras.utils.set_random_seed(0)
+    model = seran(2, "tiny")
+    model.compile(keras.optimizers.Adam(1e-3), loss="mae")
+    history = model.fit(lr, hr, batch_size=16, epochs=6, verbose=0, shuffle=True)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.7 * losses[0], losses

@@ -1,0 +1,133 @@
+"""Training through model.fit: schedule, configs, checkpoints, kill-and-resume on real MR."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_seran import samples
+from keras_seran.cli import main
+from keras_seran.config import TrainConfig
+from keras_seran.training import step_schedule
+from keras_seran.training.callbacks import LAST, STATE_FILE
+
+STEPS = 4
+TRAIN_ARGS = ["train", "--data", str(samples.T1_AXIAL_SLAB), "--scale", "2", "--preset", "tiny",
+              "--axis", "1", "--patch-size", "12", "--batch-size", "4", "--steps-per-epoch",
+              str(STEPS), "--val-fraction", "0.25", "--no-tensorboard", "--lr", "1e-3"]
+
+
+def test_step_schedule_halves_every_decay_period():
+    sched = step_schedule(TrainConfig(learning_rate=1e-4, lr_decay_epochs=200, steps_per_epoch=10))
+    assert float(sched(0)) == pytest.approx(1e-4)
+    assert float(sched(1999)) == pytest.approx(1e-4)
+    assert float(sched(2000)) == pytest.approx(5e-5)
+    assert float(sched(4000)) == pytest.approx(2.5e-5)
+
+
+class _StartProbe(keras.callbacks.Callback):
+    """Records the model's weights and optimizer step when fit starts."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = [np.array(w) for w in self.model.get_weights()]
+        self.iterations = int(self.model.optimizer.iterations.numpy())
+
+
+def _wait_for_epoch(run_dir, proc, epoch, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = run_dir / STATE_FILE
+        if state.exists() and json.loads(state.read_text())["epoch"] >= epoch:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early:\n{proc.stdout.read()}")
+        time.sleep(0.5)
+    raise AssertionError("no checkpoint in time")
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_at_the_right_epoch_with_its_optimizer_state(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "keras_seran.cli", *TRAIN_ARGS,
+                             "--epochs", "200", "--out", str(run_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        _wait_for_epoch(run_dir, proc, 2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    state = json.loads((run_dir / STATE_FILE).read_text())
+    killed_at = state["epoch"]
+    assert state["optimizer_iterations"] == killed_at * STEPS
+    saved = keras.saving.load_model(run_dir / LAST)
+    saved_weights = saved.get_weights()
+
+    from keras_seran.training import train
+    from keras_seran.training.command import resolve_configs
+    from keras_seran.cli import build_parser
+
+    argv = [*TRAIN_ARGS, "--epochs", str(killed_at + 2), "--out", str(run_dir), "--resume"]
+    args = build_parser(argv).parse_args(argv)
+    data_cfg, train_cfg = resolve_configs(args)
+    probe = _StartProbe()
+    history = train([str(samples.T1_AXIAL_SLAB)], 2, run_dir, arch="seran", preset="tiny",
+                    data=data_cfg, train_cfg=train_cfg, resume=True, tensorboard=False,
+                    callbacks=[probe], verbose=0)
+    # started exactly from the checkpoint: same weights, same optimizer step
+    assert probe.iterations == killed_at * STEPS
+    for a, b in zip(probe.weights, saved_weights):
+        np.testing.assert_array_equal(a, b)
+    # and continued: two more epochs, counters and log continue, weights moved on
+    assert len(history.history["loss"]) == 2
+    assert history.epoch == [killed_at, killed_at + 1]
+    state = json.loads((run_dir / STATE_FILE).read_text())
+    assert state["epoch"] == killed_at + 2
+    assert state["optimizer_iterations"] == (killed_at + 2) * STEPS
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(run_dir / "log.csv"))]
+    assert epochs[-2:] == [killed_at, killed_at + 1]
+    final = keras.saving.load_model(run_dir / LAST).get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(final, saved_weights))
+
+
+def test_fresh_run_refuses_to_overwrite_a_checkpoint(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main([*TRAIN_ARGS, "--epochs", "1", "--out", str(run_dir)]) == 0
+    before = (run_dir / LAST).read_bytes()
+    rc = main([*TRAIN_ARGS, "--epochs", "1", "--out", str(run_dir)])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(run_dir) in err and "--resume" in err
+    assert (run_dir / LAST).read_bytes() == before
+    assert (run_dir / "best.keras").exists() and (run_dir / "log.csv").exists()
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
+    rc = main([*TRAIN_ARGS, "--epochs", "1", "--out", str(tmp_path / "nothing"), "--resume"])
+    assert rc == 2 and "nothing" in capsys.readouterr().err
+
+
+def test_config_file_then_flags(tmp_path, capsys):
+    from keras_seran.cli import build_parser
+    from keras_seran.training.command import resolve_configs
+
+    cfg = tmp_path / "run.json"
+    cfg.write_text(json.dumps({"data": {"patch_size": 24, "degradation": "kspace"},
+                               "train": {"learning_rate": 3e-4, "epochs": 7}}))
+    argv = ["train", "--out", "x", "--config", str(cfg), "--epochs", "9"]
+    args = build_parser(argv).parse_args(argv)
+    data_cfg, train_cfg = resolve_configs(args)
+    assert (data_cfg.patch_size, data_cfg.degradation) == (24, "kspace")
+    assert (train_cfg.learning_rate, train_cfg.epochs) == (3e-4, 9)
+    cfg.write_text(json.dumps({"train": {"learnin_rate": 1}}))
+    rc = main(["train", "--out", str(tmp_path / "r"), "--config", str(cfg), "--data", "x"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "run.json" in err and "learnin_rate" in err
