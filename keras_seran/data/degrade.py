@@ -69,8 +69,18 @@ def crop_to_multiple(img: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _apply(img: np.ndarray, mh: np.ndarray, mw: np.ndarray) -> np.ndarray:
-    """``mh @ img @ mw.T`` for (H, W) or (N, H, W) images, in float64, returned as float32."""
-    return (mh @ img @ mw.T).astype(np.float32)
+    """``mh @ img @ mw.T`` for (H, W) or (N, H, W) images, in float64, returned as float32.
+
+    Written as 2D BLAS products on reshaped arrays rather than one broadcast matmul, which numpy
+    may run through a slow non-BLAS loop for some batch shapes.
+    """
+    lead = img.shape[:-2]
+    h_in, w_in = img.shape[-2:]
+    y = np.ascontiguousarray(img).reshape(-1, w_in) @ mw.T               # (N*H, w)
+    y = y.reshape(-1, h_in, mw.shape[0])                                 # (N, H, w)
+    y = np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(h_in, -1)     # (H, N*w)
+    y = (mh @ y).reshape(mh.shape[0], -1, mw.shape[0]).transpose(1, 0, 2)  # (N, h, w)
+    return np.ascontiguousarray(y.reshape(lead + y.shape[1:]), dtype=np.float32)
 
 
 # --------------------------------------------------------------------------------------------

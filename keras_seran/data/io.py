@@ -363,10 +363,14 @@ def _load_pil(p: Path) -> np.ndarray:
         with Image.open(p) as im:
             im.load()
             mode = im.mode
-            if mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
-                warnings.warn(f"{p}: {mode} image converted to greyscale (MR slices are one channel)",
-                              stacklevel=3)
-                im = im.convert("L")
+            if mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr"):
+                rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+                if not (np.array_equal(rgb[..., 0], rgb[..., 1])
+                        and np.array_equal(rgb[..., 0], rgb[..., 2])):
+                    warnings.warn(f"{p}: colour ({mode}) image converted to greyscale (MR slices "
+                                  "are one channel)", stacklevel=3)
+                    return np.asarray(im.convert("L"), dtype=np.float32)
+                return np.ascontiguousarray(rgb[..., 0])   # grey stored as RGB/palette: exact
             return np.asarray(im, dtype=np.float32)
     except (UnidentifiedImageError, *_READ_ERRORS) as e:
         raise InputDataError(p, f"cannot read as an image ({type(e).__name__}: {e}); the file is not "

@@ -87,7 +87,9 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     if datasets is None:
         from keras_seran.data import make_datasets
 
-        datasets = make_datasets(sources, scale, data)
+        # resume the patch stream where the checkpoint left it
+        start = 0 if state is None else int(state["epoch"]) * train_cfg.steps_per_epoch
+        datasets = make_datasets(sources, scale, data, start_batch=start)
     train_ds, val_ds = datasets
 
     if train_cfg.mixed_precision:

@@ -1,0 +1,225 @@
+"""tf.data pipelines: MR files -> (LR, HR) batches for ``model.fit``.
+
+Training (:func:`train_dataset`): each element draws, from stateless random numbers seeded by
+``(config.seed, element index)``, a slice, an HR patch position (HR patch = ``patch_size * scale``
+pixels a side) and one of the 8 flips/90-degree rotations; patches are batched and the LR batch is
+made with two matrix products ``LR = Mh @ HR @ Mw.T`` (the matrices of
+:func:`keras_seran.data.degrade.degradation_matrices`), so every LR patch equals, to float32
+round-off, ``degrade(HR patch)`` computed by the numpy function. Optional Rician noise is then
+added from a stateless normal. The stream is infinite (use ``steps_per_epoch``), shuffled by
+construction (every patch draws its slice at random), identical for an equal seed and
+independent of the number of parallel calls.
+
+With ``lr_mode="precomputed"`` (the default for the "kspace" degradation, whose FFT would wrap
+around the borders of a small patch) LR is computed once from each whole slice and patches are
+cut at matching positions of LR and HR.
+
+Validation (:func:`validation_dataset`): whole slices, batch 1, LR ``(1, h, w, 1)`` and HR
+``(1, h*s, w*s, 1)`` (HR cropped to a multiple of the scale), cached.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import tensorflow as tf
+
+from keras_seran.config import DataConfig
+from keras_seran.data.degrade import crop_to_multiple, degradation_matrices, degrade
+from keras_seran.data.slices import (SliceSet, load_slice_sets, representative_slices,
+                                     validation_pairs, validation_pairs_from)
+
+LRMode = Literal["auto", "on_the_fly", "precomputed"]
+
+__all__ = ["make_datasets", "train_dataset", "validation_dataset", "make_representative_slices",
+           "validation_pairs", "tf_degrade_batch", "tf_rician_noise"]
+
+
+def _resolve_lr_mode(lr_mode: str, kind: str) -> str:
+    if lr_mode == "auto":
+        return "precomputed" if kind == "kspace" else "on_the_fly"
+    if lr_mode not in ("on_the_fly", "precomputed"):
+        raise ValueError(f"lr_mode must be 'auto', 'on_the_fly' or 'precomputed', got {lr_mode!r}")
+    return lr_mode
+
+
+def _stack_padded(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, Hmax, Wmax) zero-padded stack and the (N, 2) valid sizes of a list of 2D arrays."""
+    sizes = np.array([a.shape for a in arrays], dtype=np.int32)
+    hmax, wmax = sizes.max(axis=0)
+    out = np.zeros((len(arrays), int(hmax), int(wmax)), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0], : a.shape[1]] = a
+    return out, sizes
+
+
+def tf_degrade_batch(hr: tf.Tensor, scale: int, kind: str = "bicubic") -> tf.Tensor:
+    """LR of a batch of square HR patches (B, P*s, P*s, 1) -> (B, P, P, 1), float32, in TensorFlow.
+
+    Same result as :func:`keras_seran.data.degrade.degrade` (no noise) on each patch: the separable
+    degradation matrices applied with ``tf.matmul``. The static patch size must be known.
+    """
+    hp, wp = int(hr.shape[1]), int(hr.shape[2])
+    mh, mw = degradation_matrices(hp, wp, scale, kind)
+    mh_t = tf.constant(mh, tf.float32)
+    mw_t = tf.constant(mw, tf.float32)
+    x = hr[..., 0]
+    y = tf.einsum("ij,bjk->bik", mh_t, x)
+    y = tf.einsum("bik,lk->bil", y, mw_t)
+    return y[..., None]
+
+
+def tf_rician_noise(x: tf.Tensor, sigma: float, seed: tf.Tensor) -> tf.Tensor:
+    """``sqrt((x + n1)^2 + n2^2)`` with n1, n2 ~ N(0, sigma^2) from a stateless seed (shape [2])."""
+    if not sigma:
+        return x
+    n = tf.random.stateless_normal(tf.concat([[2], tf.shape(x)], 0), seed=seed, stddev=sigma)
+    return tf.sqrt(tf.square(x + n[0]) + tf.square(n[1]))
+
+
+def _augment(x: tf.Tensor, flip: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+    """One of the 8 dihedral transforms of an (H, W, C) patch: optional left-right flip, then k*90°."""
+    x = tf.cond(flip, lambda: tf.reverse(x, axis=[1]), lambda: x)
+    return tf.image.rot90(x, k)
+
+
+def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
+                  lr_mode: LRMode = "auto", start_batch: int = 0) -> tf.data.Dataset:
+    """Infinite dataset of (lr, hr) float32 batches (B, p, p, 1), (B, p*s, p*s, 1).
+
+    ``train`` slices must be at least ``p*s`` pixels a side (see :func:`load_slice_sets`).
+    B = ``config.batch_size``, p = ``config.patch_size``; ``config.augment`` turns the random
+    flips/rotations on; ``config.noise_sigma`` adds Rician noise to LR; ``config.seed`` fixes
+    everything.
+    """
+    config = config or DataConfig()
+    s = int(scale)
+    p = int(config.patch_size)
+    hp = p * s
+    b = int(config.batch_size)
+    kind = config.degradation
+    mode = _resolve_lr_mode(lr_mode, kind)
+    if len(train) == 0:
+        raise ValueError("train SliceSet is empty")
+    hr_list = [crop_to_multiple(a, s) for a in train.slices] if mode == "precomputed" \
+        else list(train.slices)
+    too_small = [a.shape for a in hr_list if a.shape[0] < hp or a.shape[1] < hp]
+    if too_small:
+        raise ValueError(f"{len(too_small)} training slice(s) smaller than the HR patch {hp}; "
+                         "filter them first (SliceSet.filter_min_size)")
+    hr_stack, sizes = _stack_padded(hr_list)
+    n = len(hr_list)
+    hr_t = tf.constant(hr_stack)
+    sizes_t = tf.constant(sizes)
+    if mode == "precomputed":
+        lr_stack, lr_sizes = _stack_padded([degrade(a, s, kind) for a in hr_list])
+        lr_t = tf.constant(lr_stack)
+        grid = tf.constant(lr_sizes - p + 1)            # positions on the LR grid
+        unit = s                                          # HR offset = LR offset * s
+    else:
+        lr_t = None
+        grid = sizes_t - hp + 1                          # any HR pixel offset
+        unit = 1
+    seed = int(config.seed)
+    augment = bool(config.augment)
+
+    def one_patch(i: tf.Tensor):
+        u = tf.random.stateless_uniform([5], seed=tf.stack([tf.constant(seed, tf.int64), i]))
+        k = tf.minimum(tf.cast(u[0] * n, tf.int32), n - 1)
+        g = grid[k]
+        y = tf.minimum(tf.cast(u[1] * tf.cast(g[0], tf.float32), tf.int32), g[0] - 1)
+        x = tf.minimum(tf.cast(u[2] * tf.cast(g[1], tf.float32), tf.int32), g[1] - 1)
+        hr = hr_t[k, y * unit: y * unit + hp, x * unit: x * unit + hp][..., None]
+        hr = tf.ensure_shape(hr, [hp, hp, 1])
+        flip = u[3] < 0.5
+        rot = tf.cast(u[4] * 4.0, tf.int32) % 4
+        if mode == "precomputed":
+            lr = tf.ensure_shape(lr_t[k, y: y + p, x: x + p][..., None], [p, p, 1])
+            if augment:
+                hr, lr = _augment(hr, flip, rot), _augment(lr, flip, rot)
+            return lr, hr
+        if augment:
+            hr = _augment(hr, flip, rot)
+        return hr
+
+    def degrade_batch(batch, step):
+        if mode == "precomputed":
+            lr, hr = batch
+        else:
+            hr = batch
+            lr = tf_degrade_batch(hr, s, kind)
+        if config.noise_sigma:
+            lr = tf_rician_noise(lr, float(config.noise_sigma),
+                                 tf.stack([tf.constant(seed + 1, tf.int64), step]))
+        return tf.ensure_shape(lr, [b, p, p, 1]), tf.ensure_shape(hr, [b, hp, hp, 1])
+
+    # Element i depends only on (seed, i): starting the counters at ``start_batch`` resumes the
+    # exact stream a run interrupted after that many batches would have seen next.
+    ds = tf.data.Dataset.counter(start=int(start_batch) * b, dtype=tf.int64)
+    ds = ds.map(one_patch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(b, drop_remainder=True)
+    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter(start=int(start_batch), dtype=tf.int64)))
+    ds = ds.map(degrade_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_dataset(val: SliceSet, scale: int, config: DataConfig | None = None
+                       ) -> tf.data.Dataset:
+    """Finite, cached dataset of whole validation slices, batch 1: (1, h, w, 1), (1, h*s, w*s, 1).
+
+    LR is the numpy degradation of the whole (cropped) HR slice, with seeded noise when
+    ``config.noise_sigma`` > 0 (the same pairs as :func:`validation_pairs`).
+    """
+    config = config or DataConfig()
+    lrs, hrs = validation_pairs_from(val, scale, config)
+    if not lrs:
+        raise ValueError("validation SliceSet is empty")
+
+    def flat(arrs):
+        shapes = np.array([a.shape for a in arrs], dtype=np.int64)
+        sizes = shapes.prod(axis=1)
+        offs = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        return (tf.constant(np.concatenate([a.ravel() for a in arrs]).astype(np.float32)),
+                tf.constant(offs), tf.constant(sizes), tf.constant(shapes))
+
+    lr_flat, lr_off, lr_size, lr_shape = flat(lrs)
+    hr_flat, hr_off, hr_size, hr_shape = flat(hrs)
+
+    def get(i):
+        lr = tf.reshape(lr_flat[lr_off[i]: lr_off[i] + lr_size[i]], tf.concat([lr_shape[i], [1]], 0))
+        hr = tf.reshape(hr_flat[hr_off[i]: hr_off[i] + hr_size[i]], tf.concat([hr_shape[i], [1]], 0))
+        return lr, hr
+
+    ds = tf.data.Dataset.range(len(lrs)).map(get).batch(1)
+    return ds.cache().prefetch(tf.data.AUTOTUNE)
+
+
+def make_datasets(sources: Any, scale: int, config: DataConfig | None = None,
+                  lr_mode: LRMode = "auto", start_batch: int = 0
+                  ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+    """(train_ds, val_ds) from MR files or arrays.
+
+    ``sources``: folder (IXI-style NIfTI; ``config.contrast`` picks T1/T2/PD), glob, file, 2D/3D
+    numpy array, or a list of these. Volumes are normalised per volume, sliced along
+    ``config.slice_axis`` (near-empty slices skipped) and split by subject (one subject: by slab
+    with ``config.val_gap``). ``train_ds``: infinite (lr, hr) batches (B, p, p, 1),
+    (B, p*s, p*s, 1); ``val_ds``: whole slices (1, h, w, 1), (1, h*s, w*s, 1), or None when
+    ``config.val_fraction == 0`` or nothing could be held out.
+    """
+    config = config or DataConfig()
+    train, val = load_slice_sets(sources, scale, config)
+    train_ds = train_dataset(train, scale, config, lr_mode, start_batch)
+    val_ds = validation_dataset(val, scale, config) if len(val) else None
+    return train_ds, val_ds
+
+
+def make_representative_slices(sources: Any, n: int = 8, scale: int = 2,
+                               config: DataConfig | None = None) -> list[np.ndarray]:
+    """``n`` normalised LR slices (1, h, w, 1) float32 for int8 calibration of exports.
+
+    Use as ``converter.representative_dataset = lambda: ([x] for x in slices)``.
+    """
+    return representative_slices(sources, n, scale, config)
