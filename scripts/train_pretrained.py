@@ -6,9 +6,11 @@ plus a gap of 8 slices on each side. Training: the two remaining sub-volumes (ax
 0-87 and 136-255), sliced along all three axes so the network sees axial, coronal and sagittal
 anatomy. Validation each epoch: every other held-out axial slice (16 whole slices).
 
-Degradation: bicubic (MATLAB imresize, the paper's BI). Schedule (our CPU budget; the paper's
+Degradation: bicubic (MATLAB imresize, the paper's BI). x3 and x4 start from the trained x2
+network (every layer but the upsampler), as EDSR does, and train for fewer epochs. Schedule (our CPU budget; the paper's
 1e-4 / 200-epoch halving is the package default): Adam, lr 5e-4 halved every 5 epochs of 100
-steps, batch 16 of 32x32 LR patches, flips and 90-degree rotations.
+steps for 20 epochs at x2 (every 3 epochs, for 10 epochs, at x3/x4), batch 16 of 32x32 LR
+patches, flips and 90-degree rotations.
 
     python scripts/train_pretrained.py --scale 2 --arch seran --out runs/pretrained
     python scripts/train_pretrained.py --scale 2 --arch seran --out runs/pretrained --export
@@ -94,12 +96,15 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--arch", default="seran", choices=["seran", "edsr"])
     p.add_argument("--out", default=str(REPO / "runs" / "pretrained"))
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=None, help="default: 20 for x2, 10 for x3/x4")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--patch", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--decay-epochs", type=int, default=5)
+    p.add_argument("--decay-epochs", type=int, default=None, help="default: 5 for x2, 3 for x3/x4")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init-from", default="auto",
+                   help="x3/x4: start from the x2 run's best.keras when it exists ('auto'), "
+                        "a given .keras file, or 'none'")
     p.add_argument("--export", action="store_true", help="only export the finished run's weights")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all)")
     args = p.parse_args(argv)
@@ -120,13 +125,21 @@ def main(argv=None) -> int:
     from keras_seran.config import DataConfig, TrainConfig
     from keras_seran.training import train
 
+    if args.epochs is None:
+        args.epochs = 20 if args.scale == 2 else 10
+    if args.decay_epochs is None:
+        args.decay_epochs = 5 if args.scale == 2 else 3
     data_cfg = DataConfig(patch_size=args.patch, batch_size=16, seed=args.scale)
     train_cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps, learning_rate=args.lr,
                             lr_decay_epochs=args.decay_epochs)
+    init = None if args.init_from == "none" else args.init_from
+    if init == "auto":
+        x2 = Path(args.out) / f"{args.arch}_x2" / "best.keras"
+        init = str(x2) if args.scale != 2 and x2.exists() else None
     start = time.time()
     train(str(VOLUME), args.scale, run_dir, arch=args.arch, preset=PRESET, data=data_cfg,
           train_cfg=train_cfg, resume=args.resume, datasets=datasets(args.scale, data_cfg),
-          verbose=2, tensorboard=False)
+          verbose=2, tensorboard=False, init_from=None if args.resume else init)
     elapsed = time.time() - start
     prev = run_dir / "seconds.txt"
     total = elapsed + (float(prev.read_text()) if args.resume and prev.exists() else 0.0)

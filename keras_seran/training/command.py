@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="small", choices=["paper", "small", "tiny"])
     p.add_argument("--config", type=Path, help='JSON file {"data": {...}, "train": {...}}')
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="start from the matching layers of a .keras file or bundled name (x2): "
+                        "fine-tuning, or x3/x4 from a trained x2 network")
     p.add_argument("--no-tensorboard", action="store_true")
     g = p.add_argument_group("training (TrainConfig)")
     g.add_argument("--epochs", type=int)
@@ -103,7 +106,7 @@ def run(args) -> int:
         raise InputDataError(None, "no training data: pass --data FOLDER_OR_GLOB")
     history = train(data, args.scale, args.out, arch=args.arch, preset=args.preset,
                     data=data_cfg, train_cfg=train_cfg, resume=args.resume,
-                    tensorboard=not args.no_tensorboard,
+                    tensorboard=not args.no_tensorboard, init_from=args.init_from,
                     verbose=2 if not sys.stdout.isatty() else "auto")
     logs = {k: v[-1] for k, v in history.history.items()} if history.history else {}
     print(f"done: {args.out} (last.keras, best.keras); final " +

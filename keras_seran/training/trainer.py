@@ -37,6 +37,25 @@ def build_model(arch: str, scale: int, preset: str) -> keras.Model:
     raise ValueError(f"cannot train architecture {arch!r}; choose seran, edsr, rcan or srcnn")
 
 
+def transfer_weights(model: keras.Model, source: keras.Model) -> list[str]:
+    """Copy the weights of every layer of ``source`` whose name and weight shapes match.
+
+    Used to start x3/x4 training from a trained x2 network, as EDSR does: everything but the
+    upsampler matches (and x4's first x2 step matches x2's upsampler). Returns the names of the layers copied.
+    """
+    copied = []
+    by_name = {layer.name: layer for layer in source.layers}
+    for layer in model.layers:
+        other = by_name.get(layer.name)
+        if other is None or not layer.weights:
+            continue
+        mine, theirs = layer.get_weights(), other.get_weights()
+        if len(mine) == len(theirs) and all(a.shape == b.shape for a, b in zip(mine, theirs)):
+            layer.set_weights(theirs)
+            copied.append(layer.name)
+    return copied
+
+
 def _strategy_scope(distribute: bool):
     if not distribute:
         return contextlib.nullcontext()
@@ -69,7 +88,7 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
           arch: str = "seran", preset: str = "small", data: DataConfig | None = None,
           train_cfg: TrainConfig | None = None, resume: bool = False,
           datasets: tuple | None = None, verbose: int | str = "auto",
-          tensorboard: bool = True,
+          tensorboard: bool = True, init_from: str | Path | None = None,
           callbacks: list[keras.callbacks.Callback] | None = None) -> keras.callbacks.History:
     """Train and checkpoint a model; returns the Keras ``History``.
 
@@ -77,6 +96,8 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
         sources: MR data for :func:`keras_seran.data.make_datasets` (folder, glob, files, arrays).
         datasets: optional ready ``(train_ds, val_ds)``; then ``sources`` is only recorded.
         resume: continue the run in ``run_dir`` from its last checkpoint.
+        init_from: a model (``.keras`` file or bundled name such as ``x2``) whose matching
+            layers initialise a fresh run, e.g. an x2 network to start x3/x4 training.
         callbacks: extra Keras callbacks, run after the package's own.
     """
     data = data or DataConfig()
@@ -99,12 +120,19 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
             model = keras.saving.load_model(run_dir / LAST)
             initial_epoch = int(state["epoch"])
         else:
-            model = compile_model(build_model(arch, scale, preset), train_cfg, scale)
+            model = build_model(arch, scale, preset)
+            if init_from is not None:
+                from keras_seran.pretrained import load_model
+
+                copied = transfer_weights(model, load_model(init_from))
+                print(f"initialised {len(copied)} of {len(model.layers)} layers from {init_from}")
+            model = compile_model(model, train_cfg, scale)
             initial_epoch = 0
             atomic_write_json({"arch": arch, "preset": preset, "scale": scale,
                                "sources": [str(s) for s in sources] if isinstance(sources, (list, tuple))
                                else str(sources) if not hasattr(sources, "shape") else "<array>",
                                "data": to_dict(data), "train": to_dict(train_cfg),
+                               "init_from": None if init_from is None else str(init_from),
                                "keras": keras.__version__, "started": time.strftime("%F %T")},
                               run_dir / RUN_CONFIG)
 

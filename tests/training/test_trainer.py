@@ -131,3 +131,20 @@ def test_config_file_then_flags(tmp_path, capsys):
     rc = main(["train", "--out", str(tmp_path / "r"), "--config", str(cfg), "--data", "x"])
     err = capsys.readouterr().err
     assert rc == 2 and "run.json" in err and "learnin_rate" in err
+
+
+def test_init_from_an_x2_network_copies_every_matching_layer(tmp_path):
+    from keras_seran.models import seran
+    from keras_seran.training.trainer import transfer_weights
+
+    x2 = seran(2, "tiny")
+    for w in x2.weights:
+        w.assign(np.random.default_rng(0).standard_normal(w.shape).astype("float32"))
+    x4 = seran(4, "tiny")
+    copied = transfer_weights(x4, x2)
+    assert "shallow_conv" in copied and "group0_sera" in copied and "reconstruction" in copied
+    # x4 = two x2 steps: the first matches the x2 upsampler, the second has no counterpart
+    assert "upsample_conv0" in copied and "upsample_conv1" not in copied
+    assert "upsample_conv0" not in transfer_weights(seran(3, "tiny"), x2)
+    np.testing.assert_array_equal(x4.get_layer("group0_sera").get_weights()[0],
+                                  x2.get_layer("group0_sera").get_weights()[0])
