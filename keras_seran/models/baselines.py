@@ -14,7 +14,7 @@ import keras
 
 from keras_seran.config import SERAConfig, SERANConfig, preset_config
 from keras_seran.layers import ResidualBlock, ResidualChannelAttentionBlock
-from keras_seran.models.common import conv3x3, lr_input, upsampler
+from keras_seran.models.common import conv3x3, lr_input, reconstruction_tail
 from keras_seran.models.seran import seran_param_count
 
 
@@ -61,10 +61,7 @@ def edsr(scale: int = 2, preset: str = "small", *, num_blocks: int | None = None
     x = shallow
     for b in range(n_blocks):
         x = ResidualBlock(cfg.channels, res_scale=cfg.res_scale, name=f"block{b}")(x)
-    x = conv3x3(cfg.channels, "trunk_conv")(x)
-    x = keras.layers.Add(name="long_skip")([shallow, x])
-    x = upsampler(x, cfg.scale, cfg.channels)
-    outputs = conv3x3(cfg.input_channels, "reconstruction")(x)
+    outputs = reconstruction_tail(x, shallow, cfg.scale, cfg.channels, cfg.input_channels)
     return keras.Model(inputs, outputs, name=f"edsr_x{cfg.scale}")
 
 
@@ -83,8 +80,5 @@ def rcan(scale: int = 2, preset: str = "small", *, reduction: int = 16,
                                               name=f"group{g}_block{b}")(y)
         y = conv3x3(c, f"group{g}_conv")(y)
         x = keras.layers.Add(name=f"group{g}_skip")([x, y])
-    x = conv3x3(c, "trunk_conv")(x)
-    x = keras.layers.Add(name="long_skip")([shallow, x])
-    x = upsampler(x, cfg.scale, c)
-    outputs = conv3x3(cfg.input_channels, "reconstruction")(x)
+    outputs = reconstruction_tail(x, shallow, cfg.scale, c, cfg.input_channels)
     return keras.Model(inputs, outputs, name=f"rcan_x{cfg.scale}")

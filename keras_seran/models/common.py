@@ -26,3 +26,12 @@ def upsampler(x, scale: int, channels: int, prefix: str = "upsample"):
 
 def conv3x3(channels: int, name: str) -> keras.layers.Conv2D:
     return keras.layers.Conv2D(channels, 3, padding="same", name=name)
+
+
+def reconstruction_tail(trunk, shallow, scale: int, channels: int, out_channels: int = 1):
+    """The end every network here shares: conv3x3, long skip from the shallow features,
+    pixel-shuffle upsampling, and the reconstruction conv3x3 (C -> out_channels)."""
+    x = conv3x3(channels, "trunk_conv")(trunk)
+    x = keras.layers.Add(name="long_skip")([shallow, x])
+    x = upsampler(x, scale, channels)
+    return conv3x3(out_channels, "reconstruction")(x)

@@ -14,7 +14,7 @@ import keras
 
 from keras_seran.config import SERAConfig, SERANConfig, preset_config
 from keras_seran.layers import PixelShuffle, ResidualBlock, SERABlock
-from keras_seran.models.common import conv3x3, lr_input, upsampler
+from keras_seran.models.common import conv3x3, lr_input, reconstruction_tail
 
 
 def seran(scale: int = 2, preset: str = "paper", *, config: SERANConfig | None = None,
@@ -50,10 +50,7 @@ def seran(scale: int = 2, preset: str = "paper", *, config: SERANConfig | None =
             y = block(y)
         y = conv3x3(c, f"group{g}_conv")(y)
         x = keras.layers.Add(name=f"group{g}_skip")([x, y])
-    x = conv3x3(c, "trunk_conv")(x)
-    x = keras.layers.Add(name="long_skip")([shallow, x])
-    x = upsampler(x, cfg.scale, c)
-    outputs = conv3x3(cfg.input_channels, "reconstruction")(x)
+    outputs = reconstruction_tail(x, shallow, cfg.scale, c, cfg.input_channels)
     if return_attention:
         outputs = {"sr": outputs, **attention}
     return keras.Model(inputs, outputs, name=name or f"seran_x{cfg.scale}")

@@ -10,7 +10,6 @@ file (``--config``, with "data" and "train" sections), then the flags.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
