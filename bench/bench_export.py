@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""CPU benchmark of every exported format: latency per 256x256 output slice, size, GFLOP/s.
+
+    python bench/bench_export.py [--preset small] [--scale 2] [--threads 2] [--repeats 10]
+                                 [--keep DIR]
+
+For each format of a bundle made by ``keras_seran.export.export_bundle`` (SavedModel, LiteRT
+float32/float16/dynamic_int8/int8, ONNX float32/int8 QDQ on onnxruntime) plus the Keras model:
+
+* latency: median wall time of ``--repeats`` runs (after 2 warm-up runs) on one real MR slice
+  whose output is 256 x 256 (LR 128 x 128 for x2), batch 1, ``--threads`` CPU threads;
+* size on disk (SavedModel: the whole folder; Keras: the .keras file);
+* achieved GFLOP/s = FLOPs of one forward pass (``keras_seran.models.count_flops``) / latency,
+  and the ratio to this machine's measured float32 matmul rate (numpy, 2048 x 2048, same threads).
+
+Weights are random (latency does not depend on them); int8 is calibrated on real MR slices all
+the same. The small preset finishes in a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _set_threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "TF_NUM_INTRAOP_THREADS"):
+        os.environ[var] = str(n)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def matmul_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """Best-of float32 numpy matmul rate (GFLOP/s) for n x n @ n x n."""
+    import numpy as np
+
+    # threads: OMP/OPENBLAS/MKL_NUM_THREADS are set before numpy is first imported (main)
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def median_latency(fn, x, repeats: int) -> float:
+    import numpy as np
+
+    for _ in range(2):
+        fn(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) \
+        if Path(path).is_dir() else Path(path).stat().st_size
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
+    ap.add_argument("--scale", type=int, default=2, choices=[2, 3, 4])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--output-size", type=int, default=256, help="output slice side (default 256)")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the bundle in this folder")
+    args = ap.parse_args(argv)
+    _set_threads(args.threads)
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import keras
+
+    from keras_seran.export import export_bundle, parity
+    from keras_seran.export.litert import LiteRTRunner
+    from keras_seran.export.onnx_export import OnnxRunner
+    from keras_seran.export.savedmodel import SavedModelRunner, serving_fn
+    from keras_seran.models import count_flops, seran
+
+    peak = matmul_gflops(args.threads)
+    keras.utils.set_random_seed(0)
+    model = seran(args.scale, args.preset)
+    lr_side = args.output_size // args.scale
+    flops = count_flops(model, (lr_side, lr_side))
+    (x, _), = parity.parity_pairs(args.scale, indices=[parity.PARITY_SLICES[0]],
+                                  lr_size=(lr_side, lr_side))
+
+    tmp = tempfile.TemporaryDirectory(prefix="bench_export_")
+    root = Path(tmp.name)
+    out = args.keep or root / "bundle"
+    t0 = time.perf_counter()
+    manifest = export_bundle(model, out, "savedmodel,tflite,onnx", scale=args.scale,
+                             num_threads=args.threads, overwrite=args.keep is not None,
+                             parity_pairs=[parity.parity_pairs(args.scale, indices=[12])[0]])
+    export_s = time.perf_counter() - t0
+    keras_file = root / "model.keras"
+    model.save(keras_file)
+
+    fn = tf.function(serving_fn(model), input_signature=[tf.TensorSpec([1, None, None, 1],
+                                                                          tf.float32)])
+    rows = [("keras (tf.function)", keras_file, lambda a: fn(tf.constant(a))["sr"].numpy())]
+    rows.append(("savedmodel", out / "savedmodel", SavedModelRunner(out / "savedmodel")))
+    for variant, info in manifest["formats"]["tflite"]["variants"].items():
+        rows.append((f"tflite/{variant}", out / info["file"],
+                     LiteRTRunner(out / info["file"], num_threads=args.threads)))
+    for variant, info in manifest["formats"]["onnx"]["variants"].items():
+        rows.append((f"onnx/{variant} (ort)", out / info["file"],
+                     OnnxRunner(out / info["file"], num_threads=args.threads)))
+
+    print(f"\nSERAN {args.preset} x{args.scale}: {model.count_params():,} parameters, "
+          f"{flops / 1e9:.2f} GFLOP per {args.output_size}x{args.output_size} output slice "
+          f"(LR {lr_side}x{lr_side}); bundle exported in {export_s:.0f} s")
+    print(f"CPU: {args.threads} threads; numpy float32 matmul 2048^2: {peak:.1f} GFLOP/s\n")
+    header = (f"| {'format':<24} | {'size (MB)':>9} | {'latency (ms)':>12} | {'GFLOP/s':>8} | "
+              f"{'% of matmul':>11} |")
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for name, path, run in rows:
+        lat = median_latency(run, x, args.repeats)
+        gf = flops / lat / 1e9
+        print(f"| {name:<24} | {dir_size(path) / 1e6:>9.3f} | {lat * 1e3:>12.1f} | {gf:>8.2f} | "
+              f"{100 * gf / peak:>10.1f}% |")
+    print("\nlatency: median of %d runs after 2 warm-ups, batch 1, output %dx%d; int8 GFLOP/s "
+          "counts the same FLOPs as float." % (args.repeats, args.output_size, args.output_size))
+    del rows
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Thin script: build a TensorRT engine from a bundle's ONNX file (on the Jetson / a GPU host).
+
+    python export/build_trt_engine.py bundle/onnx/seran_x2_float32.onnx seran_x2_fp16.engine
+    python export/build_trt_engine.py bundle/onnx/seran_x2_int8_qdq.onnx seran_x2_int8.engine --int8
+        [--profile 16x16:128x128:256x256 ...] [--no-fp16] [--workspace-mib 1024]
+
+Uses ``keras_seran.export.tensorrt_engine.build_engine`` (TensorRT Python API). That module needs
+only numpy and TensorRT, so on a Jetson this script runs from a checkout without TensorFlow or
+Keras installed. Where TensorRT or a GPU is missing it prints why and the equivalent ``trtexec``
+command line, and exits with 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+MODULE = Path(__file__).resolve().parents[1] / "keras_seran" / "export" / "tensorrt_engine.py"
+
+
+def _tensorrt_engine():
+    """The builder module, loaded from the checkout by path (no keras_seran/TensorFlow import),
+    else from the installed package."""
+    if MODULE.exists():
+        spec = importlib.util.spec_from_file_location("keras_seran_tensorrt_engine", MODULE)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    from keras_seran.export import tensorrt_engine
+    return tensorrt_engine
+
+
+def main(argv: list[str] | None = None) -> int:
+    trt_engine = _tensorrt_engine()
+    p = argparse.ArgumentParser(prog="build_trt_engine.py", description=__doc__.splitlines()[0])
+    p.add_argument("onnx", help="ONNX file of the bundle (float32 for fp16, int8_qdq for int8)")
+    p.add_argument("engine", help="engine file to write")
+    p.add_argument("--int8", action="store_true", help="the ONNX is the int8 QDQ model")
+    p.add_argument("--no-fp16", dest="fp16", action="store_false", help="disallow fp16 kernels")
+    p.add_argument("--profile", action="append", metavar="MIN:OPT:MAX", default=None,
+                   help="LR size profile, e.g. 16x16:128x128:256x256 (repeatable)")
+    p.add_argument("--workspace-mib", type=int, default=trt_engine.DEFAULT_WORKSPACE_MIB)
+    args = p.parse_args(argv)
+    if not Path(args.onnx).is_file():
+        p.error(f"{args.onnx}: no such ONNX file")
+    try:
+        profiles = [trt_engine.parse_profile(t) for t in args.profile] if args.profile else None
+    except ValueError as exc:
+        p.error(str(exc))
+    try:
+        info = trt_engine.build_engine(args.onnx, args.engine, fp16=args.fp16, int8=args.int8,
+                                       profiles=profiles, workspace_mib=args.workspace_mib)
+    except trt_engine.TensorRTUnavailable as exc:
+        print(f"build_trt_engine.py: cannot build here: {exc}", file=sys.stderr)
+        print("equivalent trtexec command(s):", file=sys.stderr)
+        for prof in profiles or trt_engine.DEFAULT_PROFILES:
+            print(trt_engine.trtexec_command(args.onnx, args.engine,
+                                             "int8" if args.int8 else "fp16", prof,
+                                             workspace_mib=args.workspace_mib))
+        return 3
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""Parity of exported models with the Keras model, on real MR slices (numpy; no TensorFlow).
+
+Every exported format is a *runner*: a callable mapping an LR batch (1, h, w, 1) float32 in [0, 1]
+to the SR batch (1, h*s, w*s, 1). :func:`parity_report` runs the Keras reference and each runner
+on the same real MR slices and reports, per format:
+
+    max_abs_diff / mean_abs_diff   of the raw outputs against Keras (over all slices)
+    psnr                           of the exported output against the HR slice (mean over slices)
+    psnr_drop                      Keras PSNR - exported PSNR (dB; positive = worse)
+
+plus the PSNR of Keras and of bicubic upscaling (the floor an SR model must beat). PSNR is the
+package's protocol (:func:`keras_seran.metrics.psnr`: data range 1, a border of ``scale`` pixels
+cropped) on outputs clipped to [0, 1], the range of the input contract.
+
+Slices come from a NIfTI volume (default: the bundled real T1 slab, axis 1 is its slice axis),
+normalised per volume by its robust percentiles to [0, 1]; LR inputs are the bicubic (MATLAB
+``imresize``) downscale of the HR slice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from keras_seran.errors import InputDataError, KerasSeranError
+
+
+class ExportCheckError(KerasSeranError, RuntimeError):
+    """An exported artifact failed a structural check (non-builtin LiteRT ops, ONNX ops that
+    TensorRT cannot parse, an invalid ONNX graph, a parity tolerance in ``strict`` mode)."""
+
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+#: Slices of the bundled slab (axis 1, 16 slices) used for int8 calibration and for parity. They do
+#: not overlap, so parity is measured on slices the calibration never saw.
+CALIBRATION_SLICES: tuple[int, ...] = tuple(range(0, 12))
+PARITY_SLICES: tuple[int, ...] = (12, 13, 14, 15)
+SLAB_SLICE_AXIS = 1
+PERCENTILES = (0.5, 99.5)
+
+#: Acceptance per precision class: float formats must match Keras to ``max_abs_diff``; reduced
+#: precision ones must keep the PSNR within ``psnr_drop`` dB of Keras.
+TOLERANCES: dict[str, dict[str, float]] = {
+    "float32": {"max_abs_diff": 1e-4},
+    "float16": {"psnr_drop": 0.05},        # LiteRT fp16 weights, fp32 compute
+    "float16_compute": {"psnr_drop": 0.1},  # TensorRT fp16 kernels (fp16 activations too)
+    "dynamic_int8": {"psnr_drop": 0.5},
+    "int8": {"psnr_drop": 0.5},
+}
+
+
+# --------------------------------------------------------------------------------------------
+# real MR slices
+
+
+def _normalise(vol: np.ndarray, path) -> np.ndarray:
+    try:
+        from keras_seran.data.normalize import normalize
+    except ImportError:  # pragma: no cover - the data package is always there in a full install
+        hi = float(np.percentile(vol, PERCENTILES[1]))
+        if not hi > 0:
+            raise InputDataError(path, "volume has no positive intensities to normalise")
+        return np.clip(vol / hi, 0.0, 1.0).astype(np.float32)
+    return normalize(vol, PERCENTILES, clip=True, path=path)[0]
+
+
+def load_mr_slices(source: str | Path | None = None, axis: int | None = None,
+                   indices: Iterable[int] | None = None) -> np.ndarray:
+    """Slices of a NIfTI volume as (N, H, W) float32 in [0, 1] (robust percentile normalisation).
+
+    Args:
+        source: a .nii/.nii.gz file; default the bundled real T1 slab (256 x 16 x 256).
+        axis: slice axis (default 1 for the bundled slab, 2 for any other volume).
+        indices: which slices along ``axis`` (default all).
+    """
+    import nibabel as nib
+
+    from keras_seran import samples
+
+    path = Path(source) if source is not None else samples.T1_AXIAL_SLAB
+    if axis is None:
+        axis = SLAB_SLICE_AXIS if source is None else 2
+    if not path.exists():
+        raise InputDataError(path, "no such MR volume (expected a .nii or .nii.gz file)")
+    try:
+        vol = np.asanyarray(nib.load(str(path)).dataobj).astype(np.float32)
+    except Exception as exc:  # nibabel raises many kinds
+        raise InputDataError(path, f"not a readable NIfTI volume ({exc})") from exc
+    while vol.ndim > 3 and vol.shape[-1] == 1:
+        vol = vol[..., 0]
+    if vol.ndim == 2:
+        vol = vol[:, :, None]
+        axis = 2
+    if vol.ndim != 3:
+        raise InputDataError(path, f"expected a 3D volume, got shape {vol.shape}")
+    vol = _normalise(vol, path)
+    slices = np.moveaxis(vol, axis, 0)
+    if indices is not None:
+        idx = [int(i) for i in indices]
+        bad = [i for i in idx if not -len(slices) <= i < len(slices)]
+        if bad:
+            raise InputDataError(path, f"slice indices {bad} out of range for {len(slices)} slices "
+                                       f"along axis {axis}")
+        slices = slices[idx]
+    return np.ascontiguousarray(slices, dtype=np.float32)
+
+
+def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
+    """HR (H, W) -> LR (H//s, W//s): MATLAB-style bicubic when available, else OpenCV INTER_AREA."""
+    try:
+        from keras_seran.data.degrade import bicubic_downscale as _down
+    except ImportError:  # pragma: no cover
+        import cv2
+        h, w = img.shape[0] // scale, img.shape[1] // scale
+        return cv2.resize(np.asarray(img[:h * scale, :w * scale], np.float32), (w, h),
+                          interpolation=cv2.INTER_AREA)
+    return _down(img, scale)
+
+
+def bicubic_upscale(img: np.ndarray, scale: int) -> np.ndarray:
+    """LR (h, w) -> (h*s, w*s) bicubic: the baseline an SR model has to beat."""
+    try:
+        from keras_seran.data.degrade import bicubic_upscale as _up
+    except ImportError:  # pragma: no cover
+        import cv2
+        h, w = img.shape
+        return cv2.resize(np.asarray(img, np.float32), (w * scale, h * scale),
+                          interpolation=cv2.INTER_CUBIC)
+    return _up(img, scale)
+
+
+def fit_to_size(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crop and/or reflect-pad the two leading axes of ``img`` (H, W, ...) to ``size``."""
+    out = np.asarray(img)
+    th, tw = (int(v) for v in size)
+    for axis, target in ((0, th), (1, tw)):
+        n = out.shape[axis]
+        if n > target:
+            start = (n - target) // 2
+            out = np.take(out, np.arange(start, start + target), axis=axis)
+        elif n < target:
+            before = (target - n) // 2
+            pad = [(0, 0)] * out.ndim
+            pad[axis] = (before, target - n - before)
+            out = np.pad(out, pad, mode="reflect" if n > 1 and target - n < n else "edge")
+    return out
+
+
+def slice_pairs(slices: np.ndarray, scale: int, lr_size: tuple[int, int] | None = None
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(LR (1, h, w, 1), HR (1, h*s, w*s, 1)) float32 pairs from HR slices (N, H, W) in [0, 1].
+
+    With ``lr_size`` the HR slice is first centre-cropped/padded to ``lr_size * scale`` (what a
+    fixed-size exported model needs); otherwise HR is cropped to a multiple of ``scale``.
+    """
+    pairs = []
+    for hr in np.asarray(slices, np.float32):
+        if lr_size is not None:
+            hr = fit_to_size(hr, (lr_size[0] * scale, lr_size[1] * scale))
+        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+        lr = np.asarray(bicubic_downscale(hr, scale), np.float32)
+        pairs.append((lr[None, :, :, None], np.asarray(hr, np.float32)[None, :, :, None]))
+    return pairs
+
+
+def calibration_inputs(scale: int, source: str | Path | None = None,
+                       indices: Iterable[int] | None = None,
+                       lr_size: tuple[int, int] | None = None,
+                       axis: int | None = None) -> list[np.ndarray]:
+    """LR inputs (1, h, w, 1) for int8 calibration (default: the bundled slab's first 12 slices)."""
+    if indices is None and source is None:
+        indices = CALIBRATION_SLICES
+    slices = load_mr_slices(source, axis=axis, indices=indices)
+    return [lr for lr, _ in slice_pairs(slices, scale, lr_size)]
+
+
+def parity_pairs(scale: int, source: str | Path | None = None,
+                 indices: Iterable[int] | None = None,
+                 lr_size: tuple[int, int] | None = None,
+                 axis: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(LR, HR) pairs for parity: by default the bundled slab's last 4 slices (held out)."""
+    if indices is None and source is None:
+        indices = PARITY_SLICES
+    return slice_pairs(load_mr_slices(source, axis=axis, indices=indices), scale, lr_size)
+
+
+# --------------------------------------------------------------------------------------------
+# the report
+
+
+def _psnr(est: np.ndarray, ref: np.ndarray, scale: int) -> float:
+    from keras_seran.metrics import psnr
+
+    return psnr(np.clip(est, 0.0, 1.0), ref, data_range=1.0, border=scale)
+
+
+def check_tolerance(entry: dict, precision: str) -> dict:
+    """Adds ``tolerance`` and ``ok`` to a format's parity entry for its precision class."""
+    tol = TOLERANCES.get(precision, {})
+    ok = "error" not in entry
+    if ok and "max_abs_diff" in tol:
+        ok = entry["max_abs_diff"] <= tol["max_abs_diff"]
+    if ok and "psnr_drop" in tol:
+        ok = entry["psnr_drop"] <= tol["psnr_drop"]
+    return {**entry, "precision": precision, "tolerance": tol, "ok": bool(ok)}
+
+
+def parity_report(reference: Runner, runners: Mapping[str, Runner],
+                  pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int,
+                  precisions: Mapping[str, str] | None = None) -> dict:
+    """Compare every runner with ``reference`` (the Keras model) on ``pairs`` of real MR slices.
+
+    Args:
+        reference: the Keras model as a runner.
+        runners: name -> runner of each exported format (e.g. ``"tflite/int8"``).
+        pairs: (LR (1,h,w,1), HR (1,h*s,w*s,1)) from :func:`parity_pairs`.
+        scale: the SR factor (PSNR border).
+        precisions: name -> precision class (a key of :data:`TOLERANCES`) to judge each format.
+
+    Returns a dict ``{"slices", "lr_shape", "border", "keras": {"psnr"}, "bicubic": {"psnr"},
+    "formats": {name: {"max_abs_diff", "mean_abs_diff", "psnr", "psnr_drop", "precision",
+    "tolerance", "ok"}}}``; a runner that raises gets ``{"error": message, "ok": False}``.
+    """
+    if not pairs:
+        raise ValueError("parity needs at least one (LR, HR) pair")
+    precisions = precisions or {}
+    refs = [np.asarray(reference(lr), np.float32) for lr, _ in pairs]
+    keras_psnr = float(np.mean([_psnr(r, hr, scale) for r, (_, hr) in zip(refs, pairs)]))
+    bicubic_psnr = float(np.mean([_psnr(bicubic_upscale(lr[0, :, :, 0], scale), hr[0, :, :, 0],
+                                        scale) for lr, hr in pairs]))
+    formats: dict[str, dict] = {}
+    for name, run in runners.items():
+        try:
+            outs = [np.asarray(run(lr), np.float32) for lr, _ in pairs]
+            for o, r in zip(outs, refs):
+                if o.shape != r.shape:
+                    raise ValueError(f"output shape {o.shape} != Keras output shape {r.shape}")
+            diffs = np.concatenate([np.abs(o - r).ravel() for o, r in zip(outs, refs)])
+            p = float(np.mean([_psnr(o, hr, scale) for o, (_, hr) in zip(outs, pairs)]))
+            entry = {"max_abs_diff": float(diffs.max()), "mean_abs_diff": float(diffs.mean()),
+                     "psnr": p, "psnr_drop": keras_psnr - p}
+        except Exception as exc:  # a broken artifact is reported, not fatal to the whole bundle
+            entry = {"error": f"{type(exc).__name__}: {exc}"}
+        formats[name] = check_tolerance(entry, precisions.get(name, ""))
+    return {"slices": len(pairs), "lr_shape": list(pairs[0][0].shape),
+            "hr_shape": list(pairs[0][1].shape), "border": int(scale),
+            "keras": {"psnr": keras_psnr}, "bicubic": {"psnr": bicubic_psnr}, "formats": formats}
+
+
+def parity_markdown(report: dict) -> str:
+    """The parity report as a Markdown table (written to parity.md and printed by the CLI)."""
+    lines = [
+        f"Parity on {report['slices']} real MR slices (LR {tuple(report['lr_shape'])} -> "
+        f"HR {tuple(report['hr_shape'])}), PSNR with a {report['border']}-pixel border.",
+        "",
+        f"Keras PSNR {report['keras']['psnr']:.3f} dB; bicubic {report['bicubic']['psnr']:.3f} dB.",
+        "",
+        "| format | precision | max abs diff | mean abs diff | PSNR (dB) | drop vs Keras (dB) | "
+        "tolerance | ok |",
+        "|---|---|---:|---:|---:|---:|---|:---:|",
+    ]
+    for name, e in report["formats"].items():
+        tol = ", ".join(f"{k} <= {v:g}" for k, v in e.get("tolerance", {}).items()) or "-"
+        if "error" in e:
+            lines.append(f"| {name} | {e.get('precision') or '-'} | error: {e['error']} | | | | "
+                         f"{tol} | no |")
+            continue
+        lines.append(f"| {name} | {e.get('precision') or '-'} | {e['max_abs_diff']:.2e} | "
+                     f"{e['mean_abs_diff']:.2e} | {e['psnr']:.3f} | {e['psnr_drop']:+.3f} | "
+                     f"{tol} | {'yes' if e['ok'] else 'NO'} |")
+    return "\n".join(lines) + "\n"

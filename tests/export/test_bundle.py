@@ -1,0 +1,183 @@
+"""The full bundle (trained tiny SERAN, every format and precision) against Keras on real MR."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+FLOAT32 = ["savedmodel", "tflite/float32", "onnx/float32"]
+INT8 = ["tflite/int8", "onnx/int8"]
+
+
+def test_layout_and_manifest_hashes(full_bundle):
+    from keras_seran.export.bundle import sha256, verify_hashes
+
+    out, manifest = full_bundle
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["files"] == manifest["files"] and on_disk["parity"] == manifest["parity"]
+    assert verify_hashes(out) == []
+    for rel, entry in manifest["files"].items():
+        assert sha256(out / rel) == entry["sha256"]
+    for rel in ("parity.md", "build_engines.sh", "savedmodel/saved_model.pb",
+                "tflite/seran_x2_float32.tflite", "tflite/seran_x2_float16.tflite",
+                "tflite/seran_x2_dynamic_int8.tflite", "tflite/seran_x2_int8.tflite",
+                "onnx/seran_x2_float32.onnx", "onnx/seran_x2_int8_qdq.onnx"):
+        assert rel in manifest["files"], rel
+    assert not list(out.parent.glob(".bundle_x2.*")), "temporary folder left behind"
+
+
+def test_manifest_contract_and_versions(full_bundle):
+    _, m = full_bundle
+    assert m["scale"] == 2
+    c = m["input_contract"]
+    assert c["input"]["name"] == "lr" and c["input"]["dtype"] == "float32"
+    assert c["input"]["shape"] == [1, "H", "W", 1] and c["input"]["range"] == [0.0, 1.0]
+    assert c["output"]["shape"] == [1, "H*2", "W*2", 1] and c["output"]["range"] == [0.0, 1.0]
+    assert c["intensity_normalisation"]["percentiles"] == [0.5, 99.5]
+    for pkg in ("keras", "tensorflow", "onnx", "onnxruntime", "ai_edge_litert"):
+        assert m["versions"][pkg], pkg
+    assert m["model"]["config"]["channels"] == 16
+
+
+def test_float32_formats_match_keras(full_bundle):
+    _, m = full_bundle
+    f = m["parity"]["formats"]
+    for name in FLOAT32:
+        assert f[name]["max_abs_diff"] <= 1e-4, (name, f[name])
+        assert f[name]["ok"]
+
+
+def test_float16_psnr_drop(full_bundle):
+    _, m = full_bundle
+    assert m["parity"]["formats"]["tflite/float16"]["psnr_drop"] <= 0.05
+
+
+def test_int8_psnr_drop_and_still_beats_bicubic(full_bundle):
+    _, m = full_bundle
+    p = m["parity"]
+    keras_psnr, bicubic = p["keras"]["psnr"], p["bicubic"]["psnr"]
+    gain = keras_psnr - bicubic
+    assert gain >= 0.5, f"the trained model must clearly beat bicubic first (gain {gain:.2f} dB)"
+    for name in INT8 + ["tflite/dynamic_int8"]:
+        e = p["formats"][name]
+        assert e["psnr_drop"] <= 0.5, (name, e)
+        # keeps most of the gain over bicubic
+        assert e["psnr"] - bicubic >= 0.5 * gain, (name, e, bicubic)
+    assert m["parity_ok"]
+
+
+def test_parity_md_lists_every_format(full_bundle):
+    out, m = full_bundle
+    text = (out / "parity.md").read_text()
+    for name in m["parity"]["formats"]:
+        assert f"| {name} |" in text
+
+
+def test_tflite_files_have_builtin_ops_only(full_bundle):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from keras_seran.export.litert import non_builtin_ops, tflite_op_names
+
+    builtins = {k for k in vars(schema.BuiltinOperator) if not k.startswith("_")} - {"CUSTOM"}
+    out, m = full_bundle
+    for variant, info in m["formats"]["tflite"]["variants"].items():
+        ops = tflite_op_names(out / info["file"])
+        assert ops == info["ops"]
+        assert not non_builtin_ops(ops), (variant, ops)
+        assert not [o for o in ops if o.startswith("Flex")]
+        assert set(ops) <= builtins, (variant, set(ops) - builtins)
+        assert "BATCH_MATMUL" in ops and "SOFTMAX" in ops  # the attention is really there
+        assert info["input"]["shape"] == [1, -1, -1, 1]  # dynamic H, W
+        assert info["input"]["dtype"] == "float32" and info["output"]["dtype"] == "float32"
+        assert info["signatures"]["serving_default"] == {"inputs": ["lr"], "outputs": ["sr"]}
+    assert "QUANTIZE" in m["formats"]["tflite"]["variants"]["int8"]["ops"]
+
+
+def test_litert_runs_other_sizes(full_bundle, trained_tiny):
+    from keras_seran.export.litert import LiteRTRunner
+
+    out, m = full_bundle
+    run = LiteRTRunner(out / m["formats"]["tflite"]["variants"]["float32"]["file"])
+    x = np.random.default_rng(0).random((1, 40, 56, 1), dtype=np.float32)
+    y = run(x)
+    assert y.shape == (1, 80, 112, 1)
+    np.testing.assert_allclose(y, np.asarray(trained_tiny(x)), atol=1e-4)
+
+
+def test_savedmodel_signature(full_bundle, trained_tiny):
+    import tensorflow as tf
+
+    out, m = full_bundle
+    loaded = tf.saved_model.load(str(out / "savedmodel"))
+    fn = loaded.signatures["serving_default"]
+    (spec,) = fn.structured_input_signature[1].values()
+    assert spec.name == "lr" and spec.shape.as_list() == [None, None, None, 1]
+    assert list(fn.structured_outputs) == ["sr"]
+    x = np.random.default_rng(1).random((2, 24, 36, 1), dtype=np.float32)  # batch 2, other size
+    y = fn(lr=tf.constant(x))["sr"].numpy()
+    assert y.shape == (2, 48, 72, 1)
+    np.testing.assert_allclose(y, np.asarray(trained_tiny(x)), atol=1e-4)
+
+
+def test_onnx_files_checked_and_tensorrt_compatible(full_bundle):
+    import onnx
+
+    from keras_seran.export.onnx_export import (TENSORRT_ONNX_OPS, onnx_op_types,
+                                                tensorrt_problems)
+
+    out, m = full_bundle
+    for variant, info in m["formats"]["onnx"]["variants"].items():
+        path = out / info["file"]
+        onnx.checker.check_model(str(path), full_check=True)
+        proto = onnx.load(str(path))
+        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        assert opset >= 17
+        ops = onnx_op_types(proto)
+        assert "Einsum" not in ops
+        assert set(ops) <= TENSORRT_ONNX_OPS, set(ops) - TENSORRT_ONNX_OPS
+        assert tensorrt_problems(proto) == []
+        assert info["input"]["shape"] == ["batch", "height", "width", 1]
+        assert info["output"]["shape"] == ["batch", "out_height", "out_width", 1]
+
+
+def test_onnx_int8_is_symmetric_per_channel_qdq(full_bundle):
+    import onnx
+    from onnx import numpy_helper
+
+    out, m = full_bundle
+    proto = onnx.load(str(out / m["formats"]["onnx"]["variants"]["int8"]["file"]))
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    q = [n for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(q) > 20
+    for n in q:
+        zp = inits[n.input[2]]
+        assert zp.dtype == np.int8 and not zp.any(), n.name
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    per_channel = 0
+    for conv in (n for n in proto.graph.node if n.op_type == "Conv"):
+        dq = producers[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear", conv.name
+        per_channel += inits[dq.input[1]].size > 1
+        if len(conv.input) > 2:  # biases stay float for TensorRT
+            assert conv.input[2] in inits and inits[conv.input[2]].dtype == np.float32
+    assert per_channel >= 10
+
+
+def test_tensorrt_entry(full_bundle):
+    from keras_seran.export.tensorrt_engine import tensorrt_status
+
+    out, m = full_bundle
+    entry = m["formats"]["tensorrt"]
+    script = (out / "build_engines.sh").read_text()
+    assert "trtexec" in script and "--fp16" in script and "lr:1x128x128x1" in script
+    assert "onnx/seran_x2_int8_qdq.onnx" in script and "onnx/seran_x2_float32.onnx" in script
+    ok, reason = tensorrt_status()
+    if ok:
+        assert entry["status"] == "ok" and entry["engines"]
+    else:
+        assert entry["status"] == "skipped" and entry["reason"] == reason
+        assert "tensorrt" in reason.lower()

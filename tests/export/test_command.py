@@ -1,0 +1,169 @@
+"""``keras-seran export``: a working bundle, and clear errors with nothing left behind."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from keras_seran.errors import InputDataError, KerasSeranError, OutputPathError
+from keras_seran.export import command
+
+
+def _args(*argv):
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return parser.parse_args([str(a) for a in argv])
+
+
+def _leftovers(parent, name):
+    return [p.name for p in parent.glob(f".{name}.*")]
+
+
+@pytest.mark.slow
+def test_cli_writes_verified_bundle(tiny_keras_file, tmp_path, capsys):
+    from keras_seran.export.bundle import sha256, verify_hashes
+
+    out = tmp_path / "bundle"
+    rc = command.run(_args(tiny_keras_file, "--out", out, "--formats", "savedmodel,tflite,onnx",
+                           "--tflite-variants", "float32,float16", "--onnx-variants", "float32"))
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| tflite/float16 |" in printed and "| onnx/float32 |" in printed
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["formats_requested"] == ["savedmodel", "tflite", "onnx"]
+    assert "tensorrt" not in manifest["formats"]
+    assert manifest["model"]["source"] == str(tiny_keras_file)
+    assert verify_hashes(out) == []
+    for rel, entry in manifest["files"].items():
+        assert sha256(out / rel) == entry["sha256"]
+    assert {"savedmodel", "tflite/float32", "tflite/float16", "onnx/float32"} == set(
+        manifest["parity"]["formats"])
+    assert all(v["ok"] for v in manifest["parity"]["formats"].values())
+    assert not _leftovers(tmp_path, "bundle")
+
+    # an existing non-empty bundle is refused, untouched ...
+    before = (out / "manifest.json").read_bytes()
+    with pytest.raises(OutputPathError, match="not empty"):
+        command.run(_args(tiny_keras_file, "--out", out, "--formats", "savedmodel"))
+    assert (out / "manifest.json").read_bytes() == before
+    # ... and replaced with --overwrite
+    assert command.run(_args(tiny_keras_file, "--out", out, "--formats", "savedmodel",
+                             "--overwrite", "--quiet")) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["formats_requested"] == ["savedmodel"] and not (out / "tflite").exists()
+    assert verify_hashes(out) == [] and not _leftovers(tmp_path, "bundle")
+
+
+def test_missing_model_file(tmp_path):
+    out = tmp_path / "b"
+    with pytest.raises(InputDataError) as err:
+        command.run(_args(tmp_path / "nope.keras", "--out", out, "--formats", "onnx"))
+    assert "nope.keras" in str(err.value) and "no such model file" in str(err.value)
+    assert not out.exists() and not _leftovers(tmp_path, "b")
+
+
+def test_unknown_format(tmp_path):
+    out = tmp_path / "b"
+    with pytest.raises(InputDataError, match="'coreml'") as err:
+        command.run(_args("x2", "--out", out, "--formats", "savedmodel,coreml"))
+    assert "savedmodel, tflite, onnx, tensorrt" in str(err.value)
+    assert not out.exists()
+
+
+def test_bad_sizes_and_variants(tmp_path):
+    for extra in (["--input-size", "big"], ["--tflite-variants", "int4"],
+                  ["--trt-profile", "256x256:64x64:128x128"], ["--opset", "13"]):
+        with pytest.raises(InputDataError):
+            command.run(_args("x2", "--out", tmp_path / "b", *extra))
+    assert not (tmp_path / "b").exists()
+
+
+def test_existing_non_empty_out_dir(tmp_path):
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputPathError) as err:
+        command.run(_args("x2", "--out", out))
+    assert str(out) in str(err.value) and "--overwrite" in str(err.value)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_out_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(OutputPathError, match="not a folder"):
+        command.run(_args("x2", "--out", f))
+
+
+def test_failure_mid_export_leaves_nothing(untrained_tiny, tmp_path, monkeypatch):
+    from keras_seran.export import bundle, onnx_export
+
+    def boom(*a, **k):
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", boom)
+    out = tmp_path / "b"
+    with pytest.raises(RuntimeError, match="exploded"):
+        bundle.export_bundle(untrained_tiny, out, "savedmodel,onnx")
+    assert not out.exists() and not _leftovers(tmp_path, "b")
+
+
+def test_main_cli_maps_errors_to_exit_code(tmp_path, capsys):
+    """Through ``keras_seran.cli.main`` when every command module of the CLI is importable."""
+    from keras_seran import cli
+
+    try:
+        cli.build_parser()
+    except ImportError as exc:  # another command of the CLI is not written yet
+        pytest.skip(f"keras_seran.cli cannot build its parser yet: {exc}")
+    rc = cli.main(["export", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "b")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "missing.keras" in err and "error" in err
+    assert issubclass(InputDataError, KerasSeranError)
+
+
+@pytest.mark.slow
+def test_cli_fixed_input_size(tiny_keras_file, tmp_path):
+    out = tmp_path / "fixed"
+    assert command.run(_args(tiny_keras_file, "--out", out, "--formats", "litert",
+                             "--tflite-variants", "float32", "--input-size", "64x48",
+                             "--quiet")) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["formats"]["tflite"]["variants"]["float32"]["input"]["shape"] == [1, 64, 48, 1]
+    assert m["input_contract"]["input"]["shape"] == [1, 64, 48, 1]
+    assert m["parity"]["lr_shape"] == [1, 64, 48, 1] and m["parity_ok"]
+
+
+def _script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "export" / name
+    spec = importlib.util.spec_from_file_location(name[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_export_script_reports_errors(tmp_path, capsys):
+    rc = _script("export_bundle.py").main([str(tmp_path / "none.keras"), "--out",
+                                           str(tmp_path / "b")])
+    assert rc == 2 and "none.keras" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_trt_script_without_tensorrt_prints_trtexec(tmp_path, capsys):
+    from keras_seran.export.tensorrt_engine import tensorrt_status
+
+    if tensorrt_status()[0]:
+        pytest.skip("TensorRT is available here: the script would build an engine")
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"not used")
+    rc = _script("build_trt_engine.py").main([str(onnx_file), str(tmp_path / "m.engine"),
+                                              "--int8", "--profile", "32x32:64x64:128x128"])
+    cap = capsys.readouterr()
+    assert rc == 3 and "cannot build here" in cap.err
+    assert "--optShapes=lr:1x64x64x1" in cap.out and "--int8" in cap.out
