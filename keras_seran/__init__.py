@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from keras_seran import layers, models  # noqa: E402  (registers the custom layers)
+from keras_seran import layers, metrics, models  # noqa: E402  (registers custom objects)
 from keras_seran.config import DataConfig, SERAConfig, SERANConfig, TrainConfig  # noqa: E402
 
 

@@ -1,0 +1,376 @@
+"""Whole-volume super-resolution with a trained network: :class:`SuperResolver`.
+
+A volume is super-resolved slice by slice in the plane perpendicular to its slice axis (the
+thick-slice axis by default): intensities are normalised per volume (robust percentiles, as in
+training), the slices go through the network in batches (whole or in overlapping tiles), the
+result is mapped back to the input's intensity units and written with an affine and header
+describing the finer grid over the same field of view (:mod:`keras_seran.inference.geometry`).
+
+TensorFlow/Keras is imported only when a model is built or run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from keras_seran.errors import InputDataError
+from keras_seran.inference import geometry, tiling
+
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_OVERLAP = 16          # LR pixels shared by neighbouring tiles
+DEFAULT_PERCENTILES = (0.5, 99.5)
+MIN_TILE = 64                 # smallest tile a memory budget may choose (global attention: see tiling)
+IN_MEMORY = "<in-memory image>"
+
+
+def _infer_scale(model: Any) -> int:
+    """Upscaling factor of an (N, H, W, 1) -> (N, H*s, W*s, 1) model, from one small forward pass."""
+    probe = np.zeros((1, 12, 12, 1), dtype=np.float32)
+    out = np.asarray(model(probe, training=False))
+    if out.ndim != 4 or out.shape[-1] != 1:
+        raise ValueError(f"model {getattr(model, 'name', model)!r} maps (1, 12, 12, 1) to "
+                         f"{out.shape}; expected (1, 12 s, 12 s, 1) (a grayscale SR network)")
+    sh, sw = out.shape[1] / 12, out.shape[2] / 12
+    if sh != sw or sh != int(sh) or sh < 1:
+        raise ValueError(f"model output {out.shape[1:3]} is not an integer upscaling of (12, 12)")
+    return int(sh)
+
+
+class SuperResolver:
+    """Super-resolve 2D MR slices and whole NIfTI volumes with a Keras SR network.
+
+    Args:
+        model: a Keras model (N, H, W, 1) -> (N, H*s, W*s, 1) working on intensities normalised
+            to [0, 1] (any network of :mod:`keras_seran.models`).
+        scale: its upscaling factor; inferred from one forward pass when None, checked otherwise.
+        percentiles: the robust intensity range mapped to [0, 1] (per volume, or per slice in
+            :meth:`predict_slice`); the training default.
+        clip_input: clip normalised inputs to [0, 1] (as in training). Off by default: the few
+            voxels brighter than the upper percentile (fat, vessels) then keep their contrast
+            instead of being flattened.
+        clip_output: clip the result to the input's intensity range [min, max] (removes the
+            small over/undershoot of the network at sharp edges, e.g. negative magnitudes).
+    """
+
+    def __init__(self, model: Any, scale: int | None = None, *,
+                 percentiles: tuple[float, float] = DEFAULT_PERCENTILES, clip_input: bool = False,
+                 clip_output: bool = True):
+        self.model = model
+        self._eager = False
+        inferred = _infer_scale(model)
+        if scale is not None and int(scale) != inferred:
+            raise ValueError(f"model {getattr(model, 'name', '')!r} upscales by {inferred}, "
+                             f"not by the requested scale {scale}")
+        self.scale = inferred
+        self.percentiles = tuple(float(p) for p in percentiles)
+        self.clip_input = bool(clip_input)
+        self.clip_output = bool(clip_output)
+
+    def __repr__(self) -> str:
+        return (f"SuperResolver(model={getattr(self.model, 'name', type(self.model).__name__)!r}, "
+                f"scale={self.scale}, percentiles={self.percentiles}, "
+                f"clip_input={self.clip_input}, clip_output={self.clip_output})")
+
+    # ----------------------------------------------------------------------------------------
+    # construction
+
+    @classmethod
+    def from_pretrained(cls, scale: int = 2, preset: str = "small", arch: str = "seran",
+                        **kwargs: Any) -> "SuperResolver":
+        """The bundled pretrained weights for ``scale`` (2, 3 or 4); no network access."""
+        from keras_seran.pretrained import load_pretrained
+
+        return cls(load_pretrained(scale, arch=arch, preset=preset), scale=scale, **kwargs)
+
+    @classmethod
+    def from_file(cls, path: str | Path, scale: int | None = None, **kwargs: Any) -> "SuperResolver":
+        """A saved ``.keras`` model (or a bundled name such as ``"x2"``)."""
+        from keras_seran.pretrained import load_model
+
+        model = load_model(path)
+        try:
+            return cls(model, scale=scale, **kwargs)
+        except ValueError as e:
+            raise InputDataError(path, str(e)) from None
+
+    @classmethod
+    def from_spec(cls, spec: str | Path | None, scale: int | None = None, **kwargs: Any
+                  ) -> "SuperResolver":
+        """``None`` -> pretrained weights for ``scale`` (default 2); ``"x3"`` -> bundled x3; a path -> file."""
+        from keras_seran.pretrained import parse_name
+
+        if spec is None:
+            return cls.from_pretrained(scale or 2, **kwargs)
+        named = parse_name(str(spec))
+        if named is not None and not Path(str(spec)).exists():
+            if scale is not None and int(scale) != named:
+                raise InputDataError(None, f"--model {spec} upscales by {named} but --scale {scale} "
+                                           "was asked; drop one of them or make them agree")
+            return cls.from_pretrained(named, **kwargs)
+        return cls.from_file(spec, scale=scale, **kwargs)
+
+    # ----------------------------------------------------------------------------------------
+    # running the network
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """(B, h, w) normalised float32 -> (B, h*s, w*s) float32."""
+        x = np.ascontiguousarray(batch, dtype=np.float32)[..., None]
+        if not self._eager:
+            try:
+                return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)[..., 0]
+            except Exception:  # noqa: BLE001 - some layers (e.g. bicubic UpSampling2D) fail to
+                # trace with the unknown H, W that retracing generalises to: run eagerly instead
+                self._eager = True
+        return np.asarray(self.model(x, training=False), dtype=np.float32)[..., 0]
+
+    def predict_normalized(self, slices: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,
+                           tile_size: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                           on_progress: Callable[[float], None] | None = None) -> np.ndarray:
+        """Network output of (N, H, W) normalised slices: (N, H*s, W*s) float32.
+
+        ``tile_size`` (LR pixels): cut slices larger than that into overlapping tiles
+        (:func:`~keras_seran.inference.tiling.predict_tiled`). ``on_progress(k)`` receives the
+        number of slices finished (fractional while tiling).
+        """
+        x = np.asarray(slices, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        n, h, w = x.shape
+        batch_size = max(1, int(batch_size))
+        s = self.scale
+        if tile_size is not None and int(tile_size) < max(h, w):
+            tile_size = int(tile_size)
+            if tile_size <= overlap:
+                raise ValueError(f"tile size {tile_size} must be larger than the overlap {overlap}")
+            per_slice = len(tiling.make_tiles(h, w, tile_size, overlap))
+            cb = None if on_progress is None else (lambda k: on_progress(k / per_slice))
+            return tiling.predict_tiled(x, self._run, s, tile_size, overlap, batch_size, cb)
+        out = np.empty((n, h * s, w * s), dtype=np.float32)
+        for i in range(0, n, batch_size):
+            out[i:i + batch_size] = self._run(x[i:i + batch_size])
+            if on_progress is not None:
+                on_progress(min(batch_size, n - i))
+        return out
+
+    # ----------------------------------------------------------------------------------------
+    # one slice
+
+    def predict_slice(self, arr2d: Any, tile_size: int | None = None,
+                      overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+        """Super-resolve one 2D image in any intensity range: (H, W) -> (H*s, W*s) float32, same units.
+
+        The slice is normalised by its own robust percentiles, run through the network and mapped
+        back. Raises InputDataError for a non-2D, empty or non-finite array.
+        """
+        a = np.asarray(arr2d)
+        if a.ndim != 2:
+            raise InputDataError(None, f"predict_slice expects one 2D image (H, W), got shape "
+                                       f"{a.shape}; for a 3D volume use predict_volume()")
+        if a.size == 0:
+            raise InputDataError(None, f"empty image of shape {a.shape}")
+        if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+            raise InputDataError(None, f"image of dtype {a.dtype} is not real-valued")
+        a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            raise InputDataError(None, f"image contains {bad} NaN/Inf value(s); replace them "
+                                       "(e.g. np.nan_to_num) first")
+        s = self.scale
+        lo, hi = float(a.min()), float(a.max())
+        if lo == hi:
+            return np.full((a.shape[0] * s, a.shape[1] * s), lo, dtype=np.float32)
+        stats = self._fit(a, None)
+        y = self.predict_normalized(stats.apply(a)[None], 1, tile_size, overlap)[0]
+        return self._finish(stats.invert(y), lo, hi)
+
+    # ----------------------------------------------------------------------------------------
+    # volumes
+
+    def _fit(self, data: np.ndarray, path: Any):
+        from keras_seran.data.normalize import fit_normalization
+
+        return fit_normalization(data, self.percentiles, clip=self.clip_input, path=path)
+
+    def _finish(self, y: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        if self.clip_output:
+            np.clip(y, lo, hi, out=y)
+        return y.astype(np.float32, copy=False)
+
+    def plan(self, shape2d: tuple[int, int], batch_size: int = DEFAULT_BATCH_SIZE,
+             tile_size: int | None = None, max_memory_mb: float | None = None
+             ) -> tuple[int | None, int]:
+        """(tile_size or None for whole slices, batch size) for LR slices of ``shape2d``.
+
+        An explicit ``tile_size`` wins. With ``max_memory_mb`` whole slices are used when at least
+        one fits the estimated budget (the batch shrinks to what fits); otherwise the largest
+        tile that fits (:func:`~keras_seran.inference.tiling.tile_size_for_memory`), one at a time.
+        """
+        batch_size = max(1, int(batch_size))
+        if tile_size is not None:
+            return int(tile_size), batch_size
+        if not max_memory_mb:
+            return None, batch_size
+        side = tiling.tile_size_for_memory(max_memory_mb, self.model, batch_size=1, minimum=1)
+        per_slice = shape2d[0] * shape2d[1]
+        fit = (side * side) // per_slice
+        if fit >= 1:
+            return None, max(1, min(batch_size, int(fit)))
+        return max(side, MIN_TILE), 1
+
+    def predict_volume(self, img: Any, axis: int | None = None,
+                       batch_size: int = DEFAULT_BATCH_SIZE, tile_size: int | None = None,
+                       overlap: int = DEFAULT_OVERLAP, progress: bool = False,
+                       output_dtype: Any = None, max_memory_mb: float | None = None) -> Any:
+        """Super-resolve a 3D volume slice by slice; returns a ``nibabel.Nifti1Image``.
+
+        Args:
+            img: a path to a NIfTI file, a nibabel image, or a :class:`keras_seran.data.io.Volume`.
+            axis: the slice axis (0, 1, 2); the two other axes are upscaled. Default: the
+                through-plane axis (:func:`~keras_seran.inference.geometry.choose_slice_axis`:
+                the thick-slice axis; the last axis for isotropic voxels).
+            batch_size: slices (or tiles) per network call.
+            tile_size: LR tile side for slices too large for memory (None: whole slices).
+            overlap: LR pixels shared by neighbouring tiles (blended with cosine ramps).
+            progress: show a tqdm progress bar (slices).
+            output_dtype: None / "float32": float32; "input": the input's on-disk dtype when it is
+                an integer type (values rounded and clipped to its range), else float32; or any
+                numpy dtype name ("int16", "uint8", "float64").
+            max_memory_mb: choose batch and tile size from this memory budget (an estimate of the
+                network's activations; see :meth:`plan`).
+
+        The output covers the same field of view: its affine is ``A @ M`` with M the in-plane
+        scaling by 1/s and shift -(s - 1)/(2 s) (pixel-shuffle half-pixel convention), its voxel
+        size is divided by ``s`` in-plane, qform and sform are updated alike, and intensities are
+        in the input's units (per-volume normalisation inverted).
+        """
+        vol = as_volume(img)
+        data = vol.data
+        if axis is None:
+            axis = geometry.choose_slice_axis(vol.zooms)
+        try:
+            axis = geometry.normalize_axis(axis)
+        except ValueError as e:
+            raise InputDataError(vol.path or None, str(e)) from None
+        stats = self._fit(data, vol.path or None)
+        lo, hi = float(data.min()), float(data.max())
+        slices = np.moveaxis(data, axis, 0)
+        n, h, w = slices.shape
+        tile, bs = self.plan((h, w), batch_size, tile_size, max_memory_mb)
+        s = self.scale
+        out_shape = [k * s if a != axis else k for a, k in enumerate(data.shape)]
+        result = np.empty(out_shape, dtype=np.float32)      # final layout: no copy at the end
+        out = np.moveaxis(result, axis, 0)                  # (n, h*s, w*s) view
+        bar = _progress_bar(n, Path(vol.path).name if vol.path else "volume", progress)
+        try:
+            for i in range(0, n, bs):
+                chunk = stats.apply(slices[i:i + bs])
+                y = self.predict_normalized(chunk, bs, tile, overlap,
+                                            on_progress=None if bar is None else bar.update)
+                out[i:i + bs] = self._finish(stats.invert(y), lo, hi)
+        finally:
+            if bar is not None:
+                bar.close()
+        result = cast_output(result, output_dtype, vol.header, lo, hi, vol.path)
+        return geometry.upscaled_image(result, vol.affine, vol.header, s, axis)
+
+    def predict_file(self, input_path: str | Path, output_path: str | Path,
+                     overwrite: bool = False, volume: Any = None, **kwargs: Any) -> dict:
+        """Read a NIfTI file, super-resolve it and write the result atomically.
+
+        The output path is checked before any work (not the input, writable, exists only with
+        ``overwrite``). ``volume``: the input already loaded (a Volume). Returns a summary dict
+        (paths, shapes, voxel sizes, axis, seconds).
+        """
+        from keras_seran.inference import writer
+
+        t0 = time.perf_counter()
+        out = writer.check_output_path(output_path, input_path, overwrite)
+        vol = as_volume(volume if volume is not None else input_path)
+        kwargs.setdefault("axis", None)
+        axis = kwargs["axis"] if kwargs["axis"] is not None else geometry.choose_slice_axis(vol.zooms)
+        kwargs["axis"] = axis
+        result = self.predict_volume(vol, **kwargs)
+        writer.save_nifti(result, out)
+        return {
+            "input": str(input_path), "output": str(out), "axis": int(axis),
+            "shape_in": tuple(vol.data.shape), "shape_out": tuple(result.shape),
+            "zooms_in": tuple(round(float(z), 4) for z in vol.zooms),
+            "zooms_out": tuple(round(float(z), 4) for z in result.header.get_zooms()[:3]),
+            "dtype_out": str(result.get_data_dtype()),
+            "seconds": time.perf_counter() - t0,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def as_volume(img: Any):
+    """A :class:`keras_seran.data.io.Volume` from a path, a nibabel image or a Volume (validated)."""
+    from keras_seran.data import io
+
+    if isinstance(img, io.Volume):
+        return img
+    if isinstance(img, (str, Path)):
+        return io.load_volume(img)
+    if hasattr(img, "dataobj") and hasattr(img, "affine"):
+        name = img.get_filename() if hasattr(img, "get_filename") else None
+        path = name or IN_MEMORY
+        dtype = img.get_data_dtype() if hasattr(img, "get_data_dtype") else np.dtype(np.float32)
+        if getattr(dtype, "fields", None) is not None or np.issubdtype(dtype, np.complexfloating):
+            raise InputDataError(path, f"image holds {dtype} voxels (complex or RGB), not "
+                                       "real-valued intensities")
+        a = np.asarray(img.dataobj, dtype=np.float32)
+        a = io._squeeze_to_3d(a, path)
+        io._check_array(a, path)
+        zooms = tuple(float(z) for z in geometry.voxel_sizes(img.affine))
+        header = getattr(img, "header", None)
+        if header is not None and len(header.get_zooms()) >= 3:
+            zooms = tuple(float(z) for z in header.get_zooms()[:3])
+        return io.Volume(np.ascontiguousarray(a), np.asarray(img.affine, dtype=np.float64),
+                         header, "" if path == IN_MEMORY else str(path), zooms)
+    raise TypeError(f"expected a NIfTI path, a nibabel image or a Volume, got {type(img).__name__}")
+
+
+def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: float,
+                path: Any = None) -> np.ndarray:
+    """The super-resolved volume in the requested dtype (see :meth:`SuperResolver.predict_volume`)."""
+    if output_dtype is None or (isinstance(output_dtype, str) and output_dtype == "float32"):
+        return y.astype(np.float32, copy=False)
+    if isinstance(output_dtype, str) and output_dtype == "input":
+        dt = np.dtype(header.get_data_dtype()) if header is not None else np.dtype(np.float32)
+        slope, inter = header.get_slope_inter() if header is not None else (None, None)
+        scaled = slope is not None and (slope != 1 or (inter or 0) != 0)
+        if not np.issubdtype(dt, np.integer) or scaled:
+            dt = np.dtype(np.float32)   # scaled integers: keep the float values
+    else:
+        try:
+            dt = np.dtype(output_dtype)
+        except TypeError:
+            raise InputDataError(path, f"unknown output dtype {output_dtype!r}") from None
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        r = np.rint(y)
+        np.clip(r, max(info.min, np.floor(lo)), min(info.max, np.ceil(hi)), out=r)
+        return r.astype(dt)
+    if np.issubdtype(dt, np.floating):
+        return y.astype(dt, copy=False)
+    raise InputDataError(path, f"output dtype {dt} is neither an integer nor a float type")
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="slice", leave=False, dynamic_ncols=True)
+
+
+def predict_volume(model_or_resolver: Any, img: Any, **kwargs: Any) -> Any:
+    """Functional form: ``SuperResolver(model).predict_volume(img, **kwargs)``."""
+    r = model_or_resolver if isinstance(model_or_resolver, SuperResolver) else SuperResolver(model_or_resolver)
+    return r.predict_volume(img, **kwargs)

@@ -1,0 +1,163 @@
+"""Writing results safely: output path checks and atomic NIfTI/PNG writes (no TensorFlow).
+
+Every file is first written to a hidden temporary file in the destination folder and then moved
+into place with ``os.replace`` (atomic on one file system): the output appears only once it is
+complete, and a failure (or Ctrl-C) leaves nothing behind. The input is never overwritten, and an
+existing output only with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from keras_seran.errors import OutputPathError
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def nifti_suffix(path: str | Path) -> str | None:
+    """".nii.gz" or ".nii" when ``path`` ends with one (case-insensitive), else None."""
+    low = str(path).lower()
+    for suf in NIFTI_SUFFIXES:
+        if low.endswith(suf):
+            return str(path)[-len(suf):]
+    return None
+
+
+def _full_suffix(path: Path) -> str:
+    return nifti_suffix(path) or path.suffix
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when two paths name the same file (resolved paths, or the same inode when both exist)."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()
+
+
+def ensure_writable_dir(folder: str | Path, create: bool = True) -> Path:
+    """Make sure files can be created in ``folder`` (created with its parents when ``create``).
+
+    Checks ``os.access(W_OK | X_OK)`` and then really creates and deletes a temporary file there
+    (root passes ``os.access`` on a read-only folder mount, and ACLs can disagree with it).
+    Raises OutputPathError naming the folder otherwise.
+    """
+    d = Path(folder).expanduser()
+    if d.exists() and not d.is_dir():
+        raise OutputPathError(d, "is a file, not a folder; choose an output folder")
+    if not d.exists():
+        if not create:
+            raise OutputPathError(d, "output folder does not exist; create it first")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputPathError(d, f"cannot create the output folder ({e.strerror or e}); "
+                                     "choose a folder you can write to") from None
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise OutputPathError(d, "output folder is not writable (permission denied); choose a "
+                                 "folder you can write to or fix its permissions")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".keras-seran-probe-", dir=d)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise OutputPathError(d, f"cannot create files in the output folder ({e.strerror or e}); "
+                                 "choose a folder you can write to") from None
+    return d
+
+
+def check_output_path(output: str | Path, input_path: str | Path | None = None,
+                      overwrite: bool = False, suffixes: tuple[str, ...] | None = NIFTI_SUFFIXES
+                      ) -> Path:
+    """Validate one output file before any work is done; returns it as a Path.
+
+    Raises OutputPathError when: it is the input file; it exists and ``overwrite`` is False; it is
+    an existing folder; its name lacks one of ``suffixes``; its folder cannot be created or written.
+    """
+    out = Path(output).expanduser()
+    if input_path is not None and same_file(out, input_path):
+        raise OutputPathError(out, "output is the input file; refusing to overwrite the input, "
+                                   "choose another output path")
+    if out.is_dir():
+        raise OutputPathError(out, "is an existing folder, not a file")
+    if suffixes and not any(str(out).lower().endswith(s) for s in suffixes):
+        raise OutputPathError(out, f"output file name must end with {' or '.join(suffixes)}")
+    if out.exists() and not overwrite:
+        raise OutputPathError(out, "output exists; pass --overwrite (overwrite=True) to replace it")
+    ensure_writable_dir(out.parent)
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same suffix); on success move it onto ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    dest = Path(path).expanduser()
+    suffix = _full_suffix(dest)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
+    except OSError as e:
+        raise OutputPathError(dest, f"cannot create a file in {dest.parent} ({e.strerror or e})"
+                              ) from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        try:
+            os.chmod(tmp_path, 0o666 & ~_umask())
+        except OSError:
+            pass
+        os.replace(tmp_path, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_nifti(img: Any, path: str | Path) -> Path:
+    """Write a nibabel image atomically to ``path`` (.nii or .nii.gz; compression from the suffix)."""
+    dest = Path(path).expanduser()
+    if nifti_suffix(dest) is None:
+        raise OutputPathError(dest, "output file name must end with .nii or .nii.gz")
+    with atomic_path(dest) as tmp:
+        try:
+            img.to_filename(str(tmp))
+        except OSError as e:
+            raise OutputPathError(dest, f"writing failed ({e.strerror or e})") from None
+    return dest
+
+
+def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix, e.g. .png)."""
+    dest = Path(path).expanduser()
+    with atomic_path(dest) as tmp:
+        fig.savefig(str(tmp), format=dest.suffix.lstrip(".") or "png", **kwargs)
+    return dest
+
+
+def output_for_input(input_path: str | Path, output: str | Path) -> Path:
+    """The output file for one input: ``output`` itself when it names a NIfTI file, else a file of
+    the input's name inside the folder ``output`` (an existing folder, or a path ending in '/')."""
+    out = Path(output).expanduser()
+    if out.is_dir() or str(output).endswith(("/", os.sep)):
+        return out / Path(input_path).name
+    if nifti_suffix(out) is None:
+        raise OutputPathError(out, "output must be a .nii/.nii.gz file or an existing folder "
+                                   "(end the path with '/' to create one)")
+    return out

@@ -1,0 +1,178 @@
+"""SuperResolver on real MR: shapes, geometry, intensities, dtypes, slice API and its errors."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from keras_seran.errors import InputDataError
+from keras_seran.inference import geometry as g
+from keras_seran.inference.resolver import SuperResolver
+
+
+def test_scale_inferred_and_checked(tiny_seran):
+    assert SuperResolver(tiny_seran).scale == 2
+    with pytest.raises(ValueError, match="upscales by 2"):
+        SuperResolver(tiny_seran, scale=3)
+
+
+def test_lazy_export():
+    import keras_seran
+
+    assert keras_seran.SuperResolver is SuperResolver
+
+
+def test_predict_slice_any_range(tiny_seran, slab):
+    """Robust normalisation: a*x + b in -> a*y + b out; shape (H*s, W*s) float32."""
+    r = SuperResolver(tiny_seran)
+    sl = np.asarray(slab.dataobj, dtype=np.float32)[:, 8, 64:192]
+    y = r.predict_slice(sl)
+    assert y.shape == (512, 256) and y.dtype == np.float32
+    assert sl.min() <= y.min() and y.max() <= sl.max()            # clipped to the input range
+    y2 = r.predict_slice(sl.astype(np.float64) * 37.5 - 1000.0)
+    np.testing.assert_allclose(y2, y * 37.5 - 1000.0, atol=1e-3 * 37.5 * np.ptp(sl))
+    const = r.predict_slice(np.full((10, 12), 7.0))
+    assert const.shape == (20, 24) and np.all(const == 7.0)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((4, 5, 6)), "2D image"),
+    (np.zeros(5), "2D image"),
+    (np.zeros((0, 5)), "empty"),
+    (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN/Inf"),
+    (np.array([[1.0, np.inf], [0.0, 1.0]]), "NaN/Inf"),
+])
+def test_predict_slice_errors(tiny_seran, bad, match):
+    with pytest.raises(InputDataError, match=match):
+        SuperResolver(tiny_seran).predict_slice(bad)
+
+
+def test_volume_real_lowres_geometry(tiny_seran, lowres):
+    """Real 2x2x3 mm T1: thick axis 2 by default; 1x1x3 mm out, same FOV corners and centre."""
+    img = lowres.slicer[:, :, 28:34]                      # 6 slices keep the test fast
+    out = SuperResolver(tiny_seran).predict_volume(img)
+    assert isinstance(out, nib.Nifti1Image)
+    assert out.shape == (256, 256, 6)
+    assert out.get_data_dtype() == np.float32
+    np.testing.assert_allclose(out.header.get_zooms(), (1.0, 1.0, 3.0))
+    np.testing.assert_allclose(g.fov_corners(out.affine, out.shape),
+                               g.fov_corners(img.affine, img.shape), atol=1e-4)
+    np.testing.assert_allclose(g.fov_centre(out.affine, out.shape),
+                               g.fov_centre(img.affine, img.shape), atol=1e-4)
+    np.testing.assert_allclose(out.header.get_sform(), out.affine, atol=1e-4)
+    qform, qcode = out.header.get_qform(coded=True)
+    assert (qcode, out.header["sform_code"]) == (img.header.get_qform(coded=True)[1],
+                                                 img.header["sform_code"])
+    if qcode:
+        np.testing.assert_allclose(qform, out.affine, atol=1e-4)
+    data, src = np.asarray(out.dataobj), np.asarray(img.dataobj, dtype=np.float32)
+    assert src.min() <= data.min() and data.max() <= src.max()     # original intensity range
+    # (the intensity *level* is checked with a meaningful model in test_volume_bicubic_is_aligned_with_hr)
+
+
+def test_volume_bicubic_is_aligned_with_hr(bicubic_model, slab):
+    """Physical alignment: HR -> bicubic LR (with its geometry) -> x2 bicubic network lands back on
+    the HR grid: the output affine is the HR affine and the content is not shifted."""
+    from keras_seran.data.degrade import bicubic_downscale
+
+    hr = np.asarray(slab.dataobj, dtype=np.float32)[:, 4:12, :]
+    hr_img = nib.Nifti1Image(hr, slab.affine, slab.header)
+    lr = np.moveaxis(bicubic_downscale(np.moveaxis(hr, 1, 0), 2), 0, 1)
+    lr_img = g.downscaled_image(np.ascontiguousarray(lr), hr_img.affine, hr_img.header, 2, 1)
+    out = SuperResolver(bicubic_model).predict_volume(lr_img, axis=1)
+    assert out.shape == hr.shape
+    np.testing.assert_allclose(out.affine, slab.affine, atol=1e-5)
+    sr = np.asarray(out.dataobj)[8:-8, :, 8:-8]
+
+    def err(dx, dz):
+        ref = np.roll(hr, (dx, dz), axis=(0, 2))[8:-8, :, 8:-8]
+        return float(np.mean(np.abs(sr - ref)))
+
+    base = err(0, 0)
+    assert base < 0.03 * np.ptp(hr)         # same intensity units and level as the HR volume
+    assert all(base < err(dx, dz) for dx, dz in [(1, 0), (-1, 0), (0, 1), (0, -1)])
+
+
+def test_volume_path_and_image_agree(tiny_seran, small_lowres_file):
+    r = SuperResolver(tiny_seran)
+    a = r.predict_volume(small_lowres_file, batch_size=3, progress=True)
+    b = r.predict_volume(nib.load(str(small_lowres_file)), batch_size=10)
+    np.testing.assert_allclose(np.asarray(a.dataobj), np.asarray(b.dataobj), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(a.affine, b.affine)
+
+
+def test_isotropic_default_axis_and_explicit_axis(bicubic_model, slab):
+    img = slab.slicer[100:140, :, 100:130]                # 40x16x30, 1 mm iso
+    r = SuperResolver(bicubic_model)
+    assert r.predict_volume(img).shape == (80, 32, 30)     # isotropic: last axis is the slice axis
+    out = r.predict_volume(img, axis=1)
+    assert out.shape == (80, 16, 60)
+    np.testing.assert_allclose(out.header.get_zooms(), (0.5, 1.0, 0.5))
+    with pytest.raises(InputDataError, match="axis"):
+        r.predict_volume(img, axis=3)
+
+
+def test_output_dtype(bicubic_model, lowres):
+    img = lowres.slicer[:, :, 30:32]
+    r = SuperResolver(bicubic_model)
+    out = r.predict_volume(img, output_dtype="input")
+    assert out.get_data_dtype() == np.int16
+    d = np.asarray(out.dataobj)
+    src = np.asarray(img.dataobj)
+    assert d.dtype == np.int16 and src.min() <= d.min() and d.max() <= src.max()
+    f = np.asarray(r.predict_volume(img).dataobj)
+    np.testing.assert_array_equal(d, np.clip(np.rint(f), src.min(), src.max()).astype(np.int16))
+    assert r.predict_volume(img, output_dtype="uint8").get_data_dtype() == np.uint8
+    with pytest.raises(InputDataError, match="dtype"):
+        r.predict_volume(img, output_dtype="nonsense")
+
+
+def test_in_memory_bad_volumes(tiny_seran):
+    r = SuperResolver(tiny_seran)
+    nan = np.ones((8, 8, 3), np.float32)
+    nan[1, 2, 0] = np.nan
+    with pytest.raises(InputDataError, match="NaN"):
+        r.predict_volume(nib.Nifti1Image(nan, np.eye(4)))
+    with pytest.raises(InputDataError, match="4D"):
+        r.predict_volume(nib.Nifti1Image(np.ones((8, 8, 3, 2), np.float32), np.eye(4)))
+    with pytest.raises(InputDataError, match="2D"):
+        r.predict_volume(nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4)))
+
+
+def test_from_file(tiny_keras_file, slab):
+    r = SuperResolver.from_file(tiny_keras_file)
+    assert r.scale == 2
+    with pytest.raises(InputDataError, match="upscales by 2"):
+        SuperResolver.from_file(tiny_keras_file, scale=4)
+    with pytest.raises(InputDataError, match="no such model file"):
+        SuperResolver.from_file(tiny_keras_file.with_name("missing.keras"))
+
+
+def test_from_pretrained(slab):
+    from keras_seran.pretrained import weights_path
+
+    if not weights_path(2).exists():
+        pytest.skip(f"bundled weights {weights_path(2).name} not trained/bundled yet")
+    r = SuperResolver.from_pretrained(2)
+    sl = np.asarray(slab.dataobj, dtype=np.float32)[:, 8, :]
+    assert r.predict_slice(sl[::2, ::2]).shape == (256, 256)
+
+
+@pytest.mark.shared_data
+def test_shared_256_volume(bicubic_model, shared_t1_256, tmp_path):
+    """Real 256^3 T1: whole-volume x2 (the fast local model), geometry, range, written atomically."""
+    r = SuperResolver(bicubic_model)
+    out_path = tmp_path / "sr.nii"          # uncompressed: gzip of 256 MB float32 takes ~15 s
+    summary = r.predict_file(shared_t1_256, out_path, batch_size=32)
+    assert summary["shape_in"] == (256, 256, 256) and summary["shape_out"] == (512, 512, 256)
+    back = nib.load(str(out_path))
+    src = nib.load(str(shared_t1_256))
+    np.testing.assert_allclose(back.header.get_zooms(), (0.5, 0.5, 1.0))
+    np.testing.assert_allclose(g.fov_corners(back.affine, back.shape),
+                               g.fov_corners(src.affine, src.shape), atol=1e-4)
+    np.testing.assert_allclose(g.fov_centre(back.affine, back.shape),
+                               g.fov_centre(src.affine, src.shape), atol=1e-4)
+    mid = np.asarray(back.dataobj[:, :, 128])
+    assert 0 <= mid.min() and mid.max() <= 248
+    assert [p.name for p in tmp_path.iterdir()] == ["sr.nii"]
