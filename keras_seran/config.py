@@ -26,14 +26,17 @@ class SERAConfig:
         feature_dim: m, the dimension of each global descriptor (channels of A = conv1x1(E)).
         num_descriptors: n, the number of global descriptors ("primitives").
         reasoning: "glore" (GloRe graph conv, default) or "rs_gcn" (VSRN/PRRGAN affinity GCN).
-        residual_scale: None -> a learnable scalar s initialised at 0 (block starts as identity);
-            a float -> that fixed constant s in ``out = E + s * Z``.
+        residual_scale: None -> a learnable scalar s starting at ``residual_scale_init``;
+            a float -> that fixed constant s in ``out = E + s * Z``. Either way the excitation's
+            output conv starts at zero, so the module starts as the identity.
+        residual_scale_init: starting value of the learnable s.
     """
 
     feature_dim: int = 64
     num_descriptors: int = 32
     reasoning: ReasoningKind = "glore"
     residual_scale: float | None = None
+    residual_scale_init: float = 1.0
 
 
 @dataclass(frozen=True)

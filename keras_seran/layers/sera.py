@@ -8,7 +8,7 @@ residual scaling ``out = E + s * Z``:
     E (B,H,W,C) --SecondOrderPooling--> V (B,m,n), M (B,H,W,n)   softmax over the H*W positions
     V           --PrimitiveReasoning--> V* (B,m,n)                graph reasoning over the n nodes
     E, V*       --Excitation---------> Z (B,H,W,C), D (B,H,W,n)  softmax over the n descriptors
-    out = E + s * Z
+    out = E + s * Z     (Z starts at zero: the block starts as the identity)
 
 Everything is reshape + matmul + softmax (no einsum, no H*W x H*W matrix), so the cost is linear
 in the number of pixels and the graph exports to LiteRT with builtin ops and to ONNX/TensorRT.
@@ -169,11 +169,14 @@ class Excitation(keras.layers.Layer):
     of the descriptors; Z = D V*^T -> (B, HW, m) -> reshape -> conv1x1 back to C channels.
 
     Returns ``(Z, D)``: Z (B, H, W, C) and D (B, H, W, n); D sums to 1 over the last axis.
+    ``zero_init=True`` starts the output conv at zero (Z = 0): a residual branch that starts as
+    nothing but still receives gradients (used by :class:`SERABlock`).
     """
 
-    def __init__(self, num_descriptors: int, **kwargs):
+    def __init__(self, num_descriptors: int, zero_init: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_descriptors = int(num_descriptors)
+        self.zero_init = bool(zero_init)
         self.attention_conv = keras.layers.Conv2D(self.num_descriptors, 1, name="attention_conv",
                                                   dtype=self.dtype_policy)
         self.output_conv = None
@@ -184,8 +187,9 @@ class Excitation(keras.layers.Layer):
         feature_shape, descriptor_shape = (as_shape(s) for s in input_shape)
         channels, m = feature_shape[-1], descriptor_shape[1]
         self.attention_conv.build(feature_shape)
+        init = "zeros" if self.zero_init else "glorot_uniform"
         self.output_conv = keras.layers.Conv2D(channels, 1, name="output_conv",
-                                               dtype=self.dtype_policy)
+                                               kernel_initializer=init, dtype=self.dtype_policy)
         self.output_conv.build(feature_shape[:-1] + (m,))
         super().build(input_shape)
 
@@ -208,15 +212,19 @@ class Excitation(keras.layers.Layer):
         return 2 * h * w * (c * n + n * m + m * c)
 
     def get_config(self):
-        return {**super().get_config(), "num_descriptors": self.num_descriptors}
+        return {**super().get_config(), "num_descriptors": self.num_descriptors,
+                "zero_init": self.zero_init}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SERABlock(keras.layers.Layer):
     """The SERA module: squeeze -> reasoning -> excitation, with residual scaling.
 
-    ``out = E + s * Z`` with s a learnable scalar initialised at 0 (``residual_scale=None``: the
-    block starts as the identity, which stabilises deep training) or a fixed constant.
+    ``out = E + s * Z`` with s a learnable scalar (``residual_scale=None``, starting at
+    ``residual_scale_init``) or a fixed constant. The excitation's output conv starts at zero, so
+    the block starts as the identity (stable deep training) while every weight still gets a
+    gradient. (Starting s itself at 0 instead leaves the attention weights without gradient:
+    trained that way, s stayed below 3e-3 and the modules were inert.)
 
     Input (B, H, W, C) -> output (B, H, W, C). With ``return_attention=True`` the call returns
     ``(out, {"attention_maps": M, "descriptors": V, "reasoned_descriptors": V*,
@@ -224,16 +232,18 @@ class SERABlock(keras.layers.Layer):
     """
 
     def __init__(self, feature_dim: int = 64, num_descriptors: int = 32,
-                 reasoning: str = "glore", residual_scale: float | None = None, **kwargs):
+                 reasoning: str = "glore", residual_scale: float | None = None,
+                 residual_scale_init: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.feature_dim = int(feature_dim)
         self.num_descriptors = int(num_descriptors)
         self.reasoning = reasoning
         self.residual_scale = None if residual_scale is None else float(residual_scale)
+        self.residual_scale_init = float(residual_scale_init)
         self.squeeze = SecondOrderPooling(self.feature_dim, self.num_descriptors, name="squeeze",
                                           dtype=self.dtype_policy)
         self.reason = PrimitiveReasoning(reasoning, name="reasoning", dtype=self.dtype_policy)
-        self.excite = Excitation(self.num_descriptors, name="excitation",
+        self.excite = Excitation(self.num_descriptors, zero_init=True, name="excitation",
                                  dtype=self.dtype_policy)
 
     def build(self, input_shape):
@@ -243,7 +253,9 @@ class SERABlock(keras.layers.Layer):
         self.reason.build(descriptor_shape)
         self.excite.build([input_shape, descriptor_shape])
         if self.residual_scale is None:
-            self.scale = self.add_weight(name="residual_scale", shape=(), initializer="zeros")
+            self.scale = self.add_weight(
+                name="residual_scale", shape=(),
+                initializer=keras.initializers.Constant(self.residual_scale_init))
         super().build(input_shape)
 
     def call(self, inputs, training=None, return_attention=False):
@@ -266,4 +278,5 @@ class SERABlock(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "feature_dim": self.feature_dim,
                 "num_descriptors": self.num_descriptors, "reasoning": self.reasoning,
-                "residual_scale": self.residual_scale}
+                "residual_scale": self.residual_scale,
+                "residual_scale_init": self.residual_scale_init}

@@ -92,12 +92,32 @@ def test_rs_gcn_reasoning_starts_as_identity_and_learns_affinity():
 def test_sera_block_starts_as_identity_and_scales_residual(mr_slice):
     x = np.stack([mr_slice[100:116, 100:120]] * 8, axis=-1)[None]  # real MR, (1, 16, 20, 8)
     learnable = SERABlock(feature_dim=6, num_descriptors=4)
-    np.testing.assert_allclose(np.asarray(learnable(x)), x, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(learnable(x)), x, atol=1e-7)  # Z starts at zero
+    assert float(learnable.scale.numpy()) == 1.0
     fixed = SERABlock(feature_dim=6, num_descriptors=4, residual_scale=0.1)
+    fixed(x)
+    conv = fixed.excite.output_conv
+    conv.kernel.assign(np.random.default_rng(0).standard_normal(conv.kernel.shape) * 0.5)
     out, maps = fixed(x, return_attention=True)
     z, _ = fixed.excite([x, maps["reasoned_descriptors"]])
     np.testing.assert_allclose(np.asarray(out), x + 0.1 * np.asarray(z), rtol=1e-5, atol=1e-6)
     assert np.abs(np.asarray(z)).max() > 1e-4
+
+
+def test_every_sera_weight_learns_from_the_first_steps(slab_slices):
+    """Regression: with s = 0 at the start, the attention weights got no gradient and stayed
+    at their initial values through training. Now each SERA variable moves within two steps."""
+    x = np.stack([s[80:112, 80:112] for s in slab_slices[:4]])[..., None]
+    inputs = keras.Input((None, None, 1))
+    h = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    block = SERABlock(feature_dim=6, num_descriptors=4)
+    outputs = keras.layers.Conv2D(1, 3, padding="same")(block(h))
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.SGD(0.1), loss="mae")
+    before = {v.path: np.array(v) for v in block.weights}
+    model.fit(x, x * 0.5 + 0.1, batch_size=4, epochs=2, verbose=0)
+    for v in block.weights:
+        assert not np.array_equal(before[v.path], np.array(v)), f"{v.path} did not learn"
 
 
 def test_sera_never_builds_a_positions_by_positions_matrix():
@@ -113,6 +133,8 @@ LAYERS = [
     (PrimitiveReasoning, dict(reasoning="rs_gcn", inter_dim=2), (1, 6, 3)),
     (SERABlock, dict(feature_dim=6, num_descriptors=3, reasoning="rs_gcn", residual_scale=0.5),
      (1, 5, 7, 4)),
+    (SERABlock, dict(feature_dim=6, num_descriptors=3, residual_scale_init=0.3), (1, 5, 7, 4)),
+    (Excitation, dict(num_descriptors=3, zero_init=True), None),
     (SERABlock, dict(feature_dim=6, num_descriptors=3), (1, 5, 7, 4)),
 ]
 
@@ -120,7 +142,12 @@ LAYERS = [
 @pytest.mark.parametrize("cls,kwargs,shape", LAYERS)
 def test_layer_config_round_trip(cls, kwargs, shape):
     layer = cls(**kwargs, name="probe")
-    x = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    rng = np.random.default_rng(0)
+    if shape is None:  # Excitation: [features, descriptors]
+        x = [rng.standard_normal((1, 5, 7, 4)).astype("float32"),
+             rng.standard_normal((1, 6, 3)).astype("float32")]
+    else:
+        x = rng.standard_normal(shape).astype("float32")
     out = layer(x)
     clone = cls.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
