@@ -3,8 +3,9 @@
     keras-seran train --data /data/IXI-T1 --scale 2 --epochs 300 --out runs/x2 --preset small
     keras-seran train --config run.json --resume --out runs/x2
 
-Settings come from the typed configs (``DataConfig``, ``TrainConfig``): defaults, then a JSON
-file (``--config``, with "data" and "train" sections), then the flags.
+Settings come from the typed configs (``DataConfig``, ``TrainConfig``): defaults, then (with
+``--resume``) the run's saved settings, then a JSON file (``--config``, with "data" and "train"
+sections), then the flags.
 """
 
 from __future__ import annotations
@@ -64,11 +65,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
 
 
-def resolve_configs(args) -> tuple[DataConfig, TrainConfig]:
-    """Defaults <- JSON file <- flags, into the typed configs (unknown keys are an error)."""
+def resolve_configs(args, saved: dict | None = None) -> tuple[DataConfig, TrainConfig]:
+    """Defaults <- the resumed run's saved configs <- JSON file <- flags, into the typed configs
+    (unknown keys are an error)."""
     from keras_seran.errors import InputDataError
 
-    sections: dict[str, dict] = {"data": {}, "train": {}}
+    sections: dict[str, dict] = {"data": dict((saved or {}).get("data", {})),
+                                 "train": dict((saved or {}).get("train", {}))}
     if args.config is not None:
         try:
             loaded = json.loads(Path(args.config).read_text())
@@ -95,10 +98,10 @@ def run(args) -> int:
     from keras_seran.training import train
     from keras_seran.training.trainer import load_run_config
 
-    data_cfg, train_cfg = resolve_configs(args)
+    saved = load_run_config(args.out) if args.resume else None
+    data_cfg, train_cfg = resolve_configs(args, saved)
     data = args.data
-    if args.resume:
-        saved = load_run_config(args.out)
+    if saved is not None:  # the run's own settings, unless a flag changes them
         data = data or saved.get("sources")
         args.arch, args.preset, args.scale = saved["arch"], saved["preset"], saved["scale"]
     if not data:

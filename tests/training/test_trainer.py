@@ -108,6 +108,10 @@ def test_fresh_run_refuses_to_overwrite_a_checkpoint(tmp_path, capsys):
     assert rc == 2 and str(run_dir) in err and "--resume" in err
     assert (run_dir / LAST).read_bytes() == before
     assert (run_dir / "best.keras").exists() and (run_dir / "log.csv").exists()
+    # --resume alone continues with the run's own data and settings
+    assert main(["train", "--resume", "--out", str(run_dir), "--epochs", "2"]) == 0
+    state = json.loads((run_dir / STATE_FILE).read_text())
+    assert state["epoch"] == 2 and state["optimizer_iterations"] == 2 * STEPS
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
