@@ -197,14 +197,16 @@ def _squeeze_to_3d(a: np.ndarray, path: str | Path) -> np.ndarray:
                                    "volumes (time points / diffusion directions); extract one 3D "
                                    "volume first (e.g. nibabel: img.slicer[..., 0])")
     if a.ndim < 3:
-        raise InputDataError(path, f"image of shape {a.shape} is {a.ndim}D, not a 3D volume; load a "
-                                   "single slice with load_slice()")
+        raise InputDataError(path, f"image of shape {a.shape} is {a.ndim}D, not a 3D volume; for a "
+                                   "single 2D slice use SuperResolver.predict_slice (or "
+                                   "load_slice() to read it)")
     if 0 in a.shape:
         raise InputDataError(path, f"volume has a zero-size axis (shape {a.shape}); the file holds "
                                    "no image data")
     if 1 in a.shape:
         raise InputDataError(path, f"volume has a 1-voxel-thick axis (shape {a.shape}): it is a "
-                                   "single slice, not a volume; load it with load_slice()")
+                                   "single slice, not a volume; use SuperResolver.predict_slice "
+                                   "(or load_slice() to read it)")
     return a
 
 
@@ -226,6 +228,10 @@ def _read_nifti_array(path: Path) -> tuple[np.ndarray, Any]:
     except (ImageFileError, *_READ_ERRORS) as e:
         raise InputDataError(path, f"cannot read as NIfTI ({type(e).__name__}: {e}); the file is "
                                    "not a NIfTI image or is corrupt") from None
+    header_shape = tuple(int(d) for d in img.header.get_data_shape())
+    if 0 in header_shape or not header_shape:
+        raise InputDataError(path, f"the header declares a zero-size axis (shape {header_shape}); "
+                                   "the file holds no image data")
     dtype = img.get_data_dtype()
     if dtype.fields is not None or np.issubdtype(dtype, np.complexfloating):
         raise InputDataError(path, f"NIfTI holds {dtype} voxels (complex or RGB), not real-valued "
