@@ -80,7 +80,7 @@ def export(run_dir: Path, arch: str, scale: int, seconds: float | None) -> Path:
         "data": f"{VOLUME.name} (real T1, 1 mm iso), axis-1 slices outside "
                 f"{HELD_OUT[0] - GAP}-{HELD_OUT[1] + GAP - 1}, sliced along all three axes",
         "held_out": f"axis-1 slices {HELD_OUT[0]}-{HELD_OUT[1] - 1} (bundled sample: 104-119)",
-        "degradation": run_cfg["data"]["degradation"],
+        "degradation": run_cfg["data"]["degradation"], "init_from": run_cfg.get("init_from"),
         "train": run_cfg["train"], "data_config": run_cfg["data"],
         "epochs_completed": state["epoch"], "best_val_psnr_during_training": state["best"],
         "training_seconds": seconds, "epochs_logged": len(log_lines) - 1,
