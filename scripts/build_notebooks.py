@@ -329,7 +329,8 @@ plt.show()
 
 One line per residual group: how spread the attention maps are, how peaked the excitation is, how
 many descriptors are the dominant one somewhere in the brain, and the module's residual scale *s*
-(`out = E + s·Z`; a learnable scalar that starts at 0, read from the layer's weights).
+(`out = E + s·Z`, a learnable scalar read from the layer's weights; |s|·Z small means the module
+barely changes the features).
 '''),
         code('''
 def residual_scale(layer):

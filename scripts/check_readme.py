@@ -128,7 +128,7 @@ def run_block(block: Block, workdir: Path, timeout: float) -> tuple[bool, str, f
     t = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=workdir, env=_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
         ok, output = proc.returncode == 0, proc.stdout
         if not ok:
             output += f"\n(exit status {proc.returncode})"

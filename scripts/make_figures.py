@@ -30,7 +30,13 @@ def _panels(model, scale: int, slice_index: int, label: str = "SERAN"):
     import numpy as np
 
     from keras_seran import samples
-    from keras_seran.data import bicubic_downscale, bicubic_upscale, crop_to_multiple, load_volume, normalize
+    from keras_seran.data import (
+        bicubic_downscale,
+        bicubic_upscale,
+        crop_to_multiple,
+        load_volume,
+        normalize,
+    )
     from keras_seran.metrics import psnr, ssim
 
     slab, _ = normalize(load_volume(samples.T1_AXIAL_SLAB).data)    # (256, 16, 256), slice axis 1
