@@ -68,7 +68,11 @@ def export(run_dir: Path, arch: str, scale: int, seconds: float | None) -> Path:
 
     from keras_seran.pretrained import weights_path
 
-    model = keras.saving.load_model(run_dir / "best.keras")
+    from keras_seran.training.trainer import build_model
+
+    trained = keras.saving.load_model(run_dir / "best.keras")
+    model = build_model(arch, scale, PRESET)   # uncompiled: the file holds no optimizer state
+    model.set_weights(trained.get_weights())
     dest = weights_path(scale, arch, PRESET)
     dest.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(dest)
