@@ -11,7 +11,6 @@ T1), bundled SERAN and EDSR weights, and bicubic. With ``--data``: every slice o
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
@@ -55,6 +54,7 @@ def run(args) -> int:
     from keras_seran.errors import InputDataError
     from keras_seran.evaluation.protocol import bicubic_predictor, keras_predictor, score_pairs
     from keras_seran.evaluation.table import Row, to_csv, to_markdown
+    from keras_seran.inference.writer import atomic_path
     from keras_seran.pretrained import load_model
 
     rows: list[Row] = []
@@ -77,8 +77,7 @@ def run(args) -> int:
     print("\n" + table)
     for path, text in ((args.markdown, table), (args.csv, to_csv(rows))):
         if path is not None:
-            tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
             print(f"wrote {path}")
     return 0

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import keras
+
+from keras_seran.inference.writer import atomic_path
 
 STATE_FILE = "training_state.json"
 LAST = "last.keras"
@@ -27,21 +28,13 @@ BEST = "best.keras"
 
 def atomic_save_model(model: keras.Model, path: Path) -> None:
     """Save a ``.keras`` file so that ``path`` is either the old file or the complete new one."""
-    path = Path(path)
-    tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def atomic_write_json(data: dict, path: Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def read_state(run_dir: Path) -> dict | None:
