@@ -76,3 +76,15 @@ def full_bundle(trained_tiny, tmp_path_factory):
     manifest = export_bundle(trained_tiny, out, "savedmodel,tflite,onnx,tensorrt",
                              model_source="trained_tiny")
     return out, manifest
+
+
+@pytest.fixture(scope="session")
+def pretrained_small_bundle(tmp_path_factory):
+    """(bundle dir, manifest): the bundled SERAN small x2 weights, every format and precision."""
+    from keras_seran.export import export_bundle
+    from keras_seran.pretrained import load_pretrained
+
+    out = tmp_path_factory.mktemp("bundles") / "small_x2"
+    manifest = export_bundle(load_pretrained(2), out, "savedmodel,tflite,onnx,tensorrt",
+                             model_source="x2")
+    return out, manifest

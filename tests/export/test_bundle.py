@@ -181,3 +181,23 @@ def test_tensorrt_entry(full_bundle):
     else:
         assert entry["status"] == "skipped" and entry["reason"] == reason
         assert "tensorrt" in reason.lower()
+
+
+def test_pretrained_small_preset_meets_every_tolerance(pretrained_small_bundle):
+    """The issue's numbers on the shipped model itself (small preset, real training)."""
+    from keras_seran.export.litert import assert_builtin_only
+
+    out, m = pretrained_small_bundle
+    assert m["model"]["config"]["channels"] == 32
+    p, f = m["parity"], m["parity"]["formats"]
+    gain = p["keras"]["psnr"] - p["bicubic"]["psnr"]
+    assert gain >= 1.0, gain
+    for name in FLOAT32:
+        assert f[name]["max_abs_diff"] <= 1e-4, (name, f[name])
+    assert f["tflite/float16"]["psnr_drop"] <= 0.05
+    for name in INT8 + ["tflite/dynamic_int8"]:
+        assert f[name]["psnr_drop"] <= 0.5, (name, f[name])
+        assert f[name]["psnr"] - p["bicubic"]["psnr"] >= 0.5 * gain, (name, f[name])
+    for tfl in (out / "tflite").glob("*.tflite"):
+        assert_builtin_only(tfl)
+    assert m["parity_ok"]
