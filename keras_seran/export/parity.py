@@ -24,6 +24,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from keras_seran.data.degrade import bicubic_downscale, bicubic_upscale, crop_to_multiple
+from keras_seran.data.io import load_any
+from keras_seran.data.normalize import normalize
 from keras_seran.errors import InputDataError, KerasSeranError
 
 
@@ -56,47 +59,27 @@ TOLERANCES: dict[str, dict[str, float]] = {
 # real MR slices
 
 
-def _normalise(vol: np.ndarray, path) -> np.ndarray:
-    try:
-        from keras_seran.data.normalize import normalize
-    except ImportError:  # pragma: no cover - the data package is always there in a full install
-        hi = float(np.percentile(vol, PERCENTILES[1]))
-        if not hi > 0:
-            raise InputDataError(path, "volume has no positive intensities to normalise")
-        return np.clip(vol / hi, 0.0, 1.0).astype(np.float32)
-    return normalize(vol, PERCENTILES, clip=True, path=path)[0]
-
-
 def load_mr_slices(source: str | Path | None = None, axis: int | None = None,
                    indices: Iterable[int] | None = None) -> np.ndarray:
     """Slices of a NIfTI volume as (N, H, W) float32 in [0, 1] (robust percentile normalisation).
 
     Args:
-        source: a .nii/.nii.gz file; default the bundled real T1 slab (256 x 16 x 256).
+        source: a .nii/.nii.gz file (a 2D image is one slice); default the bundled real T1 slab
+            (256 x 16 x 256). Read by :func:`keras_seran.data.io.load_any`, so every bad file
+            gets the data package's error naming it.
         axis: slice axis (default 1 for the bundled slab, 2 for any other volume).
         indices: which slices along ``axis`` (default all).
     """
-    import nibabel as nib
-
     from keras_seran import samples
 
     path = Path(source) if source is not None else samples.T1_AXIAL_SLAB
     if axis is None:
         axis = SLAB_SLICE_AXIS if source is None else 2
-    if not path.exists():
-        raise InputDataError(path, "no such MR volume (expected a .nii or .nii.gz file)")
-    try:
-        vol = np.asanyarray(nib.load(str(path)).dataobj).astype(np.float32)
-    except Exception as exc:  # nibabel raises many kinds
-        raise InputDataError(path, f"not a readable NIfTI volume ({exc})") from exc
-    while vol.ndim > 3 and vol.shape[-1] == 1:
-        vol = vol[..., 0]
+    vol = load_any(path)
     if vol.ndim == 2:
         vol = vol[:, :, None]
         axis = 2
-    if vol.ndim != 3:
-        raise InputDataError(path, f"expected a 3D volume, got shape {vol.shape}")
-    vol = _normalise(vol, path)
+    vol = normalize(vol, PERCENTILES, clip=True, path=path)[0]
     slices = np.moveaxis(vol, axis, 0)
     if indices is not None:
         idx = [int(i) for i in indices]
@@ -106,30 +89,6 @@ def load_mr_slices(source: str | Path | None = None, axis: int | None = None,
                                        f"along axis {axis}")
         slices = slices[idx]
     return np.ascontiguousarray(slices, dtype=np.float32)
-
-
-def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
-    """HR (H, W) -> LR (H//s, W//s): MATLAB-style bicubic when available, else OpenCV INTER_AREA."""
-    try:
-        from keras_seran.data.degrade import bicubic_downscale as _down
-    except ImportError:  # pragma: no cover
-        import cv2
-        h, w = img.shape[0] // scale, img.shape[1] // scale
-        return cv2.resize(np.asarray(img[:h * scale, :w * scale], np.float32), (w, h),
-                          interpolation=cv2.INTER_AREA)
-    return _down(img, scale)
-
-
-def bicubic_upscale(img: np.ndarray, scale: int) -> np.ndarray:
-    """LR (h, w) -> (h*s, w*s) bicubic: the baseline an SR model has to beat."""
-    try:
-        from keras_seran.data.degrade import bicubic_upscale as _up
-    except ImportError:  # pragma: no cover
-        import cv2
-        h, w = img.shape
-        return cv2.resize(np.asarray(img, np.float32), (w * scale, h * scale),
-                          interpolation=cv2.INTER_CUBIC)
-    return _up(img, scale)
 
 
 def fit_to_size(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -160,7 +119,7 @@ def slice_pairs(slices: np.ndarray, scale: int, lr_size: tuple[int, int] | None 
     for hr in np.asarray(slices, np.float32):
         if lr_size is not None:
             hr = fit_to_size(hr, (lr_size[0] * scale, lr_size[1] * scale))
-        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+        hr = crop_to_multiple(hr, scale)
         lr = np.asarray(bicubic_downscale(hr, scale), np.float32)
         pairs.append((lr[None, :, :, None], np.asarray(hr, np.float32)[None, :, :, None]))
     return pairs
