@@ -79,38 +79,48 @@ def _crop_tensor(x, border: int):
     return x if border <= 0 else x[:, border:-border, border:-border, :]
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class PSNRMetric(keras.metrics.Mean):
-    """Mean per-image PSNR (dB) over batches of (B, H, W, 1) images in [0, data_range]."""
+class _ImageMetric(keras.metrics.Mean):
+    """Mean of a per-image score over (B, H, W, 1) batches, after cropping ``border`` pixels."""
 
-    def __init__(self, data_range: float = 1.0, border: int = 0, name: str = "psnr", **kwargs):
-        super().__init__(name=name, **kwargs)
+    def __init__(self, data_range: float = 1.0, border: int = 0, **kwargs):
+        super().__init__(**kwargs)
         self.data_range = float(data_range)
         self.border = int(border)
+
+    def score(self, y_true, y_pred):
+        """Per-image score, shape (B,), of cropped float32 batches."""
+        raise NotImplementedError
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = _crop_tensor(ops.cast(y_true, "float32"), self.border)
         y_pred = _crop_tensor(ops.cast(y_pred, "float32"), self.border)
-        mse = ops.mean(ops.square(y_true - y_pred), axis=(1, 2, 3))
-        value = 10.0 * ops.log(self.data_range ** 2 / ops.maximum(mse, 1e-12)) / np.log(10.0)
-        return super().update_state(value, sample_weight=sample_weight)
+        return super().update_state(self.score(y_true, y_pred), sample_weight=sample_weight)
 
     def get_config(self):
         return {**super().get_config(), "data_range": self.data_range, "border": self.border}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SSIMMetric(keras.metrics.Mean):
+class PSNRMetric(_ImageMetric):
+    """Mean per-image PSNR (dB) over batches of (B, H, W, 1) images in [0, data_range]."""
+
+    def __init__(self, data_range: float = 1.0, border: int = 0, name: str = "psnr", **kwargs):
+        super().__init__(data_range, border, name=name, **kwargs)
+
+    def score(self, y_true, y_pred):
+        mse = ops.mean(ops.square(y_true - y_pred), axis=(1, 2, 3))
+        return 10.0 * ops.log(self.data_range ** 2 / ops.maximum(mse, 1e-12)) / np.log(10.0)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SSIMMetric(_ImageMetric):
     """Mean per-image SSIM over batches of (B, H, W, 1) images (same definition as :func:`ssim`)."""
 
     def __init__(self, data_range: float = 1.0, border: int = 0, name: str = "ssim", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.data_range = float(data_range)
-        self.border = int(border)
+        super().__init__(data_range, border, name=name, **kwargs)
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        x = _crop_tensor(ops.cast(y_pred, "float32"), self.border)
-        y = _crop_tensor(ops.cast(y_true, "float32"), self.border)
+    def score(self, y_true, y_pred):
+        x, y = y_pred, y_true
         g = _gaussian_window().astype("float32")
         kernel = ops.convert_to_tensor(np.outer(g, g)[:, :, None, None])
 
@@ -121,7 +131,4 @@ class SSIMMetric(keras.metrics.Mean):
         mx, my = blur(x), blur(y)
         sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
         ssim_map = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-        return super().update_state(ops.mean(ssim_map, axis=(1, 2, 3)), sample_weight=sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), "data_range": self.data_range, "border": self.border}
+        return ops.mean(ssim_map, axis=(1, 2, 3))
