@@ -2,6 +2,7 @@
 
     python bench/bench_training.py                 # small and paper presets, x2 and x4
     python bench/bench_training.py --steps 5 --presets small --scales 2
+    python bench/bench_training.py --precisions float32 bfloat16   # mixed precision on CPU (AMX)
 
 Runs real ``train_on_batch`` steps (L1 loss, Adam, the package's compile) on batches from the
 package's tf.data pipeline over the bundled real T1 slab, after warm-up steps (tracing), and
@@ -27,6 +28,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=48)
+    p.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"],
+                   choices=["float32", "bfloat16", "float16"],
+                   help="float32, or mixed precision with this compute type (float16: GPU)")
     args = p.parse_args()
 
     import keras
@@ -36,6 +40,7 @@ def main() -> None:
     from keras_seran.config import DataConfig, TrainConfig
     from keras_seran.data import make_datasets
     from keras_seran.training import build_model, compile_model
+    from keras_seran.training.trainer import mixed_policy
 
     gpus = tf.config.list_physical_devices("GPU")
     device = f"GPU x{len(gpus)}" if gpus else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
@@ -43,26 +48,28 @@ def main() -> None:
           f"{keras.backend.backend()}, {device}")
     print(f"batch {args.batch} of {args.patch}x{args.patch} LR patches; median of {args.steps} "
           f"steps after {args.warmup} warm-up\n")
-    print(f"| preset | scale | parameters | step (s) | patches/s |")
-    print(f"|---|---|---|---|---|")
-    for preset in args.presets:
-        for scale in args.scales:
-            cfg = DataConfig(patch_size=args.patch, batch_size=args.batch, slice_axis=1,
-                             val_fraction=0.0, min_foreground=0.05)
-            train_ds, _ = make_datasets(str(samples.T1_AXIAL_SLAB), scale, cfg)
-            batches = iter(train_ds)
-            model = compile_model(build_model("seran", scale, preset), TrainConfig(), scale)
-            for _ in range(args.warmup):
-                model.train_on_batch(*next(batches))
-            times = []
-            for _ in range(args.steps):
-                lr, hr = next(batches)
-                t0 = time.perf_counter()
-                model.train_on_batch(lr, hr)
-                times.append(time.perf_counter() - t0)
-            step = statistics.median(times)
-            print(f"| {preset} | x{scale} | {model.count_params():,} | {step:.3f} | "
-                  f"{args.batch / step:.1f} |", flush=True)
+    print(f"| preset | scale | precision | parameters | step (s) | patches/s |")
+    print(f"|---|---|---|---|---|---|")
+    for preset, scale, precision in ((p, s, q) for p in args.presets for s in args.scales
+                                     for q in args.precisions):
+        keras.mixed_precision.set_global_policy(
+            "float32" if precision == "float32" else mixed_policy(precision))
+        cfg = DataConfig(patch_size=args.patch, batch_size=args.batch, slice_axis=1,
+                         val_fraction=0.0, min_foreground=0.05)
+        train_ds, _ = make_datasets(str(samples.T1_AXIAL_SLAB), scale, cfg)
+        batches = iter(train_ds)
+        model = compile_model(build_model("seran", scale, preset), TrainConfig(), scale)
+        for _ in range(args.warmup):
+            model.train_on_batch(*next(batches))
+        times = []
+        for _ in range(args.steps):
+            lr, hr = next(batches)
+            t0 = time.perf_counter()
+            model.train_on_batch(lr, hr)
+            times.append(time.perf_counter() - t0)
+        step = statistics.median(times)
+        print(f"| {preset} | x{scale} | {precision} | {model.count_params():,} | {step:.3f} | "
+              f"{args.batch / step:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

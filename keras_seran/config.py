@@ -140,7 +140,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (paper: L1, Adam(0.9, 0.999, 1e-8), lr 1e-4 halved every 200 epochs)."""
+    """Optimisation settings (paper: L1, Adam(0.9, 0.999, 1e-8), lr 1e-4 halved every 200 epochs).
+
+    ``mixed_precision``: False (float32), "float16", "bfloat16", or True for the device's fast
+    kind (float16 on a GPU, bfloat16 on a CPU, where oneDNN runs bfloat16 convolutions on AMX /
+    AVX512-BF16 units). Variables stay float32 and the reconstruction conv computes in float32.
+    """
 
     epochs: int = 1000
     steps_per_epoch: int = 1000
@@ -151,7 +156,7 @@ class TrainConfig:
     beta_2: float = 0.999
     epsilon: float = 1e-8
     clipnorm: float | None = None
-    mixed_precision: bool = False
+    mixed_precision: bool | Literal["float16", "bfloat16"] = False
     distribute: bool = False
     early_stop_patience: int | None = None
     checkpoint_every_epochs: int = 1

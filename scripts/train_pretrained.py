@@ -111,6 +111,11 @@ def main(argv=None) -> int:
                         "a given .keras file, or 'none'")
     p.add_argument("--export", action="store_true", help="only export the finished run's weights")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=None, help="patch-stream seed (default: the scale)")
+    p.add_argument("--mixed-precision", nargs="?", const=True, default=False,
+                   choices=[True, "float16", "bfloat16"],
+                   help="mixed precision (no value: bfloat16 on CPU, float16 on GPU)")
     args = p.parse_args(argv)
     if args.threads:
         import tensorflow as tf
@@ -133,9 +138,11 @@ def main(argv=None) -> int:
         args.epochs = 20 if args.scale == 2 else 10
     if args.decay_epochs is None:
         args.decay_epochs = 5 if args.scale == 2 else 3
-    data_cfg = DataConfig(patch_size=args.patch, batch_size=16, seed=args.scale)
+    data_cfg = DataConfig(patch_size=args.patch, batch_size=args.batch,
+                          seed=args.scale if args.seed is None else args.seed)
     train_cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps, learning_rate=args.lr,
-                            lr_decay_epochs=args.decay_epochs)
+                            lr_decay_epochs=args.decay_epochs,
+                            mixed_precision=args.mixed_precision)
     init = None if args.init_from == "none" else args.init_from
     if init == "auto":
         x2 = Path(args.out) / f"{args.arch}_x2" / "best.keras"

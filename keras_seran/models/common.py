@@ -24,8 +24,8 @@ def upsampler(x, scale: int, channels: int, prefix: str = "upsample"):
     return x
 
 
-def conv3x3(channels: int, name: str) -> keras.layers.Conv2D:
-    return keras.layers.Conv2D(channels, 3, padding="same", name=name)
+def conv3x3(channels: int, name: str, **kwargs) -> keras.layers.Conv2D:
+    return keras.layers.Conv2D(channels, 3, padding="same", name=name, **kwargs)
 
 
 def reconstruction_tail(trunk, shallow, scale: int, channels: int, out_channels: int = 1):
@@ -34,4 +34,5 @@ def reconstruction_tail(trunk, shallow, scale: int, channels: int, out_channels:
     x = conv3x3(channels, "trunk_conv")(trunk)
     x = keras.layers.Add(name="long_skip")([shallow, x])
     x = upsampler(x, scale, channels)
-    return conv3x3(out_channels, "reconstruction")(x)
+    # float32 even under a mixed-precision policy: the image itself is not rounded to 8 bits
+    return conv3x3(out_channels, "reconstruction", dtype="float32")(x)

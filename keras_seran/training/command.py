@@ -49,7 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, help="initial learning rate (paper: 1e-4)")
     g.add_argument("--lr-decay-epochs", type=int, help="halve the lr every N epochs (paper: 200)")
     g.add_argument("--clipnorm", type=float, help="clip gradients to this global norm")
-    g.add_argument("--mixed-precision", action="store_true", default=None)
+    g.add_argument("--mixed-precision", nargs="?", const=True, default=None,
+                   choices=[True, "float16", "bfloat16"], metavar="{float16,bfloat16}",
+                   help="mixed-precision training (no value: float16 on a GPU, bfloat16 on CPU)")
     g.add_argument("--multi-gpu", action="store_true", default=None,
                    help="tf.distribute.MirroredStrategy over all visible GPUs")
     g.add_argument("--early-stop", type=int, metavar="PATIENCE")

@@ -56,6 +56,30 @@ def transfer_weights(model: keras.Model, source: keras.Model) -> list[str]:
     return copied
 
 
+def mixed_policy(kind: bool | str) -> str:
+    """Keras dtype policy for ``TrainConfig.mixed_precision`` (True: float16 on GPU, else bfloat16)."""
+    if kind is True:
+        import tensorflow as tf
+
+        kind = "float16" if tf.config.list_physical_devices("GPU") else "bfloat16"
+    if kind not in ("float16", "bfloat16"):
+        raise ValueError(f"mixed_precision must be a bool, 'float16' or 'bfloat16', got {kind!r}")
+    return f"mixed_{kind}"
+
+
+@contextlib.contextmanager
+def _dtype_policy(mixed: bool | str):
+    """Build (or reload) the model under the mixed policy, then restore the global policy so
+    models built after training are float32 again (the trained model keeps its own policy)."""
+    previous = keras.mixed_precision.global_policy()
+    if mixed:
+        keras.mixed_precision.set_global_policy(mixed_policy(mixed))
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def _strategy_scope(distribute: bool):
     if not distribute:
         return contextlib.nullcontext()
@@ -113,9 +137,7 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
         datasets = make_datasets(sources, scale, data, start_batch=start)
     train_ds, val_ds = datasets
 
-    if train_cfg.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    with _strategy_scope(train_cfg.distribute):
+    with _dtype_policy(train_cfg.mixed_precision), _strategy_scope(train_cfg.distribute):
         if state is not None:
             model = keras.saving.load_model(run_dir / LAST)
             initial_epoch = int(state["epoch"])

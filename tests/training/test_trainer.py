@@ -152,3 +152,56 @@ def test_init_from_an_x2_network_copies_every_matching_layer(tmp_path):
     assert "upsample_conv0" not in transfer_weights(seran(3, "tiny"), x2)
     np.testing.assert_array_equal(x4.get_layer("group0_sera").get_weights()[0],
                                   x2.get_layer("group0_sera").get_weights()[0])
+
+
+def test_mixed_policy_picks_the_device_kind_and_rejects_others():
+    from keras_seran.training.trainer import mixed_policy
+
+    assert mixed_policy("float16") == "mixed_float16"
+    assert mixed_policy("bfloat16") == "mixed_bfloat16"
+    assert mixed_policy(True) in ("mixed_float16", "mixed_bfloat16")
+    with pytest.raises(ValueError, match="float8"):
+        mixed_policy("float8")
+
+
+def test_bfloat16_training_on_real_mr_keeps_a_float32_image_and_restores_the_policy(tmp_path):
+    from keras_seran.training import train
+    from keras_seran.cli import build_parser
+    from keras_seran.training.command import resolve_configs
+
+    run_dir = tmp_path / "bf16"
+    argv = [*TRAIN_ARGS, "--epochs", "2", "--out", str(run_dir), "--mixed-precision", "bfloat16"]
+    args = build_parser(argv).parse_args(argv)
+    data_cfg, train_cfg = resolve_configs(args)
+    assert train_cfg.mixed_precision == "bfloat16"
+    history = train([str(samples.T1_AXIAL_SLAB)], 2, run_dir, arch="seran", preset="tiny",
+                    data=data_cfg, train_cfg=train_cfg, tensorboard=False, verbose=0)
+    model = history.model
+    # trunk computes in bfloat16, variables and the reconstructed image stay float32
+    assert model.get_layer("group0_block0").compute_dtype == "bfloat16"
+    assert all(w.dtype == "float32" for w in model.weights)
+    assert model.get_layer("reconstruction").compute_dtype == "float32"
+    lr = samples_lr_slice()
+    out = model.predict_on_batch(lr)
+    assert str(out.dtype) == "float32" and out.shape == (1, 2 * lr.shape[1], 2 * lr.shape[2], 1)
+    # the global policy is back to float32 for whatever the user builds next
+    assert keras.mixed_precision.global_policy().name == "float32"
+    # the checkpoint reloads with its policy, and a float32 copy of the weights predicts alike
+    reloaded = keras.saving.load_model(run_dir / LAST)
+    assert reloaded.get_layer("group0_block0").compute_dtype == "bfloat16"
+    from keras_seran.training.trainer import build_model
+
+    fp32 = build_model("seran", 2, "tiny")
+    fp32.set_weights(reloaded.get_weights())
+    np.testing.assert_allclose(fp32.predict_on_batch(lr), reloaded.predict_on_batch(lr), atol=0.03)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def samples_lr_slice() -> np.ndarray:
+    """A real LR input: a 64x64 crop of the bundled T1 slab's middle slice, in [0, 1]."""
+    from keras_seran.data.io import load_volume
+    from keras_seran.data.normalize import normalize
+
+    slab, _ = normalize(load_volume(samples.T1_AXIAL_SLAB).data)
+    mid = slab[:, slab.shape[1] // 2, :]
+    return np.ascontiguousarray(mid[96:160, 96:160], np.float32)[None, ..., None]
