@@ -15,7 +15,7 @@ from keras_seran.data.degrade import (DEGRADATIONS, add_rician_noise, bicubic_do
                                       bicubic_upscale, blur_downscale, crop_to_multiple, degradation_matrices,
                                       degrade, fourier_resample_matrix, gaussian_blur_matrix,
                                       imresize_weights, kspace_downscale, kspace_upscale,
-                                      upscale_baseline)
+                                      lr_hr_pairs, upscale_baseline)
 from keras_seran.data.io import (Volume, find_volumes, load_any, load_dicom_series, load_slice,
                                  load_volume, parse_contrast, parse_ixi_name)
 from keras_seran.data.normalize import NormStats, fit_normalization, normalize
@@ -52,6 +52,7 @@ __all__ = [
     "DEGRADATIONS", "imresize_weights", "bicubic_downscale", "bicubic_upscale", "blur_downscale",
     "kspace_downscale", "kspace_upscale", "add_rician_noise", "degrade", "crop_to_multiple",
     "degradation_matrices", "gaussian_blur_matrix", "fourier_resample_matrix", "upscale_baseline",
+    "lr_hr_pairs",
     # slices
     "SliceSet", "extract_slices", "split_volumes", "split_single_volume", "load_slice_sets",
     "validation_pairs", "validation_pairs_from", "representative_slices",

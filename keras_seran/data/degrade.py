@@ -361,6 +361,17 @@ def degrade(img: np.ndarray, scale: int, kind: str = "bicubic", noise_sigma: flo
     return lr
 
 
+def lr_hr_pairs(slices, scale: int, kind: str = "bicubic"
+                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Evaluation pairs from whole HR slices: each (H, W) slice cropped to a multiple of
+    ``scale`` (HR, float32) and degraded by ``kind`` (LR, (H//s, W//s) float32).
+
+    Returns ``(lr_list, hr_list)``; no noise, so the pairs are deterministic.
+    """
+    hrs = [np.ascontiguousarray(crop_to_multiple(s, scale), dtype=np.float32) for s in slices]
+    return [degrade(h, scale, kind) for h in hrs], hrs
+
+
 def upscale_baseline(img: np.ndarray, scale: int, kind: str = "bicubic") -> np.ndarray:
     """The interpolation baseline matching a degradation: zero-filling for "kspace", else bicubic."""
     kind = _check_kind(kind)

@@ -36,7 +36,8 @@ def _default_models() -> list[str]:
 
 def _pairs(args, scale: int) -> dict:
     from keras_seran.config import DataConfig
-    from keras_seran.evaluation.protocol import _pairs_from_slices, benchmark_pairs
+    from keras_seran.data.degrade import lr_hr_pairs
+    from keras_seran.evaluation.protocol import benchmark_pairs
 
     if not args.data:
         return benchmark_pairs(scale, args.degradation)
@@ -47,7 +48,7 @@ def _pairs(args, scale: int) -> dict:
     train, val = load_slice_sets(args.data, scale, cfg, min_size=2 * scale)
     if args.split == "val":
         return {"val": validation_pairs_from(val, scale, cfg)}
-    return {"data": _pairs_from_slices(train.slices, scale, args.degradation)}
+    return {"data": lr_hr_pairs(train.slices, scale, args.degradation)}
 
 
 def run(args) -> int:

@@ -73,13 +73,6 @@ def bicubic_predictor(scale: int) -> Predictor:
     return lambda lr: bicubic_upscale(lr, scale)
 
 
-def _pairs_from_slices(slices, scale: int, degradation: str = "bicubic"):
-    from keras_seran.data.degrade import crop_to_multiple, degrade
-
-    hrs = [np.ascontiguousarray(crop_to_multiple(s, scale), dtype=np.float32) for s in slices]
-    return [degrade(h, scale, degradation) for h in hrs], hrs
-
-
 def benchmark_slices() -> dict[str, list[np.ndarray]]:
     """The bundled benchmark sets as lists of normalised 2D HR slices in [0, 1]."""
     from keras_seran import samples
@@ -101,5 +94,7 @@ def benchmark_slices() -> dict[str, list[np.ndarray]]:
 
 def benchmark_pairs(scale: int, degradation: str = "bicubic") -> dict[str, tuple[list, list]]:
     """(lr_list, hr_list) per bundled benchmark set at ``scale``."""
-    return {name: _pairs_from_slices(sl, scale, degradation)
+    from keras_seran.data.degrade import lr_hr_pairs
+
+    return {name: lr_hr_pairs(sl, scale, degradation)
             for name, sl in benchmark_slices().items()}

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from keras_seran.data.degrade import bicubic_downscale, bicubic_upscale, crop_to_multiple
+from keras_seran.data.degrade import bicubic_upscale, lr_hr_pairs
 from keras_seran.data.io import load_any
 from keras_seran.data.normalize import normalize
 from keras_seran.errors import InputDataError, KerasSeranError
@@ -115,14 +115,11 @@ def slice_pairs(slices: np.ndarray, scale: int, lr_size: tuple[int, int] | None 
     With ``lr_size`` the HR slice is first centre-cropped/padded to ``lr_size * scale`` (what a
     fixed-size exported model needs); otherwise HR is cropped to a multiple of ``scale``.
     """
-    pairs = []
-    for hr in np.asarray(slices, np.float32):
-        if lr_size is not None:
-            hr = fit_to_size(hr, (lr_size[0] * scale, lr_size[1] * scale))
-        hr = crop_to_multiple(hr, scale)
-        lr = np.asarray(bicubic_downscale(hr, scale), np.float32)
-        pairs.append((lr[None, :, :, None], np.asarray(hr, np.float32)[None, :, :, None]))
-    return pairs
+    hrs = np.asarray(slices, np.float32)
+    if lr_size is not None:
+        hrs = [fit_to_size(hr, (lr_size[0] * scale, lr_size[1] * scale)) for hr in hrs]
+    lrs, hrs = lr_hr_pairs(hrs, scale, "bicubic")
+    return [(lr[None, :, :, None], hr[None, :, :, None]) for lr, hr in zip(lrs, hrs)]
 
 
 def calibration_inputs(scale: int, source: str | Path | None = None,

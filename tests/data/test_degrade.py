@@ -168,6 +168,19 @@ def test_non_multiple_sizes_are_cropped_bottom_right(mr_slice):
     assert kspace_downscale(img, 3).shape == (33, 33)
 
 
+@pytest.mark.parametrize("kind", ["bicubic", "kspace"])
+def test_lr_hr_pairs_crop_then_degrade_each_slice(mr_slice, kind):
+    from keras_seran.data.degrade import lr_hr_pairs
+
+    slices = [mr_slice[:101, :99], mr_slice[50:, 20:]]
+    lrs, hrs = lr_hr_pairs(slices, 3, kind)
+    assert [h.shape for h in hrs] == [(99, 99), (204, 234)]
+    assert [l.shape for l in lrs] == [(33, 33), (68, 78)]
+    assert all(a.dtype == np.float32 for a in lrs + hrs)
+    np.testing.assert_array_equal(hrs[0], mr_slice[:99, :99])
+    np.testing.assert_allclose(lrs[1], degrade(mr_slice[50:254, 20:254], 3, kind), atol=1e-6)
+
+
 def test_rician_noise():
     zeros = np.zeros((200, 200))
     n = add_rician_noise(zeros, 0.05, rng=0)
