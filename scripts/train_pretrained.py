@@ -6,14 +6,22 @@ plus a gap of 8 slices on each side. Training: the two remaining sub-volumes (ax
 0-87 and 136-255), sliced along all three axes so the network sees axial, coronal and sagittal
 anatomy. Validation each epoch: every other held-out axial slice (16 whole slices).
 
-Degradation: bicubic (MATLAB imresize, the paper's BI). x3 and x4 start from the trained x2
-network (every layer but the upsampler), as EDSR does, and train for fewer epochs. Schedule (our CPU budget; the paper's
-1e-4 / 200-epoch halving is the package default): Adam, lr 5e-4 halved every 5 epochs of 100
-steps for 20 epochs at x2 (every 3 epochs, for 10 epochs, at x3/x4), batch 16 of 32x32 LR
-patches, flips and 90-degree rotations.
+Degradation: bicubic (MATLAB imresize, the paper's BI). The recipe (our CPU budget; the paper's
+1e-4 / 200-epoch halving is the package default), batch 16, flips and 90-degree rotations, Adam:
 
-    python scripts/train_pretrained.py --scale 2 --arch seran --out runs/pretrained
-    python scripts/train_pretrained.py --scale 2 --arch seran --out runs/pretrained --export
+- x2 stage 1: from scratch, float32, 32x32 LR patches, lr 5e-4 halved every 5 epochs, 20 epochs
+  of 100 steps (the first bundled weights);
+- x2 stage 2: from stage 1, bfloat16 mixed precision, 48x48 LR patches (the paper's), lr 2e-4
+  halved every 13 epochs, 65 epochs of 200 steps;
+- x3 and x4: from the final x2 network (every layer but the upsampler, as EDSR does), bfloat16,
+  48x48 LR patches, lr 2e-4 halved every 4 epochs, 16 epochs of 200 steps.
+
+SERAN and the matched EDSR go through the same recipe (``--arch edsr``).
+
+    python scripts/train_pretrained.py --arch seran --scale 2 --stage 1 --out runs/pretrained
+    python scripts/train_pretrained.py --arch seran --scale 2 --out runs/pretrained   # stage 2
+    python scripts/train_pretrained.py --arch seran --scale 3 --out runs/pretrained
+    python scripts/train_pretrained.py --arch seran --scale 2 --out runs/pretrained --export
 
 ``--export`` copies the best checkpoint's weights into ``keras_seran/weights/`` with a JSON card.
 """
@@ -34,6 +42,14 @@ VOLUME = SHARED / "t1_head_256iso.nii.gz"
 HELD_OUT = (96, 128)   # axis-1 slice range never used for training
 GAP = 8
 PRESET = "small"
+# The training recipe of the bundled weights (see the module docstring); flags override it.
+RECIPES = {
+    "x2_stage1": dict(epochs=20, steps=100, patch=32, lr=5e-4, decay_epochs=5,
+                      mixed_precision=False),
+    "x2_stage2": dict(epochs=65, steps=200, patch=48, lr=2e-4, decay_epochs=13,
+                      mixed_precision=True),
+    "x3_x4": dict(epochs=16, steps=200, patch=48, lr=2e-4, decay_epochs=4, mixed_precision=True),
+}
 
 
 def split_volume():
@@ -91,6 +107,9 @@ def export(run_dir: Path, arch: str, scale: int, seconds: float | None) -> Path:
         "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU",
         "keras": keras.__version__, "trained": time.strftime("%Y-%m-%d"),
     }
+    earlier = run_dir / "init_card.json"   # the card of the weights this run started from
+    if earlier.exists():
+        card["continued_from"] = json.loads(earlier.read_text())
     dest.with_name(f"{arch}_{PRESET}_x{scale}.json").write_text(json.dumps(card, indent=2) + "\n")
     return dest
 
@@ -100,29 +119,38 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--arch", default="seran", choices=["seran", "edsr"])
     p.add_argument("--out", default=str(REPO / "runs" / "pretrained"))
-    p.add_argument("--epochs", type=int, default=None, help="default: 20 for x2, 10 for x3/x4")
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--patch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--decay-epochs", type=int, default=None, help="default: 5 for x2, 3 for x3/x4")
+    p.add_argument("--stage", type=int, default=2, choices=[1, 2],
+                   help="x2 only: 1 = from scratch, 2 = continue stage 1 (see the recipe)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--steps", type=int, default=None, help="steps per epoch (recipe's default)")
+    p.add_argument("--patch", type=int, default=None, help="LR patch side (recipe's default)")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--decay-epochs", type=int, default=None, help="halve the lr every N epochs")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init-from", default="auto",
-                   help="x3/x4: start from the x2 run's best.keras when it exists ('auto'), "
-                        "a given .keras file, or 'none'")
+                   help="'auto': the recipe's (x2 stage 2: the stage-1 run; x3/x4: the x2 run), "
+                        "a .keras file, a bundled name (seran-x2), or 'none'")
     p.add_argument("--export", action="store_true", help="only export the finished run's weights")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all)")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seed", type=int, default=None, help="patch-stream seed (default: the scale)")
-    p.add_argument("--mixed-precision", nargs="?", const=True, default=False,
+    p.add_argument("--seed", type=int, default=None,
+                   help="patch-stream seed (default: the scale at stage 1, 10 + scale after)")
+    p.add_argument("--mixed-precision", nargs="?", const=True, default=None,
                    choices=[True, "float16", "bfloat16"],
-                   help="mixed precision (no value: bfloat16 on CPU, float16 on GPU)")
+                   help="mixed precision (no value: bfloat16 on CPU, float16 on GPU); "
+                        "default: the recipe's")
     args = p.parse_args(argv)
     if args.threads:
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    run_dir = Path(args.out) / f"{args.arch}_x{args.scale}"
+    stage1 = args.scale == 2 and args.stage == 1
+    recipe = RECIPES["x2_stage1" if stage1 else "x2_stage2" if args.scale == 2 else "x3_x4"]
+    for name, value in recipe.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    run_dir = Path(args.out) / f"{args.arch}_x{args.scale}{'_stage1' if stage1 else ''}"
     if args.export:
         t = run_dir / "seconds.txt"
         print(export(run_dir, args.arch, args.scale,
@@ -132,21 +160,29 @@ def main(argv=None) -> int:
         print(f"{VOLUME}: missing; this script needs ../shared/data", file=sys.stderr)
         return 2
     from keras_seran.config import DataConfig, TrainConfig
+    from keras_seran.pretrained import card, parse_pretrained
     from keras_seran.training import train
 
-    if args.epochs is None:
-        args.epochs = 20 if args.scale == 2 else 10
-    if args.decay_epochs is None:
-        args.decay_epochs = 5 if args.scale == 2 else 3
     data_cfg = DataConfig(patch_size=args.patch, batch_size=args.batch,
-                          seed=args.scale if args.seed is None else args.seed)
+                          seed=args.seed if args.seed is not None
+                          else args.scale if stage1 else 10 + args.scale)
     train_cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps, learning_rate=args.lr,
                             lr_decay_epochs=args.decay_epochs,
                             mixed_precision=args.mixed_precision)
     init = None if args.init_from == "none" else args.init_from
     if init == "auto":
-        x2 = Path(args.out) / f"{args.arch}_x2" / "best.keras"
-        init = str(x2) if args.scale != 2 and x2.exists() else None
+        if stage1 or args.resume:
+            init = None
+        else:
+            source = Path(args.out) / f"{args.arch}_x2{'_stage1' if args.scale == 2 else ''}"
+            init = str(source / "best.keras")
+            if not Path(init).exists():
+                print(f"{init}: missing; train that run first (see --help)", file=sys.stderr)
+                return 2
+    parsed = parse_pretrained(init) if init else None
+    if parsed is not None and not args.resume:   # record the bundled card before it is replaced
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "init_card.json").write_text(json.dumps(card(parsed[1], parsed[0]), indent=2))
     start = time.time()
     train(str(VOLUME), args.scale, run_dir, arch=args.arch, preset=PRESET, data=data_cfg,
           train_cfg=train_cfg, resume=args.resume, datasets=datasets(args.scale, data_cfg),

@@ -68,15 +68,27 @@ def cards() -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(WEIGHTS.glob("*.json"))]
 
 
+def _stages(c: dict) -> list[dict]:
+    """The training stages of a card, oldest first (a continued run records the card it
+    started from under ``continued_from``)."""
+    return (_stages(c["continued_from"]) if c.get("continued_from") else []) + [c]
+
+
 def training_table(cs: list[dict]) -> str:
-    out = ["| weights | parameters | epochs x steps | initialised from | training time | best val PSNR (training split) |",
+    out = ["| weights | parameters | stages: epochs x steps, LR patch, precision | initialised from | training time | best val PSNR (training split) |",
            "|---|---|---|---|---|---|"]
     for c in cs:
-        t = c.get("training_seconds")
-        init = Path(c["init_from"]).parent.name if c.get("init_from") else "scratch"
+        stages = _stages(c)
+        seconds = [s.get("training_seconds") for s in stages]
+        steps = " + ".join(
+            f"{s['epochs_completed']} x {s['train']['steps_per_epoch']}, "
+            f"{s['data_config']['patch_size']}², "
+            f"{'bf16 mixed' if s['train'].get('mixed_precision') else 'fp32'}" for s in stages)
+        first = stages[0]
+        init = Path(first["init_from"]).parent.name if first.get("init_from") else "scratch"
         out.append(f"| `{c['arch']}_{c['preset']}_x{c['scale']}` | {c['parameters']:,} | "
-                   f"{c['epochs_completed']} x {c['train']['steps_per_epoch']} | {init} | "
-                   f"{'-' if t is None else f'{t / 60:.0f} min'} | "
+                   f"{steps} | {init} | "
+                   f"{'-' if None in seconds else f'{sum(seconds) / 60:.0f} min'} | "
                    f"{c['best_val_psnr_during_training']:.2f} dB |")
     return "\n".join(out)
 
@@ -121,10 +133,13 @@ the slice upscaled in-plane, same range (`SuperResolver` does the normalisation 
 256^3, 1 mm, BSD-2-Clause). Held out: axial slices 96-127 (the bundled sample is slices
 104-119) plus a gap of 8 slices on each side; training on the rest, sliced along all three axes.
 Degradation: bicubic downscaling with antialiasing (MATLAB `imresize`, the paper's BI).
-Batch 16 of 32x32 LR patches, flips and 90-degree rotations, L1 loss, Adam (0.9, 0.999, 1e-8),
-lr 5e-4 halved every 5 epochs (x2, 20 epochs of 100 steps) or every 3 epochs (x3/x4, 10 epochs,
-initialised from the x2 network). `python scripts/train_pretrained.py --arch seran --scale 2`
-reproduces a run (needs `../shared/data`).
+Batch 16, flips and 90-degree rotations, L1 loss, Adam (0.9, 0.999, 1e-8). x2 in two stages:
+from scratch with 32x32 LR patches in float32 (lr 5e-4 halved every 5 epochs of 100 steps), then
+continued with the paper's 48x48 LR patches in bfloat16 mixed precision (lr 2e-4 halved every 13
+epochs of 200 steps); x3 and x4 start from the final x2 network (all but the upsampler) with
+48x48 patches in bfloat16 (lr 2e-4 halved every 4 epochs of 200 steps). SERAN and EDSR follow
+the same recipe. `scripts/train_pretrained.py` (its docstring lists the commands) reproduces
+every run (needs `../shared/data`). Inference runs in float32.
 
 **Hardware.** {hardware}; TensorFlow 2.21 CPU, Keras 3.
 

@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="models to compare, e.g. seran=x2 or mine=run/best.keras; MODEL may "
                         "contain {scale}. Default: bundled seran and edsr weights")
     p.add_argument("--no-bicubic", action="store_true", help="leave bicubic out of the table")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="also score each model's x8 self-ensemble (rows NAME+)")
     p.add_argument("--degradation", choices=["bicubic", "blur", "kspace"], default="bicubic")
     p.add_argument("--axis", type=int, default=2, help="slice axis for --data volumes")
     p.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
@@ -69,6 +71,8 @@ def run(args) -> int:
                 raise InputDataError(None, f"--models entry {spec!r} is not NAME=MODEL")
             model = load_model(model_spec.format(scale=scale))
             methods.append((name, keras_predictor(model)))
+            if args.self_ensemble:
+                methods.append((f"{name}+", keras_predictor(model, self_ensemble=True)))
         for name, predict in methods:
             for set_name, (lr, hr) in pairs.items():
                 rows.append(Row(name, set_name, scale, score_pairs(predict, lr, hr, scale)))

@@ -60,11 +60,16 @@ def score_pairs(predict: Predictor, lr_list, hr_list, scale: int) -> Scores:
     return out
 
 
-def keras_predictor(model) -> Predictor:
-    """Slice predictor for a Keras SR model taking (1, h, w, 1)."""
-    def predict(lr: np.ndarray) -> np.ndarray:
-        return model.predict_on_batch(np.asarray(lr, np.float32)[None, ..., None])[0, ..., 0]
-    return predict
+def keras_predictor(model, self_ensemble: bool = False) -> Predictor:
+    """Slice predictor for a Keras SR model taking (1, h, w, 1); optionally its x8
+    self-ensemble (:mod:`keras_seran.inference.ensemble`)."""
+    from keras_seran.inference.ensemble import ensembled
+
+    def run(batch: np.ndarray) -> np.ndarray:   # (B, h, w) -> (B, h*s, w*s)
+        return model.predict_on_batch(np.asarray(batch, np.float32)[..., None])[..., 0]
+
+    run = ensembled(run, self_ensemble)
+    return lambda lr: run(np.asarray(lr, np.float32)[None])[0]
 
 
 def bicubic_predictor(scale: int) -> Predictor:

@@ -46,3 +46,18 @@ def test_evaluate_command_writes_markdown_and_csv(tmp_path, capsys):
 def test_evaluate_rejects_a_missing_model(tmp_path, capsys):
     rc = main(["evaluate", "--scales", "2", "--models", f"m={tmp_path / 'nope.keras'}"])
     assert rc == 2 and "nope.keras" in capsys.readouterr().err
+
+
+def test_evaluate_self_ensemble_rows(tmp_path, capsys):
+    """--self-ensemble adds NAME+ rows scored on the same real slices."""
+    out = tmp_path / "t.csv"
+    assert main(["evaluate", "--scales", "2", "--models", "seran=x2", "--self-ensemble",
+                 "--no-bicubic", "--csv", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    methods = {r["method"] for r in rows}
+    assert methods == {"seran", "seran+"}
+    by = {(r["method"], r["dataset"]): float(r["psnr_mean"]) for r in rows}
+    for (method, dataset), value in by.items():
+        if method == "seran":
+            # the ensemble of a trained network stays within a fraction of a dB of one pass
+            assert abs(by[("seran+", dataset)] - value) < 0.5
