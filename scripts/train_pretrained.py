@@ -14,7 +14,7 @@ Degradation: bicubic (MATLAB imresize, the paper's BI). The recipe (our CPU budg
 - x2 stage 2: from stage 1, bfloat16 mixed precision, 48x48 LR patches (the paper's), lr 2e-4
   halved every 13 epochs, 65 epochs of 200 steps;
 - x3 and x4: from the final x2 network (every layer but the upsampler, as EDSR does), bfloat16,
-  48x48 LR patches, lr 2e-4 halved every 4 epochs, 16 epochs of 200 steps.
+  48x48 LR patches, lr 2e-4 halved every 5 epochs, 20 epochs of 200 steps.
 
 SERAN and the matched EDSR go through the same recipe (``--arch edsr``).
 
@@ -48,7 +48,7 @@ RECIPES = {
                       mixed_precision=False),
     "x2_stage2": dict(epochs=65, steps=200, patch=48, lr=2e-4, decay_epochs=13,
                       mixed_precision=True),
-    "x3_x4": dict(epochs=16, steps=200, patch=48, lr=2e-4, decay_epochs=4, mixed_precision=True),
+    "x3_x4": dict(epochs=20, steps=200, patch=48, lr=2e-4, decay_epochs=5, mixed_precision=True),
 }
 
 
@@ -110,6 +110,7 @@ def export(run_dir: Path, arch: str, scale: int, seconds: float | None) -> Path:
     earlier = run_dir / "init_card.json"   # the card of the weights this run started from
     if earlier.exists():
         card["continued_from"] = json.loads(earlier.read_text())
+        card["init_from"] = f"stage 1 of the same recipe ({arch} x{scale}: see continued_from)"
     dest.with_name(f"{arch}_{PRESET}_x{scale}.json").write_text(json.dumps(card, indent=2) + "\n")
     return dest
 

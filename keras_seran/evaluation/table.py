@@ -34,10 +34,14 @@ def to_markdown(rows: list[Row]) -> str:
 
 
 def to_csv(rows: list[Row]) -> str:
+    """One line per (method, set, scale): means, volume PSNR and every slice's PSNR (for paired
+    comparisons between methods on the same slices)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["method", "dataset", "scale", "slices", "psnr_mean", "ssim_mean", "volume_psnr"])
+    w.writerow(["method", "dataset", "scale", "slices", "psnr_mean", "ssim_mean", "volume_psnr",
+                "psnr_per_slice"])
     for r in rows:
         w.writerow([r.method, r.dataset, r.scale, len(r.scores.psnr), f"{r.scores.mean_psnr:.4f}",
-                    f"{r.scores.mean_ssim:.5f}", f"{r.scores.volume_psnr:.4f}"])
+                    f"{r.scores.mean_ssim:.5f}", f"{r.scores.volume_psnr:.4f}",
+                    " ".join(f"{p:.4f}" for p in r.scores.psnr)])
     return buf.getvalue()

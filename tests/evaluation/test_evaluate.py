@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 
 from keras_seran.cli import main
 from keras_seran.evaluation import benchmark_pairs, bicubic_predictor, score_pairs
@@ -41,6 +42,10 @@ def test_evaluate_command_writes_markdown_and_csv(tmp_path, capsys):
     assert {r["method"] for r in rows} == {"bicubic", "tiny"} and len(rows) == 8
     bic = {r["dataset"]: float(r["psnr_mean"]) for r in rows if r["method"] == "bicubic"}
     assert bic["t1-heldout"] > 20
+    for r in rows:   # every slice's PSNR, averaging to the mean column
+        per_slice = [float(v) for v in r["psnr_per_slice"].split()]
+        assert len(per_slice) == int(r["slices"])
+        assert np.mean(per_slice) == pytest.approx(float(r["psnr_mean"]), abs=1e-3)
 
 
 def test_evaluate_rejects_a_missing_model(tmp_path, capsys):
