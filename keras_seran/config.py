@@ -161,6 +161,11 @@ class TrainConfig:
     early_stop_patience: int | None = None
     checkpoint_every_epochs: int = 1
 
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in (False, True, "float16", "bfloat16"):
+            raise ValueError("mixed_precision must be true, false, 'float16' or 'bfloat16', "
+                             f"got {self.mixed_precision!r}")
+
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass."""

@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-decay-epochs", type=int, help="halve the lr every N epochs (paper: 200)")
     g.add_argument("--clipnorm", type=float, help="clip gradients to this global norm")
     g.add_argument("--mixed-precision", nargs="?", const=True, default=None,
-                   choices=[True, "float16", "bfloat16"], metavar="{float16,bfloat16}",
+                   choices=["float16", "bfloat16"],
                    help="mixed-precision training (no value: float16 on a GPU, bfloat16 on CPU)")
     g.add_argument("--multi-gpu", action="store_true", default=None,
                    help="tf.distribute.MirroredStrategy over all visible GPUs")
@@ -91,7 +91,7 @@ def resolve_configs(args, saved: dict | None = None) -> tuple[DataConfig, TrainC
         if "percentiles" in sections["data"]:
             sections["data"]["percentiles"] = tuple(sections["data"]["percentiles"])
         return DataConfig(**sections["data"]), TrainConfig(**sections["train"])
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise InputDataError(args.config, f"bad configuration: {exc}") from None
 
 

@@ -135,6 +135,11 @@ def test_config_file_then_flags(tmp_path, capsys):
     rc = main(["train", "--out", str(tmp_path / "r"), "--config", str(cfg), "--data", "x"])
     err = capsys.readouterr().err
     assert rc == 2 and "run.json" in err and "learnin_rate" in err
+    cfg.write_text(json.dumps({"train": {"mixed_precision": "float8"}}))
+    rc = main(["train", "--out", str(tmp_path / "r8"), "--config", str(cfg), "--data", "x"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "run.json" in err and "float8" in err and "Traceback" not in err
+    assert not (tmp_path / "r8").exists()
 
 
 def test_init_from_an_x2_network_copies_every_matching_layer(tmp_path):
