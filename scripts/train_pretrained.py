@@ -79,11 +79,44 @@ def datasets(scale: int, data_cfg):
     return train_dataset(train, scale, data_cfg), validation_dataset(val, scale, data_cfg)
 
 
-def export(run_dir: Path, arch: str, scale: int, seconds: float | None) -> Path:
+def run_card(run_dir: Path, arch: str, scale: int, parameters: int) -> dict:
+    """The JSON card of a finished run, with the card of the run (or bundled weights) it
+    continued under ``continued_from`` when it is an earlier stage of the same scale."""
+    import keras
+
+    state = json.loads((run_dir / "training_state.json").read_text())
+    run_cfg = json.loads((run_dir / "run_config.json").read_text())
+    log_lines = (run_dir / "log.csv").read_text().strip().splitlines()
+    seconds_file = run_dir / "seconds.txt"
+    card = {
+        "arch": arch, "preset": PRESET, "scale": scale, "parameters": parameters,
+        "data": f"{VOLUME.name} (real T1, 1 mm iso), axis-1 slices outside "
+                f"{HELD_OUT[0] - GAP}-{HELD_OUT[1] + GAP - 1}, sliced along all three axes",
+        "held_out": f"axis-1 slices {HELD_OUT[0]}-{HELD_OUT[1] - 1} (bundled sample: 104-119)",
+        "degradation": run_cfg["data"]["degradation"], "init_from": run_cfg.get("init_from"),
+        "train": run_cfg["train"], "data_config": run_cfg["data"],
+        "epochs_completed": state["epoch"], "best_val_psnr_during_training": state["best"],
+        "training_seconds": float(seconds_file.read_text()) if seconds_file.exists() else None,
+        "epochs_logged": len(log_lines) - 1,
+        "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU",
+        "keras": keras.__version__, "trained": time.strftime("%Y-%m-%d"),
+    }
+    init_run = Path(card["init_from"]).parent if card["init_from"] else None
+    if (run_dir / "init_card.json").exists():   # started from bundled weights (recorded then)
+        card["continued_from"] = json.loads((run_dir / "init_card.json").read_text())
+    elif init_run is not None and (init_run / "run_config.json").exists() and \
+            json.loads((init_run / "run_config.json").read_text())["scale"] == scale:
+        card["continued_from"] = run_card(init_run, arch, scale, parameters)   # stage-1 run
+    if "continued_from" in card:
+        card["init_from"] = f"stage 1 of the same recipe ({arch} x{scale}: see continued_from)"
+    return card
+
+
+def export(run_dir: Path, arch: str, scale: int) -> Path:
+    """Copy the run's best weights into the package (float32 model) with their JSON card."""
     import keras
 
     from keras_seran.pretrained import weights_path
-
     from keras_seran.training.trainer import build_model
 
     trained = keras.saving.load_model(run_dir / "best.keras")
@@ -91,26 +124,8 @@ def export(run_dir: Path, arch: str, scale: int, seconds: float | None) -> Path:
     model.set_weights(trained.get_weights())
     dest = weights_path(scale, arch, PRESET)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    card = run_card(run_dir, arch, scale, model.count_params())
     model.save_weights(dest)
-    state = json.loads((run_dir / "training_state.json").read_text())
-    run_cfg = json.loads((run_dir / "run_config.json").read_text())
-    log_lines = (run_dir / "log.csv").read_text().strip().splitlines()
-    card = {
-        "arch": arch, "preset": PRESET, "scale": scale, "parameters": model.count_params(),
-        "data": f"{VOLUME.name} (real T1, 1 mm iso), axis-1 slices outside "
-                f"{HELD_OUT[0] - GAP}-{HELD_OUT[1] + GAP - 1}, sliced along all three axes",
-        "held_out": f"axis-1 slices {HELD_OUT[0]}-{HELD_OUT[1] - 1} (bundled sample: 104-119)",
-        "degradation": run_cfg["data"]["degradation"], "init_from": run_cfg.get("init_from"),
-        "train": run_cfg["train"], "data_config": run_cfg["data"],
-        "epochs_completed": state["epoch"], "best_val_psnr_during_training": state["best"],
-        "training_seconds": seconds, "epochs_logged": len(log_lines) - 1,
-        "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU",
-        "keras": keras.__version__, "trained": time.strftime("%Y-%m-%d"),
-    }
-    earlier = run_dir / "init_card.json"   # the card of the weights this run started from
-    if earlier.exists():
-        card["continued_from"] = json.loads(earlier.read_text())
-        card["init_from"] = f"stage 1 of the same recipe ({arch} x{scale}: see continued_from)"
     dest.with_name(f"{arch}_{PRESET}_x{scale}.json").write_text(json.dumps(card, indent=2) + "\n")
     return dest
 
@@ -137,7 +152,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=None,
                    help="patch-stream seed (default: the scale at stage 1, 10 + scale after)")
     p.add_argument("--mixed-precision", nargs="?", const=True, default=None,
-                   choices=[True, "float16", "bfloat16"],
+                   choices=["float16", "bfloat16"],
                    help="mixed precision (no value: bfloat16 on CPU, float16 on GPU); "
                         "default: the recipe's")
     args = p.parse_args(argv)
@@ -153,15 +168,13 @@ def main(argv=None) -> int:
             setattr(args, name, value)
     run_dir = Path(args.out) / f"{args.arch}_x{args.scale}{'_stage1' if stage1 else ''}"
     if args.export:
-        t = run_dir / "seconds.txt"
-        print(export(run_dir, args.arch, args.scale,
-                     float(t.read_text()) if t.exists() else None))
+        print(export(run_dir, args.arch, args.scale))
         return 0
     if not VOLUME.exists():
         print(f"{VOLUME}: missing; this script needs ../shared/data", file=sys.stderr)
         return 2
     from keras_seran.config import DataConfig, TrainConfig
-    from keras_seran.pretrained import card, parse_pretrained
+    from keras_seran.pretrained import card as bundled_card, parse_pretrained
     from keras_seran.training import train
 
     data_cfg = DataConfig(patch_size=args.patch, batch_size=args.batch,
@@ -183,7 +196,7 @@ def main(argv=None) -> int:
     parsed = parse_pretrained(init) if init else None
     if parsed is not None and not args.resume:   # record the bundled card before it is replaced
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "init_card.json").write_text(json.dumps(card(parsed[1], parsed[0]), indent=2))
+        (run_dir / "init_card.json").write_text(json.dumps(bundled_card(parsed[1], parsed[0]), indent=2))
     start = time.time()
     train(str(VOLUME), args.scale, run_dir, arch=args.arch, preset=PRESET, data=data_cfg,
           train_cfg=train_cfg, resume=args.resume, datasets=datasets(args.scale, data_cfg),
