@@ -30,6 +30,20 @@ def _flatten_positions(x):
     return ops.reshape(x, (ops.shape(x)[0], -1, ops.shape(x)[-1]))
 
 
+def rms_normalize(x, epsilon: float = 1e-6):
+    """x / sqrt(mean(x^2) + eps) over (H, W, C) of each sample: (B, H, W, C) -> same shape.
+
+    Used on E before the attention convs (``attention_norm=True``) so that the softmax
+    temperature does not depend on the intensity scale of the input: on [0, 1] MR the trunk's
+    features have a std of about 0.04, which leaves conv1x1(E) nearly constant and both softmaxes
+    uniform. A single scalar per sample, so conv1x1 of the result is still a linear map of E
+    (the paper's form) with a data-independent temperature. Computed in float32.
+    """
+    x32 = ops.cast(x, "float32")
+    mean_square = ops.mean(x32 * x32, axis=(1, 2, 3), keepdims=True)
+    return ops.cast(x32 * ops.rsqrt(mean_square + epsilon), x.dtype)   # int8 LiteRT kernels exist
+
+
 def _unflatten_positions(x, like):
     """(B, H*W, K) -> (B, H, W, K), taking H and W from ``like`` (B, H, W, *)."""
     s = ops.shape(like)
@@ -45,13 +59,16 @@ class SecondOrderPooling(keras.layers.Layer):
     an attention-weighted average of the features over the whole image.
 
     Call returns ``(V, M)`` with V of shape (B, m, n) and M of shape (B, H, W, n); every M[..., j]
-    sums to 1 over the H*W positions.
+    sums to 1 over the H*W positions. ``attention_norm=True`` computes the attention logits on
+    :func:`rms_normalize` (E) (scale-invariant M); A is always computed on E itself.
     """
 
-    def __init__(self, feature_dim: int, num_descriptors: int, **kwargs):
+    def __init__(self, feature_dim: int, num_descriptors: int, attention_norm: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.feature_dim = int(feature_dim)
         self.num_descriptors = int(num_descriptors)
+        self.attention_norm = bool(attention_norm)
         self.feature_conv = keras.layers.Conv2D(self.feature_dim, 1, name="feature_conv",
                                                 dtype=self.dtype_policy)
         self.attention_conv = keras.layers.Conv2D(self.num_descriptors, 1, name="attention_conv",
@@ -65,7 +82,8 @@ class SecondOrderPooling(keras.layers.Layer):
 
     def call(self, inputs):
         features = _flatten_positions(self.feature_conv(inputs))            # (B, HW, m)
-        logits = self.attention_conv(inputs)                                 # (B, H, W, n)
+        keys = rms_normalize(inputs) if self.attention_norm else inputs
+        logits = self.attention_conv(keys)                                   # (B, H, W, n)
         attention = ops.softmax(_flatten_positions(logits), axis=1)         # over HW positions
         descriptors = ops.matmul(ops.transpose(features, (0, 2, 1)), attention)  # (B, m, n)
         return descriptors, _unflatten_positions(attention, logits)
@@ -82,7 +100,7 @@ class SecondOrderPooling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "feature_dim": self.feature_dim,
-                "num_descriptors": self.num_descriptors}
+                "num_descriptors": self.num_descriptors, "attention_norm": self.attention_norm}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -170,13 +188,16 @@ class Excitation(keras.layers.Layer):
 
     Returns ``(Z, D)``: Z (B, H, W, C) and D (B, H, W, n); D sums to 1 over the last axis.
     ``zero_init=True`` starts the output conv at zero (Z = 0): a residual branch that starts as
-    nothing but still receives gradients (used by :class:`SERABlock`).
+    nothing but still receives gradients (used by :class:`SERABlock`). ``attention_norm=True``
+    computes D's logits on :func:`rms_normalize` (E).
     """
 
-    def __init__(self, num_descriptors: int, zero_init: bool = False, **kwargs):
+    def __init__(self, num_descriptors: int, zero_init: bool = False,
+                 attention_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_descriptors = int(num_descriptors)
         self.zero_init = bool(zero_init)
+        self.attention_norm = bool(attention_norm)
         self.attention_conv = keras.layers.Conv2D(self.num_descriptors, 1, name="attention_conv",
                                                   dtype=self.dtype_policy)
         self.output_conv = None
@@ -195,7 +216,8 @@ class Excitation(keras.layers.Layer):
 
     def call(self, inputs):
         features, descriptors = inputs
-        logits = self.attention_conv(features)                                  # (B, H, W, n)
+        keys = rms_normalize(features) if self.attention_norm else features
+        logits = self.attention_conv(keys)                                      # (B, H, W, n)
         attention = ops.softmax(logits, axis=-1)                                 # over descriptors
         gathered = ops.matmul(_flatten_positions(attention),
                               ops.transpose(descriptors, (0, 2, 1)))             # (B, HW, m)
@@ -213,7 +235,7 @@ class Excitation(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_descriptors": self.num_descriptors,
-                "zero_init": self.zero_init}
+                "zero_init": self.zero_init, "attention_norm": self.attention_norm}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -221,7 +243,10 @@ class SERABlock(keras.layers.Layer):
     """The SERA module: squeeze -> reasoning -> excitation, with residual scaling.
 
     ``out = E + s * Z`` with s a learnable scalar (``residual_scale=None``, starting at
-    ``residual_scale_init``) or a fixed constant. The excitation's output conv starts at zero, so
+    ``residual_scale_init``) or a fixed constant. ``attention_norm=True`` computes both softmaxes'
+    logits on the RMS-normalised E (see :func:`rms_normalize`); the layer default is False so
+    that files saved before the option existed reload unchanged (models built by
+    :func:`keras_seran.models.seran` take it from :class:`keras_seran.config.SERAConfig`). The excitation's output conv starts at zero, so
     the block starts as the identity (stable deep training) while every weight still gets a
     gradient. (Starting s itself at 0 instead leaves the attention weights without gradient:
     trained that way, s stayed below 3e-3 and the modules were inert.)
@@ -233,17 +258,20 @@ class SERABlock(keras.layers.Layer):
 
     def __init__(self, feature_dim: int = 64, num_descriptors: int = 32,
                  reasoning: str = "glore", residual_scale: float | None = None,
-                 residual_scale_init: float = 1.0, **kwargs):
+                 residual_scale_init: float = 1.0, attention_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.feature_dim = int(feature_dim)
         self.num_descriptors = int(num_descriptors)
         self.reasoning = reasoning
         self.residual_scale = None if residual_scale is None else float(residual_scale)
         self.residual_scale_init = float(residual_scale_init)
-        self.squeeze = SecondOrderPooling(self.feature_dim, self.num_descriptors, name="squeeze",
+        self.attention_norm = bool(attention_norm)
+        self.squeeze = SecondOrderPooling(self.feature_dim, self.num_descriptors,
+                                          attention_norm=self.attention_norm, name="squeeze",
                                           dtype=self.dtype_policy)
         self.reason = PrimitiveReasoning(reasoning, name="reasoning", dtype=self.dtype_policy)
-        self.excite = Excitation(self.num_descriptors, zero_init=True, name="excitation",
+        self.excite = Excitation(self.num_descriptors, zero_init=True,
+                                 attention_norm=self.attention_norm, name="excitation",
                                  dtype=self.dtype_policy)
 
     def build(self, input_shape):
@@ -279,4 +307,5 @@ class SERABlock(keras.layers.Layer):
         return {**super().get_config(), "feature_dim": self.feature_dim,
                 "num_descriptors": self.num_descriptors, "reasoning": self.reasoning,
                 "residual_scale": self.residual_scale,
-                "residual_scale_init": self.residual_scale_init}
+                "residual_scale_init": self.residual_scale_init,
+                "attention_norm": self.attention_norm}

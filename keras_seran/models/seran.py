@@ -43,7 +43,8 @@ def seran(scale: int = 2, preset: str = "paper", *, config: SERANConfig | None =
             y = ResidualBlock(c, res_scale=cfg.res_scale, name=f"group{g}_block{b}")(y)
         block = SERABlock(sera.feature_dim, sera.num_descriptors, reasoning=sera.reasoning,
                           residual_scale=sera.residual_scale,
-                          residual_scale_init=sera.residual_scale_init, name=f"group{g}_sera")
+                          residual_scale_init=sera.residual_scale_init,
+                          attention_norm=sera.attention_norm, name=f"group{g}_sera")
         if return_attention:
             y, maps = block(y, return_attention=True)
             attention.update({f"group{g}_sera/{k}": v for k, v in maps.items()})
@@ -94,4 +95,4 @@ def config_from_model(model: keras.Model) -> SERANConfig:
         blocks_per_group=len(group0), input_channels=model.inputs[0].shape[-1],
         res_scale=group0[0].res_scale,
         sera=SERAConfig(first.feature_dim, first.num_descriptors, first.reasoning,
-                        first.residual_scale, first.residual_scale_init))
+                        first.residual_scale, first.residual_scale_init, first.attention_norm))

@@ -63,6 +63,31 @@ def test_excitation_matches_hand_computation(feature_map):
     np.testing.assert_allclose(d.sum(axis=-1), 1.0, rtol=1e-5)
 
 
+def test_attention_norm_makes_both_softmaxes_independent_of_the_feature_scale(mr_slice):
+    """With ``attention_norm`` the logits see E / rms(E): M and D are the same for E and 0.04 E
+    (the feature scale of a trunk on [0, 1] MR), and they are computed as that formula says."""
+    rng = np.random.default_rng(3)
+    e = np.stack([mr_slice[116:140, 116:140] * w for w in rng.uniform(-1, 1, 4)], -1)[None]
+    e = (e + 0.1 * rng.standard_normal(e.shape)).astype("float32")          # (1, 24, 24, 4)
+    block = SERABlock(feature_dim=6, num_descriptors=3, attention_norm=True)
+    plain = SERABlock(feature_dim=6, num_descriptors=3)
+    block(e), plain(e)
+    plain.set_weights(block.get_weights())
+    _, big = block(e, return_attention=True)
+    _, small = block(0.04 * e, return_attention=True)
+    for key in ("attention_maps", "excitation"):   # equal up to the epsilon under the sqrt
+        np.testing.assert_allclose(np.asarray(big[key]), np.asarray(small[key]), rtol=5e-3)
+    # without the normalisation the same weights give a flatter M on the small features
+    _, flat = plain(0.04 * e, return_attention=True)
+    assert np.asarray(flat["attention_maps"]).max() < np.asarray(small["attention_maps"]).max()
+    # and with it, M is the softmax of conv1x1(E / rms(E)) over positions
+    kernel, bias = block.squeeze.attention_conv.get_weights()
+    keys = e / np.sqrt(np.mean(e ** 2))
+    expected = softmax(keys.reshape(-1, 4) @ kernel[0, 0] + bias, axis=0)
+    np.testing.assert_allclose(np.asarray(big["attention_maps"]).reshape(-1, 3), expected,
+                               rtol=1e-4, atol=1e-7)
+
+
 def test_glore_reasoning_matches_formula():
     rng = np.random.default_rng(1)
     v = rng.standard_normal((2, 4, 3)).astype("float32")     # (B, m=4, n=3)
@@ -136,6 +161,9 @@ LAYERS = [
     (SERABlock, dict(feature_dim=6, num_descriptors=3, residual_scale_init=0.3), (1, 5, 7, 4)),
     (Excitation, dict(num_descriptors=3, zero_init=True), None),
     (SERABlock, dict(feature_dim=6, num_descriptors=3), (1, 5, 7, 4)),
+    (SERABlock, dict(feature_dim=6, num_descriptors=3, attention_norm=True), (1, 5, 7, 4)),
+    (SecondOrderPooling, dict(feature_dim=6, num_descriptors=3, attention_norm=True),
+     (1, 5, 7, 4)),
 ]
 
 
@@ -158,6 +186,14 @@ def test_layer_config_round_trip(cls, kwargs, shape):
     # registered under the package: serialisation by name works
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is cls
+
+
+def test_configs_saved_before_attention_norm_reload_without_it():
+    config = SERABlock(feature_dim=6, num_descriptors=3, attention_norm=True).get_config()
+    config.pop("attention_norm")
+    restored = SERABlock.from_config(config)
+    assert not restored.attention_norm and not restored.squeeze.attention_norm
+    assert not restored.excite.attention_norm
 
 
 def test_excitation_config_round_trip():
