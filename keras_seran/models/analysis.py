@@ -1,8 +1,13 @@
-"""Model analysis: FLOP counts and a view of the SERA attention intermediates."""
+"""Model analysis: FLOP counts, a view of the SERA attention intermediates, and how much the
+attention is used (how peaked its softmaxes are, what switching a module off costs)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import keras
+import numpy as np
 
 
 def _concrete_clone(model: keras.Model, input_hw: tuple[int, int]) -> keras.Model:
@@ -54,3 +59,62 @@ def attention_model(model: keras.Model) -> keras.Model:
                       name=f"{model.name}_attention")
     explained.set_weights(model.get_weights())
     return explained
+
+
+@dataclass(frozen=True)
+class AttentionUse:
+    """How one SERA module of a trained network attends, on one LR slice.
+
+    Attributes:
+        name: the SERA layer's name.
+        residual_scale: s in ``out = E + s * Z``.
+        support: median over the n maps M of their effective support exp(entropy) / (H*W):
+            1.0 is a uniform average over the slice (global pooling), small is local.
+        excitation_peak: mean over positions of the largest weight of D (1/n is uniform).
+    """
+
+    name: str
+    residual_scale: float
+    support: float
+    excitation_peak: float
+
+
+def attention_use(model: keras.Model, lr_slice: np.ndarray) -> list[AttentionUse]:
+    """Per SERA module of ``model``: how peaked M and D are on ``lr_slice`` (h, w)."""
+    from keras_seran.layers import SERABlock
+
+    out = attention_model(model).predict(np.asarray(lr_slice, "float32")[None, ..., None],
+                                         verbose=0)
+    rows = []
+    for block in (l for l in model.layers if isinstance(l, SERABlock)):
+        m = np.asarray(out[f"{block.name}/attention_maps"][0], "float64")
+        m = m.reshape(-1, m.shape[-1])
+        entropy = -(m * np.log(m + 1e-12)).sum(axis=0)
+        d = np.asarray(out[f"{block.name}/excitation"][0])
+        s = block.residual_scale if block.residual_scale is not None else block.scale.numpy()
+        rows.append(AttentionUse(block.name, float(s),
+                                 float(np.median(np.exp(entropy) / m.shape[0])),
+                                 float(d.max(axis=-1).mean())))
+    return rows
+
+
+def sera_ablation(model: keras.Model, score: Callable[[keras.Model], float]) -> dict[str, float]:
+    """Change of ``score(model)`` when each SERA module in turn is switched off (Z = 0, the
+    module becomes the identity), e.g. a PSNR: negative means the module helps.
+
+    Switches a module off by zeroing its excitation output conv (works for a learnable or a
+    fixed s) and restores the weights afterwards, also on error.
+    """
+    from keras_seran.layers import SERABlock
+
+    base = score(model)
+    deltas = {}
+    for block in (l for l in model.layers if isinstance(l, SERABlock)):
+        conv = block.excite.output_conv
+        saved = conv.get_weights()
+        try:
+            conv.set_weights([np.zeros_like(w) for w in saved])
+            deltas[block.name] = float(score(model) - base)
+        finally:
+            conv.set_weights(saved)
+    return deltas

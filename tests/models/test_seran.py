@@ -8,7 +8,8 @@ import pytest
 
 from keras_seran.config import PRESETS, preset_config
 from keras_seran.layers import SERABlock
-from keras_seran.models import attention_model, count_flops, seran, seran_param_count
+from keras_seran.models import (attention_model, attention_use, count_flops, sera_ablation, seran,
+                                seran_param_count)
 from keras_seran.models.seran import config_from_model
 
 PAPER_PARAMS_X2 = 15_502_667  # derived by hand in README.md ("Architecture"), from SERAN.md sizes
@@ -78,6 +79,36 @@ def test_attention_model_exposes_distributions(mr_slice):
     np.testing.assert_allclose(m.sum(axis=(1, 2)), 1.0, rtol=1e-4)   # over positions
     np.testing.assert_allclose(d.sum(axis=-1), 1.0, rtol=1e-4)       # over descriptors
     assert out["group0_sera/descriptors"].shape == (1, 16, 8)
+
+
+def test_attention_use_measures_support_and_peak(mr_slice):
+    model = seran(2, "tiny")
+    lr = mr_slice[96:128, 96:136]
+    (use,) = attention_use(model, lr)
+    out = attention_model(model).predict_on_batch(lr[None, ..., None])
+    m = out["group0_sera/attention_maps"][0].reshape(-1, 8).astype("float64")
+    support = np.exp(-(m * np.log(m)).sum(0)) / m.shape[0]
+    assert use.name == "group0_sera" and use.residual_scale == pytest.approx(1.0)
+    assert use.support == pytest.approx(np.median(support), rel=1e-4) and 0 < use.support <= 1
+    assert use.excitation_peak == pytest.approx(out["group0_sera/excitation"].max(-1).mean(),
+                                                rel=1e-4)
+    assert 1 / 8 <= use.excitation_peak <= 1
+
+
+def test_sera_ablation_switches_each_module_off_and_restores_it(mr_slice):
+    model = seran(2, "tiny", num_groups=2)
+    lr = mr_slice[None, 96:128, 96:136, None]
+    # a zero-initialised excitation output makes every module the identity: ablation changes nothing
+    score = lambda m: float(np.asarray(m.predict_on_batch(lr)).sum())   # noqa: E731
+    assert sera_ablation(model, score) == {"group0_sera": 0.0, "group1_sera": 0.0}
+    rng = np.random.default_rng(0)
+    conv = model.get_layer("group1_sera").excite.output_conv
+    conv.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in conv.get_weights()])
+    before = model.get_weights()
+    deltas = sera_ablation(model, score)
+    assert deltas["group0_sera"] == 0.0 and deltas["group1_sera"] != 0.0
+    for a, b in zip(before, model.get_weights()):   # weights restored
+        np.testing.assert_array_equal(a, b)
 
 
 def test_count_flops_matches_hand_count_and_scales_with_pixels():
