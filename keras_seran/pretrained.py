@@ -12,7 +12,7 @@ from pathlib import Path
 
 import keras
 
-from keras_seran.config import SUPPORTED_SCALES, preset_config
+from keras_seran.config import SUPPORTED_SCALES, preset_config, seran_config_from_dict
 from keras_seran.errors import InputDataError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -51,7 +51,12 @@ def parse_pretrained(name: str) -> tuple[str, int] | None:
 
 
 def load_pretrained(scale: int = 2, arch: str = "seran", preset: str = DEFAULT_PRESET) -> keras.Model:
-    """Build the network and load its bundled weights for ``scale``."""
+    """Build the network and load its bundled weights for ``scale``.
+
+    The network is built from the ``model`` sizes recorded in the weights' card (so a later
+    change of a preset's defaults cannot silently pair the weights with another architecture);
+    cards without them use the preset.
+    """
     from keras_seran.models import edsr, seran
 
     if scale not in SUPPORTED_SCALES:
@@ -62,7 +67,9 @@ def load_pretrained(scale: int = 2, arch: str = "seran", preset: str = DEFAULT_P
                                    f"bundled: {available() or 'none'}. Train your own with "
                                    "`keras-seran train` and pass the .keras file instead.")
     builder = {"seran": seran, "edsr": edsr}[arch]
-    model = builder(config=preset_config(preset, scale))
+    recorded = card(scale, arch, preset).get("model")   # the sizes the weights were trained with
+    config = seran_config_from_dict(recorded) if recorded else preset_config(preset, scale)
+    model = builder(config=config)
     model.load_weights(path)
     return model
 

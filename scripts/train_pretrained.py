@@ -14,7 +14,12 @@ Degradation: bicubic (MATLAB imresize, the paper's BI). The recipe (our CPU budg
 - x2 stage 2: from stage 1, bfloat16 mixed precision, 48x48 LR patches (the paper's), lr 2e-4
   halved every 13 epochs, 65 epochs of 200 steps;
 - x3 and x4: from the final x2 network (every layer but the upsampler, as EDSR does), bfloat16,
-  48x48 LR patches, lr 2e-4 halved every 5 epochs, 20 epochs of 200 steps.
+  48x48 LR patches, lr 2e-4 halved every 5 epochs, 20 epochs of 200 steps;
+- stage 3 (every scale, after SERA gained ``attention_norm``): each scale continues its bundled
+  weights, bfloat16, 48x48 LR patches, lr 1e-4 halved every 5 epochs, 10 epochs of 200 steps.
+  The attention norm adds no weight, so the earlier weights load as they are. Stage 3 exports the
+  final epoch (``--pick last``), not the best validation epoch: the validation slices overlap the
+  bundled evaluation slab, so no choice is made on them.
 
 SERAN and the matched EDSR go through the same recipe (``--arch edsr``).
 
@@ -22,6 +27,8 @@ SERAN and the matched EDSR go through the same recipe (``--arch edsr``).
     python scripts/train_pretrained.py --arch seran --scale 2 --out runs/pretrained   # stage 2
     python scripts/train_pretrained.py --arch seran --scale 3 --out runs/pretrained
     python scripts/train_pretrained.py --arch seran --scale 2 --out runs/pretrained --export
+    python scripts/train_pretrained.py --arch seran --scale 4 --stage 3 --out runs/pretrained
+    python scripts/train_pretrained.py --arch seran --scale 4 --stage 3 --out runs/pretrained --export
 
 ``--export`` copies the best checkpoint's weights into ``keras_seran/weights/`` with a JSON card.
 """
@@ -49,6 +56,7 @@ RECIPES = {
     "x2_stage2": dict(epochs=65, steps=200, patch=48, lr=2e-4, decay_epochs=13,
                       mixed_precision=True),
     "x3_x4": dict(epochs=20, steps=200, patch=48, lr=2e-4, decay_epochs=5, mixed_precision=True),
+    "stage3": dict(epochs=10, steps=200, patch=48, lr=1e-4, decay_epochs=5, mixed_precision=True),
 }
 
 
@@ -79,10 +87,15 @@ def datasets(scale: int, data_cfg):
     return train_dataset(train, scale, data_cfg), validation_dataset(val, scale, data_cfg)
 
 
-def run_card(run_dir: Path, arch: str, scale: int, parameters: int) -> dict:
+def run_card(run_dir: Path, arch: str, scale: int, parameters: int, pick: str = "best") -> dict:
     """The JSON card of a finished run, with the card of the run (or bundled weights) it
-    continued under ``continued_from`` when it is an earlier stage of the same scale."""
+    continued under ``continued_from`` when it is an earlier stage of the same scale.
+
+    ``pick`` says which checkpoint was exported: "best" (best validation PSNR) or "last" (the
+    final epoch, whose validation PSNR is recorded as ``final_val_psnr``)."""
     import keras
+
+    from keras_seran.config import preset_config, to_dict
 
     state = json.loads((run_dir / "training_state.json").read_text())
     run_cfg = json.loads((run_dir / "run_config.json").read_text())
@@ -93,9 +106,13 @@ def run_card(run_dir: Path, arch: str, scale: int, parameters: int) -> dict:
         "data": f"{VOLUME.name} (real T1, 1 mm iso), axis-1 slices outside "
                 f"{HELD_OUT[0] - GAP}-{HELD_OUT[1] + GAP - 1}, sliced along all three axes",
         "held_out": f"axis-1 slices {HELD_OUT[0]}-{HELD_OUT[1] - 1} (bundled sample: 104-119)",
+        "model": to_dict(preset_config(PRESET, scale)),
         "degradation": run_cfg["data"]["degradation"], "init_from": run_cfg.get("init_from"),
         "train": run_cfg["train"], "data_config": run_cfg["data"],
         "epochs_completed": state["epoch"], "best_val_psnr_during_training": state["best"],
+        "exported_checkpoint": pick,
+        "final_val_psnr": float(log_lines[-1].split(",")[
+            log_lines[0].split(",").index("val_psnr")]) if len(log_lines) > 1 else None,
         "training_seconds": float(seconds_file.read_text()) if seconds_file.exists() else None,
         "epochs_logged": len(log_lines) - 1,
         "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU",
@@ -104,27 +121,29 @@ def run_card(run_dir: Path, arch: str, scale: int, parameters: int) -> dict:
     init_run = Path(card["init_from"]).parent if card["init_from"] else None
     if (run_dir / "init_card.json").exists():   # started from bundled weights (recorded then)
         card["continued_from"] = json.loads((run_dir / "init_card.json").read_text())
+        card["init_from"] = f"the bundled {arch} x{scale} weights before this stage " \
+                            "(see continued_from)"
     elif init_run is not None and (init_run / "run_config.json").exists() and \
             json.loads((init_run / "run_config.json").read_text())["scale"] == scale:
         card["continued_from"] = run_card(init_run, arch, scale, parameters)   # stage-1 run
-    if "continued_from" in card:
         card["init_from"] = f"stage 1 of the same recipe ({arch} x{scale}: see continued_from)"
     return card
 
 
-def export(run_dir: Path, arch: str, scale: int) -> Path:
-    """Copy the run's best weights into the package (float32 model) with their JSON card."""
+def export(run_dir: Path, arch: str, scale: int, pick: str = "best") -> Path:
+    """Copy the run's ``pick`` ("best" or "last") weights into the package (float32 model)
+    with their JSON card."""
     import keras
 
     from keras_seran.pretrained import weights_path
     from keras_seran.training.trainer import build_model
 
-    trained = keras.saving.load_model(run_dir / "best.keras")
+    trained = keras.saving.load_model(run_dir / f"{pick}.keras")
     model = build_model(arch, scale, PRESET)   # uncompiled: the file holds no optimizer state
     model.set_weights(trained.get_weights())
     dest = weights_path(scale, arch, PRESET)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    card = run_card(run_dir, arch, scale, model.count_params())
+    card = run_card(run_dir, arch, scale, model.count_params(), pick)
     model.save_weights(dest)
     dest.with_name(f"{arch}_{PRESET}_x{scale}.json").write_text(json.dumps(card, indent=2) + "\n")
     return dest
@@ -135,8 +154,9 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--arch", default="seran", choices=["seran", "edsr"])
     p.add_argument("--out", default=str(REPO / "runs" / "pretrained"))
-    p.add_argument("--stage", type=int, default=2, choices=[1, 2],
-                   help="x2 only: 1 = from scratch, 2 = continue stage 1 (see the recipe)")
+    p.add_argument("--stage", type=int, default=2, choices=[1, 2, 3],
+                   help="x2: 1 = from scratch, 2 = continue stage 1; any scale: 3 = continue the "
+                        "bundled weights (see the recipe)")
     p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     p.add_argument("--steps", type=int, default=None, help="steps per epoch (recipe's default)")
     p.add_argument("--patch", type=int, default=None, help="LR patch side (recipe's default)")
@@ -147,6 +167,10 @@ def main(argv=None) -> int:
                    help="'auto': the recipe's (x2 stage 2: the stage-1 run; x3/x4: the x2 run), "
                         "a .keras file, a bundled name (seran-x2), or 'none'")
     p.add_argument("--export", action="store_true", help="only export the finished run's weights")
+    p.add_argument("--pick", choices=["best", "last"], default=None,
+                   help="checkpoint to export (default: 'last' at stage 3, else 'best'). The "
+                        "validation slices are every other held-out slice, so they overlap the "
+                        "bundled evaluation slab: 'last' involves no selection on them")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=None,
@@ -162,13 +186,16 @@ def main(argv=None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     stage1 = args.scale == 2 and args.stage == 1
-    recipe = RECIPES["x2_stage1" if stage1 else "x2_stage2" if args.scale == 2 else "x3_x4"]
+    stage3 = args.stage == 3
+    recipe = RECIPES["stage3" if stage3 else "x2_stage1" if stage1
+                     else "x2_stage2" if args.scale == 2 else "x3_x4"]
     for name, value in recipe.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    run_dir = Path(args.out) / f"{args.arch}_x{args.scale}{'_stage1' if stage1 else ''}"
+    suffix = "_stage1" if stage1 else "_stage3" if stage3 else ""
+    run_dir = Path(args.out) / f"{args.arch}_x{args.scale}{suffix}"
     if args.export:
-        print(export(run_dir, args.arch, args.scale))
+        print(export(run_dir, args.arch, args.scale, args.pick or ("last" if stage3 else "best")))
         return 0
     if not VOLUME.exists():
         print(f"{VOLUME}: missing; this script needs ../shared/data", file=sys.stderr)
@@ -184,6 +211,8 @@ def main(argv=None) -> int:
                             lr_decay_epochs=args.decay_epochs,
                             mixed_precision=args.mixed_precision)
     init = None if args.init_from == "none" else args.init_from
+    if init == "auto" and stage3 and not args.resume:
+        init = f"{args.arch}-x{args.scale}"
     if init == "auto":
         if stage1 or args.resume:
             init = None

@@ -72,7 +72,16 @@ def verdicts(rows) -> str:
     return "; ".join(out)
 
 
-def comparison(rows) -> str:
+def training_minutes(cs: list[dict]) -> str:
+    """The range of total training time per bundled network, e.g. "62-105 min", from the cards."""
+    totals = [sum(s.get("training_seconds") or 0 for s in _stages(c)) / 60 for c in cs]
+    if not totals:
+        return "?"
+    lo, hi = round(min(totals)), round(max(totals))
+    return f"{lo} min" if lo == hi else f"{lo}-{hi} min"
+
+
+def comparison(rows, budget: str = "about an hour") -> str:
     """How SERAN and EDSR compare over every set and scale, in one sentence from the numbers."""
     diffs = [rows[(sc, "seran")][d][0] - rows[(sc, "edsr")][d][0]
              for sc in sorted({k[0] for k in rows})
@@ -86,7 +95,7 @@ def comparison(rows) -> str:
     return (f"Over all {len(diffs)} set x scale cells SERAN is ahead of the attention-free EDSR "
             f"of matched size in {ahead} (mean difference {mean:+.2f} dB, range "
             f"{min(diffs):+.2f} to {max(diffs):+.2f} dB): at this size and training budget "
-            f"(about an hour of CPU per network, one subject) {verdict}; the gap the paper "
+            f"({budget} of CPU per network, one subject) {verdict}; the gap the paper "
             "reports comes with full-size networks trained for 1,000 epochs on IXI, which we "
             "have not run.")
 
@@ -101,8 +110,15 @@ def _stages(c: dict) -> list[dict]:
     return (_stages(c["continued_from"]) if c.get("continued_from") else []) + [c]
 
 
+def exported_val_psnr(c: dict) -> float:
+    """Validation PSNR of the epoch a card's weights come from ("best" or "last" epoch)."""
+    if c.get("exported_checkpoint") == "last" and c.get("final_val_psnr") is not None:
+        return c["final_val_psnr"]
+    return c["best_val_psnr_during_training"]
+
+
 def training_table(cs: list[dict]) -> str:
-    out = ["| weights | parameters | stages: epochs x steps, LR patch, precision | initialised from | training time | best val PSNR (training split) |",
+    out = ["| weights | parameters | stages: epochs x steps, LR patch, precision | initialised from | training time | val PSNR of the exported epoch |",
            "|---|---|---|---|---|---|"]
     for c in cs:
         stages = _stages(c)
@@ -116,7 +132,7 @@ def training_table(cs: list[dict]) -> str:
         out.append(f"| `{c['arch']}_{c['preset']}_x{c['scale']}` | {c['parameters']:,} | "
                    f"{steps} | {init} | "
                    f"{'-' if None in seconds else f'{sum(seconds) / 60:.0f} min'} | "
-                   f"{c['best_val_psnr_during_training']:.2f} dB |")
+                   f"{exported_val_psnr(c):.2f} dB ({c.get('exported_checkpoint', 'best')}) |")
     return "\n".join(out)
 
 
@@ -134,7 +150,7 @@ PD) and a real T1 from **another scanner** (2x2 mm in-plane, 11 slices).
 
 {table(rows)}
 
-On the held-out real T1: {verdicts(rows)}. {comparison(rows)}
+On the held-out real T1: {verdicts(rows)}. {comparison(rows, training_minutes(cs))}
 Rows marked + average each network over the 8 flips and rotations of its input
 (`--self-ensemble`, 8x the inference time).
 
@@ -159,12 +175,14 @@ the slice upscaled in-plane, same range (`SuperResolver` does the normalisation 
 256^3, 1 mm, BSD-2-Clause). Held out: axial slices 96-127 (the bundled sample is slices
 104-119) plus a gap of 8 slices on each side; training on the rest, sliced along all three axes.
 Degradation: bicubic downscaling with antialiasing (MATLAB `imresize`, the paper's BI).
-Batch 16, flips and 90-degree rotations, L1 loss, Adam (0.9, 0.999, 1e-8). x2 in two stages:
+Batch 16, flips and 90-degree rotations, L1 loss, Adam (0.9, 0.999, 1e-8). x2 first in two stages:
 from scratch with 32x32 LR patches in float32 (lr 5e-4 halved every 5 epochs of 100 steps), then
 continued with the paper's 48x48 LR patches in bfloat16 mixed precision (lr 2e-4 halved every 13
 epochs of 200 steps); x3 and x4 start from the final x2 network (all but the upsampler) with
-48x48 patches in bfloat16 (lr 2e-4 halved every 5 epochs, 20 epochs of 200 steps). SERAN and
-EDSR follow the same recipe. `scripts/train_pretrained.py` (its docstring lists the commands) reproduces
+48x48 patches in bfloat16 (lr 2e-4 halved every 5 epochs, 20 epochs of 200 steps). Last, once
+SERA computed its attention logits on RMS-normalised features (`attention_norm`, no new weights),
+every network continued its own weights for 10 epochs of 200 steps (48x48, bfloat16, lr 1e-4
+halved after 5). SERAN and EDSR follow the same recipe, stage for stage. `scripts/train_pretrained.py` (its docstring lists the commands) reproduces
 every run (needs `../shared/data`). Inference runs in float32.
 
 **Hardware.** {hardware}; TensorFlow 2.21 CPU, Keras 3.
@@ -177,7 +195,10 @@ every run (needs `../shared/data`). Inference runs in float32.
 
 **Limits.** Trained on a single subject, a single contrast (T1) and one degradation, for
 minutes on a CPU: expect weaker results on other contrasts, real (non-bicubic) acquisitions and
-noise levels; fine-tune on your data with `keras-seran train --init-from x2`. Not a medical
+noise levels; fine-tune on your data with `keras-seran train --init-from x2`. The validation
+slices seen during training (every other held-out slice) overlap the held-out T1 evaluation slab:
+the earlier stages kept their best validation epoch, the last stage keeps its final epoch (no
+choice made on them); the BrainWeb and other-scanner sets were never seen. Not a medical
 device; not for diagnosis.
 """
     (WEIGHTS / "MODEL_CARD.md").write_text(card)
