@@ -64,11 +64,9 @@ def keras_predictor(model, self_ensemble: bool = False) -> Predictor:
     """Slice predictor for a Keras SR model taking (1, h, w, 1); optionally its x8
     self-ensemble (:mod:`keras_seran.inference.ensemble`)."""
     from keras_seran.inference.ensemble import ensembled
+    from keras_seran.inference.runner import batch_runner
 
-    def run(batch: np.ndarray) -> np.ndarray:   # (B, h, w) -> (B, h*s, w*s)
-        return model.predict_on_batch(np.asarray(batch, np.float32)[..., None])[..., 0]
-
-    run = ensembled(run, self_ensemble)
+    run = ensembled(batch_runner(model), self_ensemble)
     return lambda lr: run(np.asarray(lr, np.float32)[None])[0]
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_seran.errors import InputDataError
 from keras_seran.inference import geometry, tiling
+from keras_seran.inference.runner import batch_runner
 
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_OVERLAP = 16          # LR pixels shared by neighbouring tiles
@@ -62,7 +63,7 @@ class SuperResolver:
                  percentiles: tuple[float, float] = DEFAULT_PERCENTILES, clip_input: bool = False,
                  clip_output: bool = True, self_ensemble: bool = False):
         self.model = model
-        self._eager = False
+        self._forward = batch_runner(model)   # (B, h, w) -> (B, h*s, w*s), one pass
         inferred = _infer_scale(model)
         if scale is not None and int(scale) != inferred:
             raise ValueError(f"model {getattr(model, 'name', '')!r} upscales by {inferred}, "
@@ -122,22 +123,9 @@ class SuperResolver:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """(B, h, w) normalised float32 -> (B, h*s, w*s) float32 (self-ensembled if asked)."""
-        if self.self_ensemble:
-            from keras_seran.inference.ensemble import self_ensemble
+        from keras_seran.inference.ensemble import ensembled
 
-            return self_ensemble(self._forward, batch)
-        return self._forward(batch)
-
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
-        """One pass of the network: (B, h, w) -> (B, h*s, w*s) float32."""
-        x = np.ascontiguousarray(batch, dtype=np.float32)[..., None]
-        if not self._eager:
-            try:
-                return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)[..., 0]
-            except Exception:  # noqa: BLE001 - some layers (e.g. bicubic UpSampling2D) fail to
-                # trace with the unknown H, W that retracing generalises to: run eagerly instead
-                self._eager = True
-        return np.asarray(self.model(x, training=False), dtype=np.float32)[..., 0]
+        return ensembled(self._forward, self.self_ensemble)(batch)
 
     def predict_normalized(self, slices: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,
                            tile_size: int | None = None, overlap: int = DEFAULT_OVERLAP,

@@ -1,0 +1,37 @@
+"""Run a Keras SR model on batches of 2D slices: the one place that calls the network.
+
+Both :class:`~keras_seran.inference.SuperResolver` and the evaluation protocol
+(:func:`~keras_seran.evaluation.protocol.keras_predictor`) go through :func:`batch_runner`, so
+they run a model the same way (and fall back the same way).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+
+BatchFn = Callable[[np.ndarray], np.ndarray]   # (B, h, w) -> (B, h*s, w*s)
+
+
+def batch_runner(model: keras.Model) -> BatchFn:
+    """A function (B, h, w) float -> (B, h*s, w*s) float32: one pass of ``model`` on (B, h, w, 1).
+
+    Uses ``predict_on_batch`` (a traced function); when a model cannot be traced with the
+    unknown H, W that retracing generalises to (e.g. the bicubic ``UpSampling2D`` baseline), it
+    switches to eager calls for good.
+    """
+    eager = False
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        nonlocal eager
+        x = np.ascontiguousarray(batch, dtype=np.float32)[..., None]
+        if not eager:
+            try:
+                return np.asarray(model.predict_on_batch(x), dtype=np.float32)[..., 0]
+            except Exception:  # noqa: BLE001 - tracing failure: run eagerly instead
+                eager = True
+        return np.asarray(model(x, training=False), dtype=np.float32)[..., 0]
+
+    return run
