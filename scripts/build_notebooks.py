@@ -100,7 +100,8 @@ from the closed form) and the fallback training (below) is shorter.
 '''),
         code('''
 from keras_seran.config import PRESETS
-from keras_seran.models import attention_model, count_flops, seran, seran_param_count
+from keras_seran.models import (attention_model, attention_use, count_flops, effective_support,
+                                seran, seran_param_count)
 
 rows = []
 for name, cfg in PRESETS.items():
@@ -213,10 +214,9 @@ fraction of the image (100 % = uniform average over the whole slice, like plain 
 GROUP = groups[-1]
 M = out[f"{GROUP}/attention_maps"][0]            # (H, W, n), each map sums to 1
 n = M.shape[-1]
-flat = M.reshape(-1, n)
-support = np.exp(-(flat * np.log(flat + 1e-12)).sum(0)) / flat.shape[0]
+support = effective_support(M)                    # (n,): 1.0 = uniform over the slice
 
-relative = np.log2(M * flat.shape[0] + 1e-12)        # 0 = uniform weight
+relative = np.log2(M * M[..., 0].size + 1e-12)       # 0 = uniform weight
 limit = max(1.0, float(np.percentile(np.abs(relative), 99)))
 show = min(n, 16)
 cols = min(show, 8)
@@ -333,25 +333,17 @@ many descriptors are the dominant one somewhere in the brain, and the module's r
 barely changes the features).
 '''),
         code('''
-def residual_scale(layer):
-    learned = [w for w in layer.weights if w.name.endswith("residual_scale")]
-    if learned:
-        return float(keras.ops.convert_to_numpy(learned[0]))
-    return float(layer.get_config()["residual_scale"])
-
+uses = {u.name: u for u in attention_use(model, lr)}   # s, median support of M, peak of D
 lines = ["| module | n | median support of M | mean max D | descriptors dominant somewhere | "
          "mean centred cos(V*) | s |", "|---|---|---|---|---|---|---|"]
 supports, scales = [], []
 for g in groups:
-    Mg = out[f"{g}/attention_maps"][0].reshape(-1, n)
-    Dg = out[f"{g}/excitation"][0]
-    sup = np.exp(-(Mg * np.log(Mg + 1e-12)).sum(0)) / Mg.shape[0]
-    supports.append(np.median(sup))
-    scales.append(residual_scale(model.get_layer(g)))
-    used = len(np.unique(Dg.argmax(-1)[brain]))
+    supports.append(uses[g].support)
+    scales.append(uses[g].residual_scale)
+    used = len(np.unique(out[f"{g}/excitation"][0].argmax(-1)[brain]))
     c = cosine(out[f"{g}/reasoned_descriptors"][0], centred=True)
-    lines.append(f"| {g} | {n} | {100 * supports[-1]:.1f}% | {Dg.max(-1).mean():.3f} | {used} | "
-                 f"{c[iu].mean():+.2f} | {scales[-1]:+.4f} |")
+    lines.append(f"| {g} | {n} | {100 * supports[-1]:.1f}% | {uses[g].excitation_peak:.3f} | "
+                 f"{used} | {c[iu].mean():+.2f} | {scales[-1]:+.4f} |")
 display(Markdown("\\n".join(lines)))
 
 verdict = []

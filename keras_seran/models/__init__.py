@@ -1,7 +1,7 @@
 """Network builders: SERAN and the baselines it is compared with, plus model analysis helpers."""
 
 from keras_seran.models.analysis import (AttentionUse, attention_model, attention_use, count_flops,
-                                         sera_ablation)
+                                         effective_support, sera_ablation)
 from keras_seran.models.baselines import bicubic, edsr, matched_edsr_blocks, rcan, srcnn
 from keras_seran.models.seran import seran, seran_param_count
 
@@ -19,4 +19,4 @@ def build(arch: str, scale: int = 2, preset: str = "small"):
 
 __all__ = ["seran", "seran_param_count", "edsr", "rcan", "srcnn", "bicubic", "build",
            "matched_edsr_blocks", "count_flops", "attention_model", "attention_use",
-           "sera_ablation", "AttentionUse", "BUILDERS"]
+           "effective_support", "sera_ablation", "AttentionUse", "BUILDERS"]

@@ -79,6 +79,15 @@ class AttentionUse:
     excitation_peak: float
 
 
+def effective_support(maps: np.ndarray) -> np.ndarray:
+    """exp(entropy) / (H*W) of each attention map of one image: M (H, W, n) -> (n,).
+
+    1.0 for a uniform map (an average over the whole image), 1/(H*W) for a single position.
+    """
+    m = np.asarray(maps, "float64").reshape(-1, np.shape(maps)[-1])
+    return np.exp(-(m * np.log(m + 1e-12)).sum(axis=0)) / m.shape[0]
+
+
 def attention_use(model: keras.Model, lr_slice: np.ndarray) -> list[AttentionUse]:
     """Per SERA module of ``model``: how peaked M and D are on ``lr_slice`` (h, w)."""
     from keras_seran.layers import SERABlock
@@ -87,13 +96,10 @@ def attention_use(model: keras.Model, lr_slice: np.ndarray) -> list[AttentionUse
                                          verbose=0)
     rows = []
     for block in (l for l in model.layers if isinstance(l, SERABlock)):
-        m = np.asarray(out[f"{block.name}/attention_maps"][0], "float64")
-        m = m.reshape(-1, m.shape[-1])
-        entropy = -(m * np.log(m + 1e-12)).sum(axis=0)
+        support = effective_support(out[f"{block.name}/attention_maps"][0])
         d = np.asarray(out[f"{block.name}/excitation"][0])
         s = block.residual_scale if block.residual_scale is not None else block.scale.numpy()
-        rows.append(AttentionUse(block.name, float(s),
-                                 float(np.median(np.exp(entropy) / m.shape[0])),
+        rows.append(AttentionUse(block.name, float(s), float(np.median(support)),
                                  float(d.max(axis=-1).mean())))
     return rows
 

@@ -8,8 +8,8 @@ import pytest
 
 from keras_seran.config import PRESETS, preset_config
 from keras_seran.layers import SERABlock
-from keras_seran.models import (attention_model, attention_use, count_flops, sera_ablation, seran,
-                                seran_param_count)
+from keras_seran.models import (attention_model, attention_use, count_flops, effective_support,
+                                sera_ablation, seran, seran_param_count)
 from keras_seran.models.seran import config_from_model
 
 PAPER_PARAMS_X2 = 15_502_667  # derived by hand in README.md ("Architecture"), from SERAN.md sizes
@@ -93,6 +93,13 @@ def test_attention_use_measures_support_and_peak(mr_slice):
     assert use.excitation_peak == pytest.approx(out["group0_sera/excitation"].max(-1).mean(),
                                                 rel=1e-4)
     assert 1 / 8 <= use.excitation_peak <= 1
+
+
+def test_effective_support_is_one_for_uniform_and_one_position_for_a_point():
+    maps = np.zeros((4, 5, 2))
+    maps[..., 0] = 1 / 20                       # uniform over the 20 positions
+    maps[2, 3, 1] = 1.0                         # all weight on one position
+    np.testing.assert_allclose(effective_support(maps), [1.0, 1 / 20], rtol=1e-6)
 
 
 def test_sera_ablation_switches_each_module_off_and_restores_it(mr_slice):
