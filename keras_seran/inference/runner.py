@@ -7,12 +7,10 @@ they run a model the same way (and fall back the same way).
 
 from __future__ import annotations
 
-from typing import Callable
-
 import keras
 import numpy as np
 
-BatchFn = Callable[[np.ndarray], np.ndarray]   # (B, h, w) -> (B, h*s, w*s)
+from keras_seran.inference.ensemble import BatchFn
 
 
 def batch_runner(model: keras.Model) -> BatchFn:
