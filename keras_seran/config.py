@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 SUPPORTED_SCALES = (2, 3, 4)
+MIXED_PRECISION_KINDS = ("float16", "bfloat16")   # compute types of mixed-precision training
 ReasoningKind = Literal["glore", "rs_gcn"]
 
 
@@ -169,7 +170,7 @@ class TrainConfig:
     checkpoint_every_epochs: int = 1
 
     def __post_init__(self) -> None:
-        if self.mixed_precision not in (False, True, "float16", "bfloat16"):
+        if self.mixed_precision not in (False, True, *MIXED_PRECISION_KINDS):
             raise ValueError("mixed_precision must be true, false, 'float16' or 'bfloat16', "
                              f"got {self.mixed_precision!r}")
 

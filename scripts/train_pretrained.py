@@ -30,7 +30,8 @@ SERAN and the matched EDSR go through the same recipe (``--arch edsr``).
     python scripts/train_pretrained.py --arch seran --scale 4 --stage 3 --out runs/pretrained
     python scripts/train_pretrained.py --arch seran --scale 4 --stage 3 --out runs/pretrained --export
 
-``--export`` copies the best checkpoint's weights into ``keras_seran/weights/`` with a JSON card.
+``--export`` copies a checkpoint's weights into ``keras_seran/weights/`` with a JSON card: the
+best validation epoch at stages 1-2, the final epoch at stage 3 (``--pick`` chooses).
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ def export(run_dir: Path, arch: str, scale: int, pick: str = "best") -> Path:
 
 
 def main(argv=None) -> int:
+    from keras_seran.config import MIXED_PRECISION_KINDS
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--arch", default="seran", choices=["seran", "edsr"])
@@ -176,7 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=None,
                    help="patch-stream seed (default: the scale at stage 1, 10 + scale after)")
     p.add_argument("--mixed-precision", nargs="?", const=True, default=None,
-                   choices=["float16", "bfloat16"],
+                   choices=MIXED_PRECISION_KINDS,
                    help="mixed precision (no value: bfloat16 on CPU, float16 on GPU); "
                         "default: the recipe's")
     args = p.parse_args(argv)

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from keras_seran.config import DataConfig, TrainConfig
+from keras_seran.config import MIXED_PRECISION_KINDS, DataConfig, TrainConfig
 
 # flag -> (section, field)
 FLAGS = {
@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-decay-epochs", type=int, help="halve the lr every N epochs (paper: 200)")
     g.add_argument("--clipnorm", type=float, help="clip gradients to this global norm")
     g.add_argument("--mixed-precision", nargs="?", const=True, default=None,
-                   choices=["float16", "bfloat16"],
+                   choices=MIXED_PRECISION_KINDS,
                    help="mixed-precision training (no value: float16 on a GPU, bfloat16 on CPU)")
     g.add_argument("--multi-gpu", action="store_true", default=None,
                    help="tf.distribute.MirroredStrategy over all visible GPUs")

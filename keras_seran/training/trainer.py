@@ -17,7 +17,7 @@ from typing import Any
 
 import keras
 
-from keras_seran.config import DataConfig, TrainConfig, preset_config, to_dict
+from keras_seran.config import MIXED_PRECISION_KINDS, DataConfig, TrainConfig, preset_config, to_dict
 from keras_seran.errors import OutputPathError
 from keras_seran.training.callbacks import (LAST, STATE_FILE, RunCheckpoint, atomic_write_json,
                                             read_state)
@@ -62,7 +62,7 @@ def mixed_policy(kind: bool | str) -> str:
         import tensorflow as tf
 
         kind = "float16" if tf.config.list_physical_devices("GPU") else "bfloat16"
-    if kind not in ("float16", "bfloat16"):
+    if kind not in MIXED_PRECISION_KINDS:
         raise ValueError(f"mixed_precision must be a bool, 'float16' or 'bfloat16', got {kind!r}")
     return f"mixed_{kind}"
 
