@@ -26,16 +26,23 @@ def main() -> None:
     if args.models and len(args.models) != len(args.scales):
         p.error("give one --models file per --scales entry")
 
+    from keras_seran.errors import KerasSeranError
     from keras_seran.evaluation.protocol import benchmark_pairs, keras_predictor, score_pairs
     from keras_seran.models import attention_use, sera_ablation
     from keras_seran.pretrained import load_model
+
+    try:   # load every model first: a bad path is a one-line error before any table row
+        models = [load_model(args.models[i] if args.models else f"seran-x{scale}")
+                  for i, scale in enumerate(args.scales)]
+    except KerasSeranError as exc:
+        p.error(str(exc))
 
     print("| model | module | s | support of M | peak of D (1/n uniform) | "
           "dPSNR off: held-out T1 | dPSNR off: other sets (mean) |")
     print("|---|---|---|---|---|---|---|")
     for i, scale in enumerate(args.scales):
         spec = args.models[i] if args.models else f"seran-x{scale}"
-        model = load_model(spec)
+        model = models[i]
         pairs = benchmark_pairs(scale)
 
         def score(name):

@@ -198,7 +198,12 @@ def main(argv=None) -> int:
     suffix = "_stage1" if stage1 else "_stage3" if stage3 else ""
     run_dir = Path(args.out) / f"{args.arch}_x{args.scale}{suffix}"
     if args.export:
-        print(export(run_dir, args.arch, args.scale, args.pick or ("last" if stage3 else "best")))
+        pick = args.pick or ("last" if stage3 else "best")
+        if not (run_dir / f"{pick}.keras").exists():
+            print(f"{run_dir / f'{pick}.keras'}: missing; train this stage first (see --help)",
+                  file=sys.stderr)
+            return 2
+        print(export(run_dir, args.arch, args.scale, pick))
         return 0
     if not VOLUME.exists():
         print(f"{VOLUME}: missing; this script needs ../shared/data", file=sys.stderr)
