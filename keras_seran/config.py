@@ -127,6 +127,10 @@ class DataConfig:
         val_fraction: fraction of volumes (or of a single volume's slab) held out for validation.
         val_gap: slices skipped between train and validation slabs of a single volume.
         augment: random flips and 90-degree rotations.
+        contrast_augment: probability that an HR patch gets a random intensity lookup table
+            (piecewise linear, 0 kept at 0) before its LR is made, so one training contrast
+            teaches others (:mod:`keras_seran.data.intensity`); 0 disables it.
+        contrast_knots: knots of that table on [0, 1] (more: wilder remappings).
         contrast: IXI contrast to select ("T1", "T2", "PD") or None for every file.
         seed: seed for shuffling, patch positions and augmentation.
     """
@@ -142,8 +146,15 @@ class DataConfig:
     val_fraction: float = 0.1
     val_gap: int = 8
     augment: bool = True
+    contrast_augment: float = 0.0
+    contrast_knots: int = 6
     contrast: str | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        from keras_seran.data.intensity import check_contrast_args
+
+        check_contrast_args(self.contrast_augment, self.contrast_knots)
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,13 @@ PRESET = "small"
 # The training recipe of the bundled weights (see the module docstring); flags override it.
 RECIPES = {
     "x2_stage1": dict(epochs=20, steps=100, patch=32, lr=5e-4, decay_epochs=5,
-                      mixed_precision=False),
+                      mixed_precision=False, contrast_augment=0.0),
     "x2_stage2": dict(epochs=65, steps=200, patch=48, lr=2e-4, decay_epochs=13,
-                      mixed_precision=True),
-    "x3_x4": dict(epochs=20, steps=200, patch=48, lr=2e-4, decay_epochs=5, mixed_precision=True),
-    "stage3": dict(epochs=10, steps=200, patch=48, lr=1e-4, decay_epochs=5, mixed_precision=True),
+                      mixed_precision=True, contrast_augment=0.0),
+    "x3_x4": dict(epochs=20, steps=200, patch=48, lr=2e-4, decay_epochs=5, mixed_precision=True,
+                  contrast_augment=0.0),
+    "stage3": dict(epochs=10, steps=200, patch=48, lr=1e-4, decay_epochs=5, mixed_precision=True,
+                   contrast_augment=0.0),
 }
 
 
@@ -178,6 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=None,
                    help="patch-stream seed (default: the scale at stage 1, 10 + scale after)")
+    p.add_argument("--contrast-augment", type=float, default=None,
+                   help="probability of a random HR intensity remapping (default: the recipe's)")
     p.add_argument("--mixed-precision", nargs="?", const=True, default=None,
                    choices=MIXED_PRECISION_KINDS,
                    help="mixed precision (no value: bfloat16 on CPU, float16 on GPU); "
@@ -213,6 +217,7 @@ def main(argv=None) -> int:
     from keras_seran.training import train
 
     data_cfg = DataConfig(patch_size=args.patch, batch_size=args.batch,
+                          contrast_augment=args.contrast_augment,
                           seed=args.seed if args.seed is not None
                           else args.scale if stage1 else 10 + args.scale)
     train_cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps, learning_rate=args.lr,

@@ -6,7 +6,8 @@ pixels a side) and one of the 8 flips/90-degree rotations; patches are batched a
 made with two matrix products ``LR = Mh @ HR @ Mw.T`` (the matrices of
 :func:`keras_seran.data.degrade.degradation_matrices`), so every LR patch equals, to float32
 round-off, ``degrade(HR patch)`` computed by the numpy function. Optional Rician noise is then
-added from a stateless normal. The stream is infinite (use ``steps_per_epoch``), shuffled by
+added from a stateless normal. With ``config.contrast_augment`` > 0 each HR patch may first get
+a random intensity lookup table (:mod:`keras_seran.data.intensity`), before its LR is made. The stream is infinite (use ``steps_per_epoch``), shuffled by
 construction (every patch draws its slice at random), identical for an equal seed and
 independent of the number of parallel calls.
 
@@ -33,7 +34,7 @@ from keras_seran.data.slices import (SliceSet, load_slice_sets, representative_s
 LRMode = Literal["auto", "on_the_fly", "precomputed"]
 
 __all__ = ["make_datasets", "train_dataset", "validation_dataset", "make_representative_slices",
-           "validation_pairs", "tf_degrade_batch", "tf_rician_noise"]
+           "validation_pairs", "tf_degrade_batch", "tf_rician_noise", "tf_random_contrast"]
 
 
 def _resolve_lr_mode(lr_mode: str, kind: str) -> str:
@@ -78,6 +79,29 @@ def tf_rician_noise(x: tf.Tensor, sigma: float, seed: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(tf.square(x + n[0]) + tf.square(n[1]))
 
 
+def tf_random_contrast(hr: tf.Tensor, prob: float, knots: int, seed: tf.Tensor) -> tf.Tensor:
+    """Each image of ``hr`` (B, H, W, 1) remapped with probability ``prob`` through a random
+    piecewise-linear table of ``knots`` knots: the rule of
+    :func:`keras_seran.data.intensity.contrast_tables` / ``apply_contrast_tables``, in TensorFlow,
+    from uniforms drawn with the stateless ``seed`` (shape [2])."""
+    if not prob:
+        return hr
+    k = int(knots)
+    b = tf.shape(hr)[0]
+    u = tf.random.stateless_uniform(tf.stack([b, k]), seed=seed)
+    values = tf.concat([tf.zeros([b, 1]), u[:, 1:]], axis=1)
+    values = values / tf.maximum(tf.reduce_max(values, axis=1, keepdims=True), 1e-3)
+    identity = tf.broadcast_to(tf.linspace(0.0, 1.0, k), tf.stack([b, k]))
+    tables = tf.where(u[:, :1] < prob, values, identity)
+    flat = tf.clip_by_value(tf.reshape(hr, tf.stack([b, -1])), 0.0, 1.0) * float(k - 1)
+    idx = tf.minimum(tf.floor(flat), float(k - 2))
+    frac = flat - idx
+    idx = tf.cast(idx, tf.int32)
+    lo = tf.gather(tables, idx, batch_dims=1)
+    hi = tf.gather(tables, idx + 1, batch_dims=1)
+    return tf.reshape(lo * (1.0 - frac) + hi * frac, tf.shape(hr))
+
+
 def _augment(x: tf.Tensor, flip: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
     """One of the 8 dihedral transforms of an (H, W, C) patch: optional left-right flip, then k*90°."""
     x = tf.cond(flip, lambda: tf.reverse(x, axis=[1]), lambda: x)
@@ -102,6 +126,10 @@ def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
     mode = _resolve_lr_mode(lr_mode, kind)
     if len(train) == 0:
         raise ValueError("train SliceSet is empty")
+    if config.contrast_augment and mode == "precomputed":
+        raise ValueError("contrast_augment remaps HR patches before their LR is made, so it needs "
+                         f"on-the-fly LR; the {kind!r} degradation here precomputes LR from whole "
+                         "slices (use lr_mode='on_the_fly' or contrast_augment=0)")
     hr_list = [crop_to_multiple(a, s) for a in train.slices] if mode == "precomputed" \
         else list(train.slices)
     too_small = [a.shape for a in hr_list if a.shape[0] < hp or a.shape[1] < hp]
@@ -147,7 +175,9 @@ def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
         if mode == "precomputed":
             lr, hr = batch
         else:
-            hr = batch
+            hr = tf_random_contrast(batch, float(config.contrast_augment),
+                                    int(config.contrast_knots),
+                                    tf.stack([tf.constant(seed + 2, tf.int64), step]))
             lr = tf_degrade_batch(hr, s, kind)
         if config.noise_sigma:
             lr = tf_rician_noise(lr, float(config.noise_sigma),

@@ -4,7 +4,8 @@ For the JAX and PyTorch backends (no TensorFlow there): this module and everythi
 (io, normalize, degrade, slices) use numpy only. The pairs are the same kind as the tf.data
 pipeline's: HR patches of ``patch_size * scale`` pixels, random flips/90-degree rotations, LR =
 :func:`keras_seran.data.degrade.degrade` of the HR patch (or cut from the precomputed LR of the
-whole slice for ``lr_mode="precomputed"``, the default for "kspace"), optional Rician noise.
+whole slice for ``lr_mode="precomputed"``, the default for "kspace"), optional contrast
+remapping of HR before LR is made (:mod:`keras_seran.data.intensity`), optional Rician noise.
 Batch ``idx`` of epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e, idx])``: the same
 seed gives the same batches, whatever the number of workers.
 """
@@ -18,6 +19,7 @@ import numpy as np
 
 from keras_seran.config import DataConfig
 from keras_seran.data.degrade import add_rician_noise, crop_to_multiple, degrade
+from keras_seran.data.intensity import random_contrast
 from keras_seran.data.slices import SliceSet, load_slice_sets
 
 __all__ = ["PatchPyDataset", "SlicePairPyDataset"]
@@ -49,6 +51,10 @@ class PatchPyDataset(keras.utils.PyDataset):
         self.lr_mode = ("precomputed" if kind == "kspace" else "on_the_fly") if lr_mode == "auto" else lr_mode
         if self.lr_mode not in ("on_the_fly", "precomputed"):
             raise ValueError(f"lr_mode must be 'auto', 'on_the_fly' or 'precomputed', got {lr_mode!r}")
+        if self.config.contrast_augment and self.lr_mode == "precomputed":
+            raise ValueError("contrast_augment remaps HR patches before their LR is made, so it "
+                             f"needs on-the-fly LR; the {kind!r} degradation here precomputes LR "
+                             "(use lr_mode='on_the_fly' or contrast_augment=0)")
         s = self.scale
         p = self.config.patch_size
         if self.lr_mode == "precomputed":
@@ -90,6 +96,8 @@ class PatchPyDataset(keras.utils.PyDataset):
                 hr = src[y: y + hp, x: x + hp]
             hrs[j] = self._augment(hr, flip, rot) if cfg.augment else hr
         if lrs is None:
+            if cfg.contrast_augment:
+                hrs = random_contrast(hrs, cfg.contrast_augment, cfg.contrast_knots, rng)
             lrs = degrade(hrs, s, cfg.degradation)
         if cfg.noise_sigma:
             lrs = add_rician_noise(lrs, cfg.noise_sigma, rng)

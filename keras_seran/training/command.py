@@ -28,6 +28,7 @@ FLAGS = {
     "degradation": ("data", "degradation"), "noise": ("data", "noise_sigma"),
     "axis": ("data", "slice_axis"), "contrast": ("data", "contrast"),
     "val_fraction": ("data", "val_fraction"), "seed": ("data", "seed"),
+    "contrast_augment": ("data", "contrast_augment"),
 }
 
 
@@ -63,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--noise", type=float, help="Rician noise sigma, [0, 1] units")
     g.add_argument("--axis", type=int, choices=[0, 1, 2], help="slice axis (default 2)")
     g.add_argument("--contrast", help="IXI contrast to select: T1, T2 or PD")
+    g.add_argument("--contrast-augment", type=float, metavar="PROB",
+                   help="probability of a random intensity remapping per HR patch, so a network "
+                        "trained on one contrast generalises to others (default 0)")
     g.add_argument("--val-fraction", type=float)
     g.add_argument("--seed", type=int)
 

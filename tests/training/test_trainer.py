@@ -126,10 +126,12 @@ def test_config_file_then_flags(tmp_path, capsys):
     cfg = tmp_path / "run.json"
     cfg.write_text(json.dumps({"data": {"patch_size": 24, "degradation": "kspace"},
                                "train": {"learning_rate": 3e-4, "epochs": 7}}))
-    argv = ["train", "--out", "x", "--config", str(cfg), "--epochs", "9"]
+    argv = ["train", "--out", "x", "--config", str(cfg), "--epochs", "9",
+            "--contrast-augment", "0.3"]
     args = build_parser(argv).parse_args(argv)
     data_cfg, train_cfg = resolve_configs(args)
     assert (data_cfg.patch_size, data_cfg.degradation) == (24, "kspace")
+    assert data_cfg.contrast_augment == 0.3
     assert (train_cfg.learning_rate, train_cfg.epochs) == (3e-4, 9)
     cfg.write_text(json.dumps({"train": {"learnin_rate": 1}}))
     rc = main(["train", "--out", str(tmp_path / "r"), "--config", str(cfg), "--data", "x"])
@@ -140,6 +142,10 @@ def test_config_file_then_flags(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "run.json" in err and "float8" in err and "Traceback" not in err
     assert not (tmp_path / "r8").exists()
+    rc = main(["train", "--out", str(tmp_path / "rc"), "--data", "x", "--contrast-augment", "3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "contrast_augment" in err and "Traceback" not in err
+    assert not (tmp_path / "rc").exists()
 
 
 def test_init_from_an_x2_network_copies_every_matching_layer(tmp_path):
