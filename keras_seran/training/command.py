@@ -112,6 +112,10 @@ def run(args) -> int:
         args.arch, args.preset, args.scale = saved["arch"], saved["preset"], saved["scale"]
     if not data:
         raise InputDataError(None, "no training data: pass --data FOLDER_OR_GLOB")
+    if data_cfg.contrast_augment and data_cfg.degradation == "kspace":
+        raise InputDataError(args.config, "--contrast-augment remaps HR patches before their LR "
+                             "is made; the kspace degradation makes LR from whole slices first, "
+                             "so the two do not combine (use bicubic/blur, or no contrast augment)")
     history = train(data, args.scale, args.out, arch=args.arch, preset=args.preset,
                     data=data_cfg, train_cfg=train_cfg, resume=args.resume,
                     tensorboard=not args.no_tensorboard, init_from=args.init_from,

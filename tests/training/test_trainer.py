@@ -146,6 +146,11 @@ def test_config_file_then_flags(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "contrast_augment" in err and "Traceback" not in err
     assert not (tmp_path / "rc").exists()
+    rc = main(["train", "--out", str(tmp_path / "rk"), "--data", str(samples.T1_AXIAL_SLAB),
+               "--degradation", "kspace", "--contrast-augment", "0.5"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "kspace" in err and "--contrast-augment" in err and "Traceback" not in err
+    assert not (tmp_path / "rk").exists()
 
 
 def test_init_from_an_x2_network_copies_every_matching_layer(tmp_path):
