@@ -127,16 +127,44 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     data = data or DataConfig()
     train_cfg = train_cfg or TrainConfig()
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
     state = prepare_run_dir(run_dir, resume)
+    try:
+        model, initial_epoch, (train_ds, val_ds) = _start(
+            sources, scale, run_dir, state, arch, preset, data, train_cfg, datasets, init_from)
+    except BaseException:
+        # a fresh run that failed before writing anything leaves no empty run directory behind
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
+    monitor = "val_psnr" if val_ds is not None else "psnr"
+    extra = list(callbacks or [])
+    callbacks = [
+        RunCheckpoint(run_dir, every=train_cfg.checkpoint_every_epochs, monitor=monitor,
+                      best=None if state is None else state.get("best")),
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=state is not None),
+    ]
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"),
+                                                     write_graph=False))
+    if train_cfg.early_stop_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor, mode="max",
+                                                       patience=train_cfg.early_stop_patience))
+    callbacks.extend(extra)
+    return model.fit(train_ds, epochs=train_cfg.epochs, steps_per_epoch=train_cfg.steps_per_epoch,
+                     validation_data=val_ds, initial_epoch=initial_epoch, callbacks=callbacks,
+                     verbose=verbose, shuffle=False)
 
+
+def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datasets, init_from):
+    """(compiled model, initial epoch, (train_ds, val_ds)) of a fresh or resumed run; a fresh
+    run's settings are written to ``run_config.json`` once everything is built."""
     if datasets is None:
         from keras_seran.data import make_datasets
 
         # resume the patch stream where the checkpoint left it
         start = 0 if state is None else int(state["epoch"]) * train_cfg.steps_per_epoch
         datasets = make_datasets(sources, scale, data, start_batch=start)
-    train_ds, val_ds = datasets
-
     with _dtype_policy(train_cfg.mixed_precision), _strategy_scope(train_cfg.distribute):
         if state is not None:
             model = keras.saving.load_model(run_dir / LAST)
@@ -157,24 +185,7 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
                                "init_from": None if init_from is None else str(init_from),
                                "keras": keras.__version__, "started": time.strftime("%F %T")},
                               run_dir / RUN_CONFIG)
-
-    monitor = "val_psnr" if val_ds is not None else "psnr"
-    extra = list(callbacks or [])
-    callbacks = [
-        RunCheckpoint(run_dir, every=train_cfg.checkpoint_every_epochs, monitor=monitor,
-                      best=None if state is None else state.get("best")),
-        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=state is not None),
-    ]
-    if tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"),
-                                                     write_graph=False))
-    if train_cfg.early_stop_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor, mode="max",
-                                                       patience=train_cfg.early_stop_patience))
-    callbacks.extend(extra)
-    return model.fit(train_ds, epochs=train_cfg.epochs, steps_per_epoch=train_cfg.steps_per_epoch,
-                     validation_data=val_ds, initial_epoch=initial_epoch, callbacks=callbacks,
-                     verbose=verbose, shuffle=False)
+    return model, initial_epoch, datasets
 
 
 def load_run_config(run_dir: str | Path) -> dict:

@@ -119,6 +119,19 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert rc == 2 and "nothing" in capsys.readouterr().err
 
 
+def test_a_run_that_cannot_start_leaves_no_run_directory(tmp_path, capsys):
+    bad = tmp_path / "not_mr.nii.gz"
+    bad.write_bytes(b"not a nifti file")
+    rc = main([*TRAIN_ARGS[:1], "--data", str(bad), "--out", str(tmp_path / "run"), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not_mr.nii.gz" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    # a directory the user made beforehand stays
+    (tmp_path / "mine").mkdir()
+    rc = main([*TRAIN_ARGS[:1], "--data", str(bad), "--out", str(tmp_path / "mine"), "--epochs", "1"])
+    assert rc == 2 and (tmp_path / "mine").is_dir()
+
+
 def test_config_file_then_flags(tmp_path, capsys):
     from keras_seran.cli import build_parser
     from keras_seran.training.command import resolve_configs
