@@ -157,7 +157,8 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=int, default=2)
-    p.add_argument("--arch", default="seran", choices=["seran", "edsr"])
+    p.add_argument("--arch", default="seran", choices=["seran", "edsr", "rir"],
+                   help="rir: SERAN without SERA (ablation runs; not bundled)")
     p.add_argument("--out", default=str(REPO / "runs" / "pretrained"))
     p.add_argument("--stage", type=int, default=2, choices=[1, 2, 3],
                    help="x2: 1 = from scratch, 2 = continue stage 1; any scale: 3 = continue the "

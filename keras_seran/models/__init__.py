@@ -2,14 +2,15 @@
 
 from keras_seran.models.analysis import (AttentionUse, attention_model, attention_use, count_flops,
                                          effective_support, sera_ablation)
-from keras_seran.models.baselines import bicubic, edsr, matched_edsr_blocks, rcan, srcnn
+from keras_seran.models.baselines import bicubic, edsr, matched_edsr_blocks, rcan, rir, srcnn
 from keras_seran.models.seran import seran, seran_param_count
 
-BUILDERS = {"seran": seran, "edsr": edsr, "rcan": rcan, "srcnn": srcnn, "bicubic": bicubic}
+BUILDERS = {"seran": seran, "edsr": edsr, "rcan": rcan, "rir": rir, "srcnn": srcnn,
+            "bicubic": bicubic}
 
 
 def build(arch: str, scale: int = 2, preset: str = "small"):
-    """Build any network here by name ("seran", "edsr", "rcan", "srcnn", "bicubic")."""
+    """Build any network here by name ("seran", "edsr", "rcan", "rir", "srcnn", "bicubic")."""
     if arch not in BUILDERS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(BUILDERS)}")
     if arch in ("srcnn", "bicubic"):
@@ -17,6 +18,6 @@ def build(arch: str, scale: int = 2, preset: str = "small"):
     return BUILDERS[arch](scale, preset)
 
 
-__all__ = ["seran", "seran_param_count", "edsr", "rcan", "srcnn", "bicubic", "build",
+__all__ = ["seran", "seran_param_count", "edsr", "rcan", "rir", "srcnn", "bicubic", "build",
            "matched_edsr_blocks", "count_flops", "attention_model", "attention_use",
            "effective_support", "sera_ablation", "AttentionUse", "BUILDERS"]

@@ -4,6 +4,7 @@
 - :func:`srcnn`: SRCNN (9-5-5) on the bicubic-upsampled input, Dong et al. 2014.
 - :func:`edsr`: EDSR-style residual network (no attention), sized to match SERAN's parameters.
 - :func:`rcan`: RCAN-style network (residual groups of channel-attention blocks) of SERAN's size.
+- :func:`rir`: SERAN's residual-in-residual frame with the SERA modules left out ("w/o SERA").
 """
 
 from __future__ import annotations
@@ -63,6 +64,16 @@ def edsr(scale: int = 2, preset: str = "small", *, num_blocks: int | None = None
         x = ResidualBlock(cfg.channels, res_scale=cfg.res_scale, name=f"block{b}")(x)
     outputs = reconstruction_tail(x, shallow, cfg.scale, cfg.channels, cfg.input_channels)
     return keras.Model(inputs, outputs, name=f"edsr_x{cfg.scale}")
+
+
+def rir(scale: int = 2, preset: str = "small", *, config: SERANConfig | None = None
+        ) -> keras.Model:
+    """SERAN without its SERA modules: the same groups, blocks, convs and skips, so training it
+    the same way measures what the attention itself adds (the "w/o SERA" ablation)."""
+    from keras_seran.models.seran import seran
+
+    cfg = config if config is not None else preset_config(preset, scale)
+    return seran(config=cfg, with_sera=False, name=f"rir_x{cfg.scale}")
 
 
 def rcan(scale: int = 2, preset: str = "small", *, reduction: int = 16,

@@ -18,7 +18,7 @@ from keras_seran.models.common import conv3x3, lr_input, reconstruction_tail
 
 
 def seran(scale: int = 2, preset: str = "paper", *, config: SERANConfig | None = None,
-          return_attention: bool = False, name: str | None = None,
+          return_attention: bool = False, name: str | None = None, with_sera: bool = True,
           **overrides: Any) -> keras.Model:
     """Build SERAN as a functional ``keras.Model`` mapping (B, H, W, 1) -> (B, H*s, W*s, 1).
 
@@ -30,8 +30,12 @@ def seran(scale: int = 2, preset: str = "paper", *, config: SERANConfig | None =
             :func:`keras_seran.models.attention_model`); the output is then a dict.
         **overrides: fields of :class:`SERANConfig` to change (e.g. ``channels=48``, or
             ``sera={"reasoning": "rs_gcn"}``).
+        with_sera: False leaves the SERA modules out (every group: blocks -> conv3x3): the
+            "w/o SERA" ablation, :func:`keras_seran.models.rir`.
     """
     cfg = config if config is not None else preset_config(preset, scale, **overrides)
+    if return_attention and not with_sera:
+        raise ValueError("return_attention needs the SERA modules (with_sera=True)")
     c, sera = cfg.channels, cfg.sera
     inputs = lr_input(cfg.input_channels)
     shallow = conv3x3(c, "shallow_conv")(inputs)
@@ -41,6 +45,10 @@ def seran(scale: int = 2, preset: str = "paper", *, config: SERANConfig | None =
         y = x
         for b in range(cfg.blocks_per_group):
             y = ResidualBlock(c, res_scale=cfg.res_scale, name=f"group{g}_block{b}")(y)
+        if not with_sera:
+            y = conv3x3(c, f"group{g}_conv")(y)
+            x = keras.layers.Add(name=f"group{g}_skip")([x, y])
+            continue
         block = SERABlock(sera.feature_dim, sera.num_descriptors, reasoning=sera.reasoning,
                           residual_scale=sera.residual_scale,
                           residual_scale_init=sera.residual_scale_init,

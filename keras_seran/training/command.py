@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", help="folder(s), glob(s) or files of MR volumes/slices")
     p.add_argument("--scale", type=int, default=2, choices=[2, 3, 4])
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs)")
-    p.add_argument("--arch", default="seran", choices=["seran", "edsr", "rcan", "srcnn"])
+    p.add_argument("--arch", default="seran", choices=["seran", "edsr", "rcan", "rir", "srcnn"],
+                   help="rir: SERAN without its SERA modules (the 'w/o SERA' ablation)")
     p.add_argument("--preset", default="small", choices=["paper", "small", "tiny"])
     p.add_argument("--config", type=Path, help='JSON file {"data": {...}, "train": {...}}')
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

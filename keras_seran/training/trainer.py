@@ -27,14 +27,14 @@ RUN_CONFIG = "run_config.json"
 
 
 def build_model(arch: str, scale: int, preset: str) -> keras.Model:
-    from keras_seran.models import edsr, rcan, seran, srcnn
+    from keras_seran.models import edsr, rcan, rir, seran, srcnn
 
-    if arch in ("seran", "edsr", "rcan"):
-        return {"seran": seran, "edsr": edsr, "rcan": rcan}[arch](
+    if arch in ("seran", "edsr", "rcan", "rir"):
+        return {"seran": seran, "edsr": edsr, "rcan": rcan, "rir": rir}[arch](
             config=preset_config(preset, scale))
     if arch == "srcnn":
         return srcnn(scale)
-    raise ValueError(f"cannot train architecture {arch!r}; choose seran, edsr, rcan or srcnn")
+    raise ValueError(f"cannot train architecture {arch!r}; choose seran, edsr, rcan, rir or srcnn")
 
 
 def transfer_weights(model: keras.Model, source: keras.Model) -> list[str]:
