@@ -45,19 +45,16 @@ def seran(scale: int = 2, preset: str = "paper", *, config: SERANConfig | None =
         y = x
         for b in range(cfg.blocks_per_group):
             y = ResidualBlock(c, res_scale=cfg.res_scale, name=f"group{g}_block{b}")(y)
-        if not with_sera:
-            y = conv3x3(c, f"group{g}_conv")(y)
-            x = keras.layers.Add(name=f"group{g}_skip")([x, y])
-            continue
-        block = SERABlock(sera.feature_dim, sera.num_descriptors, reasoning=sera.reasoning,
-                          residual_scale=sera.residual_scale,
-                          residual_scale_init=sera.residual_scale_init,
-                          attention_norm=sera.attention_norm, name=f"group{g}_sera")
-        if return_attention:
-            y, maps = block(y, return_attention=True)
-            attention.update({f"group{g}_sera/{k}": v for k, v in maps.items()})
-        else:
-            y = block(y)
+        if with_sera:
+            block = SERABlock(sera.feature_dim, sera.num_descriptors, reasoning=sera.reasoning,
+                              residual_scale=sera.residual_scale,
+                              residual_scale_init=sera.residual_scale_init,
+                              attention_norm=sera.attention_norm, name=f"group{g}_sera")
+            if return_attention:
+                y, maps = block(y, return_attention=True)
+                attention.update({f"group{g}_sera/{k}": v for k, v in maps.items()})
+            else:
+                y = block(y)
         y = conv3x3(c, f"group{g}_conv")(y)
         x = keras.layers.Add(name=f"group{g}_skip")([x, y])
     outputs = reconstruction_tail(x, shallow, cfg.scale, c, cfg.input_channels)
