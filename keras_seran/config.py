@@ -109,6 +109,19 @@ def preset_config(preset: str = "paper", scale: int = 2, **overrides: Any) -> SE
     return dataclasses.replace(base, scale=scale, **overrides)
 
 
+#: A contrast table needs the fixed 0 knot and at least two free ones to reorder two tissues.
+MIN_CONTRAST_KNOTS = 3
+
+
+def check_contrast_args(prob: float, knots: int) -> None:
+    """ValueError unless 0 <= prob <= 1 and knots is an integer >= MIN_CONTRAST_KNOTS (the bounds
+    of ``DataConfig.contrast_augment`` / ``contrast_knots``)."""
+    if not 0.0 <= float(prob) <= 1.0:
+        raise ValueError(f"contrast_augment must be a probability in [0, 1], got {prob!r}")
+    if int(knots) != knots or int(knots) < MIN_CONTRAST_KNOTS:
+        raise ValueError(f"contrast_knots must be an integer >= {MIN_CONTRAST_KNOTS}, got {knots!r}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """How training pairs are made from MR volumes.
@@ -152,8 +165,6 @@ class DataConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from keras_seran.data.intensity import check_contrast_args
-
         check_contrast_args(self.contrast_augment, self.contrast_knots)
 
 

@@ -336,6 +336,29 @@ def degradation_matrices(h: int, w: int, scale: int, kind: str = "bicubic"
     return fourier_resample_matrix(h, h // s), fourier_resample_matrix(w, w // s)
 
 
+def resolve_lr_mode(lr_mode: str, kind: str, contrast_augment: float = 0.0) -> str:
+    """How training LR patches are made: "on_the_fly" (degrade each HR patch) or "precomputed"
+    (degrade whole slices once, cut LR and HR patches at matching positions).
+
+    ``lr_mode="auto"`` precomputes for "kspace", whose FFT would wrap around a small patch's
+    borders. Contrast augmentation (``DataConfig.contrast_augment`` > 0) remaps HR patches before
+    their LR is made, so it needs on-the-fly LR: ValueError otherwise, or for an unknown mode.
+    Shared by the tf.data pipeline, the PyDataset and ``keras-seran train``.
+    """
+    if lr_mode == "auto":
+        mode = "precomputed" if kind == "kspace" else "on_the_fly"
+    elif lr_mode in ("on_the_fly", "precomputed"):
+        mode = lr_mode
+    else:
+        raise ValueError(f"lr_mode must be 'auto', 'on_the_fly' or 'precomputed', got {lr_mode!r}")
+    if contrast_augment and mode == "precomputed":
+        raise ValueError("contrast_augment remaps HR patches before their LR is made, so it needs "
+                         f"on-the-fly LR; the {kind!r} degradation precomputes LR from whole slices "
+                         "(choose contrast_augment=0, another degradation, or lr_mode='on_the_fly' "
+                         "in the Python API)")
+    return mode
+
+
 def _check_kind(kind: str) -> str:
     if kind not in DEGRADATIONS:
         raise ValueError(f"unknown degradation {kind!r}; choose one of {DEGRADATIONS}")

@@ -21,19 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["contrast_tables", "apply_contrast_tables", "random_contrast", "check_contrast_args",
-           "MIN_KNOTS"]
+from keras_seran.config import check_contrast_args
 
-#: A table needs the fixed 0 knot and at least two free ones to reorder two tissues.
-MIN_KNOTS = 3
-
-
-def check_contrast_args(prob: float, knots: int) -> None:
-    """ValueError unless 0 <= prob <= 1 and knots >= MIN_KNOTS."""
-    if not 0.0 <= float(prob) <= 1.0:
-        raise ValueError(f"contrast_augment must be a probability in [0, 1], got {prob!r}")
-    if int(knots) != knots or int(knots) < MIN_KNOTS:
-        raise ValueError(f"contrast_knots must be an integer >= {MIN_KNOTS}, got {knots!r}")
+__all__ = ["contrast_tables", "apply_contrast_tables", "random_contrast"]
 
 
 def contrast_tables(u: np.ndarray, prob: float) -> np.ndarray:

@@ -27,7 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_seran.config import DataConfig
-from keras_seran.data.degrade import crop_to_multiple, degradation_matrices, degrade
+from keras_seran.data.degrade import (crop_to_multiple, degradation_matrices, degrade,
+                                      resolve_lr_mode)
 from keras_seran.data.slices import (SliceSet, load_slice_sets, representative_slices,
                                      validation_pairs, validation_pairs_from)
 
@@ -35,14 +36,6 @@ LRMode = Literal["auto", "on_the_fly", "precomputed"]
 
 __all__ = ["make_datasets", "train_dataset", "validation_dataset", "make_representative_slices",
            "validation_pairs", "tf_degrade_batch", "tf_rician_noise", "tf_random_contrast"]
-
-
-def _resolve_lr_mode(lr_mode: str, kind: str) -> str:
-    if lr_mode == "auto":
-        return "precomputed" if kind == "kspace" else "on_the_fly"
-    if lr_mode not in ("on_the_fly", "precomputed"):
-        raise ValueError(f"lr_mode must be 'auto', 'on_the_fly' or 'precomputed', got {lr_mode!r}")
-    return lr_mode
 
 
 def _stack_padded(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -123,13 +116,9 @@ def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
     hp = p * s
     b = int(config.batch_size)
     kind = config.degradation
-    mode = _resolve_lr_mode(lr_mode, kind)
+    mode = resolve_lr_mode(lr_mode, kind, config.contrast_augment)
     if len(train) == 0:
         raise ValueError("train SliceSet is empty")
-    if config.contrast_augment and mode == "precomputed":
-        raise ValueError("contrast_augment remaps HR patches before their LR is made, so it needs "
-                         f"on-the-fly LR; the {kind!r} degradation here precomputes LR from whole "
-                         "slices (use lr_mode='on_the_fly' or contrast_augment=0)")
     hr_list = [crop_to_multiple(a, s) for a in train.slices] if mode == "precomputed" \
         else list(train.slices)
     too_small = [a.shape for a in hr_list if a.shape[0] < hp or a.shape[1] < hp]

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from keras_seran.config import DataConfig
-from keras_seran.data.degrade import add_rician_noise, crop_to_multiple, degrade
+from keras_seran.data.degrade import add_rician_noise, crop_to_multiple, degrade, resolve_lr_mode
 from keras_seran.data.intensity import random_contrast
 from keras_seran.data.slices import SliceSet, load_slice_sets
 
@@ -48,13 +48,7 @@ class PatchPyDataset(keras.utils.PyDataset):
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         train = sources if isinstance(sources, SliceSet) else load_slice_sets(sources, scale, self.config)[0]
         kind = self.config.degradation
-        self.lr_mode = ("precomputed" if kind == "kspace" else "on_the_fly") if lr_mode == "auto" else lr_mode
-        if self.lr_mode not in ("on_the_fly", "precomputed"):
-            raise ValueError(f"lr_mode must be 'auto', 'on_the_fly' or 'precomputed', got {lr_mode!r}")
-        if self.config.contrast_augment and self.lr_mode == "precomputed":
-            raise ValueError("contrast_augment remaps HR patches before their LR is made, so it "
-                             f"needs on-the-fly LR; the {kind!r} degradation here precomputes LR "
-                             "(use lr_mode='on_the_fly' or contrast_augment=0)")
+        self.lr_mode = resolve_lr_mode(lr_mode, kind, self.config.contrast_augment)
         s = self.scale
         p = self.config.patch_size
         if self.lr_mode == "precomputed":

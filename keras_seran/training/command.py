@@ -101,6 +101,7 @@ def resolve_configs(args, saved: dict | None = None) -> tuple[DataConfig, TrainC
 
 
 def run(args) -> int:
+    from keras_seran.data.degrade import resolve_lr_mode
     from keras_seran.errors import InputDataError
     from keras_seran.training import train
     from keras_seran.training.trainer import load_run_config
@@ -113,10 +114,10 @@ def run(args) -> int:
         args.arch, args.preset, args.scale = saved["arch"], saved["preset"], saved["scale"]
     if not data:
         raise InputDataError(None, "no training data: pass --data FOLDER_OR_GLOB")
-    if data_cfg.contrast_augment and data_cfg.degradation == "kspace":
-        raise InputDataError(args.config, "--contrast-augment remaps HR patches before their LR "
-                             "is made; the kspace degradation makes LR from whole slices first, "
-                             "so the two do not combine (use bicubic/blur, or no contrast augment)")
+    try:   # the pipeline's own rule, checked before anything is written
+        resolve_lr_mode("auto", data_cfg.degradation, data_cfg.contrast_augment)
+    except ValueError as exc:
+        raise InputDataError(args.config, f"--contrast-augment: {exc}") from None
     history = train(data, args.scale, args.out, arch=args.arch, preset=args.preset,
                     data=data_cfg, train_cfg=train_cfg, resume=args.resume,
                     tensorboard=not args.no_tensorboard, init_from=args.init_from,
