@@ -53,13 +53,11 @@ PRESET = "small"
 # The training recipe of the bundled weights (see the module docstring); flags override it.
 RECIPES = {
     "x2_stage1": dict(epochs=20, steps=100, patch=32, lr=5e-4, decay_epochs=5,
-                      mixed_precision=False, contrast_augment=0.0),
+                      mixed_precision=False),
     "x2_stage2": dict(epochs=65, steps=200, patch=48, lr=2e-4, decay_epochs=13,
-                      mixed_precision=True, contrast_augment=0.0),
-    "x3_x4": dict(epochs=20, steps=200, patch=48, lr=2e-4, decay_epochs=5, mixed_precision=True,
-                  contrast_augment=0.0),
-    "stage3": dict(epochs=10, steps=200, patch=48, lr=1e-4, decay_epochs=5, mixed_precision=True,
-                   contrast_augment=0.0),
+                      mixed_precision=True),
+    "x3_x4": dict(epochs=20, steps=200, patch=48, lr=2e-4, decay_epochs=5, mixed_precision=True),
+    "stage3": dict(epochs=10, steps=200, patch=48, lr=1e-4, decay_epochs=5, mixed_precision=True),
 }
 
 
@@ -153,7 +151,7 @@ def export(run_dir: Path, arch: str, scale: int, pick: str = "best") -> Path:
 
 
 def main(argv=None) -> int:
-    from keras_seran.config import MIXED_PRECISION_KINDS
+    from keras_seran.config import MIXED_PRECISION_KINDS, DataConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=int, default=2)
@@ -181,8 +179,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=None,
                    help="patch-stream seed (default: the scale at stage 1, 10 + scale after)")
-    p.add_argument("--contrast-augment", type=float, default=None,
-                   help="probability of a random HR intensity remapping (default: the recipe's)")
+    p.add_argument("--contrast-augment", type=float, default=DataConfig.contrast_augment,
+                   help="probability of a random HR intensity remapping (the bundled weights: "
+                        "%(default)s)")
     p.add_argument("--mixed-precision", nargs="?", const=True, default=None,
                    choices=MIXED_PRECISION_KINDS,
                    help="mixed precision (no value: bfloat16 on CPU, float16 on GPU); "
@@ -213,7 +212,7 @@ def main(argv=None) -> int:
     if not VOLUME.exists():
         print(f"{VOLUME}: missing; this script needs ../shared/data", file=sys.stderr)
         return 2
-    from keras_seran.config import DataConfig, TrainConfig
+    from keras_seran.config import TrainConfig
     from keras_seran.pretrained import card as bundled_card, parse_pretrained
     from keras_seran.training import train
 
