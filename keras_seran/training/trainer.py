@@ -17,24 +17,22 @@ from typing import Any
 
 import keras
 
-from keras_seran.config import MIXED_PRECISION_KINDS, DataConfig, TrainConfig, preset_config, to_dict
+from keras_seran.config import MIXED_PRECISION_KINDS, DataConfig, TrainConfig, to_dict
 from keras_seran.errors import OutputPathError
 from keras_seran.training.callbacks import (LAST, STATE_FILE, RunCheckpoint, atomic_write_json,
                                             read_state)
 from keras_seran.training.optim import compile_model
 
 RUN_CONFIG = "run_config.json"
+TRAINABLE_ARCHS = ("seran", "edsr", "rcan", "rir", "srcnn")
 
 
 def build_model(arch: str, scale: int, preset: str) -> keras.Model:
-    from keras_seran.models import edsr, rcan, rir, seran, srcnn
+    from keras_seran.models import build
 
-    if arch in ("seran", "edsr", "rcan", "rir"):
-        return {"seran": seran, "edsr": edsr, "rcan": rcan, "rir": rir}[arch](
-            config=preset_config(preset, scale))
-    if arch == "srcnn":
-        return srcnn(scale)
-    raise ValueError(f"cannot train architecture {arch!r}; choose seran, edsr, rcan, rir or srcnn")
+    if arch not in TRAINABLE_ARCHS:   # bicubic has no weights to train
+        raise ValueError(f"cannot train architecture {arch!r}; choose one of {TRAINABLE_ARCHS}")
+    return build(arch, scale, preset)
 
 
 def transfer_weights(model: keras.Model, source: keras.Model) -> list[str]:
