@@ -430,16 +430,20 @@ lr_batch, hr_batch = next(iter(train_ds))
 print("LR batch", tuple(lr_batch.shape), " HR batch", tuple(hr_batch.shape),
       " validation slices", sum(1 for _ in val_ds))
 
-fig, axes = plt.subplots(2, 6, figsize=(12, 4.3))
-for i in range(6):
-    axes[0, i].imshow(lr_batch[i, ..., 0], cmap="gray", vmin=0, vmax=1)
-    axes[1, i].imshow(hr_batch[i, ..., 0], cmap="gray", vmin=0, vmax=1)
-    axes[0, i].axis("off")
-    axes[1, i].axis("off")
-axes[0, 0].set_title("LR patches", loc="left")
-axes[1, 0].set_title("HR patches", loc="left")
-plt.tight_layout()
-plt.show()
+
+def show_patch_rows(rows: dict, n: int = 6):
+    """One row of the first ``n`` patches per (title -> batch (B, h, w, 1)) entry, on [0, 1]."""
+    fig, axes = plt.subplots(len(rows), n, figsize=(2 * n, 2.15 * len(rows)), squeeze=False)
+    for r, (title, batch) in enumerate(rows.items()):
+        for i in range(n):
+            axes[r, i].imshow(batch[i, ..., 0], cmap="gray", vmin=0, vmax=1)
+            axes[r, i].axis("off")
+        axes[r, 0].set_title(title, loc="left")
+    plt.tight_layout()
+    plt.show()
+
+
+show_patch_rows({"LR patches": lr_batch, "HR patches": hr_batch})
 '''),
         md('''
 ### Contrast augmentation (optional)
@@ -456,16 +460,7 @@ import dataclasses
 
 aug_ds, _ = make_datasets(samples.T1_LOWRES, SCALE, dataclasses.replace(data_cfg, contrast_augment=1.0))
 _, hr_aug = next(iter(aug_ds))
-fig, axes = plt.subplots(2, 6, figsize=(12, 4.3))
-for i in range(6):
-    axes[0, i].imshow(hr_batch[i, ..., 0], cmap="gray", vmin=0, vmax=1)
-    axes[1, i].imshow(hr_aug[i, ..., 0], cmap="gray", vmin=0, vmax=1)
-    axes[0, i].axis("off")
-    axes[1, i].axis("off")
-axes[0, 0].set_title("HR patches", loc="left")
-axes[1, 0].set_title("the same, contrast-remapped", loc="left")
-plt.tight_layout()
-plt.show()
+show_patch_rows({"HR patches": hr_batch, "the same, contrast-remapped": hr_aug})
 '''),
         md('''
 ## Training through `model.fit`
