@@ -151,7 +151,7 @@ def export(run_dir: Path, arch: str, scale: int, pick: str = "best") -> Path:
 
 
 def main(argv=None) -> int:
-    from keras_seran.config import MIXED_PRECISION_KINDS, DataConfig
+    from keras_seran.config import MIXED_PRECISION_KINDS, DataConfig, check_contrast_args
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=int, default=2)
@@ -187,6 +187,10 @@ def main(argv=None) -> int:
                    help="mixed precision (no value: bfloat16 on CPU, float16 on GPU); "
                         "default: the recipe's")
     args = p.parse_args(argv)
+    try:
+        check_contrast_args(args.contrast_augment, DataConfig.contrast_knots)
+    except ValueError as exc:
+        p.error(str(exc))
     if args.threads:
         import tensorflow as tf
 
