@@ -7,8 +7,8 @@ range; see keras_seran/inference/tiling.py):
     SERAN tiny, attention at full strength (s = 1, random weights):
         tiles 128 / overlap 16: ~2e-3;  tiles 96: ~7e-3;  tiles 64: ~1.1e-2
     (SERA pools globally, so a tile sees other descriptors than the whole slice.)
-    bundled x2 weights (small preset; learned residual scales ~1e-3): tiles 128 / overlap 16:
-        ~3e-5 (max ~5e-3); overlap 32: ~5e-6
+    bundled x2 weights (small preset; learned residual scales ~0.9-1), 128x128 LR slice:
+        tiles 96 / overlap 16: ~2e-4 (max ~4e-3); tiles 64: ~8e-4 (max ~2e-2)
 """
 
 from __future__ import annotations
