@@ -77,8 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--output-size", type=int, default=256, help="output slice side (default 256)")
-    ap.add_argument("--keep", type=Path, default=None, help="keep the bundle in this folder")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep the bundle in this folder (must be absent or empty)")
     args = ap.parse_args(argv)
+    if args.keep is not None:
+        from keras_seran.errors import KerasSeranError
+        from keras_seran.export.bundle import check_out_dir
+
+        if args.keep.is_dir() and any(args.keep.iterdir()):
+            ap.error(f"--keep {args.keep}: folder is not empty (the bench never replaces one)")
+        try:
+            check_out_dir(args.keep)
+        except KerasSeranError as exc:
+            ap.error(f"--keep: {exc}")
     _set_threads(args.threads)
 
     import tensorflow as tf
@@ -106,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.keep or root / "bundle"
     t0 = time.perf_counter()
     manifest = export_bundle(model, out, "savedmodel,tflite,onnx", scale=args.scale,
-                             num_threads=args.threads, overwrite=args.keep is not None,
+                             num_threads=args.threads,
                              parity_pairs=[parity.parity_pairs(args.scale, indices=[12])[0]])
     export_s = time.perf_counter() - t0
     keras_file = root / "model.keras"

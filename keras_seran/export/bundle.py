@@ -61,20 +61,37 @@ def parse_formats(formats: str | Iterable[str]) -> list[str]:
     return [f for f in FORMATS if f in names]
 
 
-def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Refuse an ``out_dir`` that is a file, or a non-empty folder without ``overwrite``."""
-    out = Path(out_dir)
+def check_out_dir(out_dir: str | Path, overwrite: bool = False,
+                  inputs: Iterable[str | Path] = ()) -> Path:
+    """Check ``out_dir`` before anything is exported; returns it as an absolute path.
+
+    Refused: a file; a non-empty folder without ``overwrite``; the current folder or one that
+    contains it (replacing it would pull the ground from under the caller); a folder that
+    contains one of ``inputs`` (e.g. the model file: replacing the folder would delete it); a
+    place whose nearest existing parent is not a writable folder. Creates nothing: the parents
+    are made when the finished bundle is committed.
+    """
+    out = Path(out_dir).expanduser().resolve()
     if out.exists() and not out.is_dir():
-        raise OutputPathError(out, "exists and is not a folder")
+        raise OutputPathError(out_dir, "exists and is not a folder")
+    if Path.cwd().resolve().is_relative_to(out):
+        raise OutputPathError(out_dir, "is the current folder or contains it; give the bundle a "
+                                       "folder of its own (e.g. --out bundle)")
+    for item in inputs:
+        item = Path(item).expanduser()
+        if item.exists() and item.resolve().is_relative_to(out):
+            raise OutputPathError(out_dir, f"contains the input {item}; exporting would replace "
+                                           "it; choose another --out folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputPathError(out, "folder exists and is not empty; pass --overwrite to replace it")
-    parent = out.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputPathError(out, f"cannot create the parent folder ({exc})") from exc
-    if not os.access(parent, os.W_OK):
-        raise OutputPathError(out, f"parent folder {parent} is not writable")
+        raise OutputPathError(out_dir, "folder exists and is not empty; pass --overwrite to "
+                                       "replace it")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputPathError(out_dir, f"{ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputPathError(out_dir, f"folder {ancestor} is not writable")
     return out
 
 
@@ -258,7 +275,8 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
     """
     say = log or (lambda msg: None)
     fmts = parse_formats(formats)
-    out = check_out_dir(out_dir, overwrite)
+    out = check_out_dir(out_dir, overwrite,
+                        inputs=[model_source] if model_source else ())
     tflite_variants = litert.check_variants(tflite_variants)
     onnx_variants = onnx_export.check_variants(onnx_variants)
     if "tensorrt" in fmts and "float32" not in onnx_variants:
@@ -281,7 +299,12 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
         parity_pairs = parity.parity_pairs(scale, lr_size=input_size)
     stem = model.name
 
-    tmp = out.absolute().parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    made = [d for d in out.parents if not d.exists()]     # parents this export creates
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(out_dir, f"cannot create the parent folder ({exc})") from exc
+    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         entries: dict[str, dict] = {}
@@ -405,6 +428,11 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
         _commit(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for d in made:                                   # innermost first; only if still empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
         raise
     say(f"bundle written to {out}")
     return manifest

@@ -77,11 +77,21 @@ def run(args: argparse.Namespace) -> int:
         tflite_variants = litert.check_variants(args.tflite_variants.split(","))
         onnx_variants = onnx_export.check_variants(args.onnx_variants.split(","))
         profiles = [parse_profile(p) for p in args.trt_profile] if args.trt_profile else None
-        if args.opset < onnx_export.MIN_OPSET:
-            raise ValueError(f"--opset must be >= {onnx_export.MIN_OPSET}, got {args.opset}")
+        try:
+            onnx_export.check_opset(args.opset)
+        except ValueError as exc:
+            raise ValueError(f"--{exc}") from exc          # "--opset must be between ..."
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        if args.scale is not None and args.scale < 1:
+            raise ValueError(f"--scale must be >= 1, got {args.scale}")
+        if args.int8_io and not ("tflite" in formats and "int8" in tflite_variants):
+            raise ValueError("--int8-io applies to the full-int8 LiteRT model: it needs tflite "
+                             "in --formats and int8 in --tflite-variants")
     except ValueError as exc:
         raise InputDataError(None, str(exc)) from exc
-    check_out_dir(args.out, args.overwrite)
+    check_out_dir(args.out, args.overwrite, inputs=[args.model, *([args.calibration] if
+                                                                  args.calibration else [])])
     if args.calibration is not None and not Path(args.calibration).exists():
         raise InputDataError(args.calibration, "no such calibration volume")
 
@@ -91,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
 
     say = (lambda msg: None) if args.quiet else (lambda msg: print(f"[export] {msg}", flush=True))
     model = load_model(args.model)
-    scale = args.scale or infer_scale(model)
+    scale = infer_scale(model)
+    if args.scale is not None and args.scale != scale:
+        raise InputDataError(args.model, f"--scale {args.scale} does not match the model, which "
+                                         f"upscales x{scale}")
     calibration = None
     if args.calibration is not None:
         calibration = calibration_inputs(scale, source=args.calibration,

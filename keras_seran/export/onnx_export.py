@@ -26,6 +26,9 @@ from keras_seran.export.savedmodel import INPUT_NAME, OUTPUT_NAME, input_spec, s
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
+#: The newest opset tf2onnx converts to (``max(tf2onnx.constants.OPSET_TO_IR_VERSION)``; a test
+#: keeps the two in step). Kept here so the command line can check ``--opset`` without TensorFlow.
+MAX_OPSET = 18
 
 VARIANTS: tuple[str, ...] = ("float32", "int8")
 PRECISION = {"float32": "float32", "int8": "int8"}
@@ -79,6 +82,14 @@ def _name_dynamic_axes(proto) -> None:
                     d.dim_param = n
 
 
+def check_opset(opset: int) -> int:
+    """``opset`` if tf2onnx can write it and TensorRT can read it, else ValueError."""
+    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise ValueError(f"opset must be between {MIN_OPSET} and {MAX_OPSET} (the newest tf2onnx "
+                         f"writes), got {opset}")
+    return int(opset)
+
+
 def export_onnx(model, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
     """Write ``model`` as ONNX (input ``lr`` (batch, height, width, 1) float32, output ``sr``) and
     check it with ``onnx.checker`` and :func:`assert_tensorrt_compatible`. Returns a description.
@@ -87,8 +98,7 @@ def export_onnx(model, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
     import tensorflow as tf
     import tf2onnx
 
-    if int(opset) < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
+    check_opset(opset)
     _quiet_tf2onnx()
     spec = [input_spec(model)]
     fn = tf.function(serving_fn(model), input_signature=spec)
@@ -220,6 +230,31 @@ class _Calibration:
         self._it = iter(self._items)
 
 
+#: Ops that only move or reshape data: a softmax's output passes through them unchanged in value.
+_LAYOUT_OPS = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Cast"}
+
+
+def float_attention_nodes(model_or_path) -> list[str]:
+    """Names of the nodes that must stay float in an int8 model: every Softmax, the reshapes and
+    transposes its output passes through, and the products that consume it."""
+    proto = _load(model_or_path)
+    consumers: dict[str, list] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    softmaxes = [n for n in proto.graph.node if n.op_type == "Softmax"]
+    found = {n.name for n in softmaxes}
+    frontier = [o for n in softmaxes for o in n.output]
+    while frontier:
+        for node in consumers.get(frontier.pop(), []):
+            if node.name in found:
+                continue
+            found.add(node.name)
+            if node.op_type in _LAYOUT_OPS:
+                frontier.extend(node.output)
+    return sorted(found)
+
+
 def quantize_qdq(fp32_path: str | Path, out_path: str | Path,
                  calibration: Sequence[np.ndarray], per_channel: bool = True,
                  op_types_to_quantize: Sequence[str] | None = None) -> dict:
@@ -227,8 +262,10 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path,
 
     Symmetric int8 activations (zero point 0) and per-channel symmetric int8 weights (TensorRT's
     explicit-quantization requirements), MinMax calibration. ``op_types_to_quantize`` defaults to
-    every op type onnxruntime's QDQ quantizer handles; Softmax is never in it, so the attention
-    maps over H*W positions keep float precision.
+    every op type onnxruntime's QDQ quantizer handles. The softmaxes and the products that
+    consume them (:func:`float_attention_nodes`) stay float: an attention map over H*W positions
+    has entries of about 1 / (H*W), far below one int8 step of its [0, 1] range, so quantizing
+    it would zero almost all of the SERA pooling weights.
     """
     import tempfile
 
@@ -247,12 +284,14 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path,
             src = pre
         except Exception:  # pragma: no cover - pre-processing is an optimisation only
             src = fp32_path
+        keep_float = float_attention_nodes(src)
         quantize_static(str(src), str(out_path), _Calibration(calibration),
                         quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
                         op_types_to_quantize=list(op_types_to_quantize) if op_types_to_quantize
                         else None,
+                        nodes_to_exclude=keep_float,
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
                                        # biases stay float: TensorRT takes no int32 Q/DQ
                                        "QuantizeBias": False})
@@ -272,6 +311,7 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path,
                              "weights": "int8 symmetric "
                                         + ("per-channel" if per_channel else "per-tensor"),
                              "calibration": "MinMax", "calibration_slices": len(calibration),
+                             "float_nodes": keep_float,
                              "quantize_linear": n_q, "dequantize_linear": n_dq}}
 
 
@@ -297,6 +337,7 @@ class OnnxRunner:
         return self.session.run(None, {self.input_name: np.asarray(lr, np.float32)})[0]
 
 
-__all__ = ["DEFAULT_OPSET", "TENSORRT_ONNX_OPS", "FORBIDDEN_OPS", "VARIANTS", "export_onnx",
-           "quantize_qdq", "tensorrt_problems", "assert_tensorrt_compatible", "onnx_op_types",
-           "OnnxRunner", "OUTPUT_NAME"]
+__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET", "TENSORRT_ONNX_OPS", "FORBIDDEN_OPS",
+           "VARIANTS", "check_opset", "export_onnx", "quantize_qdq", "float_attention_nodes",
+           "tensorrt_problems", "assert_tensorrt_compatible", "onnx_op_types", "OnnxRunner",
+           "OUTPUT_NAME"]

@@ -79,6 +79,9 @@ def load_mr_slices(source: str | Path | None = None, axis: int | None = None,
     if vol.ndim == 2:
         vol = vol[:, :, None]
         axis = 2
+    if not -vol.ndim <= int(axis) < vol.ndim:
+        raise InputDataError(path, f"slice axis {axis} out of range for a {vol.ndim}D volume "
+                                   f"of shape {vol.shape}")
     vol = normalize(vol, PERCENTILES, clip=True, path=path)[0]
     slices = np.moveaxis(vol, axis, 0)
     if indices is not None:

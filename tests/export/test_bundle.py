@@ -167,6 +167,26 @@ def test_onnx_int8_is_symmetric_per_channel_qdq(full_bundle):
     assert per_channel >= 10
 
 
+def test_onnx_int8_keeps_the_attention_float(full_bundle):
+    """Softmax outputs (attention over H*W positions: entries ~1/(H*W), below one int8 step) and
+    the products they feed are never quantized: no QuantizeLinear reads a softmax."""
+    import onnx
+
+    out, m = full_bundle
+    proto = onnx.load(str(out / m["formats"]["onnx"]["variants"]["int8"]["file"]))
+    consumers: dict[str, list] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.op_type)
+    softmaxes = [n for n in proto.graph.node if n.op_type == "Softmax"]
+    assert softmaxes and len(softmaxes) % 2 == 0       # squeeze + excitation per SERA module
+    for n in softmaxes:
+        assert "QuantizeLinear" not in consumers[n.output[0]], n.name
+    recorded = m["formats"]["onnx"]["variants"]["int8"]["quantization"]["float_nodes"]
+    assert {n.name for n in softmaxes} <= set(recorded)
+    assert any("MatMul" in name for name in recorded)
+
+
 def test_tensorrt_entry(full_bundle):
     from keras_seran.export.tensorrt_engine import tensorrt_status
 

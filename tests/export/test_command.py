@@ -80,6 +80,41 @@ def test_bad_sizes_and_variants(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+def test_values_checked_before_export(tiny_keras_file, tmp_path):
+    """Each of these used to fail with a traceback after the model was loaded; now a one-line
+    error naming the option, and nothing written (not even the missing parent folders)."""
+    from keras_seran import samples
+
+    out = tmp_path / "new" / "deep" / "b"
+    cases = {"--opset": ["--opset", "30"], "--threads": ["--threads", "0"],
+             "--int8-io": ["--int8-io", "--tflite-variants", "float32"],
+             "does not match": ["--scale", "3"],
+             "axis 5 out of range": ["--calibration", samples.T1_AXIAL_SLAB,
+                                     "--calibration-axis", "5"]}
+    for expected, extra in cases.items():
+        with pytest.raises(InputDataError, match=expected):
+            command.run(_args(tiny_keras_file, "--out", out, "--formats", "tflite,onnx", *extra))
+    assert not (tmp_path / "new").exists()
+
+
+def test_out_never_contains_the_model_or_the_current_folder(tiny_keras_file, tmp_path,
+                                                            monkeypatch):
+    run = tmp_path / "run1"
+    run.mkdir()
+    model = run / "best.keras"
+    model.write_bytes(tiny_keras_file.read_bytes())
+    with pytest.raises(OutputPathError, match="contains the input"):
+        command.run(_args(model, "--out", run, "--overwrite", "--formats", "onnx"))
+    assert model.read_bytes() == tiny_keras_file.read_bytes()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    for out in (".", str(tmp_path)):
+        with pytest.raises(OutputPathError, match="current folder"):
+            command.run(_args(tiny_keras_file, "--out", out, "--overwrite", "--formats", "onnx"))
+    assert model.exists() and empty.is_dir()
+
+
 def test_existing_non_empty_out_dir(tmp_path):
     out = tmp_path / "b"
     out.mkdir()

@@ -51,6 +51,35 @@ def test_allowed_graph_passes():
     assert tensorrt_problems(_graph("MatMul")) == []
 
 
+def test_float_attention_nodes_follow_softmax_through_reshapes():
+    """Softmax -> Transpose -> MatMul stays float; a MatMul that reads no softmax does not."""
+    from onnx import TensorProto, helper
+
+    from keras_seran.export.onnx_export import float_attention_nodes
+
+    nodes = [helper.make_node("Softmax", ["x"], ["p"], name="attn", axis=1),
+             helper.make_node("Transpose", ["p"], ["pt"], name="to_rows"),
+             helper.make_node("MatMul", ["pt", "v"], ["z"], name="pool"),
+             helper.make_node("MatMul", ["z", "w"], ["y"], name="project")]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4, 4]) for n in ("x", "v", "w")]
+    g = helper.make_graph(nodes, "g", io, [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                                          None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    assert float_attention_nodes(m) == ["attn", "pool", "to_rows"]
+
+
+def test_max_opset_is_what_tf2onnx_writes():
+    import tf2onnx.constants
+
+    from keras_seran.export.onnx_export import MAX_OPSET, check_opset
+
+    assert MAX_OPSET == max(tf2onnx.constants.OPSET_TO_IR_VERSION)
+    assert check_opset(MAX_OPSET) == MAX_OPSET
+    for bad in (16, MAX_OPSET + 1):
+        with pytest.raises(ValueError, match="between"):
+            check_opset(bad)
+
+
 def test_export_onnx_dynamic_hw(untrained_tiny, tmp_path):
     from keras_seran.export.onnx_export import OnnxRunner, export_onnx
 
