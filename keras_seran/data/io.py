@@ -42,6 +42,8 @@ class Volume:
         header: the nibabel header (NIfTI) or None (DICOM, numpy).
         path: the file (or DICOM folder) it was read from.
         zooms: voxel size in mm along the three axes.
+        scaled: the file stores integers with a scaling (NIfTI scl_slope/scl_inter other than
+            1/0), so ``data`` holds non-integer values in other units than the stored ones.
     """
 
     data: np.ndarray
@@ -49,6 +51,7 @@ class Volume:
     header: Any = None
     path: str = ""
     zooms: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    scaled: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -222,10 +225,11 @@ def _read_nifti_array(path: Path) -> tuple[np.ndarray, Any]:
     """(array, nibabel image) of a NIfTI file; any read failure -> InputDataError."""
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
 
     try:
         img = nib.load(str(path), mmap=False)
-    except (ImageFileError, *_READ_ERRORS) as e:
+    except (ImageFileError, HeaderDataError, *_READ_ERRORS) as e:
         raise InputDataError(path, f"cannot read as NIfTI ({type(e).__name__}: {e}); the file is "
                                    "not a NIfTI image or is corrupt") from None
     header_shape = tuple(int(d) for d in img.header.get_data_shape())
@@ -239,11 +243,26 @@ def _read_nifti_array(path: Path) -> tuple[np.ndarray, Any]:
     try:
         # dataobj applies scl_slope/inter; float32 keeps memory at 4 bytes per voxel.
         a = np.asarray(img.dataobj, dtype=np.float32)
-    except (*_READ_ERRORS, ImageFileError) as e:
+    except (*_READ_ERRORS, ImageFileError, HeaderDataError) as e:
         raise InputDataError(path, f"NIfTI data cannot be read ({type(e).__name__}: {e}); the file is "
                                    "truncated or corrupt (an interrupted download or copy?): "
                                    "re-download or re-export it") from None
     return a, img
+
+
+def has_scaling(img: Any) -> bool:
+    """Whether a nibabel image's stored values are scaled (slope != 1 or intercept != 0).
+
+    A loaded image keeps its scaling on ``img.dataobj`` (the header's copy reads None/NaN after
+    loading); an image made in memory has it in the header, if anywhere.
+    """
+    proxy = getattr(img, "dataobj", None)
+    slope, inter = getattr(proxy, "slope", None), getattr(proxy, "inter", None)
+    if slope is None and hasattr(getattr(img, "header", None), "get_slope_inter"):
+        slope, inter = img.header.get_slope_inter()
+    slope = 1.0 if slope is None or not np.isfinite(slope) else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    return slope != 1.0 or inter != 0.0
 
 
 def load_volume(path: str | Path) -> Volume:
@@ -271,8 +290,11 @@ def load_volume(path: str | Path) -> Volume:
     a = _squeeze_to_3d(a, p)
     _check_array(a, p)
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    if not np.all(np.isfinite(zooms)):
+        raise InputDataError(p, f"the header's voxel sizes (pixdim) {zooms} are not finite; fix "
+                                "the header (e.g. nibabel: img.header.set_zooms(...))")
     return Volume(np.ascontiguousarray(a, dtype=np.float32), np.asarray(img.affine, dtype=np.float64),
-                  img.header, str(p), zooms)  # type: ignore[arg-type]
+                  img.header, str(p), zooms, has_scaling(img))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------

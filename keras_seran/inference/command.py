@@ -141,7 +141,7 @@ def plan_outputs(input_path: str | Path, output: str | Path, overwrite: bool = F
         more = f" (and {len(existing) - 1} more output file(s))" if len(existing) > 1 else ""
         raise OutputPathError(existing[0], f"output exists{more}; pass --overwrite to replace")
     for d in sorted({o.parent for _, o in pairs}):
-        writer.ensure_writable_dir(d)
+        writer.ensure_writable_dir(d, create=False)     # made when the first file is written
     for _, o in pairs:
         if o.is_dir():
             raise OutputPathError(o, "is an existing folder, not a file")
@@ -204,11 +204,20 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.batch_size < 1:
         raise InputDataError(None, f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.overlap < 0:
+        raise InputDataError(None, f"--overlap must be 0 or more, got {args.overlap}")
     if args.tile_size is not None and args.tile_size <= args.overlap:
         raise InputDataError(None, f"--tile-size {args.tile_size} must be larger than --overlap "
                                    f"{args.overlap}")
     if args.max_memory is not None and args.max_memory <= 0:
         raise InputDataError(None, f"--max-memory must be positive, got {args.max_memory}")
+    from keras_seran.inference.resolver import check_output_dtype
+
+    try:
+        check_output_dtype(None if args.output_dtype == "float32" else args.output_dtype)
+    except InputDataError as exc:
+        raise InputDataError(None, str(exc).replace("output dtype", "--output-dtype", 1)
+                             ) from None
     # Check the input and every output path before the (slow) model load; a single input file
     # is read here (once), so a bad one fails before anything is built or created.
     src = Path(args.input).expanduser()

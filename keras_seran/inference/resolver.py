@@ -26,6 +26,14 @@ DEFAULT_OVERLAP = 16          # LR pixels shared by neighbouring tiles
 DEFAULT_PERCENTILES = (0.5, 99.5)
 MIN_TILE = 64                 # smallest tile a memory budget may choose (global attention: see tiling)
 IN_MEMORY = "<in-memory image>"
+#: Normalised intensities the network is given; what lies beyond bypasses it (bicubic). Real
+#: LR volumes stay (almost) inside (bundled slab: -0.02 to 1.40; another scanner's T1: -0.05 to
+#: 1.57, 8 voxels in a million beyond), so their results are the network's; a spike (a voxel
+#: many times brighter than the tissue) enters the network at 1.5 at most. SERA's image-wide
+#: attention is steeply sensitive to single bright voxels: one voxel of a real 128x128 T1 slice
+#: set to 1.5 / 2 / 3 (beside tissue at ~0.5) moves the far side of the bundled x2 output by
+#: 0.06 / 0.3 / 1 % of the range on average; fed unclipped, a 50x spike moves it by 9 %.
+NETWORK_RANGE = (-0.5, 1.5)
 
 
 def _infer_scale(model: Any) -> int:
@@ -50,9 +58,12 @@ class SuperResolver:
         scale: its upscaling factor; inferred from one forward pass when None, checked otherwise.
         percentiles: the robust intensity range mapped to [0, 1] (per volume, or per slice in
             :meth:`predict_slice`); the training default.
-        clip_input: clip normalised inputs to [0, 1] (as in training). Off by default: the few
-            voxels brighter than the upper percentile (fat, vessels) then keep their contrast
-            instead of being flattened.
+        clip_input: clip normalised inputs to [0, 1] (as in training) and drop what lies
+            beyond. Off by default: the network sees [-0.5, 1.5] (``NETWORK_RANGE``), so the
+            voxels brighter than the upper percentile (fat, vessels) keep their contrast, and
+            anything beyond that range (spikes, hot pixels) is upscaled by bicubic interpolation
+            alone and added back: it stays in the output but cannot disturb the rest of the
+            slice through the global attention.
         clip_output: clip the result to the input's intensity range [min, max] (removes the
             small over/undershoot of the network at sharp edges, e.g. negative magnitudes).
         self_ensemble: average the network over the 8 flips/rotations of each slice
@@ -132,6 +143,9 @@ class SuperResolver:
                            on_progress: Callable[[float], None] | None = None) -> np.ndarray:
         """Network output of (N, H, W) normalised slices: (N, H*s, W*s) float32.
 
+        Values beyond ``NETWORK_RANGE`` bypass the network: it sees them clipped, and the
+        clipped-off part is upscaled by bicubic interpolation and added to its output.
+
         ``tile_size`` (LR pixels): cut slices larger than that into overlapping tiles
         (:func:`~keras_seran.inference.tiling.predict_tiled`). ``on_progress(k)`` receives the
         number of slices finished (fractional while tiling).
@@ -139,6 +153,18 @@ class SuperResolver:
         x = np.asarray(slices, dtype=np.float32)
         if x.ndim == 2:
             x = x[None]
+        inside = np.clip(x, *NETWORK_RANGE)
+        out = self._predict_inside(inside, batch_size, tile_size, overlap, on_progress)
+        beyond = x - inside
+        if beyond.any():
+            from keras_seran.data.degrade import bicubic_upscale
+
+            out += bicubic_upscale(beyond, self.scale)
+        return out
+
+    def _predict_inside(self, x: np.ndarray, batch_size: int, tile_size: int | None,
+                        overlap: int, on_progress: Callable[[float], None] | None) -> np.ndarray:
+        """The network on (N, H, W) slices within ``NETWORK_RANGE``, whole or tiled."""
         n, h, w = x.shape
         batch_size = max(1, int(batch_size))
         s = self.scale
@@ -201,8 +227,8 @@ class SuperResolver:
         return y.astype(np.float32, copy=False)
 
     def plan(self, shape2d: tuple[int, int], batch_size: int = DEFAULT_BATCH_SIZE,
-             tile_size: int | None = None, max_memory_mb: float | None = None
-             ) -> tuple[int | None, int]:
+             tile_size: int | None = None, max_memory_mb: float | None = None,
+             overlap: int = DEFAULT_OVERLAP) -> tuple[int | None, int]:
         """(tile_size or None for whole slices, batch size) for LR slices of ``shape2d``.
 
         An explicit ``tile_size`` wins. With ``max_memory_mb`` whole slices are used when at least
@@ -219,7 +245,12 @@ class SuperResolver:
         fit = (side * side) // per_slice
         if fit >= 1:
             return None, max(1, min(batch_size, int(fit)))
-        return max(side, MIN_TILE), 1
+        tile = max(side, MIN_TILE)
+        if tile <= overlap:
+            raise InputDataError(None, f"a memory budget of {max_memory_mb:g} MB allows tiles of "
+                                       f"{tile} px, not larger than the overlap {overlap}; raise "
+                                       "--max-memory or lower --overlap")
+        return tile, 1
 
     def predict_volume(self, img: Any, axis: int | None = None,
                        batch_size: int = DEFAULT_BATCH_SIZE, tile_size: int | None = None,
@@ -247,10 +278,11 @@ class SuperResolver:
         size is divided by ``s`` in-plane, qform and sform are updated alike, and intensities are
         in the input's units (per-volume normalisation inverted).
         """
+        output_dtype = check_output_dtype(output_dtype)     # before any work
         vol = as_volume(img)
         data = vol.data
         if axis is None:
-            axis = geometry.choose_slice_axis(vol.zooms)
+            axis = _slice_axis(vol)
         try:
             axis = geometry.normalize_axis(axis)
         except ValueError as e:
@@ -259,7 +291,7 @@ class SuperResolver:
         lo, hi = float(data.min()), float(data.max())
         slices = np.moveaxis(data, axis, 0)
         n, h, w = slices.shape
-        tile, bs = self.plan((h, w), batch_size, tile_size, max_memory_mb)
+        tile, bs = self.plan((h, w), batch_size, tile_size, max_memory_mb, overlap)
         s = self.scale
         out_shape = [k * s if a != axis else k for a, k in enumerate(data.shape)]
         result = np.empty(out_shape, dtype=np.float32)      # final layout: no copy at the end
@@ -274,7 +306,7 @@ class SuperResolver:
         finally:
             if bar is not None:
                 bar.close()
-        result = cast_output(result, output_dtype, vol.header, lo, hi, vol.path)
+        result = cast_output(result, output_dtype, vol.header, lo, hi, vol.path, vol.scaled)
         return geometry.upscaled_image(result, vol.affine, vol.header, s, axis)
 
     def predict_file(self, input_path: str | Path, output_path: str | Path,
@@ -291,7 +323,7 @@ class SuperResolver:
         out = writer.check_output_path(output_path, input_path, overwrite)
         vol = as_volume(volume if volume is not None else input_path)
         kwargs.setdefault("axis", None)
-        axis = kwargs["axis"] if kwargs["axis"] is not None else geometry.choose_slice_axis(vol.zooms)
+        axis = kwargs["axis"] if kwargs["axis"] is not None else _slice_axis(vol)
         kwargs["axis"] = axis
         result = self.predict_volume(vol, **kwargs)
         writer.save_nifti(result, out)
@@ -307,6 +339,16 @@ class SuperResolver:
 
 # --------------------------------------------------------------------------------------------
 # helpers
+
+
+def _slice_axis(vol: Any) -> int:
+    """The through-plane axis of a Volume; InputDataError naming it for unusable voxel sizes."""
+    try:
+        return geometry.choose_slice_axis(vol.zooms)
+    except ValueError as e:
+        raise InputDataError(vol.path or None, f"{e}: the voxel sizes (pixdim) are invalid; fix "
+                                               "the header or give the slice axis (--axis)"
+                             ) from None
 
 
 def as_volume(img: Any):
@@ -332,26 +374,47 @@ def as_volume(img: Any):
         if header is not None and len(header.get_zooms()) >= 3:
             zooms = tuple(float(z) for z in header.get_zooms()[:3])
         return io.Volume(np.ascontiguousarray(a), np.asarray(img.affine, dtype=np.float64),
-                         header, "" if path == IN_MEMORY else str(path), zooms)
+                         header, "" if path == IN_MEMORY else str(path), zooms,
+                         io.has_scaling(img))
     raise TypeError(f"expected a NIfTI path, a nibabel image or a Volume, got {type(img).__name__}")
 
 
+#: numpy dtypes a NIfTI-1 file stores as real-valued voxels (what ``--output-dtype`` accepts).
+NIFTI_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+                "float32", "float64")
+
+
+def check_output_dtype(output_dtype: Any) -> Any:
+    """None, "input", or the numpy dtype of a NIfTI-storable real type; else InputDataError
+    (checked before any work: the command line calls it before loading the model)."""
+    if output_dtype is None or (isinstance(output_dtype, str) and output_dtype == "input"):
+        return output_dtype
+    try:
+        dt = np.dtype(output_dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in NIFTI_DTYPES:
+        raise InputDataError(None, f"output dtype {output_dtype!r}: choose 'input' or one of "
+                                   f"{', '.join(NIFTI_DTYPES)}")
+    return dt
+
+
 def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: float,
-                path: Any = None) -> np.ndarray:
-    """The super-resolved volume in the requested dtype (see :meth:`SuperResolver.predict_volume`)."""
-    if output_dtype is None or (isinstance(output_dtype, str) and output_dtype == "float32"):
+                path: Any = None, scaled: bool = False) -> np.ndarray:
+    """The super-resolved volume in the requested dtype (see :meth:`SuperResolver.predict_volume`).
+
+    ``scaled``: the input stored scaled integers (:attr:`keras_seran.data.io.Volume.scaled`);
+    then "input" keeps float32, since rounding to the stored type would lose the scaling.
+    """
+    output_dtype = check_output_dtype(output_dtype)
+    if output_dtype is None:
         return y.astype(np.float32, copy=False)
-    if isinstance(output_dtype, str) and output_dtype == "input":
+    if isinstance(output_dtype, str):       # "input"
         dt = np.dtype(header.get_data_dtype()) if header is not None else np.dtype(np.float32)
-        slope, inter = header.get_slope_inter() if header is not None else (None, None)
-        scaled = slope is not None and (slope != 1 or (inter or 0) != 0)
         if not np.issubdtype(dt, np.integer) or scaled:
             dt = np.dtype(np.float32)   # scaled integers: keep the float values
     else:
-        try:
-            dt = np.dtype(output_dtype)
-        except TypeError:
-            raise InputDataError(path, f"unknown output dtype {output_dtype!r}") from None
+        dt = output_dtype
     if np.issubdtype(dt, np.integer):
         info = np.iinfo(dt)
         r = np.rint(y)

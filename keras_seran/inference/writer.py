@@ -44,34 +44,50 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 
 def ensure_writable_dir(folder: str | Path, create: bool = True) -> Path:
-    """Make sure files can be created in ``folder`` (created with its parents when ``create``).
+    """Make sure files can be created in ``folder``.
 
-    Checks ``os.access(W_OK | X_OK)`` and then really creates and deletes a temporary file there
-    (root passes ``os.access`` on a read-only folder mount, and ACLs can disagree with it).
-    Raises OutputPathError naming the folder otherwise.
+    ``create=True``: the folder is created with its parents. ``create=False``: nothing is
+    created; a missing folder passes when its nearest existing parent is a writable folder (it
+    is made at write time, :func:`atomic_path`), so a run that fails before writing leaves no
+    empty folders behind. Checks ``os.access(W_OK | X_OK)`` and then really creates and deletes
+    a temporary file (root passes ``os.access`` on a read-only folder mount, and ACLs can
+    disagree with it). Raises OutputPathError naming the folder otherwise.
     """
     d = Path(folder).expanduser()
     if d.exists() and not d.is_dir():
         raise OutputPathError(d, "is a file, not a folder; choose an output folder")
     if not d.exists():
         if not create:
-            raise OutputPathError(d, "output folder does not exist; create it first")
+            parent = d.absolute().parent
+            while not parent.exists():
+                parent = parent.parent
+            if not parent.is_dir():
+                raise OutputPathError(d, f"cannot create the output folder: {parent} is a file")
+            _probe(parent, d)
+            return d
         try:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputPathError(d, f"cannot create the output folder ({e.strerror or e}); "
                                      "choose a folder you can write to") from None
-    if not os.access(d, os.W_OK | os.X_OK):
-        raise OutputPathError(d, "output folder is not writable (permission denied); choose a "
-                                 "folder you can write to or fix its permissions")
+    _probe(d, d)
+    return d
+
+
+def _probe(folder: Path, named: Path) -> None:
+    """Create and delete a temporary file in ``folder``; OutputPathError naming ``named``."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(named, f"{'' if folder == named else f'{folder}: '}output folder is "
+                                     "not writable (permission denied); choose a folder you can "
+                                     "write to or fix its permissions")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".keras-seran-probe-", dir=d)
+        fd, tmp = tempfile.mkstemp(prefix=".keras-seran-probe-", dir=folder)
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        raise OutputPathError(d, f"cannot create files in the output folder ({e.strerror or e}); "
-                                 "choose a folder you can write to") from None
-    return d
+        raise OutputPathError(named, f"cannot create files in the output folder {folder} "
+                                     f"({e.strerror or e}); choose a folder you can write to"
+                              ) from None
 
 
 def check_output_path(output: str | Path, input_path: str | Path | None = None,
@@ -92,7 +108,7 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None,
         raise OutputPathError(out, f"output file name must end with {' or '.join(suffixes)}")
     if out.exists() and not overwrite:
         raise OutputPathError(out, "output exists; pass --overwrite (overwrite=True) to replace it")
-    ensure_writable_dir(out.parent)
+    ensure_writable_dir(out.parent, create=False)
     return out
 
 
@@ -105,6 +121,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     dest = Path(path).expanduser()
     suffix = _full_suffix(dest)
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
     except OSError as e:
         raise OutputPathError(dest, f"cannot create a file in {dest.parent} ({e.strerror or e})"

@@ -58,6 +58,35 @@ def test_nifti_scaling_applied(tmp_path, slab_raw):
     np.testing.assert_allclose(load_volume(p).data, slab_raw[:, :4] * 2.0 + 10.0)
 
 
+def test_scaled_integers_are_flagged(tmp_path, slab_raw):
+    img = nib.Nifti1Image(slab_raw[:, :4].astype(np.int16), np.eye(4))
+    plain = tmp_path / "plain.nii"
+    nib.save(img, plain)
+    img.header.set_slope_inter(1e-4, 0.0)
+    scaled = tmp_path / "scaled.nii"
+    nib.save(img, scaled)
+    assert not load_volume(plain).scaled and load_volume(scaled).scaled
+
+
+def _patched_header(tmp_path, slab_raw, offset, fmt, value):
+    """A valid .nii of real MR with one header field overwritten at byte ``offset``."""
+    import struct
+
+    p = tmp_path / "patched.nii"
+    nib.save(nib.Nifti1Image(slab_raw[:, :4].astype(np.int16), np.eye(4)), p)
+    raw = bytearray(p.read_bytes())
+    raw[offset:offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
+    p.write_bytes(bytes(raw))
+    return p
+
+
+def test_bad_header_fields(tmp_path, slab_raw):
+    """An unknown datatype code (nibabel's HeaderDataError) and a NaN voxel size are named."""
+    _expect_error(load_volume, _patched_header(tmp_path, slab_raw, 70, "<h", 9999), "NIfTI")
+    _expect_error(load_volume, _patched_header(tmp_path, slab_raw, 80, "<f", float("nan")),
+                  "voxel sizes", "not finite")
+
+
 def test_4d_with_one_volume_is_squeezed(tmp_path, slab_raw):
     p = _save(tmp_path / "one.nii.gz", slab_raw[:, :4, :, None])
     assert load_volume(p).data.shape == (256, 4, 256)

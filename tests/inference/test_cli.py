@@ -269,6 +269,37 @@ def test_scale_and_model_disagree(tiny_keras_file, small_lowres_file, tmp_path, 
     assert_no_output(tmp_path)
 
 
+@pytest.mark.parametrize("extra, expected", [
+    (["--overlap", "-4", "--tile-size", "20"], "--overlap must be 0 or more"),
+    (["--output-dtype", "bogus"], "--output-dtype 'bogus'"),
+    (["--output-dtype", "float16"], "--output-dtype 'float16'"),
+])
+def test_bad_options_fail_before_the_model_loads(extra, expected, small_lowres_file, tmp_path,
+                                                 capsys):
+    """A missing --model would be the error if the model were loaded first."""
+    rc = _predict(small_lowres_file, tmp_path / "new" / "o.nii.gz", "--model",
+                  tmp_path / "absent.keras", *extra)
+    err = capsys.readouterr().err
+    assert rc == 2 and expected in err and "absent.keras" not in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_memory_budget_smaller_than_the_overlap(tiny_keras_file, small_lowres_file, tmp_path,
+                                                capsys):
+    rc = _predict(small_lowres_file, tmp_path / "o.nii.gz", "--model", tiny_keras_file,
+                  "--max-memory", "0.01", "--overlap", "100")
+    err = capsys.readouterr().err
+    assert rc == 2 and "--max-memory" in err and "overlap 100" in err
+    assert_no_output(tmp_path)
+
+
+def test_failed_run_creates_no_folders(small_lowres_file, tmp_path, capsys):
+    rc = _predict(small_lowres_file, tmp_path / "nd1" / "deep" / "x.nii.gz", "--model",
+                  tmp_path / "nope.keras")
+    assert rc == 2 and "nope.keras" in capsys.readouterr().err
+    assert not (tmp_path / "nd1").exists()
+
+
 def test_help_does_not_need_tensorflow_args():
     from keras_seran.cli import build_parser
 

@@ -128,6 +128,61 @@ def test_output_dtype(bicubic_model, lowres):
         r.predict_volume(img, output_dtype="nonsense")
 
 
+def test_output_dtype_input_keeps_scaled_integers_float(bicubic_model, lowres, tmp_path):
+    """int16 stored with scl_slope 1e-4 (values ~0-0.3): rounding to int16 would leave 0 and 1."""
+    src = np.asarray(lowres.slicer[:, :, 30:32].dataobj)
+    img = nib.Nifti1Image(src.astype(np.int16), lowres.affine)
+    img.header.set_slope_inter(1e-4, 0.0)
+    p = tmp_path / "scaled.nii.gz"
+    img.to_filename(str(p))
+    out = SuperResolver(bicubic_model).predict_volume(p, output_dtype="input")
+    d = np.asarray(out.dataobj)
+    assert out.get_data_dtype() == np.float32
+    assert len(np.unique(d)) > 100 and 0 < d.max() <= src.max() * 1e-4 * 1.001
+
+
+def test_output_dtype_checked_before_work(bicubic_model, lowres, monkeypatch):
+    r = SuperResolver(bicubic_model)
+    monkeypatch.setattr(r, "predict_normalized", lambda *a, **k: pytest.fail("network ran"))
+    for bad in ("float16", "complex64", "bool", "nonsense"):
+        with pytest.raises(InputDataError, match="output dtype"):
+            r.predict_volume(lowres.slicer[:, :, 30:32], output_dtype=bad)
+
+
+def test_spike_does_not_spread_through_the_attention(slab):
+    """A hot pixel far beyond the tissue range bypasses the network (bicubic) instead of shifting
+    SERA's image-wide attention: the far side of the slice barely moves, and the spike stays.
+    (Measured: far side mean 6e-4 / max 9e-3 of the range; the network fed the raw spike: 9e-2 /
+    0.6.)"""
+    r = SuperResolver.from_pretrained(2, clip_output=False)   # (clipping uses the slice's max)
+    sl = np.asarray(slab.dataobj, np.float32)[:, 8, :][::2, ::2]          # 128x128 real LR T1
+    spiked = sl.copy()
+    spiked[10, 10] = 50 * float(np.percentile(sl, 99.5))
+    rng = float(sl.max() - sl.min())
+    a, b = r.predict_slice(sl), r.predict_slice(spiked)
+    far = np.abs(a - b)[128:, 128:] / rng
+    assert far.mean() < 2e-3 and far.max() < 2e-2, (far.mean(), far.max())
+    assert b[18:24, 18:24].max() > 5 * sl.max()                            # the spike is kept
+    lo, hi = np.percentile(sl, [0.5, 99.5])
+    x0, x = ((np.stack([sl, spiked]) - lo) / (hi - lo)).astype(np.float32)
+    raw = np.abs(r._run(x[None]) - r._run(x0[None]))[0, 128:, 128:] * (hi - lo) / rng
+    assert raw.mean() > 20 * far.mean()        # what the bypass prevents
+
+
+def test_network_alone_inside_the_range(slab):
+    """The real LR slab normalised by its percentiles stays inside NETWORK_RANGE: nothing
+    bypasses the network, the result is the network's alone."""
+    from keras_seran.data.degrade import bicubic_downscale
+    from keras_seran.data.normalize import normalize
+    from keras_seran.inference.resolver import NETWORK_RANGE
+
+    r = SuperResolver.from_pretrained(2)
+    lr = bicubic_downscale(np.moveaxis(np.asarray(slab.dataobj, np.float32), 1, 0), 2)
+    x = normalize(lr, clip=False)[0]
+    assert NETWORK_RANGE[0] < x.min() and x.max() < NETWORK_RANGE[1]
+    np.testing.assert_array_equal(r.predict_normalized(x), r._run(x))
+
+
 def test_in_memory_bad_volumes(tiny_seran):
     r = SuperResolver(tiny_seran)
     nan = np.ones((8, 8, 3), np.float32)
