@@ -48,8 +48,8 @@ def main() -> None:
           f"{keras.backend.backend()}, {device}")
     print(f"batch {args.batch} of {args.patch}x{args.patch} LR patches; median of {args.steps} "
           f"steps after {args.warmup} warm-up\n")
-    print(f"| preset | scale | precision | parameters | step (s) | patches/s |")
-    print(f"|---|---|---|---|---|---|")
+    print("| preset | scale | precision | parameters | step (s) | patches/s |")
+    print("|---|---|---|---|---|---|")
     for preset, scale, precision in ((p, s, q) for p in args.presets for s in args.scales
                                      for q in args.precisions):
         keras.mixed_precision.set_global_policy(

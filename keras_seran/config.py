@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 SUPPORTED_SCALES = (2, 3, 4)
+DEGRADATIONS = ("bicubic", "blur", "kspace")
 MIXED_PRECISION_KINDS = ("float16", "bfloat16")   # compute types of mixed-precision training
 ReasoningKind = Literal["glore", "rs_gcn"]
 
@@ -109,6 +110,36 @@ def preset_config(preset: str = "paper", scale: int = 2, **overrides: Any) -> SE
     return dataclasses.replace(base, scale=scale, **overrides)
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+    """ValueError unless ``value`` is an integer >= ``minimum`` (or None when ``optional``)."""
+    if optional and value is None:
+        return
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_number(name: str, value: Any, low: float, high: float = float("inf"),
+                 low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
+    """ValueError unless ``value`` is a number in the interval low..high (open ends as asked)."""
+    if optional and value is None:
+        return
+    ok = _is_number(value) and (value > low if low_open else value >= low) and (
+        value < high if high_open else value <= high)
+    if not ok:
+        interval = (f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+                    if high != float("inf") else f"{'>' if low_open else '>='} {low:g}")
+        raise ValueError(f"{name} must be a number {'in ' if high != float('inf') else ''}"
+                         f"{interval}, got {value!r}")
+
+
 #: A contrast table needs the fixed 0 knot and at least two free ones to reorder two tissues.
 MIN_CONTRAST_KNOTS = 3
 
@@ -165,7 +196,29 @@ class DataConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_int("patch_size", self.patch_size, 4)
+        check_int("batch_size", self.batch_size, 1)
+        if self.degradation not in DEGRADATIONS:
+            raise ValueError(f"degradation must be one of {DEGRADATIONS}, got "
+                             f"{self.degradation!r}")
+        check_number("noise_sigma", self.noise_sigma, 0.0, 1.0)
+        if self.slice_axis is not None and self.slice_axis not in (0, 1, 2):
+            raise ValueError(f"slice_axis must be 0, 1, 2 or null (all three), got "
+                             f"{self.slice_axis!r}")
+        check_number("min_foreground", self.min_foreground, 0.0, 1.0)
+        check_number("foreground_threshold", self.foreground_threshold, 0.0, 1.0)
+        lo_hi = tuple(self.percentiles) if isinstance(self.percentiles, (list, tuple)) else ()
+        if len(lo_hi) != 2 or not all(map(_is_number, lo_hi)) or not 0 <= lo_hi[0] < lo_hi[1] <= 100:
+            raise ValueError(f"percentiles must be two numbers 0 <= low < high <= 100, got "
+                             f"{self.percentiles!r}")
+        check_number("val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
+        check_int("val_gap", self.val_gap, 0)
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be true or false, got {self.augment!r}")
         check_contrast_args(self.contrast_augment, self.contrast_knots)
+        if self.contrast is not None and not isinstance(self.contrast, str):
+            raise ValueError(f"contrast must be a name such as 'T1' or null, got {self.contrast!r}")
+        check_int("seed", self.seed, 0)
 
 
 @dataclass(frozen=True)
@@ -192,6 +245,19 @@ class TrainConfig:
     checkpoint_every_epochs: int = 1
 
     def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, 1)
+        check_int("steps_per_epoch", self.steps_per_epoch, 1)
+        check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_int("lr_decay_epochs", self.lr_decay_epochs, 1)
+        check_number("lr_decay_factor", self.lr_decay_factor, 0.0, 1.0, low_open=True)
+        check_number("beta_1", self.beta_1, 0.0, 1.0, high_open=True)
+        check_number("beta_2", self.beta_2, 0.0, 1.0, high_open=True)
+        check_number("epsilon", self.epsilon, 0.0, low_open=True)
+        check_number("clipnorm", self.clipnorm, 0.0, low_open=True, optional=True)
+        if not isinstance(self.distribute, bool):
+            raise ValueError(f"distribute must be true or false, got {self.distribute!r}")
+        check_int("early_stop_patience", self.early_stop_patience, 0, optional=True)
+        check_int("checkpoint_every_epochs", self.checkpoint_every_epochs, 1)
         if self.mixed_precision not in (False, True, *MIXED_PRECISION_KINDS):
             raise ValueError("mixed_precision must be true, false, 'float16' or 'bfloat16', "
                              f"got {self.mixed_precision!r}")

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folders/globs/files of MR volumes or slices (default: bundled sets)")
     p.add_argument("--split", choices=["all", "val"], default="all",
                    help="with --data: score every slice (all) or the held-out split (val)")
-    p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4], choices=[2, 3, 4])
     p.add_argument("--models", nargs="*", default=None, metavar="NAME=MODEL",
                    help="models to compare, e.g. seran=x2 or mine=run/best.keras; MODEL may "
                         "contain {scale}. Default: bundled seran and edsr weights")
@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--self-ensemble", action="store_true",
                    help="also score each model's x8 self-ensemble (rows NAME+)")
     p.add_argument("--degradation", choices=["bicubic", "blur", "kspace"], default="bicubic")
-    p.add_argument("--axis", type=int, default=2, help="slice axis for --data volumes")
+    p.add_argument("--axis", type=int, default=2, choices=[0, 1, 2],
+                   help="slice axis for --data volumes (default 2)")
     p.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     p.add_argument("--csv", type=Path, help="also write per-set results as CSV here")
 
@@ -54,21 +55,30 @@ def _pairs(args, scale: int) -> dict:
 
 
 def run(args) -> int:
-    from keras_seran.errors import InputDataError
+    from keras_seran.errors import InputDataError, OutputPathError
     from keras_seran.evaluation.protocol import bicubic_predictor, keras_predictor, score_pairs
     from keras_seran.evaluation.table import Row, to_csv, to_markdown
-    from keras_seran.inference.writer import atomic_path
+    from keras_seran.inference.writer import atomic_path, check_output_path
     from keras_seran.pretrained import load_model
 
     rows: list[Row] = []
     specs = args.models if args.models is not None else _default_models()
+    # everything that can be checked is checked before the (slow) scoring
+    for spec in specs:
+        if not spec.partition("=")[2]:
+            raise InputDataError(None, f"--models entry {spec!r} is not NAME=MODEL")
+    if args.no_bicubic and not specs:
+        raise InputDataError(None, "nothing to evaluate: --no-bicubic and no --models")
+    outputs = [path for path in (args.markdown, args.csv) if path is not None]
+    if len(set(map(str, outputs))) < len(outputs):
+        raise OutputPathError(outputs[0], "--markdown and --csv name the same file")
+    for path in outputs:
+        check_output_path(path, suffixes=None, overwrite=True)
     for scale in args.scales:
         pairs = _pairs(args, scale)
         methods = [] if args.no_bicubic else [("bicubic", bicubic_predictor(scale))]
         for spec in specs:
             name, _, model_spec = spec.partition("=")
-            if not model_spec:
-                raise InputDataError(None, f"--models entry {spec!r} is not NAME=MODEL")
             model = load_model(model_spec.format(scale=scale))
             methods.append((name, keras_predictor(model)))
             if args.self_ensemble:

@@ -37,9 +37,49 @@ def atomic_write_json(data: dict, path: Path) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path``; InputDataError naming the file when it is unreadable."""
+    from keras_seran.errors import InputDataError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputDataError(path, f"{what} cannot be read ({type(exc).__name__}: {exc}); the "
+                                   "run directory is damaged") from None
+    if not isinstance(data, dict):
+        raise InputDataError(path, f"{what} is not a JSON object; the run directory is damaged")
+    return data
+
+
 def read_state(run_dir: Path) -> dict | None:
     p = Path(run_dir) / STATE_FILE
-    return json.loads(p.read_text()) if p.exists() else None
+    if not p.exists():
+        return None
+    state = read_json(p, "the training state")
+    if not isinstance(state.get("epoch"), int):
+        from keras_seran.errors import InputDataError
+
+        raise InputDataError(p, "the training state has no completed-epoch count; the run "
+                                "directory is damaged")
+    return state
+
+
+def trim_log(path: Path, epochs: int) -> None:
+    """Keep the header and the rows of the first ``epochs`` epochs of a CSVLogger file: a resumed
+    run repeats the epochs after its last checkpoint, and would log them twice."""
+    path = Path(path)
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    if not lines:
+        return
+    kept = [lines[0]]
+    for line in lines[1:]:
+        head = line.split(",", 1)[0].strip()
+        if head.isdigit() and int(head) < epochs:
+            kept.append(line)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(kept))
 
 
 class RunCheckpoint(keras.callbacks.Callback):

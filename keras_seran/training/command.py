@@ -5,7 +5,10 @@
 
 Settings come from the typed configs (``DataConfig``, ``TrainConfig``): defaults, then (with
 ``--resume``) the run's saved settings, then a JSON file (``--config``, with "data" and "train"
-sections), then the flags.
+sections), then the flags. A resumed run continues exactly what was saved: only the number of
+epochs, the early-stop patience and the checkpoint interval may change (``RESUMABLE``); any
+other setting that differs from ``run_config.json`` is an error (start a new run with
+``--init-from RUN/last.keras`` to change it).
 """
 
 from __future__ import annotations
@@ -32,13 +35,24 @@ FLAGS = {
 }
 
 
+#: (section, field) a resumed run may change: they do not alter the model, the optimizer state
+#: or the patch stream it continues.
+RESUMABLE = {("train", "epochs"), ("train", "early_stop_patience"),
+             ("train", "checkpoint_every_epochs")}
+#: the network the run trains, and the default of each flag (None in the parser, so that a flag
+#: given on the command line can be told apart from the default)
+NETWORK_DEFAULTS = {"scale": 2, "arch": "seran", "preset": "small"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", help="folder(s), glob(s) or files of MR volumes/slices")
-    p.add_argument("--scale", type=int, default=2, choices=[2, 3, 4])
+    p.add_argument("--scale", type=int, default=None, choices=[2, 3, 4], help="default 2")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs)")
-    p.add_argument("--arch", default="seran", choices=["seran", "edsr", "rcan", "rir", "srcnn"],
-                   help="rir: SERAN without its SERA modules (the 'w/o SERA' ablation)")
-    p.add_argument("--preset", default="small", choices=["paper", "small", "tiny"])
+    p.add_argument("--arch", default=None, choices=["seran", "edsr", "rcan", "rir", "srcnn"],
+                   help="default seran; rir: SERAN without its SERA modules (the 'w/o SERA' "
+                        "ablation)")
+    p.add_argument("--preset", default=None, choices=["paper", "small", "tiny"],
+                   help="default small")
     p.add_argument("--config", type=Path, help='JSON file {"data": {...}, "train": {...}}')
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--init-from", metavar="MODEL",
@@ -84,9 +98,15 @@ def resolve_configs(args, saved: dict | None = None) -> tuple[DataConfig, TrainC
             loaded = json.loads(Path(args.config).read_text())
         except (OSError, ValueError) as exc:
             raise InputDataError(args.config, f"cannot read the config file ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise InputDataError(args.config, 'must hold a JSON object {"data": {...}, '
+                                              '"train": {...}}')
         for key in loaded:
             if key not in sections:
                 raise InputDataError(args.config, f"unknown section {key!r}; use 'data' and 'train'")
+            if not isinstance(loaded[key], dict):
+                raise InputDataError(args.config, f"section {key!r} must be a JSON object of "
+                                                  f"settings, not {type(loaded[key]).__name__}")
             sections[key].update(loaded[key])
     for flag, (section, name) in FLAGS.items():
         value = getattr(args, flag, None)
@@ -100,18 +120,58 @@ def resolve_configs(args, saved: dict | None = None) -> tuple[DataConfig, TrainC
         raise InputDataError(args.config, f"bad configuration: {exc}") from None
 
 
+def check_resume(args, saved: dict, data_cfg: DataConfig, train_cfg: TrainConfig,
+                 where: Path) -> None:
+    """InputDataError when the flags or --config ask a resumed run to change what it cannot
+    (see ``RESUMABLE``); ``where`` is the saved run_config.json."""
+    from keras_seran.config import to_dict
+    from keras_seran.errors import InputDataError
+
+    changed = [f"--{k} {getattr(args, k)} (the run trains {saved.get(k)})"
+               for k in NETWORK_DEFAULTS if getattr(args, k) is not None
+               and getattr(args, k) != saved.get(k)]
+    if args.init_from is not None:
+        changed.append(f"--init-from {args.init_from} (a resumed run starts from its checkpoint)")
+    now = {"data": to_dict(data_cfg), "train": to_dict(train_cfg)}
+    for section in ("data", "train"):
+        before = dict(saved.get(section, {}))
+        if "percentiles" in before:
+            before["percentiles"] = list(before["percentiles"])
+        if "percentiles" in now[section]:
+            now[section]["percentiles"] = list(now[section]["percentiles"])
+        for name, value in now[section].items():
+            if name in before and before[name] != value and (section, name) not in RESUMABLE:
+                changed.append(f"{section}.{name} {value!r} (the run has {before[name]!r})")
+    if changed:
+        raise InputDataError(where, "--resume continues the saved run, which cannot change: "
+                                    + "; ".join(changed) + ". Only --epochs, --early-stop and "
+                                    "--checkpoint-every may change; to change the rest start a "
+                                    "new run with --init-from RUN/last.keras")
+
+
 def run(args) -> int:
     from keras_seran.data.degrade import resolve_lr_mode
     from keras_seran.errors import InputDataError
     from keras_seran.training import train
-    from keras_seran.training.trainer import load_run_config
+    from keras_seran.training.callbacks import read_state
+    from keras_seran.training.trainer import RUN_CONFIG, load_run_config
 
     saved = load_run_config(args.out) if args.resume else None
     data_cfg, train_cfg = resolve_configs(args, saved)
     data = args.data
-    if saved is not None:  # the run's own settings, unless a flag changes them
+    if saved is not None:  # the run's own settings; a flag may extend it, not change it
+        check_resume(args, saved, data_cfg, train_cfg, Path(args.out) / RUN_CONFIG)
         data = data or saved.get("sources")
         args.arch, args.preset, args.scale = saved["arch"], saved["preset"], saved["scale"]
+        state = read_state(Path(args.out))
+        done = int(state["epoch"]) if state else 0
+        if done >= train_cfg.epochs:
+            print(f"{args.out}: already trained for {done} epoch(s) (--epochs "
+                  f"{train_cfg.epochs}); nothing to do. Pass a larger --epochs to train on.")
+            return 0
+    for key, default in NETWORK_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     if not data:
         raise InputDataError(None, "no training data: pass --data FOLDER_OR_GLOB")
     try:   # the pipeline's own rule, checked before anything is written
@@ -124,5 +184,5 @@ def run(args) -> int:
                     verbose=2 if not sys.stdout.isatty() else "auto")
     logs = {k: v[-1] for k, v in history.history.items()} if history.history else {}
     print(f"done: {args.out} (last.keras, best.keras); final " +
-          ", ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items())))
+          (", ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items())) or "(no epoch run)"))
     return 0

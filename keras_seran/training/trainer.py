@@ -10,7 +10,6 @@ by a fresh run.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import keras
 from keras_seran.config import MIXED_PRECISION_KINDS, DataConfig, TrainConfig, to_dict
 from keras_seran.errors import OutputPathError
 from keras_seran.training.callbacks import (LAST, STATE_FILE, RunCheckpoint, atomic_write_json,
-                                            read_state)
+                                            read_json, read_state, trim_log)
 from keras_seran.training.optim import compile_model
 
 RUN_CONFIG = "run_config.json"
@@ -88,12 +87,14 @@ def _strategy_scope(distribute: bool):
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
     """Check the run directory: the saved state when resuming; refuse to clobber a checkpoint."""
-    state = read_state(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputPathError(run_dir, "is a file, not a run directory; choose another --out")
     if resume:
+        state = read_state(run_dir)
         if state is None or not (run_dir / LAST).exists():
             raise OutputPathError(run_dir, f"nothing to resume: no {LAST} and {STATE_FILE} here")
         return state
-    if state is not None or (run_dir / LAST).exists():
+    if (run_dir / STATE_FILE).exists() or (run_dir / LAST).exists():
         raise OutputPathError(run_dir, "already holds a training checkpoint; pass --resume to "
                                        "continue it or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +136,10 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
         if created and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
+    if state is not None:
+        trim_log(run_dir / "log.csv", initial_epoch)
+        if (run_dir / RUN_CONFIG).exists():
+            record_resume(run_dir, train_cfg, initial_epoch)
     monitor = "val_psnr" if val_ds is not None else "psnr"
     extra = list(callbacks or [])
     callbacks = [
@@ -165,7 +170,7 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
         datasets = make_datasets(sources, scale, data, start_batch=start)
     with _dtype_policy(train_cfg.mixed_precision), _strategy_scope(train_cfg.distribute):
         if state is not None:
-            model = keras.saving.load_model(run_dir / LAST)
+            model = load_checkpoint(run_dir / LAST)
             initial_epoch = int(state["epoch"])
         else:
             model = build_model(arch, scale, preset)
@@ -173,6 +178,12 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
                 from keras_seran.pretrained import load_model
 
                 copied = transfer_weights(model, load_model(init_from))
+                if not copied:
+                    from keras_seran.errors import InputDataError
+
+                    raise InputDataError(init_from, f"no layer matches the {arch} {preset} "
+                                                    f"x{scale} network (another architecture or "
+                                                    "preset?); nothing to start from")
                 print(f"initialised {len(copied)} of {len(model.layers)} layers from {init_from}")
             model = compile_model(model, train_cfg, scale)
             initial_epoch = 0
@@ -186,8 +197,34 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
     return model, initial_epoch, datasets
 
 
+def load_checkpoint(path: Path) -> keras.Model:
+    """The compiled model and optimizer state of ``last.keras``; InputDataError naming the file
+    when it cannot be loaded (Keras reports a damaged zip as "file not found")."""
+    import zipfile
+
+    from keras_seran.errors import InputDataError
+
+    try:
+        return keras.saving.load_model(path)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise InputDataError(path, f"cannot load the checkpoint ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}); it is "
+                                   "damaged: restore it or start a new run") from None
+
+
 def load_run_config(run_dir: str | Path) -> dict:
     path = Path(run_dir) / RUN_CONFIG
     if not path.exists():
         raise OutputPathError(run_dir, f"not a training run directory (no {RUN_CONFIG})")
-    return json.loads(path.read_text())
+    return read_json(path, "the run's settings")
+
+
+def record_resume(run_dir: str | Path, train_cfg: TrainConfig, epoch: int) -> None:
+    """Write the settings a resumed run continues with into ``run_config.json`` (the train
+    section; the data and model cannot change on resume) and note when it was resumed."""
+    path = Path(run_dir) / RUN_CONFIG
+    saved = load_run_config(run_dir)
+    saved["train"] = to_dict(train_cfg)
+    saved.setdefault("resumed", []).append({"at_epoch": int(epoch),
+                                            "time": time.strftime("%F %T")})
+    atomic_write_json(saved, path)

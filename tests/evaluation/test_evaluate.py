@@ -53,6 +53,27 @@ def test_evaluate_rejects_a_missing_model(tmp_path, capsys):
     assert rc == 2 and "nope.keras" in capsys.readouterr().err
 
 
+def test_evaluate_checks_before_scoring(tmp_path, capsys, monkeypatch):
+    """Bad outputs or an empty comparison fail at once (nothing scored, nothing written)."""
+    from keras_seran.evaluation import command
+
+    monkeypatch.setattr(command, "_pairs", lambda *a: pytest.fail("scored before checking"))
+    (tmp_path / "isdir").mkdir()
+    md = tmp_path / "t.md"
+    for argv, named in ((["--markdown", str(md), "--csv", str(tmp_path / "isdir")], "isdir"),
+                        (["--markdown", str(md), "--csv", str(md)], "same file"),
+                        (["--no-bicubic", "--models"], "nothing to evaluate"),
+                        (["--models", "seran"], "NAME=MODEL")):
+        rc = main(["evaluate", "--scales", "2", *argv])
+        err = capsys.readouterr().err
+        assert rc == 2 and named in err and "Traceback" not in err, err
+    assert not md.exists()
+    for argv in (["--scales", "0"], ["--data", "x", "--axis", "7"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["evaluate", *argv])
+        assert exit_.value.code == 2
+
+
 def test_evaluate_self_ensemble_rows(tmp_path, capsys):
     """--self-ensemble adds NAME+ rows scored on the same real slices."""
     out = tmp_path / "t.csv"

@@ -114,6 +114,90 @@ def test_fresh_run_refuses_to_overwrite_a_checkpoint(tmp_path, capsys):
     assert state["epoch"] == 2 and state["optimizer_iterations"] == 2 * STEPS
 
 
+def test_resume_keeps_the_saved_run(tmp_path, capsys):
+    """A resumed run may train longer, not differently; a finished one says so; the log has one
+    row per epoch even when epochs after the last checkpoint had been logged already."""
+    run_dir = tmp_path / "run"
+    assert main([*TRAIN_ARGS, "--epochs", "1", "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    before = (run_dir / LAST).read_bytes()
+    for extra, named in ((["--lr", "0.5"], "learning_rate"), (["--scale", "4"], "--scale 4"),
+                         (["--patch-size", "16"], "patch_size"),
+                         (["--init-from", "x2"], "--init-from")):
+        rc = main(["train", "--resume", "--out", str(run_dir), "--epochs", "2", *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and "run_config.json" in err and named in err, err
+        assert "Traceback" not in err
+    assert (run_dir / LAST).read_bytes() == before
+    # epoch 1 ran and was logged but the run died before its checkpoint: logged once, not twice
+    log = run_dir / "log.csv"
+    row = log.read_text().splitlines()[1]
+    log.write_text(log.read_text() + "1" + row[row.index(","):] + "\n")
+    assert main(["train", "--resume", "--out", str(run_dir), "--epochs", "2"]) == 0
+    assert [int(r["epoch"]) for r in csv.DictReader(open(log))] == [0, 1]
+    saved = json.loads((run_dir / "run_config.json").read_text())
+    assert saved["train"]["epochs"] == 2 and saved["resumed"][0]["at_epoch"] == 1
+    # nothing left to do: said, and nothing touched
+    capsys.readouterr()
+    state = (run_dir / STATE_FILE).read_text()
+    assert main(["train", "--resume", "--out", str(run_dir)]) == 0
+    assert "already trained for 2 epoch(s)" in capsys.readouterr().out
+    assert (run_dir / STATE_FILE).read_text() == state
+
+
+def test_damaged_run_directory_is_named(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main([*TRAIN_ARGS, "--epochs", "1", "--out", str(run_dir)]) == 0
+    good = {n: (run_dir / n).read_bytes() for n in (LAST, STATE_FILE, "run_config.json")}
+    for name in good:
+        (run_dir / name).write_bytes(good[name][: len(good[name]) // 2])
+        for argv in (["train", "--resume", "--out", str(run_dir), "--epochs", "2"],
+                     [*TRAIN_ARGS, "--epochs", "1", "--out", str(run_dir)]):
+            rc = main(argv)
+            err = capsys.readouterr().err
+            assert rc == 2 and "Traceback" not in err, err
+            if "--resume" in argv:
+                assert name in err, err
+        (run_dir / name).write_bytes(good[name])
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--steps-per-epoch", "0"], "steps_per_epoch"), (["--batch-size", "0"], "batch_size"),
+    (["--patch-size", "0"], "patch_size"), (["--lr-decay-epochs", "0"], "lr_decay_epochs"),
+    (["--val-fraction", "1"], "val_fraction"), (["--val-fraction", "-0.5"], "val_fraction"),
+    (["--epochs", "0"], "epochs"), (["--lr", "-1"], "learning_rate")])
+def test_bad_settings_fail_before_anything_is_written(extra, named, tmp_path, capsys):
+    rc = main([*TRAIN_ARGS, "--out", str(tmp_path / "run"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and named in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_config_files(tmp_path, capsys):
+    cfg = tmp_path / "run.json"
+    for text, named in (('{"data": [1, 2]}', "'data'"), ('[1]', "JSON object"),
+                        ('{"data": {"patch_size": "16"}}', "patch_size"),
+                        ('{"train": {"learning_rate": "1e-3"}}', "learning_rate"),
+                        ('{"data": {"slice_axis": 5}}', "slice_axis")):
+        cfg.write_text(text)
+        rc = main(["train", "--data", str(samples.T1_AXIAL_SLAB), "--out", str(tmp_path / "run"),
+                   "--config", str(cfg), "--epochs", "1", "--steps-per-epoch", "1"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "run.json" in err and named in err and "Traceback" not in err, err
+        assert not (tmp_path / "run").exists()
+
+
+def test_out_is_a_file_and_init_from_that_matches_nothing(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    rc = main([*TRAIN_ARGS, "--epochs", "1", "--out", str(f)])
+    assert rc == 2 and "not a run directory" in capsys.readouterr().err
+    rc = main([*TRAIN_ARGS, "--epochs", "1", "--out", str(tmp_path / "run"), "--init-from", "x2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "x2" in err and "no layer matches" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     rc = main([*TRAIN_ARGS, "--epochs", "1", "--out", str(tmp_path / "nothing"), "--resume"])
     assert rc == 2 and "nothing" in capsys.readouterr().err
