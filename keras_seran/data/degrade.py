@@ -20,7 +20,8 @@ Degradations (``DataConfig.degradation``):
     * ``"blur"`` (BD, Zhang et al. RDN 2018): MATLAB ``imfilter(HR, fspecial('gaussian', 7, 1.6),
       'replicate')`` followed by the bicubic downscaling above.
     * ``"kspace"``: keep the centre (H/s, W/s) of the 2D Fourier spectrum (what an acquisition
-      with an s-times coarser matrix measures), inverse FFT, scaled so the mean intensity is kept.
+      with an s-times coarser matrix measures), inverse FFT, scaled so the mean intensity is kept,
+      sampled at the block centres like the others.
 """
 
 from __future__ import annotations
@@ -222,43 +223,61 @@ def blur_downscale_matrices(h: int, w: int, scale: int, sigma: float = BD_SIGMA,
 # k-space truncation / zero-filling
 
 
-def _fourier_resample(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+def _fourier_resample(x: np.ndarray, n_out: int, axis: int, shift: float = 0.0) -> np.ndarray:
     """Resample a real signal along ``axis`` to ``n_out`` samples by cropping/zero-padding its
     centred spectrum, scaled by n_out/n_in so the mean is kept.
 
-    The unpaired Nyquist bin of an even length is split/summed symmetrically (as
-    ``scipy.signal.resample`` does), so a real input gives an exactly real output and
-    up- then down-sampling is the identity.
+    Output sample i lies at input position ``i * n_in / n_out + shift`` (a linear phase on the
+    spectrum moves the samples; ``shift`` in input samples). The unpaired Nyquist bin of an even
+    length is split/summed symmetrically (as ``scipy.signal.resample`` does), so a real input
+    gives an exactly real output and up- then down-sampling (with opposite shifts) is the
+    identity on band-limited signals.
     """
     n_in = x.shape[axis]
-    spec = np.fft.fft(x, axis=axis)
-    x = np.moveaxis(spec, axis, -1)
-    out = np.zeros(x.shape[:-1] + (n_out,), dtype=np.complex128)
+    spec = np.moveaxis(np.fft.fft(x, axis=axis), axis, -1)
+    out = np.zeros(spec.shape[:-1] + (n_out,), dtype=np.complex128)
+
+    def phase(freq):                     # signed frequency (cycles per n_in samples) -> shift
+        return np.exp(2j * np.pi * np.asarray(freq, np.float64) * shift / n_in)
+
     n = min(n_in, n_out)
     pos = n // 2 + 1                     # bins 0 .. n//2 (includes Nyquist of n when n is even)
     neg = n - pos                        # bins -1 .. -(neg)
-    out[..., :pos] = x[..., :pos]
+    out[..., :pos] = spec[..., :pos] * phase(np.arange(pos))
     if neg > 0:
-        out[..., n_out - neg:] = x[..., n_in - neg:]
+        out[..., n_out - neg:] = spec[..., n_in - neg:] * phase(np.arange(-neg, 0))
     if n % 2 == 0:
         if n_out < n_in:    # truncation: the kept Nyquist bin gathers both +n/2 and -n/2 input bins
-            out[..., n // 2] += x[..., n_in - n // 2]
+            out[..., n // 2] += spec[..., n_in - n // 2] * phase(-(n // 2))
         elif n_out > n_in:  # zero-filling: split the input Nyquist bin between +n/2 and -n/2
-            out[..., n // 2] *= 0.5
-            out[..., n_out - n // 2] = out[..., n // 2]
+            nyquist = spec[..., n // 2]
+            out[..., n // 2] = 0.5 * nyquist * phase(n // 2)
+            out[..., n_out - n // 2] = 0.5 * nyquist * phase(-(n // 2))
     y = np.fft.ifft(out, axis=-1).real * (n_out / n_in)
     return np.moveaxis(y, -1, axis)
 
 
 @functools.lru_cache(maxsize=256)
 def _fourier_matrix_cached(in_len: int, out_len: int) -> np.ndarray:
-    m = _fourier_resample(np.eye(in_len), out_len, axis=0)
+    m = _fourier_resample(np.eye(in_len), out_len, axis=0, shift=_block_centre_shift(in_len, out_len))
     m.setflags(write=False)
     return m
 
 
+def _block_centre_shift(in_len: int, out_len: int) -> float:
+    """The shift (input samples) that puts LR pixel i at the centre of HR block [i*s, (i+1)*s):
+    +(s - 1) / 2 HR pixels when truncating, -(s - 1) / (2 s) LR pixels when zero-filling (the
+    convention of bicubic ``imresize`` and of the pixel-shuffle output geometry)."""
+    if out_len < in_len:
+        s = in_len / out_len
+        return (s - 1.0) / 2.0
+    s = out_len / in_len
+    return -(s - 1.0) / (2.0 * s)
+
+
 def fourier_resample_matrix(in_len: int, out_len: int) -> np.ndarray:
-    """(out_len, in_len) real matrix of 1D k-space truncation (out < in) or zero-filling (out > in)."""
+    """(out_len, in_len) real matrix of 1D k-space truncation (out < in) or zero-filling (out > in),
+    block-centred (see :func:`kspace_downscale`)."""
     if in_len < 1 or out_len < 1:
         raise ValueError(f"lengths must be positive, got in_len={in_len}, out_len={out_len}")
     return _fourier_matrix_cached(int(in_len), int(out_len))
@@ -267,10 +286,13 @@ def fourier_resample_matrix(in_len: int, out_len: int) -> np.ndarray:
 def kspace_downscale(img: np.ndarray, scale: int) -> np.ndarray:
     """k-space truncation: keep the centre (H/s, W/s) of the 2D FFT and transform back.
 
-    Simulates an acquisition with an s-times coarser matrix over the same field of view. The
-    result is multiplied by 1/s^2 (numpy's inverse FFT divides by the smaller size) so intensities
-    keep their range; the mean is preserved exactly. Real input -> real output (the Nyquist bin is
-    handled symmetrically). Note the FFT treats the image as periodic: apply it to whole slices
+    Simulates an acquisition with an s-times coarser matrix over the same field of view: LR
+    pixel i is sampled at the centre of HR block [i*s, (i+1)*s), i.e. at HR position
+    i*s + (s - 1)/2 (a linear phase on the kept spectrum), like bicubic ``imresize`` and like a
+    real coarser acquisition of the same field of view; so flipping or rotating commutes with
+    it. The result is multiplied by 1/s^2 (numpy's inverse FFT divides by the smaller size) so
+    intensities keep their range; the mean is preserved exactly. Real input -> real output (the
+    Nyquist bin is handled symmetrically). Note the FFT treats the image as periodic: apply it to whole slices
     (not to small patches cut out of them) to avoid wrap-around ringing at the patch borders.
 
     (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32.
@@ -278,22 +300,23 @@ def kspace_downscale(img: np.ndarray, scale: int) -> np.ndarray:
     s = _check_scale(scale)
     a = crop_to_multiple(_as_image(img), s)
     h, w = a.shape[-2:]
-    y = _fourier_resample(a, h // s, axis=-2)
-    y = _fourier_resample(y, w // s, axis=-1)
+    y = _fourier_resample(a, h // s, axis=-2, shift=_block_centre_shift(h, h // s))
+    y = _fourier_resample(y, w // s, axis=-1, shift=_block_centre_shift(w, w // s))
     return y.astype(np.float32)
 
 
 def kspace_upscale(img: np.ndarray, scale: int) -> np.ndarray:
     """Zero-filling interpolation: pad the centred 2D spectrum to (H*s, W*s) with zeros.
 
-    The inverse of :func:`kspace_downscale` on band-limited images (the usual "ZIP" baseline in MR).
+    The inverse of :func:`kspace_downscale` on band-limited images (the usual "ZIP" baseline in
+    MR), with the same block-centred convention (LR pixel i at HR position i*s + (s - 1)/2).
     (H, W) or (N, H, W) -> (H*s, W*s) or (N, H*s, W*s), float32.
     """
     s = _check_scale(scale)
     a = _as_image(img)
     h, w = a.shape[-2:]
-    y = _fourier_resample(a, h * s, axis=-2)
-    y = _fourier_resample(y, w * s, axis=-1)
+    y = _fourier_resample(a, h * s, axis=-2, shift=_block_centre_shift(h, h * s))
+    y = _fourier_resample(y, w * s, axis=-1, shift=_block_centre_shift(w, w * s))
     return y.astype(np.float32)
 
 
