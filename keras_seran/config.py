@@ -160,7 +160,7 @@ class DataConfig:
     Attributes:
         patch_size: LR patch side (paper: 48); the HR patch is ``patch_size * scale``.
         batch_size: patches per batch (paper: 16).
-        degradation: "bicubic" (paper's BI), "blur" (BD: Gaussian blur then bicubic) or "kspace"
+        degradation: "bicubic" (paper's BI), "blur" (BD: RDN's Gaussian blur then nearest decimation) or "kspace"
             (centre crop of the 2D spectrum: what a lower-resolution acquisition does).
         noise_sigma: Rician noise level relative to the [0, 1] range (0 disables it).
         slice_axis: axis of the volume along which 2D slices are cut (None: all three axes).

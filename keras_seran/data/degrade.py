@@ -17,8 +17,10 @@ Conventions:
 Degradations (``DataConfig.degradation``):
     * ``"bicubic"`` (BI, the paper's): MATLAB ``imresize(HR, 1/s, 'bicubic')``: cubic kernel
       a = -0.5, antialiasing (kernel stretched by s when shrinking), symmetric boundary.
-    * ``"blur"`` (BD, Zhang et al. RDN 2018): MATLAB ``imfilter(HR, fspecial('gaussian', 7, 1.6),
-      'replicate')`` followed by the bicubic downscaling above.
+    * ``"blur"`` (BD, Zhang et al. RDN 2018, ``imresize_BD``): MATLAB ``imfilter(HR,
+      fspecial('gaussian', 7, 1.6), 'replicate')`` then ``imresize(.., 1/s, 'nearest')``, which
+      keeps HR pixel i*s + floor(s/2) (the block centre for odd s; half an HR pixel past it for
+      even s, as in RDN, which defines BD at x3).
     * ``"kspace"``: keep the centre (H/s, W/s) of the 2D Fourier spectrum (what an acquisition
       with an s-times coarser matrix measures), inverse FFT, scaled so the mean intensity is kept,
       sampled at the block centres like the others.
@@ -165,7 +167,7 @@ def bicubic_upscale(img: np.ndarray, scale: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# BD: Gaussian blur then bicubic
+# BD: Gaussian blur then nearest-neighbour decimation
 
 
 @functools.lru_cache(maxsize=256)
@@ -197,9 +199,19 @@ def gaussian_blur_matrix(n: int, sigma: float = BD_SIGMA, size: int = BD_KERNEL_
     return _blur_matrix_cached(int(n), float(sigma), int(size))
 
 
+def nearest_decimation_matrix(n: int, scale: int) -> np.ndarray:
+    """(n // s, n) matrix of MATLAB ``imresize(x, 1/s, 'nearest')`` (no antialiasing): output i
+    takes input i*s + floor(s/2)."""
+    s = _check_scale(scale)
+    m = np.zeros((n // s, n), dtype=np.float64)
+    m[np.arange(n // s), np.arange(n // s) * s + s // 2] = 1.0
+    return m
+
+
 def blur_downscale(img: np.ndarray, scale: int, sigma: float = BD_SIGMA,
                    kernel_size: int = BD_KERNEL_SIZE) -> np.ndarray:
-    """BD degradation: 7x7 Gaussian blur (sigma 1.6, replicate border), then bicubic downscaling.
+    """BD degradation (RDN's ``imresize_BD``): 7x7 Gaussian blur (sigma 1.6, replicate border),
+    then nearest-neighbour decimation (:func:`nearest_decimation_matrix`).
 
     (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32.
     """
@@ -214,8 +226,8 @@ def blur_downscale_matrices(h: int, w: int, scale: int, sigma: float = BD_SIGMA,
                             kernel_size: int = BD_KERNEL_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """(Mh, Mw) with ``blur_downscale(img) == Mh @ img @ Mw.T`` for an (h, w) image."""
     s = _check_scale(scale)
-    mh = imresize_weights(h, h // s, 1.0 / s) @ gaussian_blur_matrix(h, sigma, kernel_size)
-    mw = imresize_weights(w, w // s, 1.0 / s) @ gaussian_blur_matrix(w, sigma, kernel_size)
+    mh = nearest_decimation_matrix(h, s) @ gaussian_blur_matrix(h, sigma, kernel_size)
+    mw = nearest_decimation_matrix(w, s) @ gaussian_blur_matrix(w, sigma, kernel_size)
     return mh, mw
 
 

@@ -157,6 +157,10 @@ class SliceSet:
         return sorted(set(self.sources))
 
 
+def _has_contrast(path: Path, contrast: str) -> bool:
+    return (_io.parse_contrast(path) or (None, None))[1] == contrast.upper()
+
+
 def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]:
     """(name, path-or-array) items of every input; folders and globs expanded, sorted."""
     if isinstance(sources, np.ndarray):
@@ -164,7 +168,7 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
     elif isinstance(sources, (str, Path)):
         sources = [sources]
     items: list[tuple[str, Any]] = []
-    n_arrays = 0
+    n_arrays = skipped = 0
     for s in sources:
         if isinstance(s, np.ndarray):
             items.append((f"<array {n_arrays}>", s))
@@ -181,10 +185,16 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
                     raise e
                 found = slice_files
         elif p.is_file():
-            found = [p]
+            # a file named on its own (e.g. a shell-expanded glob) obeys ``contrast`` too
+            found = [p] if contrast is None or _has_contrast(p, contrast) else []
+            skipped += not found
         else:
             found = _io.find_volumes(str(s), contrast)
         items.extend((str(q), q) for q in found)
+    if not items and skipped:
+        raise InputDataError(None, f"none of the {skipped} file(s) given has contrast "
+                                   f"{contrast.upper()!r} in its IXI/BIDS name; use contrast=None "
+                                   "(no --contrast) to take every file")
     if not items:
         raise InputDataError(None, "no input given: pass a folder, glob, file or array")
     seen: dict[str, Any] = {}

@@ -93,6 +93,13 @@ def test_ixi_folder_split_by_subject(ixi_dir):
     assert len(train) + len(val) == 6 * 4
     t2 = load_slice_sets(ixi_dir, 2, DataConfig(slice_axis=1, patch_size=24, contrast="T2"))
     assert all(s.endswith("-T2.nii.gz") for s in t2[0].source_files + t2[1].source_files)
+    # the same files named one by one (a shell-expanded glob) obey the contrast too
+    files = sorted(str(f) for f in ixi_dir.glob("*.nii.gz"))
+    listed = load_slice_sets(files, 2, DataConfig(slice_axis=1, patch_size=24, contrast="T2"))
+    assert sorted(listed[0].source_files + listed[1].source_files) == sorted(
+        t2[0].source_files + t2[1].source_files)
+    with pytest.raises(InputDataError, match="'PD'"):
+        load_slice_sets(files, 2, DataConfig(slice_axis=1, patch_size=24, contrast="PD"))
 
 
 def test_small_slices_skipped_with_warning_then_error(slab_raw):
