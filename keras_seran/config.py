@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,44 @@ SUPPORTED_SCALES = (2, 3, 4)
 DEGRADATIONS = ("bicubic", "blur", "kspace")
 MIXED_PRECISION_KINDS = ("float16", "bfloat16")   # compute types of mixed-precision training
 ReasoningKind = Literal["glore", "rs_gcn"]
+REASONING_KINDS = ("glore", "rs_gcn")
+
+
+def check_scale(scale: Any) -> int:
+    """``scale`` if it is one of the integer SUPPORTED_SCALES (2.0 is not), else ValueError."""
+    if not _is_int(scale) or scale not in SUPPORTED_SCALES:
+        raise ValueError(f"scale must be an integer, one of {SUPPORTED_SCALES}; got {scale!r}")
+    return scale
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+    """ValueError unless ``value`` is an integer >= ``minimum`` (or None when ``optional``)."""
+    if optional and value is None:
+        return
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_number(name: str, value: Any, low: float, high: float = float("inf"),
+                 low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
+    """ValueError unless ``value`` is a number in the interval low..high (open ends as asked)."""
+    if optional and value is None:
+        return
+    ok = _is_number(value) and (value > low if low_open else value >= low) and (
+        value < high if high_open else value <= high)
+    if not ok:
+        interval = (f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+                    if high != float("inf") else f"{'>' if low_open else '>='} {low:g}")
+        raise ValueError(f"{name} must be a number {'in ' if high != float('inf') else ''}"
+                         f"{interval}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +86,16 @@ class SERAConfig:
     residual_scale_init: float = 1.0
     attention_norm: bool = True
 
+    def __post_init__(self) -> None:
+        check_int("feature_dim", self.feature_dim, 1)
+        check_int("num_descriptors", self.num_descriptors, 1)
+        if self.reasoning not in REASONING_KINDS:
+            raise ValueError(f"reasoning must be one of {REASONING_KINDS}, got {self.reasoning!r}")
+        check_number("residual_scale", self.residual_scale, float("-inf"), optional=True)
+        check_number("residual_scale_init", self.residual_scale_init, float("-inf"))
+        if not isinstance(self.attention_norm, bool):
+            raise ValueError(f"attention_norm must be true or false, got {self.attention_norm!r}")
+
 
 @dataclass(frozen=True)
 class SERANConfig:
@@ -71,12 +120,15 @@ class SERANConfig:
     res_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.scale not in SUPPORTED_SCALES:
-            raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {self.scale!r}")
+        check_scale(self.scale)
         for name in ("channels", "num_groups", "blocks_per_group", "input_channels"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.sera, SERAConfig):
+            raise ValueError(f"sera must be a SERAConfig (or, in preset_config / seran(), a dict "
+                             f"of its fields), got {type(self.sera).__name__} {self.sera!r}")
+        check_number("res_scale", self.res_scale, 0.0, low_open=True)
 
     def replace(self, **changes: Any) -> "SERANConfig":
         return dataclasses.replace(self, **changes)
@@ -95,49 +147,29 @@ PRESETS: dict[str, SERANConfig] = {
 
 
 def preset_config(preset: str = "paper", scale: int = 2, **overrides: Any) -> SERANConfig:
-    """Return the named preset at ``scale`` with any field overridden.
-
-    ``sera`` may be overridden with a :class:`SERAConfig` or a dict of its fields.
-    """
+    """Return the named preset at ``scale`` with any field overridden (:func:`with_overrides`)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    base = PRESETS[preset]
+    return with_overrides(PRESETS[preset], scale=scale, **overrides)
+
+
+def with_overrides(cfg: SERANConfig, **overrides: Any) -> SERANConfig:
+    """``cfg`` with fields replaced; ``sera`` may be a :class:`SERAConfig` or a dict of the
+    fields to change. Unknown fields are a ValueError naming them."""
+    known = {f.name for f in dataclasses.fields(SERANConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown SERANConfig field(s) {unknown}; choose from {sorted(known)}")
     sera = overrides.pop("sera", None)
     if isinstance(sera, dict):
-        sera = dataclasses.replace(base.sera, **sera)
+        sera_known = {f.name for f in dataclasses.fields(SERAConfig)}
+        bad = sorted(set(sera) - sera_known)
+        if bad:
+            raise ValueError(f"unknown SERAConfig field(s) {bad}; choose from {sorted(sera_known)}")
+        sera = dataclasses.replace(cfg.sera, **sera)
     if sera is not None:
         overrides["sera"] = sera
-    return dataclasses.replace(base, scale=scale, **overrides)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
-    """ValueError unless ``value`` is an integer >= ``minimum`` (or None when ``optional``)."""
-    if optional and value is None:
-        return
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_number(name: str, value: Any, low: float, high: float = float("inf"),
-                 low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
-    """ValueError unless ``value`` is a number in the interval low..high (open ends as asked)."""
-    if optional and value is None:
-        return
-    ok = _is_number(value) and (value > low if low_open else value >= low) and (
-        value < high if high_open else value <= high)
-    if not ok:
-        interval = (f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-                    if high != float("inf") else f"{'>' if low_open else '>='} {low:g}")
-        raise ValueError(f"{name} must be a number {'in ' if high != float('inf') else ''}"
-                         f"{interval}, got {value!r}")
+    return dataclasses.replace(cfg, **overrides)
 
 
 #: A contrast table needs the fixed 0 knot and at least two free ones to reorder two tissues.

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import keras
 
-from keras_seran.config import SUPPORTED_SCALES, preset_config, seran_config_from_dict
+from keras_seran.config import (SUPPORTED_SCALES, check_scale, preset_config,
+                                seran_config_from_dict)
 from keras_seran.errors import InputDataError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -59,8 +60,7 @@ def load_pretrained(scale: int = 2, arch: str = "seran", preset: str = DEFAULT_P
     """
     from keras_seran.models import edsr, seran
 
-    if scale not in SUPPORTED_SCALES:
-        raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale!r}")
+    check_scale(scale)
     path = weights_path(scale, arch, preset)
     if not path.exists():
         raise InputDataError(path, f"no bundled {arch} weights for x{scale} (preset {preset!r}); "

@@ -33,8 +33,9 @@ from typing import Literal
 
 import numpy as np
 
+from keras_seran.config import DEGRADATIONS  # noqa: F401  (the one list, re-exported here)
+
 DegradationKind = Literal["bicubic", "blur", "kspace"]
-DEGRADATIONS: tuple[str, ...] = ("bicubic", "blur", "kspace")
 
 #: Defaults of the BD degradation (RDN's ``imresize_BD``: 7x7 Gaussian, sigma 1.6).
 BD_SIGMA = 1.6

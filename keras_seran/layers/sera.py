@@ -247,9 +247,11 @@ class SERABlock(keras.layers.Layer):
     logits on the RMS-normalised E (see :func:`rms_normalize`); the layer default is False so
     that files saved before the option existed reload unchanged (models built by
     :func:`keras_seran.models.seran` take it from :class:`keras_seran.config.SERAConfig`). The excitation's output conv starts at zero, so
-    the block starts as the identity (stable deep training) while every weight still gets a
-    gradient. (Starting s itself at 0 instead leaves the attention weights without gradient:
-    trained that way, s stayed below 3e-3 and the modules were inert.)
+    the block starts as the identity (stable deep training): at the first step only that conv
+    gets a gradient, and every other weight of the module as soon as it is nonzero (for
+    ``rs_gcn``, theta/phi/g/w_r once the reasoning's zero-initialised batch norm has moved too).
+    (Starting s itself at 0 instead, our first design, left the attention weights almost
+    without gradient: trained that way, s stayed below 3e-3 and the modules were inert.)
 
     Input (B, H, W, C) -> output (B, H, W, C). With ``return_attention=True`` the call returns
     ``(out, {"attention_maps": M, "descriptors": V, "reasoned_descriptors": V*,

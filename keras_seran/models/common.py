@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_seran.config import SUPPORTED_SCALES
+from keras_seran.config import check_scale
 from keras_seran.layers import PixelShuffle
 
 
@@ -15,8 +15,7 @@ def lr_input(channels: int = 1) -> keras.KerasTensor:
 
 def upsampler(x, scale: int, channels: int, prefix: str = "upsample"):
     """Pixel-shuffle upsampling (conv to C*r^2, depth_to_space): x2, x3, or x4 as two x2 steps."""
-    if scale not in SUPPORTED_SCALES:
-        raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale!r}")
+    check_scale(scale)
     steps = [2, 2] if scale == 4 else [scale]
     for i, r in enumerate(steps):
         x = keras.layers.Conv2D(channels * r * r, 3, padding="same", name=f"{prefix}_conv{i}")(x)

@@ -12,7 +12,7 @@ from typing import Any
 
 import keras
 
-from keras_seran.config import SERAConfig, SERANConfig, preset_config
+from keras_seran.config import SERAConfig, SERANConfig, preset_config, with_overrides
 from keras_seran.layers import PixelShuffle, ResidualBlock, SERABlock
 from keras_seran.models.common import conv3x3, lr_input, reconstruction_tail
 
@@ -25,7 +25,8 @@ def seran(scale: int = 2, preset: str = "paper", *, config: SERANConfig | None =
     Args:
         scale: 2, 3 or 4.
         preset: "paper" (C=64, G=10, B=20, m=64, n=32), "small" (CPU-trainable) or "tiny".
-        config: a full :class:`SERANConfig`; overrides ``scale``/``preset`` when given.
+        config: a full :class:`SERANConfig`; replaces ``scale``/``preset`` when given (the
+            ``overrides`` still apply on top of it).
         return_attention: also output every SERA module's intermediates (see
             :func:`keras_seran.models.attention_model`); the output is then a dict.
         **overrides: fields of :class:`SERANConfig` to change (e.g. ``channels=48``, or
@@ -33,7 +34,8 @@ def seran(scale: int = 2, preset: str = "paper", *, config: SERANConfig | None =
         with_sera: False leaves the SERA modules out (every group: blocks -> conv3x3): the
             "w/o SERA" ablation, :func:`keras_seran.models.rir`.
     """
-    cfg = config if config is not None else preset_config(preset, scale, **overrides)
+    cfg = (with_overrides(config, **overrides) if config is not None
+           else preset_config(preset, scale, **overrides))
     if return_attention and not with_sera:
         raise ValueError("return_attention needs the SERA modules (with_sera=True)")
     c, sera = cfg.channels, cfg.sera

@@ -148,3 +148,21 @@ def test_fit_on_real_mr_patches_lowers_l1(slab_slices):
     history = model.fit(lr, hr, batch_size=16, epochs=6, verbose=0, shuffle=True)
     losses = history.history["loss"]
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_bad_sizes_are_clear_errors_naming_the_field():
+    from keras_seran.config import preset_config
+
+    for kwargs, named in (({"scale": 2.0}, "scale"), ({"scale": 5}, "scale"),
+                          ({"sera": {"feature_dim": 2.5}}, "feature_dim"),
+                          ({"sera": {"num_descriptors": 0}}, "num_descriptors"),
+                          ({"sera": {"reasoning": "gcn"}}, "reasoning"),
+                          ({"sera": "rs_gcn"}, "sera"), ({"chanels": 8}, "chanels")):
+        kwargs = {"scale": 2, **kwargs}
+        with pytest.raises(ValueError, match=named):
+            seran(kwargs.pop("scale"), "tiny", **kwargs)
+    # overrides apply on top of a full config too
+    m = seran(config=preset_config("tiny", 2), channels=8, sera={"reasoning": "rs_gcn"})
+    assert m.get_layer("shallow_conv").filters == 8
+    assert m.get_layer("group0_sera").reasoning == "rs_gcn"
+
