@@ -845,8 +845,8 @@ print(f"input {x.shape}, median of {REPEATS} runs each; notebook ran in {time.pe
 * **TensorFlow / TF Serving** on a server: the `savedmodel/` folder, signature `serving_default`.
 
 The input contract is the same for every format (`manifest["input_contract"]`): one LR slice
-`(1, H, W, 1)` float32, normalised to [0, 1] by the volume's 0.5–99.5 percentiles; the output is
-`(1, H·s, W·s, 1)` in the same units. Where TensorFlow runs on the target, `keras-seran predict`
+`(1, H, W, 1)` float32, normalised by the volume's 0.5–99.5 percentiles (tissue in [0, 1]) and
+clipped to [-0.5, 1.5]; the output is `(1, H·s, W·s, 1)` in the same units. Where TensorFlow runs on the target, `keras-seran predict`
 does the normalisation, tiling and NIfTI geometry for whole volumes.
 '''),
     ]

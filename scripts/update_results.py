@@ -168,8 +168,9 @@ T1 volume, {hardware}); x3/x4 start from the x2 network. Reproduce with
 
 **What.** SERAN `small` preset (C=32, G=3, B=4, m=32, n=16; 0.31-0.36 M parameters) for x2, x3
 and x4 single-slice MR super-resolution, and EDSR-style baselines of matched size trained the
-same way. Input: one 2D slice normalised to [0, 1] by per-volume 0.5/99.5 percentiles; output:
-the slice upscaled in-plane, same range (`SuperResolver` does the normalisation and inversion).
+same way. Input: one 2D slice normalised by per-volume 0.5/99.5 percentiles (tissue in [0, 1];
+trained on [0, 1], fed [-0.5, 1.5] by `SuperResolver`, which does the normalisation and
+inversion); output: the slice upscaled in-plane, same units.
 
 **Training data.** One real T1-weighted head volume (`t1_head_256iso.nii.gz`: pycortex S1,
 256^3, 1 mm, BSD-2-Clause). Held out: axial slices 96-127 (the bundled sample is slices

@@ -23,7 +23,7 @@ Degradations (``DataConfig.degradation``):
       even s, as in RDN, which defines BD at x3).
     * ``"kspace"``: keep the centre (H/s, W/s) of the 2D Fourier spectrum (what an acquisition
       with an s-times coarser matrix measures), inverse FFT, scaled so the mean intensity is kept,
-      sampled at the block centres like the others.
+      sampled at the block centres like bicubic.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Layout of ``out_dir``::
     build_engines.sh     trtexec lines to build the TensorRT engines on the target (tensorrt)
     savedmodel/          SavedModel, signature serving_default: lr -> sr, dynamic B, H, W
     tflite/<name>_{float32,float16,dynamic_int8,int8}.tflite   builtin ops only
-    onnx/<name>_float32.onnx, onnx/<name>_int8_qdq.onnx        opset >= 17, dynamic H, W
+    onnx/<name>_float32.onnx, onnx/<name>_int8_qdq.onnx        opset 17-18, dynamic H, W
     engines/<name>_{fp16,int8}.engine                          only where TensorRT + a GPU exist
 
 The bundle is built in a hidden temporary folder beside ``out_dir`` and renamed into place at the
@@ -68,8 +68,9 @@ def check_out_dir(out_dir: str | Path, overwrite: bool = False,
     Refused: a file; a non-empty folder without ``overwrite``; the current folder or one that
     contains it (replacing it would pull the ground from under the caller); a folder that
     contains one of ``inputs`` (e.g. the model file: replacing the folder would delete it); a
-    place whose nearest existing parent is not a writable folder. Creates nothing: the parents
-    are made when the finished bundle is committed.
+    place whose nearest existing parent is not a writable folder. Creates nothing: the missing
+    parents are made when the export starts (the bundle is built beside ``out_dir``) and removed
+    again if it fails.
     """
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not out.is_dir():
@@ -167,10 +168,13 @@ def input_contract(model, scale: int, input_size: tuple[int, int] | None,
     h, w = input_size if input_size is not None else ("H", "W")
     out_h = h * scale if isinstance(h, int) else f"H*{scale}"
     out_w = w * scale if isinstance(w, int) else f"W*{scale}"
+    from keras_seran.inference.resolver import NETWORK_RANGE
+
     lo, hi = parity.PERCENTILES
+    a, b = NETWORK_RANGE
     contract = {
         "input": {"name": INPUT_NAME, "shape": [1, h, w, channels], "dtype": "float32",
-                  "layout": "NHWC", "range": [0.0, 1.0],
+                  "layout": "NHWC", "range": [float(a), float(b)],
                   "dynamic_hw": input_size is None,
                   "note": "SavedModel and ONNX also take any batch size and any H, W; the LiteRT "
                           "files take batch 1 and " + ("any H, W (resize the input tensor)"
@@ -179,14 +183,20 @@ def input_contract(model, scale: int, input_size: tuple[int, int] | None,
         "intensity_normalisation": {
             "method": "robust percentile, per volume",
             "percentiles": [lo, hi],
-            "forward": f"x_norm = clip((x - p{lo:g}) / (p{hi:g} - p{lo:g}), 0, 1) with p the "
-                       "percentiles of the whole volume's intensities",
+            "forward": f"x_norm = clip((x - p{lo:g}) / (p{hi:g} - p{lo:g}), {a:g}, {b:g}) with p "
+                       "the percentiles of the whole volume's intensities (tissue lies in [0, 1]; "
+                       "the margin keeps bright structures, the clip keeps a hot pixel from "
+                       "disturbing the whole slice through the global attention)",
+            "beyond_range": "keras_seran's SuperResolver adds the clipped-off part back, "
+                            "upscaled bicubically (optional)",
+            "int8_note": "int8 models were calibrated on [0, 1] inputs and saturate beyond it",
             "inverse": f"x = x_norm * (p{hi:g} - p{lo:g}) + p{lo:g}",
         },
         "output": {"name": OUTPUT_NAME, "shape": [1, out_h, out_w, channels], "dtype": "float32",
-                   "layout": "NHWC", "range": [0.0, 1.0],
-                   "note": "same normalised range as the input (clip to [0, 1], then apply the "
-                           "inverse normalisation with the input volume's percentiles)"},
+                   "layout": "NHWC", "range": [float(a), float(b)],
+                   "note": "same normalised units as the input: apply the inverse normalisation "
+                           "with the input volume's percentiles, then clip to the volume's "
+                           "intensity range (as SuperResolver does)"},
         "scale": int(scale),
     }
     if int8_io:

@@ -16,7 +16,8 @@ DEFAULT_FORMATS = "savedmodel,tflite,onnx,tensorrt"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .keras model file or a bundled name such as x2")
     parser.add_argument("--out", required=True, type=Path,
-                        help="bundle folder to create (must be absent or empty)")
+                        help="bundle folder to create (must be absent or empty, not the current folder "
+                             "or one holding the model)")
     parser.add_argument("--formats", default=DEFAULT_FORMATS,
                         help=f"comma-separated: savedmodel, tflite (= litert), onnx, tensorrt "
                              f"(default {DEFAULT_FORMATS})")
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LiteRT precisions (default all four)")
     parser.add_argument("--onnx-variants", default="float32,int8",
                         help="ONNX precisions: float32, int8 (QDQ) (default both)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or 18 (default 17)")
     parser.add_argument("--trt-profile", action="append", metavar="MIN:OPT:MAX", default=None,
                         help="TensorRT optimization profile of LR sizes, e.g. "
                              "64x64:128x128:256x256 (repeatable; default 16x16:128x128:256x256)")
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-axis", type=int, default=2,
                         help="slice axis of --calibration (default 2)")
     parser.add_argument("--scale", type=int, default=None,
-                        help="SR factor (default: inferred from the model)")
+                        help="expected SR factor: an error unless the model's (inferred from it)")
     parser.add_argument("--threads", type=int, default=2,
                         help="CPU threads for the parity runs (default 2)")
     parser.add_argument("--overwrite", action="store_true",

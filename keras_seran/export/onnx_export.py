@@ -1,4 +1,4 @@
-"""ONNX export (opset >= 17, dynamic H/W) for onnxruntime and TensorRT, plus an int8 QDQ variant.
+"""ONNX export (opset 17 or 18, dynamic H/W) for onnxruntime and TensorRT, plus an int8 QDQ variant.
 
 * :func:`export_onnx` converts ``lr -> {"sr": model(lr)}`` with tf2onnx (the converter behind
   ``model.export(format="onnx")``) with an explicit input signature, names the dynamic axes

@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run on the CPU, the GPU, or whatever TensorFlow finds (default)")
     parser.add_argument("--output-dtype", default="float32",
                         help="float32 (default), 'input' (the input's integer type, rounded and "
-                             "clipped) or a numpy dtype name such as int16")
+                             "clipped; float32 if the file stores scaled integers) or one of "
+                             "uint8, int8, int16, uint16, int32, uint32, int64, uint64, float64")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="average the network over the 8 flips/rotations of each slice "
                              "(8x slower, slightly better; 'SERAN+')")

@@ -268,8 +268,8 @@ class SuperResolver:
             overlap: LR pixels shared by neighbouring tiles (blended with cosine ramps).
             progress: show a tqdm progress bar (slices).
             output_dtype: None / "float32": float32; "input": the input's on-disk dtype when it is
-                an integer type (values rounded and clipped to its range), else float32; or any
-                numpy dtype name ("int16", "uint8", "float64").
+                an unscaled integer type (values rounded and clipped to its range), else float32;
+                or one of ``NIFTI_DTYPES`` ("int16", "uint8", "float64", ...).
             max_memory_mb: choose batch and tile size from this memory budget (an estimate of the
                 network's activations; see :meth:`plan`).
 

@@ -8,7 +8,8 @@ Settings come from the typed configs (``DataConfig``, ``TrainConfig``): defaults
 sections), then the flags. A resumed run continues exactly what was saved: only the number of
 epochs, the early-stop patience and the checkpoint interval may change (``RESUMABLE``); any
 other setting that differs from ``run_config.json`` is an error (start a new run with
-``--init-from RUN/last.keras`` to change it).
+``--init-from RUN/last.keras`` to change it). ``--data`` may point elsewhere on resume (a data
+folder that moved); the new sources are recorded in ``run_config.json``.
 """
 
 from __future__ import annotations
@@ -178,6 +179,9 @@ def run(args) -> int:
         resolve_lr_mode("auto", data_cfg.degradation, data_cfg.contrast_augment)
     except ValueError as exc:
         raise InputDataError(args.config, f"--contrast-augment: {exc}") from None
+    if saved is not None and args.data and list(map(str, args.data)) != saved.get("sources"):
+        print(f"resuming with --data {' '.join(map(str, args.data))} (the run was started on "
+              f"{saved.get('sources')})")
     history = train(data, args.scale, args.out, arch=args.arch, preset=args.preset,
                     data=data_cfg, train_cfg=train_cfg, resume=args.resume,
                     tensorboard=not args.no_tensorboard, init_from=args.init_from,

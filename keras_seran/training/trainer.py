@@ -139,7 +139,7 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     if state is not None:
         trim_log(run_dir / "log.csv", initial_epoch)
         if (run_dir / RUN_CONFIG).exists():
-            record_resume(run_dir, train_cfg, initial_epoch)
+            record_resume(run_dir, train_cfg, initial_epoch, sources)
     monitor = "val_psnr" if val_ds is not None else "psnr"
     extra = list(callbacks or [])
     callbacks = [
@@ -188,8 +188,7 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
             model = compile_model(model, train_cfg, scale)
             initial_epoch = 0
             atomic_write_json({"arch": arch, "preset": preset, "scale": scale,
-                               "sources": [str(s) for s in sources] if isinstance(sources, (list, tuple))
-                               else str(sources) if not hasattr(sources, "shape") else "<array>",
+                               "sources": _describe_sources(sources),
                                "data": to_dict(data), "train": to_dict(train_cfg),
                                "init_from": None if init_from is None else str(init_from),
                                "keras": keras.__version__, "started": time.strftime("%F %T")},
@@ -219,12 +218,25 @@ def load_run_config(run_dir: str | Path) -> dict:
     return read_json(path, "the run's settings")
 
 
-def record_resume(run_dir: str | Path, train_cfg: TrainConfig, epoch: int) -> None:
+def record_resume(run_dir: str | Path, train_cfg: TrainConfig, epoch: int,
+                  sources: Any = None) -> None:
     """Write the settings a resumed run continues with into ``run_config.json`` (the train
-    section; the data and model cannot change on resume) and note when it was resumed."""
+    section, and the data sources when they moved; the data settings and the model cannot
+    change on resume) and note when it was resumed and from which sources."""
     path = Path(run_dir) / RUN_CONFIG
     saved = load_run_config(run_dir)
     saved["train"] = to_dict(train_cfg)
-    saved.setdefault("resumed", []).append({"at_epoch": int(epoch),
-                                            "time": time.strftime("%F %T")})
+    entry = {"at_epoch": int(epoch), "time": time.strftime("%F %T")}
+    described = _describe_sources(sources) if sources is not None else None
+    if described is not None and described != saved.get("sources"):
+        entry["previous_sources"] = saved.get("sources")
+        saved["sources"] = described
+    saved.setdefault("resumed", []).append(entry)
     atomic_write_json(saved, path)
+
+
+def _describe_sources(sources: Any) -> Any:
+    """The JSON form of ``sources`` in run_config.json."""
+    if isinstance(sources, (list, tuple)):
+        return [str(s) for s in sources]
+    return "<array>" if hasattr(sources, "shape") else str(sources)

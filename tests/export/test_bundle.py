@@ -35,8 +35,11 @@ def test_manifest_contract_and_versions(full_bundle):
     assert m["scale"] == 2
     c = m["input_contract"]
     assert c["input"]["name"] == "lr" and c["input"]["dtype"] == "float32"
-    assert c["input"]["shape"] == [1, "H", "W", 1] and c["input"]["range"] == [0.0, 1.0]
-    assert c["output"]["shape"] == [1, "H*2", "W*2", 1] and c["output"]["range"] == [0.0, 1.0]
+    from keras_seran.inference.resolver import NETWORK_RANGE
+
+    assert c["input"]["shape"] == [1, "H", "W", 1]
+    assert c["input"]["range"] == c["output"]["range"] == list(NETWORK_RANGE)
+    assert c["output"]["shape"] == [1, "H*2", "W*2", 1]
     assert c["intensity_normalisation"]["percentiles"] == [0.5, 99.5]
     for pkg in ("keras", "tensorflow", "onnx", "onnxruntime", "ai_edge_litert"):
         assert m["versions"][pkg], pkg

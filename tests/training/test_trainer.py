@@ -133,10 +133,16 @@ def test_resume_keeps_the_saved_run(tmp_path, capsys):
     log = run_dir / "log.csv"
     row = log.read_text().splitlines()[1]
     log.write_text(log.read_text() + "1" + row[row.index(","):] + "\n")
-    assert main(["train", "--resume", "--out", str(run_dir), "--epochs", "2"]) == 0
+    # the data folder moved: --data may point at it, and the run records the move
+    moved = tmp_path / "moved.nii.gz"
+    moved.write_bytes(open(samples.T1_AXIAL_SLAB, "rb").read())
+    assert main(["train", "--resume", "--out", str(run_dir), "--epochs", "2",
+                 "--data", str(moved)]) == 0
     assert [int(r["epoch"]) for r in csv.DictReader(open(log))] == [0, 1]
     saved = json.loads((run_dir / "run_config.json").read_text())
     assert saved["train"]["epochs"] == 2 and saved["resumed"][0]["at_epoch"] == 1
+    assert saved["sources"] == [str(moved)]
+    assert saved["resumed"][0]["previous_sources"] == [str(samples.T1_AXIAL_SLAB)]
     # nothing left to do: said, and nothing touched
     capsys.readouterr()
     state = (run_dir / STATE_FILE).read_text()
