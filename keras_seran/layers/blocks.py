@@ -44,6 +44,9 @@ class ResidualBlock(keras.layers.Layer):
     def call(self, inputs):
         return inputs + self.res_scale * self.residual(inputs)
 
+    def compute_output_shape(self, input_shape):
+        return as_shape(input_shape)
+
     def flops(self, input_shape) -> int:
         _, h, w, c = as_shape(input_shape)
         return conv_flops(h, w, 3, c, self.channels) + conv_flops(h, w, 3, self.channels,
@@ -74,6 +77,9 @@ class ChannelAttention(keras.layers.Layer):
 
     def call(self, inputs):
         return inputs * self.up(self.down(ops.mean(inputs, axis=(1, 2), keepdims=True)))
+
+    def compute_output_shape(self, input_shape):
+        return as_shape(input_shape)
 
     def flops(self, input_shape) -> int:
         _, h, w, c = as_shape(input_shape)

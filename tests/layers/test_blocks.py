@@ -49,3 +49,7 @@ def test_block_config_round_trip(layer):
     clone.set_weights(layer.get_weights())
     np.testing.assert_allclose(np.asarray(clone(x)), np.asarray(out), rtol=1e-6)
     assert keras.saving.get_registered_name(layer.__class__).startswith("keras_seran>")
+    # the declared output shape is the computed one, also with a list and unknown H, W
+    assert tuple(layer.compute_output_shape(list(x.shape))) == tuple(out.shape)
+    declared = layer.compute_output_shape((None, None, None, x.shape[-1]))
+    assert declared[-1] == out.shape[-1]
