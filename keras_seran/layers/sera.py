@@ -299,9 +299,6 @@ class SERABlock(keras.layers.Layer):
         return outputs, {"attention_maps": attention_maps, "descriptors": descriptors,
                          "reasoned_descriptors": reasoned, "excitation": excitation}
 
-    def compute_output_shape(self, input_shape):
-        return as_shape(input_shape)          # (B, H, W, C), as the residual form requires
-
     def flops(self, input_shape) -> int:
         input_shape = as_shape(input_shape)
         descriptor_shape = (input_shape[0], self.feature_dim, self.num_descriptors)
