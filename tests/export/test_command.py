@@ -145,6 +145,36 @@ def test_failure_mid_export_leaves_nothing(untrained_tiny, tmp_path, monkeypatch
     assert not out.exists() and not _leftovers(tmp_path, "b")
 
 
+def test_failure_mid_export_removes_the_parents_it_made(untrained_tiny, tmp_path, monkeypatch):
+    from keras_seran.export import bundle, onnx_export
+
+    def boom(*a, **k):
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", boom)
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(RuntimeError, match="exploded"):
+        bundle.export_bundle(untrained_tiny, tmp_path / "mine" / "new" / "deep" / "b", "onnx")
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]          # the user's folder stays
+    assert not any((tmp_path / "mine").iterdir())
+
+
+def test_bench_export_never_replaces_a_folder(tmp_path):
+    """``bench/bench_export.py --keep DIR`` refuses a non-empty DIR before any work."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_export.py"
+    proc = subprocess.run([sys.executable, str(bench), "--preset", "tiny", "--keep", str(keep)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not empty" in proc.stderr
+    assert [p.name for p in keep.iterdir()] == ["notes.txt"]
+
+
 def test_main_cli_maps_errors_to_exit_code(tmp_path, capsys):
     """Through ``keras_seran.cli.main`` when every command module of the CLI is importable."""
     from keras_seran import cli
