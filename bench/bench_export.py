@@ -80,16 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, default=None,
                     help="keep the bundle in this folder (must be absent or empty)")
     args = ap.parse_args(argv)
-    if args.keep is not None:
-        from keras_seran.errors import KerasSeranError
-        from keras_seran.export.bundle import check_out_dir
-
+    if args.keep is not None:   # pathlib only: nothing may import numpy/TF before _set_threads
+        if args.keep.exists() and not args.keep.is_dir():
+            ap.error(f"--keep {args.keep}: is a file, not a folder")
         if args.keep.is_dir() and any(args.keep.iterdir()):
             ap.error(f"--keep {args.keep}: folder is not empty (the bench never replaces one)")
-        try:
-            check_out_dir(args.keep)
-        except KerasSeranError as exc:
-            ap.error(f"--keep: {exc}")
     _set_threads(args.threads)
 
     import tensorflow as tf
@@ -108,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     keras.utils.set_random_seed(0)
     model = seran(args.scale, args.preset)
     lr_side = args.output_size // args.scale
+    out_side = lr_side * args.scale              # 255 for --output-size 256 at x3
     flops = count_flops(model, (lr_side, lr_side))
     (x, _), = parity.parity_pairs(args.scale, indices=[parity.PARITY_SLICES[0]],
                                   lr_size=(lr_side, lr_side))
@@ -135,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                      OnnxRunner(out / info["file"], num_threads=args.threads)))
 
     print(f"\nSERAN {args.preset} x{args.scale}: {model.count_params():,} parameters, "
-          f"{flops / 1e9:.2f} GFLOP per {args.output_size}x{args.output_size} output slice "
+          f"{flops / 1e9:.2f} GFLOP per {out_side}x{out_side} output slice "
           f"(LR {lr_side}x{lr_side}); bundle exported in {export_s:.0f} s")
     print(f"CPU: {args.threads} threads; numpy float32 matmul 2048^2: {peak:.1f} GFLOP/s\n")
     header = (f"| {'format':<24} | {'size (MB)':>9} | {'latency (ms)':>12} | {'GFLOP/s':>8} | "
@@ -148,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name:<24} | {dir_size(path) / 1e6:>9.3f} | {lat * 1e3:>12.1f} | {gf:>8.2f} | "
               f"{100 * gf / peak:>10.1f}% |")
     print("\nlatency: median of %d runs after 2 warm-ups, batch 1, output %dx%d; int8 GFLOP/s "
-          "counts the same FLOPs as float." % (args.repeats, args.output_size, args.output_size))
+          "counts the same FLOPs as float." % (args.repeats, out_side, out_side))
     del rows
     tmp.cleanup()
     return 0

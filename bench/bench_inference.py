@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=None,
                    help="LR slice side measured (default 256; paper preset 128, extrapolated)")
     p.add_argument("--slices", type=int, default=None,
-                   help="slices measured per config (default: tiny 8, small 4, paper 1)")
+                   help="slices measured per config (default: tiny 4, small 2, paper 1)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", choices=("cpu", "auto"), default="cpu")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")

@@ -154,7 +154,7 @@ def check(readme: Path, timeout: float = 600.0, keep_going: bool = False,
     print(f"{readme}: {len(blocks)} bash/python block(s), {len(runnable)} to run, "
           f"{len(blocks) - len(runnable)} marked skip", file=out, flush=True)
     own = workdir is None
-    work = Path(tempfile.mkdtemp(prefix="readme_check_")) if own else Path(workdir)
+    work = Path(tempfile.mkdtemp(prefix="readme_check_")) if own else Path(workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     failed: list[Block] = []
     try:
@@ -180,7 +180,8 @@ def check(readme: Path, timeout: float = 600.0, keep_going: bool = False,
         names = ", ".join(b.label for b in failed)
         print(f"README check FAILED: {names} of {readme}", file=out, flush=True)
         return 1
-    print(f"README check passed: {len(runnable)} block(s) ran in a fresh temporary directory",
+    where = "a fresh temporary directory" if own else str(work)
+    print(f"README check passed: {len(runnable)} block(s) ran in {where}",
           file=out, flush=True)
     return 0
 

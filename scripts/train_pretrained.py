@@ -126,8 +126,9 @@ def run_card(run_dir: Path, arch: str, scale: int, parameters: int, pick: str = 
                             "(see continued_from)"
     elif init_run is not None and (init_run / "run_config.json").exists() and \
             json.loads((init_run / "run_config.json").read_text())["scale"] == scale:
-        card["continued_from"] = run_card(init_run, arch, scale, parameters)   # stage-1 run
-        card["init_from"] = f"stage 1 of the same recipe ({arch} x{scale}: see continued_from)"
+        card["continued_from"] = run_card(init_run, arch, scale, parameters)   # earlier run
+        card["init_from"] = (f"an earlier run of the same scale, {init_run} ({arch} x{scale}: "
+                             "see continued_from)")
     return card
 
 

@@ -1,6 +1,7 @@
 """Write the measured results into the README and the model card (maintainers' script).
 
-    keras-seran evaluate --scales 2 3 4 --csv docs/results.csv --markdown docs/results.md
+    keras-seran evaluate --scales 2 3 4 --self-ensemble --csv docs/results.csv \
+        --markdown docs/results.md
     python scripts/update_results.py docs/results.csv
 
 Reads the evaluation CSV and the bundled weights' JSON cards, and rewrites the part of README.md
@@ -44,7 +45,7 @@ def table(rows) -> str:
                 continue
             vals = [f"{cells[s][0]:.2f} / {cells[s][1]:.4f}" if s in cells else "-" for s in SETS]
             gains = [cells[s][0] - bic[s][0] for s in SETS if s in cells and s in bic]
-            gain = "" if method == "bicubic" else f"{sum(gains) / len(gains):+.2f} dB"
+            gain = "" if method == "bicubic" or not gains else f"{sum(gains) / len(gains):+.2f} dB"
             name = {"seran": "**SERAN** (small)", "edsr": "EDSR (matched)",
                     "seran+": "SERAN+ (x8 self-ensemble)",
                     "edsr+": "EDSR+ (x8 self-ensemble)"}.get(method, method)
@@ -156,7 +157,7 @@ Rows marked + average each network over the 8 flips and rotations of its input
 
 SERAN and EDSR are the bundled `small` weights, trained the same way on the same data (one real
 T1 volume, {hardware}); x3/x4 start from the x2 network. Reproduce with
-`keras-seran evaluate --scales 2 3 4` (the table is `docs/results.md`; the training runs with
+`keras-seran evaluate --scales 2 3 4 --self-ensemble` (the table is `docs/results.md`; the training runs with
 `python scripts/train_pretrained.py`, see `keras_seran/weights/MODEL_CARD.md`).
 """
     readme = (REPO / "README.md").read_text()
