@@ -125,6 +125,11 @@ def _looks_like_dicom(p: Path) -> bool:
         return False
 
 
+def has_contrast(path: str | Path, contrast: str) -> bool:
+    """Whether the IXI/BIDS name of ``path`` carries ``contrast`` ("T1", "t2", ...)."""
+    return (parse_contrast(path) or (None, None))[1] == contrast.upper()
+
+
 def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str | None = None
                  ) -> list[Path]:
     """Sorted list of the NIfTI files a user points at.
@@ -162,7 +167,7 @@ def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str |
     if contrast is None:
         return found
     want = contrast.upper()
-    kept = [q for q in found if (parse_contrast(q) or (None, None))[1] == want]
+    kept = [q for q in found if has_contrast(q, want)]
     if not kept:
         seen = sorted({c for q in found if (c := (parse_contrast(q) or (None, None))[1])})
         raise InputDataError(src, f"no file with contrast {want!r} among {len(found)} file(s); "

@@ -157,10 +157,6 @@ class SliceSet:
         return sorted(set(self.sources))
 
 
-def _has_contrast(path: Path, contrast: str) -> bool:
-    return (_io.parse_contrast(path) or (None, None))[1] == contrast.upper()
-
-
 def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]:
     """(name, path-or-array) items of every input; folders and globs expanded, sorted."""
     if isinstance(sources, np.ndarray):
@@ -186,7 +182,7 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
                 found = slice_files
         elif p.is_file():
             # a file named on its own (e.g. a shell-expanded glob) obeys ``contrast`` too
-            found = [p] if contrast is None or _has_contrast(p, contrast) else []
+            found = [p] if contrast is None or _io.has_contrast(p, contrast) else []
             skipped += not found
         else:
             found = _io.find_volumes(str(s), contrast)
