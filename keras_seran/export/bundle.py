@@ -34,6 +34,7 @@ from keras_seran.export import litert, onnx_export, parity, tensorrt_engine
 from keras_seran.export.parity import ExportCheckError
 from keras_seran.export.savedmodel import (INPUT_NAME, OUTPUT_NAME, SIGNATURE, SavedModelRunner,
                                            export_savedmodel)
+from keras_seran.inference.writer import ensure_writable_dir
 
 FORMATS: tuple[str, ...] = ("savedmodel", "tflite", "onnx", "tensorrt")
 ALIASES = {"litert": "tflite", "saved_model": "savedmodel", "tf_saved_model": "savedmodel",
@@ -86,13 +87,7 @@ def check_out_dir(out_dir: str | Path, overwrite: bool = False,
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputPathError(out_dir, "folder exists and is not empty; pass --overwrite to "
                                        "replace it")
-    ancestor = out.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise OutputPathError(out_dir, f"{ancestor} is not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputPathError(out_dir, f"folder {ancestor} is not writable")
+    ensure_writable_dir(out.parent, create=False)   # (or its nearest existing parent)
     return out
 
 

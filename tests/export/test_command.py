@@ -125,6 +125,17 @@ def test_existing_non_empty_out_dir(tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_unwritable_place_for_the_bundle(tmp_path, monkeypatch):
+    """The same folder check as predict's outputs (works as root too: os.access says no)."""
+    from keras_seran.export.bundle import check_out_dir
+    from keras_seran.inference import writer
+
+    monkeypatch.setattr(writer.os, "access", lambda *a, **k: False)
+    with pytest.raises(OutputPathError, match="not writable"):
+        check_out_dir(tmp_path / "new" / "b")
+    assert not (tmp_path / "new").exists()
+
+
 def test_out_is_a_file(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
