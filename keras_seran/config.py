@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 SUPPORTED_SCALES = (2, 3, 4)
 DEGRADATIONS = ("bicubic", "blur", "kspace")
+#: networks ``keras-seran train`` can train (bicubic has no weights); rir = SERAN w/o SERA
+TRAINABLE_ARCHS = ("seran", "edsr", "rcan", "rir", "srcnn")
 MIXED_PRECISION_KINDS = ("float16", "bfloat16")   # compute types of mixed-precision training
 ReasoningKind = Literal["glore", "rs_gcn"]
 REASONING_KINDS = ("glore", "rs_gcn")

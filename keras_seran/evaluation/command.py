@@ -13,20 +13,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from keras_seran.config import DEGRADATIONS, SUPPORTED_SCALES
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="*", default=None,
                    help="folders/globs/files of MR volumes or slices (default: bundled sets)")
     p.add_argument("--split", choices=["all", "val"], default="all",
                    help="with --data: score every slice (all) or the held-out split (val)")
-    p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4], choices=[2, 3, 4])
+    p.add_argument("--scales", type=int, nargs="+", default=list(SUPPORTED_SCALES),
+                   choices=SUPPORTED_SCALES)
     p.add_argument("--models", nargs="*", default=None, metavar="NAME=MODEL",
                    help="models to compare, e.g. seran=x2 or mine=run/best.keras; MODEL may "
                         "contain {scale}. Default: bundled seran and edsr weights")
     p.add_argument("--no-bicubic", action="store_true", help="leave bicubic out of the table")
     p.add_argument("--self-ensemble", action="store_true",
                    help="also score each model's x8 self-ensemble (rows NAME+)")
-    p.add_argument("--degradation", choices=["bicubic", "blur", "kspace"], default="bicubic")
+    p.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic")
     p.add_argument("--axis", type=int, default=2, choices=[0, 1, 2],
                    help="slice axis for --data volumes (default 2)")
     p.add_argument("--markdown", type=Path, help="also write the table as Markdown here")

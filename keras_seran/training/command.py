@@ -19,7 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from keras_seran.config import MIXED_PRECISION_KINDS, DataConfig, TrainConfig
+from keras_seran.config import (DEGRADATIONS, MIXED_PRECISION_KINDS, PRESETS, SUPPORTED_SCALES,
+                                TRAINABLE_ARCHS, DataConfig, TrainConfig)
 
 # flag -> (section, field)
 FLAGS = {
@@ -47,12 +48,12 @@ NETWORK_DEFAULTS = {"scale": 2, "arch": "seran", "preset": "small"}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", help="folder(s), glob(s) or files of MR volumes/slices")
-    p.add_argument("--scale", type=int, default=None, choices=[2, 3, 4], help="default 2")
+    p.add_argument("--scale", type=int, default=None, choices=SUPPORTED_SCALES, help="default 2")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs)")
-    p.add_argument("--arch", default=None, choices=["seran", "edsr", "rcan", "rir", "srcnn"],
+    p.add_argument("--arch", default=None, choices=TRAINABLE_ARCHS,
                    help="default seran; rir: SERAN without its SERA modules (the 'w/o SERA' "
                         "ablation)")
-    p.add_argument("--preset", default=None, choices=["paper", "small", "tiny"],
+    p.add_argument("--preset", default=None, choices=list(PRESETS),
                    help="default small")
     p.add_argument("--config", type=Path, help='JSON file {"data": {...}, "train": {...}}')
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -76,7 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data (DataConfig)")
     g.add_argument("--patch-size", type=int, help="LR patch side (paper: 48)")
     g.add_argument("--batch-size", type=int)
-    g.add_argument("--degradation", choices=["bicubic", "blur", "kspace"])
+    g.add_argument("--degradation", choices=DEGRADATIONS)
     g.add_argument("--noise", type=float, help="Rician noise sigma, [0, 1] units")
     g.add_argument("--axis", type=int, choices=[0, 1, 2], help="slice axis (default 2)")
     g.add_argument("--contrast", help="IXI contrast to select: T1, T2 or PD")

@@ -16,14 +16,14 @@ from typing import Any
 
 import keras
 
-from keras_seran.config import MIXED_PRECISION_KINDS, DataConfig, TrainConfig, to_dict
+from keras_seran.config import (MIXED_PRECISION_KINDS, TRAINABLE_ARCHS, DataConfig,
+                                TrainConfig, to_dict)
 from keras_seran.errors import OutputPathError
 from keras_seran.training.callbacks import (LAST, STATE_FILE, RunCheckpoint, atomic_write_json,
                                             read_json, read_state, trim_log)
 from keras_seran.training.optim import compile_model
 
 RUN_CONFIG = "run_config.json"
-TRAINABLE_ARCHS = ("seran", "edsr", "rcan", "rir", "srcnn")
 
 
 def build_model(arch: str, scale: int, preset: str) -> keras.Model:
