@@ -16,6 +16,13 @@ every architecture the same patches). The final epoch is scored on the bundled b
 
 Runs are trained one after another (``--parallel N`` runs N at a time, one thread each); on our
 2-core CPU each x4 run takes about 10 minutes alone.
+
+``--steps N`` stretches the same 30-epoch schedule over N steps per epoch, to ask whether a lead
+at 3,000 steps survives a longer run (use another ``--out``: finished runs of other steps per
+epoch are refused, not reused)::
+
+    python scripts/ablation_from_scratch.py --scale 4 --seeds 104 --archs seran edsr \
+        --steps 800 --parallel 2 --out runs/scratch_long_x4
 """
 
 from __future__ import annotations
@@ -29,25 +36,34 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHS = ("seran", "edsr", "rir")
-RECIPE = ["--init-from", "none", "--epochs", "30", "--steps", "100", "--patch", "32", "--lr", "5e-4",
+RECIPE = ["--init-from", "none", "--epochs", "30", "--patch", "32", "--lr", "5e-4",
           "--decay-epochs", "8", "--mixed-precision", "bfloat16"]
 EPOCHS = 30
+STEPS_PER_EPOCH = 100
 
 
 def run_dir(out: Path, seed: int, arch: str, scale: int) -> Path:
     return out / f"s{seed}" / f"{arch}_x{scale}"
 
 
-def finished(d: Path) -> bool:
+def finished(d: Path, steps: int = STEPS_PER_EPOCH) -> bool:
+    """Whether the run in ``d`` trained every epoch; a run of other steps per epoch is an error."""
     import json
 
-    state = d / "training_state.json"
+    state, config = d / "training_state.json", d / "run_config.json"
+    if config.exists():
+        recorded = json.loads(config.read_text())["train"]["steps_per_epoch"]
+        if recorded != steps:
+            sys.exit(f"{d} was trained with {recorded} steps per epoch, not {steps}: "
+                     f"give --steps {recorded} or another --out")
     return (d / "last.keras").exists() and state.exists() and \
         json.loads(state.read_text())["epoch"] >= EPOCHS
 
 
-def train_missing(out: Path, seeds, archs, scale: int, parallel: int) -> None:
-    todo = [(s, a) for s in seeds for a in archs if not finished(run_dir(out, s, a, scale))]
+def train_missing(out: Path, seeds, archs, scale: int, parallel: int,
+                  steps: int = STEPS_PER_EPOCH) -> None:
+    todo = [(s, a) for s in seeds for a in archs
+            if not finished(run_dir(out, s, a, scale), steps)]
     for i in range(0, len(todo), parallel):
         procs = []
         for seed, arch in todo[i: i + parallel]:
@@ -55,7 +71,8 @@ def train_missing(out: Path, seeds, archs, scale: int, parallel: int) -> None:
             resume = ["--resume"] if (d / "last.keras").exists() else []
             cmd = [sys.executable, str(REPO / "scripts" / "train_pretrained.py"), "--arch", arch,
                    "--scale", str(scale), "--seed", str(seed), "--out", str(out / f"s{seed}"),
-                   *RECIPE, *resume, *(["--threads", "1"] if parallel > 1 else [])]
+                   *RECIPE, "--steps", str(steps), *resume,
+                   *(["--threads", "1"] if parallel > 1 else [])]
             log = open(out / f"{arch}_s{seed}.log", "a")
             print(f"training {arch} x{scale} seed {seed} -> {d}", flush=True)
             procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
@@ -110,13 +127,19 @@ def main(argv=None) -> int:
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     p.add_argument("--out", type=Path, default=REPO / "runs" / "scratch_x4")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (one thread each)")
+    p.add_argument("--steps", type=int, default=STEPS_PER_EPOCH,
+                   help="steps per epoch: the study's 100; more stretches the same 30-epoch "
+                        "schedule over a longer run")
     p.add_argument("--no-train", action="store_true", help="only score finished runs")
     args = p.parse_args(argv)
+    if args.steps < 1:
+        p.error("--steps must be >= 1")
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_train:
-        train_missing(args.out, args.seeds, args.archs, args.scale, max(1, args.parallel))
+        train_missing(args.out, args.seeds, args.archs, args.scale, max(1, args.parallel),
+                      args.steps)
     missing = [str(run_dir(args.out, s, a, args.scale)) for s in args.seeds for a in args.archs
-               if not finished(run_dir(args.out, s, a, args.scale))]
+               if not finished(run_dir(args.out, s, a, args.scale), args.steps)]
     if missing:
         print("unfinished runs: " + ", ".join(missing), file=sys.stderr)
         return 2

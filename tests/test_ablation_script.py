@@ -39,3 +39,43 @@ def test_a_run_counts_as_finished_only_with_every_epoch(ablation, tmp_path):
     assert not ablation.finished(d)
     (d / "training_state.json").write_text(json.dumps({"epoch": ablation.EPOCHS}))
     assert ablation.finished(d)
+
+
+def test_steps_per_epoch_reach_every_training_command(ablation, tmp_path, monkeypatch):
+    commands = []
+
+    class FakeProcess:
+        def __init__(self, cmd, **kwargs):
+            commands.append(cmd)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(ablation.subprocess, "Popen", FakeProcess)
+    ablation.train_missing(tmp_path, [7], ["seran", "edsr"], 4, parallel=2, steps=800)
+    assert len(commands) == 2
+    for cmd in commands:
+        assert cmd[cmd.index("--steps") + 1] == "800"
+        assert cmd[cmd.index("--epochs") + 1] == str(ablation.EPOCHS)
+        assert cmd[cmd.index("--threads") + 1] == "1"
+    ablation.train_missing(tmp_path, [7], ["seran"], 4, parallel=1)
+    assert commands[-1][commands[-1].index("--steps") + 1] == str(ablation.STEPS_PER_EPOCH)
+    assert "--threads" not in commands[-1]
+
+
+def test_steps_below_one_are_refused(ablation, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        ablation.main(["--steps", "0", "--out", str(tmp_path / "runs")])
+    assert "--steps must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_of_other_steps_per_epoch_is_not_reused(ablation, tmp_path):
+    d = ablation.run_dir(tmp_path, 101, "seran", 4)
+    d.mkdir(parents=True)
+    (d / "last.keras").write_bytes(b"")
+    (d / "training_state.json").write_text(json.dumps({"epoch": ablation.EPOCHS}))
+    (d / "run_config.json").write_text(json.dumps({"train": {"steps_per_epoch": 800}}))
+    assert ablation.finished(d, steps=800)
+    with pytest.raises(SystemExit, match="trained with 800 steps per epoch, not 100"):
+        ablation.finished(d)
