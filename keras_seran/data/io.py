@@ -193,7 +193,8 @@ def _check_array(a: np.ndarray, path: str | Path, what: str = "volume") -> None:
     lo, hi = float(a.min()), float(a.max())
     if lo == hi:
         raise InputDataError(path, f"{what} is a constant image (every voxel = {lo:g}): it holds "
-                                   "nothing to learn and cannot be normalised; check the file")
+                                   "no structure to train on or super-resolve and cannot be "
+                                   "normalised; check the file")
 
 
 def _squeeze_to_3d(a: np.ndarray, path: str | Path) -> np.ndarray:
