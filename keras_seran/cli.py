@@ -1,8 +1,11 @@
 """The ``keras-seran`` command line: train, evaluate, predict, export, demo.
 
 Each command lives next to the code it drives and exposes ``add_arguments(parser)`` and
-``run(args) -> int``; command modules import TensorFlow/Keras inside ``run`` only, so ``--help``
-is fast. This module wires them up and turns the package's own errors into a one-line message and exit code 2 (no traceback).
+``run(args) -> int``; command modules import their heavy extras (nibabel, ONNX, LiteRT, the
+weights) inside ``run`` only. Keras itself loads with the package (``import keras_seran``
+registers the custom layers), so even ``--help`` takes a few seconds. This module wires the
+commands up and turns the package's own errors into a one-line message and exit code 2 (no
+traceback).
 """
 
 from __future__ import annotations
