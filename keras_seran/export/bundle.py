@@ -62,6 +62,34 @@ def parse_formats(formats: str | Iterable[str]) -> list[str]:
     return [f for f in FORMATS if f in names]
 
 
+# Python modules each format needs here (TensorRT itself is optional: without it the engine
+# build is skipped and left to the target, see tensorrt_engine).
+REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "savedmodel": ("tensorflow",),
+    "tflite": ("tensorflow", "ai_edge_litert"),
+    "onnx": ("tensorflow", "tf2onnx", "onnx", "onnxruntime"),
+    "tensorrt": ("tensorflow", "tf2onnx", "onnx", "onnxruntime"),
+}
+
+
+def check_requirements(formats: Iterable[str]) -> None:
+    """InputDataError before any work when the backend is not TensorFlow or a module that one of
+    ``formats`` needs is not installed (the install command is named)."""
+    import importlib.util
+
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise InputDataError(None, "export converts through TensorFlow and needs the tensorflow "
+                                   f"backend (this is {keras.backend.backend()}): run it with "
+                                   "KERAS_BACKEND=tensorflow")
+    missing = sorted({m for f in formats for m in REQUIREMENTS[f]
+                      if importlib.util.find_spec(m) is None})
+    if missing:
+        raise InputDataError(None, f"export to {', '.join(formats)} needs {', '.join(missing)} "
+                                   "(not installed): pip install 'keras-seran[tf,export]'")
+
+
 def check_out_dir(out_dir: str | Path, overwrite: bool = False,
                   inputs: Iterable[str | Path] = ()) -> Path:
     """Check ``out_dir`` before anything is exported; returns it as an absolute path.

@@ -66,7 +66,7 @@ def _size(text: str | None):
 def run(args: argparse.Namespace) -> int:
     from keras_seran.errors import InputDataError
     from keras_seran.export import litert, onnx_export
-    from keras_seran.export.bundle import check_out_dir, parse_formats
+    from keras_seran.export.bundle import check_out_dir, check_requirements, parse_formats
     from keras_seran.export.parity import ExportCheckError
     from keras_seran.export.tensorrt_engine import parse_profile
 
@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
                              "in --formats and int8 in --tflite-variants")
     except ValueError as exc:
         raise InputDataError(None, str(exc)) from exc
+    check_requirements(formats)
     check_out_dir(args.out, args.overwrite, inputs=[args.model, *([args.calibration] if
                                                                   args.calibration else [])])
     if args.calibration is not None and not Path(args.calibration).exists():
