@@ -5,8 +5,13 @@
     python bench/bench_training.py --precisions float32 bfloat16   # mixed precision on CPU (AMX)
 
 Runs real ``train_on_batch`` steps (L1 loss, Adam, the package's compile) on batches from the
-package's tf.data pipeline over the bundled real T1 slab, after warm-up steps (tracing), and
-prints the median step time. Batch 16 of 48x48 LR patches (the paper's setting) unless changed.
+package's data pipeline over the bundled real T1 slab (tf.data on the TensorFlow backend, the
+numpy PyDataset on JAX / PyTorch), after warm-up steps (tracing), and prints the median step
+time. Batch 16 of 48x48 LR patches (the paper's setting) unless changed.
+
+On a GPU machine without TensorFlow (JAX with CUDA):
+
+    KERAS_BACKEND=jax python bench/bench_training.py --precisions float32 float16
 """
 
 from __future__ import annotations
@@ -34,18 +39,14 @@ def main() -> None:
     args = p.parse_args()
 
     import keras
-    import tensorflow as tf
 
-    from keras_seran import samples
+    from keras_seran import devices, samples
     from keras_seran.config import DataConfig, TrainConfig
-    from keras_seran.data import make_datasets
     from keras_seran.training import build_model, compile_model
     from keras_seran.training.trainer import mixed_policy
 
-    gpus = tf.config.list_physical_devices("GPU")
-    device = f"GPU x{len(gpus)}" if gpus else f"CPU ({os.cpu_count()} cores, {platform.machine()})"
-    print(f"keras {keras.__version__}, tensorflow {tf.__version__}, backend "
-          f"{keras.backend.backend()}, {device}")
+    backend = keras.backend.backend()
+    print(f"keras {keras.__version__}, {devices.describe()}, {platform.machine()}")
     print(f"batch {args.batch} of {args.patch}x{args.patch} LR patches; median of {args.steps} "
           f"steps after {args.warmup} warm-up\n")
     print("| preset | scale | precision | parameters | step (s) | patches/s |")
@@ -56,8 +57,17 @@ def main() -> None:
             "float32" if precision == "float32" else mixed_policy(precision))
         cfg = DataConfig(patch_size=args.patch, batch_size=args.batch, slice_axis=1,
                          val_fraction=0.0, min_foreground=0.05)
-        train_ds, _ = make_datasets(str(samples.T1_AXIAL_SLAB), scale, cfg)
-        batches = iter(train_ds)
+        if backend == "tensorflow":
+            from keras_seran.data import make_datasets
+
+            train_ds, _ = make_datasets(str(samples.T1_AXIAL_SLAB), scale, cfg)
+            batches = iter(train_ds)
+        else:
+            from keras_seran.data import PatchPyDataset
+
+            patches = PatchPyDataset(str(samples.T1_AXIAL_SLAB), scale, cfg,
+                                     steps_per_epoch=args.warmup + args.steps)
+            batches = (patches[i] for i in range(len(patches)))
         model = compile_model(build_model("seran", scale, preset), TrainConfig(), scale)
         for _ in range(args.warmup):
             model.train_on_batch(*next(batches))

@@ -31,6 +31,7 @@ _LAZY = {
     "tf_degrade_batch": "keras_seran.data.pipeline",
     "PatchPyDataset": "keras_seran.data.pydataset",
     "SlicePairPyDataset": "keras_seran.data.pydataset",
+    "make_pydatasets": "keras_seran.data.pydataset",
 }
 
 

@@ -20,9 +20,9 @@ import numpy as np
 from keras_seran.config import DataConfig
 from keras_seran.data.degrade import add_rician_noise, crop_to_multiple, degrade, resolve_lr_mode
 from keras_seran.data.intensity import random_contrast
-from keras_seran.data.slices import SliceSet, load_slice_sets
+from keras_seran.data.slices import SliceSet, load_slice_sets, validation_pairs_from
 
-__all__ = ["PatchPyDataset", "SlicePairPyDataset"]
+__all__ = ["PatchPyDataset", "SlicePairPyDataset", "make_pydatasets"]
 
 
 class PatchPyDataset(keras.utils.PyDataset):
@@ -34,12 +34,14 @@ class PatchPyDataset(keras.utils.PyDataset):
         scale: super-resolution factor.
         config: DataConfig (patch_size, batch_size, degradation, noise_sigma, augment, seed, ...).
         steps_per_epoch: batches per epoch (``len(self)``).
+        start_epoch: the epoch the stream starts at (a resumed run's epoch).
         lr_mode: "auto" (precomputed for "kspace", else on the fly), "on_the_fly", "precomputed".
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of PyDataset.
     """
 
     def __init__(self, sources: Any, scale: int, config: DataConfig | None = None,
-                 steps_per_epoch: int = 100, lr_mode: str = "auto", **kwargs: Any):
+                 steps_per_epoch: int = 100, lr_mode: str = "auto", start_epoch: int = 0,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.config = config or DataConfig()
         self.scale = int(scale)
@@ -61,7 +63,7 @@ class PatchPyDataset(keras.utils.PyDataset):
         if small or not self._hr:
             raise ValueError(f"{len(small)} of {len(self._hr)} training slice(s) smaller than the HR "
                              f"patch {p * s}; filter them first (SliceSet.filter_min_size)")
-        self.epoch = 0
+        self.epoch = int(start_epoch)   # a resumed run continues the stream at its epoch
 
     def __len__(self) -> int:
         return self.steps_per_epoch
@@ -124,3 +126,22 @@ class SlicePairPyDataset(keras.utils.PyDataset):
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
         return (np.asarray(self.lr_list[idx], np.float32)[None, ..., None],
                 np.asarray(self.hr_list[idx], np.float32)[None, ..., None])
+
+
+def make_pydatasets(sources: Any, scale: int, config: DataConfig | None = None,
+                    steps_per_epoch: int = 100, start_epoch: int = 0, workers: int | None = None
+                    ) -> tuple[PatchPyDataset, SlicePairPyDataset | None]:
+    """(train, val) PyDatasets from MR files or arrays: the backend-agnostic twin of
+    :func:`keras_seran.data.make_datasets` (same slices, split and validation pairs; the random
+    patch stream differs). ``train``: ``steps_per_epoch`` batches (B, p, p, 1), (B, p*s, p*s, 1)
+    per epoch, made by ``workers`` threads (default: up to 4); ``val``: whole slices, batch 1, or
+    None when nothing is held out."""
+    import os
+
+    config = config or DataConfig()
+    train, val = load_slice_sets(sources, scale, config)
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    train_ds = PatchPyDataset(train, scale, config, steps_per_epoch, start_epoch=start_epoch,
+                              workers=workers)
+    val_ds = SlicePairPyDataset(*validation_pairs_from(val, scale, config)) if len(val) else None
+    return train_ds, val_ds

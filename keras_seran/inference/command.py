@@ -6,18 +6,18 @@
 
 A folder is searched recursively for *.nii / *.nii.gz; the results go to the output folder under
 the same relative names. Outputs are written atomically, never over the input, and over an
-existing file only with ``--overwrite``. TensorFlow is imported inside :func:`run` only.
+existing file only with ``--overwrite``. Runs on any Keras backend (TensorFlow, JAX, PyTorch).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from keras_seran.devices import select_device
 from keras_seran.errors import InputDataError, KerasSeranError, OutputPathError
 
 PROG = "keras-seran predict"
@@ -54,42 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(8x slower, slightly better; 'SERAN+')")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-# --------------------------------------------------------------------------------------------
-# device
-
-
-def select_device(device: str) -> str:
-    """Make TensorFlow use ``device`` ("cpu", "gpu", "auto"); returns a description.
-
-    "cpu" sets ``CUDA_VISIBLE_DEVICES=""`` (effective when TensorFlow is not imported yet) and
-    hides the GPUs from an already imported TensorFlow; "gpu" fails clearly when none is visible.
-    """
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if device == "cpu":
-        if gpus:
-            try:
-                tf.config.set_visible_devices([], "GPU")
-            except RuntimeError:  # already initialised: the env var / default placement decide
-                pass
-        return "cpu"
-    if device == "gpu":
-        if not gpus:
-            raise InputDataError(None, "--device gpu: TensorFlow sees no GPU (tensorflow-cpu "
-                                       "installed, or no CUDA driver); install keras-seran[gpu] "
-                                       "or use --device cpu")
-        for g in gpus:
-            try:
-                tf.config.experimental.set_memory_growth(g, True)
-            except (RuntimeError, ValueError):
-                pass
-        return f"gpu ({len(gpus)} visible)"
-    return f"gpu ({len(gpus)} visible)" if gpus else "cpu"
 
 
 # --------------------------------------------------------------------------------------------

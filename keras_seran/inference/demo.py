@@ -8,6 +8,7 @@ with :meth:`SuperResolver.predict_volume` and the bundled pretrained weights, an
     <out>/t1_slab_lr_x{s}.nii.gz      the LR input (float32)
     <out>/t1_slab_seran_x{s}.nii.gz   SERAN's estimate (same grid as the HR slab)
     <out>/t1_slab_compare_x{s}.png    middle slice: LR (nearest), bicubic, SERAN, HR with PSNR/SSIM
+                                      (needs matplotlib, the [plot] extra; skipped without it)
 
 PSNR/SSIM follow the evaluation protocol (:mod:`keras_seran.metrics`): intensities normalised by
 the HR volume's robust range (0.5/99.5 percentiles, clipped to [0, 1]), data range 1, a border of
@@ -18,6 +19,7 @@ The demo overwrites its own three files in the output folder.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -116,14 +118,21 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
             result[f"ssim_{name}_mid"] = float(q[mid])
     result["ssim_nearest_mid"] = float(ssim(est["nearest"][mid], ref[mid], 1.0, s))
 
-    _write_figure(png_path, s, ref[mid], est, mid, result)
+    if importlib.util.find_spec("matplotlib") is not None:
+        _write_figure(png_path, s, ref[mid], est, mid, result)
+    else:   # matplotlib is an extra ([plot]); the NIfTI outputs and the numbers do not need it
+        result["png"] = None
     result["seconds"] = time.perf_counter() - t0
     if verbose:
         print(f"wrote {lr_path}  (LR input {_shape(lr.shape)}, voxel "
               f"{_zooms(lr_img.header.get_zooms())})")
         print(f"wrote {sr_path}  (SERAN x{s} {_shape(sr_img.shape)}, voxel "
               f"{_zooms(sr_img.header.get_zooms())})")
-        print(f"wrote {png_path}  (middle slice: LR, bicubic, SERAN, HR)")
+        if result["png"] is not None:
+            print(f"wrote {png_path}  (middle slice: LR, bicubic, SERAN, HR)")
+        else:
+            print("no before/after PNG: matplotlib is not installed (pip install "
+                  "'keras-seran[plot]')")
         print(f"PSNR / SSIM over {len(ref)} slices (border {s}):  bicubic "
               f"{result['psnr_bicubic']:.2f} dB / {result['ssim_bicubic']:.4f}   SERAN "
               f"{result['psnr_seran']:.2f} dB / {result['ssim_seran']:.4f}   "
@@ -165,7 +174,7 @@ def _write_figure(path: Path, s: int, hr_mid: np.ndarray, est: dict, mid: int, r
 
 
 def run(args: argparse.Namespace) -> int:
-    from keras_seran.inference.command import select_device
+    from keras_seran.devices import select_device
 
     select_device(getattr(args, "device", "auto"))
     run_demo(args.out, args.scale, model=args.model, progress=False, verbose=True)

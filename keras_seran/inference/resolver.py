@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import keras
 import numpy as np
 
 from keras_seran.errors import InputDataError
@@ -39,7 +40,7 @@ NETWORK_RANGE = (-0.5, 1.5)
 def _infer_scale(model: Any) -> int:
     """Upscaling factor of an (N, H, W, 1) -> (N, H*s, W*s, 1) model, from one small forward pass."""
     probe = np.zeros((1, 12, 12, 1), dtype=np.float32)
-    out = np.asarray(model(probe, training=False))
+    out = keras.ops.convert_to_numpy(model(probe, training=False))   # any backend
     if out.ndim != 4 or out.shape[-1] != 1:
         raise ValueError(f"model {getattr(model, 'name', model)!r} maps (1, 12, 12, 1) to "
                          f"{out.shape}; expected (1, 12 s, 12 s, 1) (a grayscale SR network)")

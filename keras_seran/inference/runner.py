@@ -30,6 +30,7 @@ def batch_runner(model: keras.Model) -> BatchFn:
                 return np.asarray(model.predict_on_batch(x), dtype=np.float32)[..., 0]
             except Exception:  # noqa: BLE001 - tracing failure: run eagerly instead
                 eager = True
-        return np.asarray(model(x, training=False), dtype=np.float32)[..., 0]
+        y = keras.ops.convert_to_numpy(model(x, training=False))      # any backend
+        return np.asarray(y, dtype=np.float32)[..., 0]
 
     return run

@@ -18,6 +18,7 @@ import keras
 
 from keras_seran.config import (MIXED_PRECISION_KINDS, TRAINABLE_ARCHS, DataConfig,
                                 TrainConfig, to_dict)
+from keras_seran.devices import has_tensorflow
 from keras_seran.errors import OutputPathError
 from keras_seran.training.callbacks import (LAST, STATE_FILE, RunCheckpoint, atomic_write_json,
                                             read_json, read_state, trim_log)
@@ -56,9 +57,9 @@ def transfer_weights(model: keras.Model, source: keras.Model) -> list[str]:
 def mixed_policy(kind: bool | str) -> str:
     """Keras dtype policy for ``TrainConfig.mixed_precision`` (True: float16 on GPU, else bfloat16)."""
     if kind is True:
-        import tensorflow as tf
+        from keras_seran.devices import gpu_count
 
-        kind = "float16" if tf.config.list_physical_devices("GPU") else "bfloat16"
+        kind = "float16" if gpu_count() else "bfloat16"
     if kind not in MIXED_PRECISION_KINDS:
         raise ValueError(f"mixed_precision must be a bool, 'float16' or 'bfloat16', got {kind!r}")
     return f"mixed_{kind}"
@@ -75,6 +76,17 @@ def _dtype_policy(mixed: bool | str):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def check_backend(train_cfg: TrainConfig) -> None:
+    """InputDataError when ``train_cfg`` asks for what the running backend lacks: multi-GPU
+    training is ``tf.distribute.MirroredStrategy`` (TensorFlow backend only)."""
+    if train_cfg.distribute and keras.backend.backend() != "tensorflow":
+        from keras_seran.errors import InputDataError
+
+        raise InputDataError(None, "--multi-gpu uses tf.distribute.MirroredStrategy, which needs "
+                                   f"the tensorflow backend (this is {keras.backend.backend()}); "
+                                   "train on one GPU, or with KERAS_BACKEND=tensorflow")
 
 
 def _strategy_scope(distribute: bool):
@@ -125,6 +137,7 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     """
     data = data or DataConfig()
     train_cfg = train_cfg or TrainConfig()
+    check_backend(train_cfg)
     run_dir = Path(run_dir)
     created = not run_dir.exists()
     state = prepare_run_dir(run_dir, resume)
@@ -147,7 +160,9 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
                       best=None if state is None else state.get("best")),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=state is not None),
     ]
-    if tensorboard:
+    if tensorboard and not has_tensorflow():
+        print("TensorBoard logs need TensorFlow (not installed): skipped; log.csv has the metrics")
+    elif tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"),
                                                      write_graph=False))
     if train_cfg.early_stop_patience:
@@ -163,11 +178,18 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
     """(compiled model, initial epoch, (train_ds, val_ds)) of a fresh or resumed run; a fresh
     run's settings are written to ``run_config.json`` once everything is built."""
     if datasets is None:
-        from keras_seran.data import make_datasets
-
         # resume the patch stream where the checkpoint left it
-        start = 0 if state is None else int(state["epoch"]) * train_cfg.steps_per_epoch
-        datasets = make_datasets(sources, scale, data, start_batch=start)
+        start_epoch = 0 if state is None else int(state["epoch"])
+        if keras.backend.backend() == "tensorflow":
+            from keras_seran.data import make_datasets
+
+            datasets = make_datasets(sources, scale, data,
+                                     start_batch=start_epoch * train_cfg.steps_per_epoch)
+        else:  # JAX / PyTorch: the numpy PyDatasets (no TensorFlow needed)
+            from keras_seran.data import make_pydatasets
+
+            datasets = make_pydatasets(sources, scale, data, train_cfg.steps_per_epoch,
+                                       start_epoch)
     with _dtype_policy(train_cfg.mixed_precision), _strategy_scope(train_cfg.distribute):
         if state is not None:
             model = load_checkpoint(run_dir / LAST)

@@ -74,6 +74,32 @@ def test_fit_with_pydatasets(train_set):
     assert np.isfinite(hist.history["val_loss"][0])
 
 
+def test_a_resumed_stream_starts_at_its_epoch(train_set):
+    """start_epoch=e gives the batches a dataset gives after e epochs (a resumed run's stream)."""
+    run = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=2)
+    run.on_epoch_end()
+    run.on_epoch_end()
+    resumed = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=2, start_epoch=2)
+    for i in range(2):
+        np.testing.assert_array_equal(resumed[i][1], run[i][1])
+        np.testing.assert_array_equal(resumed[i][0], run[i][0])
+
+
+def test_make_pydatasets_mirrors_make_datasets_split(train_set):
+    from keras_seran.data import make_pydatasets
+
+    train, val = make_pydatasets(SLAB, 2, CFG, steps_per_epoch=3, start_epoch=1, workers=2)
+    assert len(train) == 3 and train.epoch == 1 and train.workers == 2
+    assert len(train._hr) == len(train_set.slices)
+    lrs, hrs = validation_pairs(SLAB, 2, CFG)
+    assert len(val) == len(lrs) > 0
+    for i in range(len(val)):
+        np.testing.assert_array_equal(val[i][0][0, ..., 0], lrs[i])
+        np.testing.assert_array_equal(val[i][1][0, ..., 0], hrs[i])
+    import dataclasses
+    assert make_pydatasets(SLAB, 2, dataclasses.replace(CFG, val_fraction=0.0))[1] is None
+
+
 def test_too_small_slices_rejected(train_set):
     import dataclasses
     with pytest.raises(ValueError, match="smaller than the HR patch"):

@@ -15,6 +15,20 @@ from keras_seran.inference import geometry as g
 from keras_seran.inference.demo import run_demo
 
 
+def test_demo_without_matplotlib_writes_the_volumes_and_says_why_no_png(tiny_seran, tmp_path,
+                                                                       monkeypatch, capsys):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    r = run_demo(tmp_path / "demo", 2, model=tiny_seran, verbose=True)
+    assert r["png"] is None and math.isfinite(r["psnr_seran"])
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
+        "t1_slab_lr_x2.nii.gz", "t1_slab_seran_x2.nii.gz"]
+    assert "no before/after PNG: matplotlib is not installed" in capsys.readouterr().out
+
+
 def test_run_demo_with_injected_model(tiny_seran, tmp_path):
     """The whole demo with a small untrained model (the real command uses the bundled weights)."""
     r = run_demo(tmp_path / "demo", 2, model=tiny_seran)
