@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "slice does not fit, the tile size")
     parser.add_argument("--batch-size", type=int, default=8, help="slices per batch (default 8)")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
-                        help="run on the CPU, the GPU, or whatever TensorFlow finds (default)")
+                        help="run on the CPU, the GPU, or whatever the Keras backend finds "
+                             "(default; KERAS_BACKEND picks tensorflow, jax or torch)")
     parser.add_argument("--output-dtype", default="float32",
                         help="float32 (default), 'input' (the input's integer type, rounded and "
                              "clipped; float32 if the file stores scaled integers) or one of "
