@@ -71,7 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    choices=MIXED_PRECISION_KINDS,
                    help="mixed-precision training (no value: float16 on a GPU, bfloat16 on CPU)")
     g.add_argument("--multi-gpu", action="store_true", default=None,
-                   help="tf.distribute.MirroredStrategy over all visible GPUs")
+                   help="tf.distribute.MirroredStrategy over all visible GPUs (tensorflow "
+                        "backend only)")
     g.add_argument("--early-stop", type=int, metavar="PATIENCE")
     g.add_argument("--checkpoint-every", type=int, metavar="EPOCHS")
     g = p.add_argument_group("data (DataConfig)")
