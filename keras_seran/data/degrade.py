@@ -200,19 +200,11 @@ def gaussian_blur_matrix(n: int, sigma: float = BD_SIGMA, size: int = BD_KERNEL_
     return _blur_matrix_cached(int(n), float(sigma), int(size))
 
 
-def nearest_decimation_matrix(n: int, scale: int) -> np.ndarray:
-    """(n // s, n) matrix of MATLAB ``imresize(x, 1/s, 'nearest')`` (no antialiasing): output i
-    takes input i*s + floor(s/2)."""
-    s = _check_scale(scale)
-    m = np.zeros((n // s, n), dtype=np.float64)
-    m[np.arange(n // s), np.arange(n // s) * s + s // 2] = 1.0
-    return m
-
-
 def blur_downscale(img: np.ndarray, scale: int, sigma: float = BD_SIGMA,
                    kernel_size: int = BD_KERNEL_SIZE) -> np.ndarray:
     """BD degradation (RDN's ``imresize_BD``): 7x7 Gaussian blur (sigma 1.6, replicate border),
-    then nearest-neighbour decimation (:func:`nearest_decimation_matrix`).
+    then nearest-neighbour decimation (MATLAB ``imresize(x, 1/s, 'nearest')``: LR pixel i takes
+    blurred HR pixel i*s + floor(s/2)).
 
     (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32.
     """
@@ -227,8 +219,9 @@ def blur_downscale_matrices(h: int, w: int, scale: int, sigma: float = BD_SIGMA,
                             kernel_size: int = BD_KERNEL_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """(Mh, Mw) with ``blur_downscale(img) == Mh @ img @ Mw.T`` for an (h, w) image."""
     s = _check_scale(scale)
-    mh = nearest_decimation_matrix(h, s) @ gaussian_blur_matrix(h, sigma, kernel_size)
-    mw = nearest_decimation_matrix(w, s) @ gaussian_blur_matrix(w, sigma, kernel_size)
+    # nearest decimation keeps rows i*s + floor(s/2) of the blur (a fresh, writable copy)
+    mh = np.array(gaussian_blur_matrix(h, sigma, kernel_size)[s // 2::s][: h // s])
+    mw = np.array(gaussian_blur_matrix(w, sigma, kernel_size)[s // 2::s][: w // s])
     return mh, mw
 
 
@@ -236,17 +229,18 @@ def blur_downscale_matrices(h: int, w: int, scale: int, sigma: float = BD_SIGMA,
 # k-space truncation / zero-filling
 
 
-def _fourier_resample(x: np.ndarray, n_out: int, axis: int, shift: float = 0.0) -> np.ndarray:
+def _fourier_resample(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
     """Resample a real signal along ``axis`` to ``n_out`` samples by cropping/zero-padding its
     centred spectrum, scaled by n_out/n_in so the mean is kept.
 
-    Output sample i lies at input position ``i * n_in / n_out + shift`` (a linear phase on the
-    spectrum moves the samples; ``shift`` in input samples). The unpaired Nyquist bin of an even
+    Output sample i lies at input position ``i * n_in / n_out + shift``, block-centred
+    (:func:`_block_centre_shift`; a linear phase on the spectrum moves the samples). The unpaired Nyquist bin of an even
     length is split/summed symmetrically (as ``scipy.signal.resample`` does), so a real input
     gives an exactly real output and up- then down-sampling (with opposite shifts) is the
     identity on band-limited signals.
     """
     n_in = x.shape[axis]
+    shift = _block_centre_shift(n_in, n_out)
     spec = np.moveaxis(np.fft.fft(x, axis=axis), axis, -1)
     out = np.zeros(spec.shape[:-1] + (n_out,), dtype=np.complex128)
 
@@ -272,7 +266,7 @@ def _fourier_resample(x: np.ndarray, n_out: int, axis: int, shift: float = 0.0) 
 
 @functools.lru_cache(maxsize=256)
 def _fourier_matrix_cached(in_len: int, out_len: int) -> np.ndarray:
-    m = _fourier_resample(np.eye(in_len), out_len, axis=0, shift=_block_centre_shift(in_len, out_len))
+    m = _fourier_resample(np.eye(in_len), out_len, axis=0)
     m.setflags(write=False)
     return m
 
@@ -313,8 +307,8 @@ def kspace_downscale(img: np.ndarray, scale: int) -> np.ndarray:
     s = _check_scale(scale)
     a = crop_to_multiple(_as_image(img), s)
     h, w = a.shape[-2:]
-    y = _fourier_resample(a, h // s, axis=-2, shift=_block_centre_shift(h, h // s))
-    y = _fourier_resample(y, w // s, axis=-1, shift=_block_centre_shift(w, w // s))
+    y = _fourier_resample(a, h // s, axis=-2)
+    y = _fourier_resample(y, w // s, axis=-1)
     return y.astype(np.float32)
 
 
@@ -328,8 +322,8 @@ def kspace_upscale(img: np.ndarray, scale: int) -> np.ndarray:
     s = _check_scale(scale)
     a = _as_image(img)
     h, w = a.shape[-2:]
-    y = _fourier_resample(a, h * s, axis=-2, shift=_block_centre_shift(h, h * s))
-    y = _fourier_resample(y, w * s, axis=-1, shift=_block_centre_shift(w, w * s))
+    y = _fourier_resample(a, h * s, axis=-2)
+    y = _fourier_resample(y, w * s, axis=-1)
     return y.astype(np.float32)
 
 
