@@ -61,7 +61,7 @@ def run(args) -> int:
     from keras_seran.errors import InputDataError, OutputPathError
     from keras_seran.evaluation.protocol import bicubic_predictor, keras_predictor, score_pairs
     from keras_seran.evaluation.table import Row, to_csv, to_markdown
-    from keras_seran.inference.writer import atomic_path, check_output_path
+    from keras_seran.inference.writer import atomic_path, check_output_path, same_file
     from keras_seran.pretrained import load_model
 
     rows: list[Row] = []
@@ -73,7 +73,7 @@ def run(args) -> int:
     if args.no_bicubic and not specs:
         raise InputDataError(None, "nothing to evaluate: --no-bicubic and no --models")
     outputs = [path for path in (args.markdown, args.csv) if path is not None]
-    if len(set(map(str, outputs))) < len(outputs):
+    if len(outputs) == 2 and same_file(*outputs):
         raise OutputPathError(outputs[0], "--markdown and --csv name the same file")
     for path in outputs:
         check_output_path(path, suffixes=None, overwrite=True)

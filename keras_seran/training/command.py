@@ -135,13 +135,10 @@ def check_resume(args, saved: dict, data_cfg: DataConfig, train_cfg: TrainConfig
                and getattr(args, k) != saved.get(k)]
     if args.init_from is not None:
         changed.append(f"--init-from {args.init_from} (a resumed run starts from its checkpoint)")
-    now = {"data": to_dict(data_cfg), "train": to_dict(train_cfg)}
+    # the JSON round trip run_config.json went through (tuples become lists)
+    now = json.loads(json.dumps({"data": to_dict(data_cfg), "train": to_dict(train_cfg)}))
     for section in ("data", "train"):
-        before = dict(saved.get(section, {}))
-        if "percentiles" in before:
-            before["percentiles"] = list(before["percentiles"])
-        if "percentiles" in now[section]:
-            now[section]["percentiles"] = list(now[section]["percentiles"])
+        before = saved.get(section, {})
         for name, value in now[section].items():
             if name in before and before[name] != value and (section, name) not in RESUMABLE:
                 changed.append(f"{section}.{name} {value!r} (the run has {before[name]!r})")

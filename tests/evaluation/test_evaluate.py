@@ -62,6 +62,8 @@ def test_evaluate_checks_before_scoring(tmp_path, capsys, monkeypatch):
     md = tmp_path / "t.md"
     for argv, named in ((["--markdown", str(md), "--csv", str(tmp_path / "isdir")], "isdir"),
                         (["--markdown", str(md), "--csv", str(md)], "same file"),
+                        (["--markdown", str(md), "--csv", str(tmp_path / "isdir" / ".." / "t.md")],
+                         "same file"),
                         (["--no-bicubic", "--models"], "nothing to evaluate"),
                         (["--models", "seran"], "NAME=MODEL")):
         rc = main(["evaluate", "--scales", "2", *argv])
