@@ -179,11 +179,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputDataError(None, f"--max-memory must be positive, got {args.max_memory}")
     from keras_seran.inference.resolver import check_output_dtype
 
-    try:
-        check_output_dtype(None if args.output_dtype == "float32" else args.output_dtype)
-    except InputDataError as exc:
-        raise InputDataError(None, str(exc).replace("output dtype", "--output-dtype", 1)
-                             ) from None
+    check_output_dtype(args.output_dtype, what="--output-dtype")
     # Check the input and every output path before the (slow) model load; a single input file
     # is read here (once), so a bad one fails before anything is built or created.
     src = Path(args.input).expanduser()
@@ -208,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         resolver, args.input, args.output, overwrite=args.overwrite,
         progress=not args.no_progress, stop_on_error=False, errors=errors, axis=args.axis,
         batch_size=args.batch_size, tile_size=args.tile_size, overlap=args.overlap,
-        output_dtype=None if args.output_dtype == "float32" else args.output_dtype,
+        output_dtype=args.output_dtype,
         max_memory_mb=args.max_memory, preloaded=preloaded)
     for e in errors:
         print(f"{PROG}: error: {e}", file=sys.stderr)

@@ -307,7 +307,7 @@ class SuperResolver:
         finally:
             if bar is not None:
                 bar.close()
-        result = cast_output(result, output_dtype, vol.header, lo, hi, vol.path, vol.scaled)
+        result = cast_output(result, output_dtype, vol.header, lo, hi, vol.scaled)
         return geometry.upscaled_image(result, vol.affine, vol.header, s, axis)
 
     def predict_file(self, input_path: str | Path, output_path: str | Path,
@@ -385,9 +385,10 @@ NIFTI_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", 
                 "float32", "float64")
 
 
-def check_output_dtype(output_dtype: Any) -> Any:
+def check_output_dtype(output_dtype: Any, what: str = "output dtype") -> Any:
     """None, "input", or the numpy dtype of a NIfTI-storable real type; else InputDataError
-    (checked before any work: the command line calls it before loading the model)."""
+    (checked before any work: the command line calls it, ``what="--output-dtype"``, before
+    loading the model)."""
     if output_dtype is None or (isinstance(output_dtype, str) and output_dtype == "input"):
         return output_dtype
     try:
@@ -395,19 +396,19 @@ def check_output_dtype(output_dtype: Any) -> Any:
     except TypeError:
         dt = None
     if dt is None or dt.name not in NIFTI_DTYPES:
-        raise InputDataError(None, f"output dtype {output_dtype!r}: choose 'input' or one of "
+        raise InputDataError(None, f"{what} {output_dtype!r}: choose 'input' or one of "
                                    f"{', '.join(NIFTI_DTYPES)}")
     return dt
 
 
 def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: float,
-                path: Any = None, scaled: bool = False) -> np.ndarray:
-    """The super-resolved volume in the requested dtype (see :meth:`SuperResolver.predict_volume`).
+                scaled: bool = False) -> np.ndarray:
+    """The super-resolved volume in the requested dtype (see :meth:`SuperResolver.predict_volume`);
+    ``output_dtype`` as :func:`check_output_dtype` returns it.
 
     ``scaled``: the input stored scaled integers (:attr:`keras_seran.data.io.Volume.scaled`);
     then "input" keeps float32, since rounding to the stored type would lose the scaling.
     """
-    output_dtype = check_output_dtype(output_dtype)
     if output_dtype is None:
         return y.astype(np.float32, copy=False)
     if isinstance(output_dtype, str):       # "input"
@@ -421,9 +422,7 @@ def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: fl
         r = np.rint(y)
         np.clip(r, max(info.min, np.floor(lo)), min(info.max, np.ceil(hi)), out=r)
         return r.astype(dt)
-    if np.issubdtype(dt, np.floating):
-        return y.astype(dt, copy=False)
-    raise InputDataError(path, f"output dtype {dt} is neither an integer nor a float type")
+    return y.astype(dt, copy=False)          # a float type (check_output_dtype allows no other)
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
