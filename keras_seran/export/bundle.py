@@ -314,6 +314,8 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
     onnx_variants = onnx_export.check_variants(onnx_variants)
     if "tensorrt" in fmts and "float32" not in onnx_variants:
         onnx_variants = ["float32", *onnx_variants]
+    if "onnx" in fmts or "tensorrt" in fmts:
+        opset = onnx_export.check_opset(opset)   # before the SavedModel and LiteRT conversions
     scale = int(scale or infer_scale(model))
     if input_size is not None:
         input_size = (int(input_size[0]), int(input_size[1]))

@@ -241,3 +241,15 @@ def test_missing_export_modules_are_named_before_any_work(monkeypatch):
     with pytest.raises(InputDataError, match=r"export to onnx needs onnxruntime, tf2onnx \(not "
                                              r"installed\): pip install 'keras-seran\[tf,export\]'"):
         check_requirements(["onnx"])
+
+
+def test_a_bad_opset_fails_before_any_conversion(untrained_tiny, tmp_path, monkeypatch):
+    """export_bundle (the library path, not only the command) checks the opset first."""
+    from keras_seran.export import bundle, onnx_export
+
+    monkeypatch.setattr(bundle, "export_savedmodel",
+                        lambda *a, **k: pytest.fail("converted before checking the opset"))
+    with pytest.raises(ValueError, match=f"opset must be between {onnx_export.MIN_OPSET} and "
+                                         f"{onnx_export.MAX_OPSET}"):
+        bundle.export_bundle(untrained_tiny, tmp_path / "b", ["savedmodel", "onnx"], opset=30)
+    assert not (tmp_path / "b").exists()
