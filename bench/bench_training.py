@@ -57,17 +57,16 @@ def main() -> None:
             "float32" if precision == "float32" else mixed_policy(precision))
         cfg = DataConfig(patch_size=args.patch, batch_size=args.batch, slice_axis=1,
                          val_fraction=0.0, min_foreground=0.05)
-        if backend == "tensorflow":
+        if backend == "tensorflow":   # the pipelines train() feeds on each backend
             from keras_seran.data import make_datasets
 
             train_ds, _ = make_datasets(str(samples.T1_AXIAL_SLAB), scale, cfg)
-            batches = iter(train_ds)
         else:
-            from keras_seran.data import PatchPyDataset
+            from keras_seran.data import make_pydatasets
 
-            patches = PatchPyDataset(str(samples.T1_AXIAL_SLAB), scale, cfg,
-                                     steps_per_epoch=args.warmup + args.steps)
-            batches = (patches[i] for i in range(len(patches)))
+            train_ds, _ = make_pydatasets(str(samples.T1_AXIAL_SLAB), scale, cfg,
+                                          steps_per_epoch=args.warmup + args.steps)
+        batches = iter(train_ds)
         model = compile_model(build_model("seran", scale, preset), TrainConfig(), scale)
         for _ in range(args.warmup):
             model.train_on_batch(*next(batches))
