@@ -47,6 +47,12 @@ def check_int(name: str, value: Any, minimum: int, optional: bool = False) -> No
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def check_bool(name: str, value: Any) -> None:
+    """ValueError unless ``value`` is True or False (not 0/1, not a string)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
 def check_number(name: str, value: Any, low: float, high: float = float("inf"),
                  low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
     """ValueError unless ``value`` is a number in the interval low..high (open ends as asked)."""
@@ -95,8 +101,7 @@ class SERAConfig:
             raise ValueError(f"reasoning must be one of {REASONING_KINDS}, got {self.reasoning!r}")
         check_number("residual_scale", self.residual_scale, float("-inf"), optional=True)
         check_number("residual_scale_init", self.residual_scale_init, float("-inf"))
-        if not isinstance(self.attention_norm, bool):
-            raise ValueError(f"attention_norm must be true or false, got {self.attention_norm!r}")
+        check_bool("attention_norm", self.attention_norm)
 
 
 @dataclass(frozen=True)
@@ -124,9 +129,7 @@ class SERANConfig:
     def __post_init__(self) -> None:
         check_scale(self.scale)
         for name in ("channels", "num_groups", "blocks_per_group", "input_channels"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, getattr(self, name), 1)
         if not isinstance(self.sera, SERAConfig):
             raise ValueError(f"sera must be a SERAConfig (or, in preset_config / seran(), a dict "
                              f"of its fields), got {type(self.sera).__name__} {self.sera!r}")
@@ -247,8 +250,7 @@ class DataConfig:
                              f"{self.percentiles!r}")
         check_number("val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
         check_int("val_gap", self.val_gap, 0)
-        if not isinstance(self.augment, bool):
-            raise ValueError(f"augment must be true or false, got {self.augment!r}")
+        check_bool("augment", self.augment)
         check_contrast_args(self.contrast_augment, self.contrast_knots)
         if self.contrast is not None and not isinstance(self.contrast, str):
             raise ValueError(f"contrast must be a name such as 'T1' or null, got {self.contrast!r}")
@@ -288,8 +290,7 @@ class TrainConfig:
         check_number("beta_2", self.beta_2, 0.0, 1.0, high_open=True)
         check_number("epsilon", self.epsilon, 0.0, low_open=True)
         check_number("clipnorm", self.clipnorm, 0.0, low_open=True, optional=True)
-        if not isinstance(self.distribute, bool):
-            raise ValueError(f"distribute must be true or false, got {self.distribute!r}")
+        check_bool("distribute", self.distribute)
         check_int("early_stop_patience", self.early_stop_patience, 0, optional=True)
         check_int("checkpoint_every_epochs", self.checkpoint_every_epochs, 1)
         if self.mixed_precision not in (False, True, *MIXED_PRECISION_KINDS):
