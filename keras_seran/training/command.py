@@ -154,7 +154,7 @@ def run(args) -> int:
     from keras_seran.errors import InputDataError
     from keras_seran.training import train
     from keras_seran.training.callbacks import read_state
-    from keras_seran.training.trainer import RUN_CONFIG, load_run_config
+    from keras_seran.training.trainer import RUN_CONFIG, describe_sources, load_run_config
 
     saved = load_run_config(args.out) if args.resume else None
     data_cfg, train_cfg = resolve_configs(args, saved)
@@ -178,7 +178,7 @@ def run(args) -> int:
         resolve_lr_mode("auto", data_cfg.degradation, data_cfg.contrast_augment)
     except ValueError as exc:
         raise InputDataError(args.config, f"--contrast-augment: {exc}") from None
-    if saved is not None and args.data and list(map(str, args.data)) != saved.get("sources"):
+    if saved is not None and args.data and describe_sources(args.data) != saved.get("sources"):
         print(f"resuming with --data {' '.join(map(str, args.data))} (the run was started on "
               f"{saved.get('sources')})")
     history = train(data, args.scale, args.out, arch=args.arch, preset=args.preset,

@@ -210,7 +210,7 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
             model = compile_model(model, train_cfg, scale)
             initial_epoch = 0
             atomic_write_json({"arch": arch, "preset": preset, "scale": scale,
-                               "sources": _describe_sources(sources),
+                               "sources": describe_sources(sources),
                                "data": to_dict(data), "train": to_dict(train_cfg),
                                "init_from": None if init_from is None else str(init_from),
                                "keras": keras.__version__, "started": time.strftime("%F %T")},
@@ -249,7 +249,7 @@ def record_resume(run_dir: str | Path, train_cfg: TrainConfig, epoch: int,
     saved = load_run_config(run_dir)
     saved["train"] = to_dict(train_cfg)
     entry = {"at_epoch": int(epoch), "time": time.strftime("%F %T")}
-    described = _describe_sources(sources) if sources is not None else None
+    described = describe_sources(sources) if sources is not None else None
     if described is not None and described != saved.get("sources"):
         entry["previous_sources"] = saved.get("sources")
         saved["sources"] = described
@@ -257,7 +257,7 @@ def record_resume(run_dir: str | Path, train_cfg: TrainConfig, epoch: int,
     atomic_write_json(saved, path)
 
 
-def _describe_sources(sources: Any) -> Any:
+def describe_sources(sources: Any) -> Any:
     """The JSON form of ``sources`` in run_config.json."""
     if isinstance(sources, (list, tuple)):
         return [str(s) for s in sources]
