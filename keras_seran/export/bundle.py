@@ -77,11 +77,11 @@ def check_requirements(formats: Iterable[str]) -> None:
     ``formats`` needs is not installed (the install command is named)."""
     import importlib.util
 
-    import keras
+    from keras_seran.devices import backend
 
-    if keras.backend.backend() != "tensorflow":
+    if backend() != "tensorflow":
         raise InputDataError(None, "export converts through TensorFlow and needs the tensorflow "
-                                   f"backend (this is {keras.backend.backend()}): run it with "
+                                   f"backend (this is {backend()}): run it with "
                                    "KERAS_BACKEND=tensorflow")
     missing = sorted({m for f in formats for m in REQUIREMENTS[f]
                       if importlib.util.find_spec(m) is None})

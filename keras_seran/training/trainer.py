@@ -18,7 +18,7 @@ import keras
 
 from keras_seran.config import (MIXED_PRECISION_KINDS, TRAINABLE_ARCHS, DataConfig,
                                 TrainConfig, to_dict)
-from keras_seran.devices import has_tensorflow
+from keras_seran.devices import backend, has_tensorflow
 from keras_seran.errors import OutputPathError
 from keras_seran.training.callbacks import (LAST, STATE_FILE, RunCheckpoint, atomic_write_json,
                                             read_json, read_state, trim_log)
@@ -81,11 +81,11 @@ def _dtype_policy(mixed: bool | str):
 def check_backend(train_cfg: TrainConfig) -> None:
     """InputDataError when ``train_cfg`` asks for what the running backend lacks: multi-GPU
     training is ``tf.distribute.MirroredStrategy`` (TensorFlow backend only)."""
-    if train_cfg.distribute and keras.backend.backend() != "tensorflow":
+    if train_cfg.distribute and backend() != "tensorflow":
         from keras_seran.errors import InputDataError
 
         raise InputDataError(None, "--multi-gpu uses tf.distribute.MirroredStrategy, which needs "
-                                   f"the tensorflow backend (this is {keras.backend.backend()}); "
+                                   f"the tensorflow backend (this is {backend()}); "
                                    "train on one GPU, or with KERAS_BACKEND=tensorflow")
 
 
@@ -180,7 +180,7 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
     if datasets is None:
         # resume the patch stream where the checkpoint left it
         start_epoch = 0 if state is None else int(state["epoch"])
-        if keras.backend.backend() == "tensorflow":
+        if backend() == "tensorflow":
             from keras_seran.data import make_datasets
 
             datasets = make_datasets(sources, scale, data,
