@@ -90,12 +90,21 @@ def check_requirements(formats: Iterable[str]) -> None:
                                    "(not installed): pip install 'keras-seran[tf,export]'")
 
 
+def needs_calibration(formats: Iterable[str], tflite_variants: Iterable[str],
+                      onnx_variants: Iterable[str]) -> bool:
+    """Whether any requested model is full int8 (LiteRT int8, ONNX QDQ), i.e. needs calibration."""
+    fmts = set(formats)
+    return ("tflite" in fmts and "int8" in set(tflite_variants)) or (
+        bool(fmts & {"onnx", "tensorrt"}) and "int8" in set(onnx_variants))
+
+
 def check_out_dir(out_dir: str | Path, overwrite: bool = False,
                   inputs: Iterable[str | Path] = ()) -> Path:
     """Check ``out_dir`` before anything is exported; returns it as an absolute path.
 
-    Refused: a file; a non-empty folder without ``overwrite``; the current folder or one that
-    contains it (replacing it would pull the ground from under the caller); a folder that
+    Refused: a file; a non-empty folder without ``overwrite``, and with it one that is not a
+    bundle (no ``manifest.json``: a mistyped ``--out ~/data`` must not wipe that folder); the
+    current folder or one that contains it (replacing it would pull the ground from under the caller); a folder that
     contains one of ``inputs`` (e.g. the model file: replacing the folder would delete it); a
     place whose nearest existing parent is not a writable folder. Creates nothing: the missing
     parents are made when the export starts (the bundle is built beside ``out_dir``) and removed
@@ -112,9 +121,14 @@ def check_out_dir(out_dir: str | Path, overwrite: bool = False,
         if item.exists() and item.resolve().is_relative_to(out):
             raise OutputPathError(out_dir, f"contains the input {item}; exporting would replace "
                                            "it; choose another --out folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputPathError(out_dir, "folder exists and is not empty; pass --overwrite to "
-                                       "replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputPathError(out_dir, "folder exists and is not empty; pass --overwrite to "
+                                           "replace it")
+        if not (out / MANIFEST).is_file():
+            raise OutputPathError(out_dir, f"folder is not empty and holds no {MANIFEST}, so it is "
+                                           "not an export bundle; --overwrite only replaces a "
+                                           "bundle: choose another --out folder")
     ensure_writable_dir(out.parent, create=False)   # (or its nearest existing parent)
     return out
 
@@ -210,9 +224,14 @@ def input_contract(model, scale: int, input_size: tuple[int, int] | None,
                        "the percentiles of the whole volume's intensities (tissue lies in [0, 1]; "
                        "the margin keeps bright structures, the clip keeps a hot pixel from "
                        "disturbing the whole slice through the global attention)",
+            "percentile_method": "numpy.percentile over every voxel of the volume (linear "
+                                 "interpolation); if the two percentiles coincide (a volume "
+                                 "almost all background), the volume's min and max instead",
             "beyond_range": "keras_seran's SuperResolver adds the clipped-off part back, "
                             "upscaled bicubically (optional)",
-            "int8_note": "int8 models were calibrated on [0, 1] inputs and saturate beyond it",
+            "int8_note": "int8 models were calibrated on real MR slices normalised this way (bright "
+                         "structures above 1 included), so they cover the range real volumes "
+                         "reach; a value far beyond it saturates",
             "inverse": f"x = x_norm * (p{hi:g} - p{lo:g}) + p{lo:g}",
         },
         "output": {"name": OUTPUT_NAME, "shape": [1, out_h, out_w, channels], "dtype": "float32",
@@ -279,7 +298,7 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
                   opset: int = onnx_export.DEFAULT_OPSET,
                   trt_profiles: Sequence[tensorrt_engine.Profile] | None = None,
                   overwrite: bool = False, strict: bool = False, num_threads: int = 2,
-                  model_source: str | None = None,
+                  model_source: str | None = None, calibration_source: str | None = None,
                   log: Callable[[str], None] | None = None) -> dict:
     """Export ``model`` to every format in ``formats``, check each against Keras, write a bundle.
 
@@ -289,19 +308,21 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
         formats: any of "savedmodel", "tflite" (= "litert"), "onnx", "tensorrt" (the latter
             also exports the ONNX files it is built from).
         scale: SR factor (inferred from the model when None).
-        calibration: LR slices (1, h, w, 1) in [0, 1] for int8 calibration; default the first 12
-            slices of the bundled real T1 slab (:func:`parity.calibration_inputs`).
+        calibration: LR slices (1, h, w, 1), normalised as the input contract says, for int8
+            calibration; default the first 12 slices of the bundled real T1 slab
+            (:func:`parity.calibration_inputs`).
         parity_pairs: (LR, HR) pairs for the parity report; default the slab's 4 last slices
             (never used for calibration), sized to ``input_size`` when it is given.
         input_size: LR (H, W) of fixed-size LiteRT models (dynamic when None); also the default
             TensorRT profile (min = opt = max).
-        int8_io: full-int8 LiteRT with an int8 input/output interface (default float32 [0, 1]).
+        int8_io: full-int8 LiteRT with an int8 input/output interface (default float32).
         tflite_variants / onnx_variants: which precisions to write.
         trt_profiles: (min_hw, opt_hw, max_hw) LR sizes for TensorRT.
         strict: raise :class:`ExportCheckError` (and write nothing) when a format misses its
             parity tolerance; otherwise the failure is recorded in the manifest.
         num_threads: CPU threads of the LiteRT/onnxruntime runners used for parity.
         model_source: where the model came from (recorded in the manifest).
+        calibration_source: where ``calibration`` came from (recorded in the manifest).
         log: progress messages (e.g. ``print``); silent when None.
 
     Returns the manifest (also written to ``out_dir/manifest.json``).
@@ -320,16 +341,25 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
     if input_size is not None:
         input_size = (int(input_size[0]), int(input_size[1]))
     if trt_profiles:
-        trt_profiles = [tensorrt_engine.check_profile(p) for p in trt_profiles]
+        trt_profiles = tensorrt_engine.check_profiles(trt_profiles)
     elif input_size is not None:
         trt_profiles = [(input_size, input_size, input_size)]
     else:
         trt_profiles = list(tensorrt_engine.DEFAULT_PROFILES)
 
-    needs_calibration = ("tflite" in fmts and "int8" in tflite_variants) or (
-        ("onnx" in fmts or "tensorrt" in fmts) and "int8" in onnx_variants)
-    if needs_calibration and not calibration:
-        calibration = parity.calibration_inputs(scale)
+    calibration_info = None
+    if needs_calibration(fmts, tflite_variants, onnx_variants):
+        if not calibration:
+            calibration = parity.calibration_inputs(scale)
+            calibration_source = (f"bundled real T1 slab, slices {parity.CALIBRATION_SLICES[0]}-"
+                                  f"{parity.CALIBRATION_SLICES[-1]} along axis "
+                                  f"{parity.SLAB_SLICE_AXIS}")
+        calibration_info = {
+            "source": calibration_source, "slices": len(calibration),
+            "lr_range": [float(min(np.min(c) for c in calibration)),
+                         float(max(np.max(c) for c in calibration))],
+            "method": "min/max of every activation over the calibration slices (LiteRT "
+                      "full int8; ONNX QDQ: MinMax, symmetric)"}
     if parity_pairs is None:
         parity_pairs = parity.parity_pairs(scale, lr_size=input_size)
     stem = model.name
@@ -397,14 +427,18 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
                                "tensorrt_ops_checked": True, "variants": variants}
 
         if "tensorrt" in fmts:
+            requires = onnx_export.tensorrt_requirement(opset)
+            if opset > onnx_export.TENSORRT8_MAX_OPSET:
+                say(f"tensorrt: note: ONNX opset {opset} needs {requires}")
             script = tensorrt_engine.build_engines_script(
-                onnx_files, trt_profiles, stem=stem, channels=int(model.inputs[0].shape[-1]))
+                onnx_files, trt_profiles, stem=stem, channels=int(model.inputs[0].shape[-1]),
+                requires=requires)
             (tmp / BUILD_SCRIPT).write_text(script)
             os.chmod(tmp / BUILD_SCRIPT, 0o755)
             profiles_json = [[list(a), list(b), list(c)] for a, b, c in trt_profiles]
             ok, reason = tensorrt_engine.tensorrt_status()
             entry = {"build_script": BUILD_SCRIPT, "profiles_lr_hw": profiles_json,
-                     "engines": {}}
+                     "requires": requires, "engines": {}}
             if not ok:
                 say(f"tensorrt: skipped ({reason})")
                 entry.update(status="skipped", reason=reason)
@@ -451,6 +485,7 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
             "model": _model_info(model, scale, model_source),
             "scale": scale,
             "input_contract": input_contract(model, scale, input_size, int8_io_info),
+            "calibration": calibration_info,
             "signature": {"name": SIGNATURE, "input": INPUT_NAME, "output": OUTPUT_NAME},
             "formats_requested": fmts,
             "formats": entries,

@@ -25,19 +25,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fixed LR input size of the LiteRT models (default: dynamic H, W); "
                              "also the default TensorRT profile")
     parser.add_argument("--int8-io", action="store_true",
-                        help="full-int8 LiteRT model with int8 input/output "
-                             "(default float32 [0, 1])")
+                        help="full-int8 LiteRT model with int8 input/output (default float32; "
+                             "the manifest gives the int8 scale and zero point)")
     parser.add_argument("--tflite-variants", default="float32,float16,dynamic_int8,int8",
                         help="LiteRT precisions (default all four)")
     parser.add_argument("--onnx-variants", default="float32,int8",
                         help="ONNX precisions: float32, int8 (QDQ) (default both)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or 18 (default 17)")
+    parser.add_argument("--opset", type=int, default=17,
+                        help="ONNX opset, 17 or 18 (default 17; TensorRT 8.x, JetPack 5/6.0, "
+                             "reads up to 17)")
     parser.add_argument("--trt-profile", action="append", metavar="MIN:OPT:MAX", default=None,
                         help="TensorRT optimization profile of LR sizes, e.g. "
                              "64x64:128x128:256x256 (repeatable; default 16x16:128x128:256x256)")
     parser.add_argument("--calibration", type=Path, default=None, metavar="NIFTI",
-                        help="MR volume (.nii/.nii.gz) whose slices calibrate int8 "
-                             "(default: the bundled real T1 slab)")
+                        help="MR volume (.nii/.nii.gz, DICOM folder) or 2D slice (PNG, .npy) "
+                             "whose slices calibrate int8 (default: the bundled real T1 slab)")
     parser.add_argument("--calibration-axis", type=int, default=2,
                         help="slice axis of --calibration (default 2)")
     parser.add_argument("--scale", type=int, default=None,
@@ -45,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2,
                         help="CPU threads for the parity runs (default 2)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a non-empty --out folder")
+                        help="replace an existing bundle in --out (a folder with manifest.json; "
+                             "any other non-empty folder is refused)")
     parser.add_argument("--strict", action="store_true",
                         help="fail (exit 1, no bundle) when a format misses its parity tolerance")
     parser.add_argument("--quiet", action="store_true", help="print only the parity table")
@@ -66,9 +69,10 @@ def _size(text: str | None):
 def run(args: argparse.Namespace) -> int:
     from keras_seran.errors import InputDataError
     from keras_seran.export import litert, onnx_export
-    from keras_seran.export.bundle import check_out_dir, check_requirements, parse_formats
+    from keras_seran.export.bundle import (check_out_dir, check_requirements, needs_calibration,
+                                           parse_formats)
     from keras_seran.export.parity import ExportCheckError
-    from keras_seran.export.tensorrt_engine import parse_profile
+    from keras_seran.export.tensorrt_engine import check_profiles, parse_profile
 
     # Everything that can be checked without TensorFlow is checked first: a bad argument never
     # costs a model load, and nothing is written.
@@ -77,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         tflite_variants = litert.check_variants(args.tflite_variants.split(","))
         onnx_variants = onnx_export.check_variants(args.onnx_variants.split(","))
-        profiles = [parse_profile(p) for p in args.trt_profile] if args.trt_profile else None
+        profiles = ([parse_profile(p) for p in args.trt_profile] if args.trt_profile else None)
+        if profiles:
+            profiles = check_profiles(profiles)
         try:
             onnx_export.check_opset(args.opset)
         except ValueError as exc:
@@ -89,6 +95,14 @@ def run(args: argparse.Namespace) -> int:
         if args.int8_io and not ("tflite" in formats and "int8" in tflite_variants):
             raise ValueError("--int8-io applies to the full-int8 LiteRT model: it needs tflite "
                              "in --formats and int8 in --tflite-variants")
+        if args.calibration is not None and not needs_calibration(formats, tflite_variants,
+                                                                  onnx_variants):
+            raise ValueError("--calibration calibrates the int8 models and none is requested: "
+                             "add int8 to --tflite-variants (with tflite) or --onnx-variants "
+                             "(with onnx or tensorrt)")
+        if args.trt_profile and "tensorrt" not in formats:
+            raise ValueError("--trt-profile shapes the TensorRT engines: add tensorrt to "
+                             "--formats")
     except ValueError as exc:
         raise InputDataError(None, str(exc)) from exc
     check_requirements(formats)
@@ -103,7 +117,11 @@ def run(args: argparse.Namespace) -> int:
 
     say = (lambda msg: None) if args.quiet else (lambda msg: print(f"[export] {msg}", flush=True))
     model = load_model(args.model)
-    scale = infer_scale(model)
+    try:
+        scale = infer_scale(model)
+    except Exception as exc:
+        raise InputDataError(args.model, f"not a super-resolution model (B, H, W, 1) -> "
+                                         f"(B, H*s, W*s, 1): {exc}") from None
     if args.scale is not None and args.scale != scale:
         raise InputDataError(args.model, f"--scale {args.scale} does not match the model, which "
                                          f"upscales x{scale}")
@@ -117,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
             input_size=input_size, int8_io=args.int8_io, tflite_variants=tflite_variants,
             onnx_variants=onnx_variants, opset=args.opset, trt_profiles=profiles,
             overwrite=args.overwrite, strict=args.strict, num_threads=args.threads,
-            model_source=str(args.model), log=say)
+            model_source=str(args.model),
+            calibration_source=(f"{args.calibration} (axis {args.calibration_axis})"
+                                if args.calibration is not None else None), log=say)
     except ExportCheckError as exc:
         print(f"keras-seran export: check failed: {exc}")
         return 1

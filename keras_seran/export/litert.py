@@ -6,7 +6,7 @@ Variants (``VARIANTS``):
     float16        fp16 weights (dequantised at load; fp32 compute on CPU, fp16 on GPU delegates)
     dynamic_int8   int8 weights, float activations (dynamic-range quantisation)
     int8           full-integer: int8 weights and activations, calibrated on real MR slices
-                   (``representative_dataset``); the interface stays float32 [0, 1] unless
+                   (``representative_dataset``); the interface stays float32 unless
                    ``int8_io=True`` (then the input/output are int8 with the recorded scale and
                    zero point). Everything is int8 here, the SERA softmaxes included (builtin
                    int8 softmax, output step 1/256): the attention over H*W positions, whose
@@ -71,8 +71,9 @@ def convert_saved_model(saved_model_dir: str | Path, variant: str = "float32",
                         int8_io: bool = False) -> bytes:
     """Convert the ``serving_default`` signature of a SavedModel to a .tflite flatbuffer.
 
-    ``representative`` (LR inputs (1, h, w, 1) in [0, 1], real MR slices) is required for
-    ``variant="int8"``; with ``input_size`` they are centre-cropped/padded to it.
+    ``representative`` (LR inputs (1, h, w, 1), real MR slices normalised as the input contract
+    says) is required for ``variant="int8"``; with ``input_size`` they are centre-cropped/padded
+    to it.
     """
     import tensorflow as tf
 
@@ -204,7 +205,7 @@ class LiteRTRunner:
     """Run a .tflite with ``ai_edge_litert.interpreter.Interpreter`` on (1, h, w, 1) float32 inputs.
 
     Resizes a dynamic input as needed; quantizes/dequantizes an int8 interface so that callers
-    always pass and get float32 in [0, 1].
+    always pass and get float32 in the contract's normalised units.
     """
 
     def __init__(self, path: str | Path, num_threads: int | None = 2):

@@ -29,6 +29,9 @@ MIN_OPSET = 17
 #: The newest opset tf2onnx converts to (``max(tf2onnx.constants.OPSET_TO_IR_VERSION)``; a test
 #: keeps the two in step). Kept here so the command line can check ``--opset`` without TensorFlow.
 MAX_OPSET = 18
+#: The newest opset the ONNX parser of TensorRT 8.x reads (onnx-tensorrt's operator table:
+#: "TensorRT 8.6 supports operators up to Opset 17"); JetPack 5 and 6.0 ship TensorRT 8.5 / 8.6.
+TENSORRT8_MAX_OPSET = 17
 
 VARIANTS: tuple[str, ...] = ("float32", "int8")
 PRECISION = {"float32": "float32", "int8": "int8"}
@@ -88,6 +91,14 @@ def check_opset(opset: int) -> int:
         raise ValueError(f"opset must be between {MIN_OPSET} and {MAX_OPSET} (the newest tf2onnx "
                          f"writes), got {opset}")
     return int(opset)
+
+
+def tensorrt_requirement(opset: int) -> str:
+    """The TensorRT releases that parse an ONNX graph of ``opset`` (for the bundle's notes)."""
+    if int(opset) <= TENSORRT8_MAX_OPSET:
+        return "TensorRT 8.5 or newer (JetPack 5 and 6)"
+    return (f"TensorRT 10 or newer (JetPack 6.1+): TensorRT 8.x parses ONNX opsets up to "
+            f"{TENSORRT8_MAX_OPSET}; export with --opset {TENSORRT8_MAX_OPSET} for it")
 
 
 def export_onnx(model, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
@@ -337,7 +348,7 @@ class OnnxRunner:
         return self.session.run(None, {self.input_name: np.asarray(lr, np.float32)})[0]
 
 
-__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET", "TENSORRT_ONNX_OPS", "FORBIDDEN_OPS",
+__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET", "TENSORRT8_MAX_OPSET", "tensorrt_requirement", "TENSORRT_ONNX_OPS", "FORBIDDEN_OPS",
            "VARIANTS", "check_opset", "export_onnx", "quantize_qdq", "float_attention_nodes",
            "tensorrt_problems", "assert_tensorrt_compatible", "onnx_op_types", "OnnxRunner",
            "OUTPUT_NAME"]

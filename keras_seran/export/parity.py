@@ -1,7 +1,7 @@
 """Parity of exported models with the Keras model, on real MR slices (numpy; no TensorFlow).
 
-Every exported format is a *runner*: a callable mapping an LR batch (1, h, w, 1) float32 in [0, 1]
-to the SR batch (1, h*s, w*s, 1). :func:`parity_report` runs the Keras reference and each runner
+Every exported format is a *runner*: a callable mapping an LR batch (1, h, w, 1) float32 (the
+input contract's normalised units) to the SR batch (1, h*s, w*s, 1). :func:`parity_report` runs the Keras reference and each runner
 on the same real MR slices and reports, per format:
 
     max_abs_diff / mean_abs_diff   of the raw outputs against Keras (over all slices)
@@ -10,11 +10,14 @@ on the same real MR slices and reports, per format:
 
 plus the PSNR of Keras and of bicubic upscaling (the floor an SR model must beat). PSNR is the
 package's protocol (:func:`keras_seran.metrics.psnr`: data range 1, a border of ``scale`` pixels
-cropped) on outputs clipped to [0, 1], the range of the input contract.
+cropped) on outputs clipped to ``NETWORK_RANGE``, the range of the input contract.
 
 Slices come from a NIfTI volume (default: the bundled real T1 slab, axis 1 is its slice axis),
-normalised per volume by its robust percentiles to [0, 1]; LR inputs are the bicubic (MATLAB
-``imresize``) downscale of the HR slice.
+normalised per volume exactly as the device must (and :class:`~keras_seran.SuperResolver` does):
+robust percentiles to [0, 1] for tissue, clipped to ``NETWORK_RANGE`` = [-0.5, 1.5], so the bright
+structures above the 99.5th percentile are kept. int8 calibration sees the same range as the
+device, and parity measures it there. LR inputs are the bicubic (MATLAB ``imresize``) downscale
+of the HR slice.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from keras_seran.data.degrade import bicubic_upscale, lr_hr_pairs
 from keras_seran.data.io import load_any
 from keras_seran.data.normalize import normalize
 from keras_seran.errors import InputDataError, KerasSeranError
+from keras_seran.inference.resolver import DEFAULT_PERCENTILES, NETWORK_RANGE
 
 
 class ExportCheckError(KerasSeranError, RuntimeError):
@@ -42,16 +46,24 @@ Runner = Callable[[np.ndarray], np.ndarray]
 CALIBRATION_SLICES: tuple[int, ...] = tuple(range(0, 12))
 PARITY_SLICES: tuple[int, ...] = (12, 13, 14, 15)
 SLAB_SLICE_AXIS = 1
-PERCENTILES = (0.5, 99.5)
+PERCENTILES = DEFAULT_PERCENTILES
 
-#: Acceptance per precision class: float formats must match Keras to ``max_abs_diff``; reduced
-#: precision ones must keep the PSNR within ``psnr_drop`` dB of Keras.
+#: Acceptance per precision class. Float formats must match Keras pixel for pixel; reduced
+#: precision ones must stay close on average (``mean_abs_diff``, or ``max_abs_diff`` for fp16
+#: weights) *and* keep the PSNR within ``psnr_drop`` dB of Keras either way (|Keras - export|: a
+#: format that scores much better is as suspect as one that scores worse). Measured on the
+#: bundled x2 / x3 / x4 weights (contract-range slices): fp16 weights max 6e-4 to 1.5e-3;
+#: dynamic-range int8 mean 1.9e-3 to 2.4e-3, drop <= 0.02 dB; full int8 mean 4.4e-3 to 5.3e-3,
+#: drop 0.08 to 0.20 dB.
+#: Full int8 is judged by how much it loses, not by which network it is: a different network
+#: of equal quality (the matched EDSR for SERAN) also differs from Keras by about 5e-3 on
+#: average, so only the float formats pin the network itself.
 TOLERANCES: dict[str, dict[str, float]] = {
     "float32": {"max_abs_diff": 1e-4},
-    "float16": {"psnr_drop": 0.05},        # LiteRT fp16 weights, fp32 compute
-    "float16_compute": {"psnr_drop": 0.1},  # TensorRT fp16 kernels (fp16 activations too)
-    "dynamic_int8": {"psnr_drop": 0.5},
-    "int8": {"psnr_drop": 0.5},
+    "float16": {"max_abs_diff": 5e-3, "psnr_drop": 0.05},          # LiteRT: fp16 weights
+    "float16_compute": {"mean_abs_diff": 2e-3, "psnr_drop": 0.1},  # TensorRT: fp16 kernels
+    "dynamic_int8": {"mean_abs_diff": 5e-3, "psnr_drop": 0.1},
+    "int8": {"mean_abs_diff": 1e-2, "psnr_drop": 0.3},
 }
 
 
@@ -61,7 +73,9 @@ TOLERANCES: dict[str, dict[str, float]] = {
 
 def load_mr_slices(source: str | Path | None = None, axis: int | None = None,
                    indices: Iterable[int] | None = None) -> np.ndarray:
-    """Slices of a NIfTI volume as (N, H, W) float32 in [0, 1] (robust percentile normalisation).
+    """Slices of a NIfTI volume as (N, H, W) float32, normalised as the input contract says.
+
+    Robust percentile normalisation per volume (tissue in [0, 1]), clipped to ``NETWORK_RANGE``.
 
     Args:
         source: a .nii/.nii.gz file (a 2D image is one slice); default the bundled real T1 slab
@@ -82,7 +96,7 @@ def load_mr_slices(source: str | Path | None = None, axis: int | None = None,
     if not -vol.ndim <= int(axis) < vol.ndim:
         raise InputDataError(path, f"slice axis {axis} out of range for a {vol.ndim}D volume "
                                    f"of shape {vol.shape}")
-    vol = normalize(vol, PERCENTILES, clip=True, path=path)[0]
+    vol = np.clip(normalize(vol, PERCENTILES, clip=False, path=path)[0], *NETWORK_RANGE)
     slices = np.moveaxis(vol, axis, 0)
     if indices is not None:
         idx = [int(i) for i in indices]
@@ -113,7 +127,7 @@ def fit_to_size(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def slice_pairs(slices: np.ndarray, scale: int, lr_size: tuple[int, int] | None = None
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(LR (1, h, w, 1), HR (1, h*s, w*s, 1)) float32 pairs from HR slices (N, H, W) in [0, 1].
+    """(LR (1, h, w, 1), HR (1, h*s, w*s, 1)) float32 pairs from normalised HR slices (N, H, W).
 
     With ``lr_size`` the HR slice is first centre-cropped/padded to ``lr_size * scale`` (what a
     fixed-size exported model needs); otherwise HR is cropped to a multiple of ``scale``.
@@ -153,17 +167,20 @@ def parity_pairs(scale: int, source: str | Path | None = None,
 def _psnr(est: np.ndarray, ref: np.ndarray, scale: int) -> float:
     from keras_seran.metrics import psnr
 
-    return psnr(np.clip(est, 0.0, 1.0), ref, data_range=1.0, border=scale)
+    return psnr(np.clip(est, *NETWORK_RANGE), ref, data_range=1.0, border=scale)
 
 
 def check_tolerance(entry: dict, precision: str) -> dict:
-    """Adds ``tolerance`` and ``ok`` to a format's parity entry for its precision class."""
+    """Adds ``tolerance`` and ``ok`` to a format's parity entry for its precision class.
+
+    Differences must be at most their bound; the PSNR drop is bounded in absolute value.
+    """
     tol = TOLERANCES.get(precision, {})
     ok = "error" not in entry
-    if ok and "max_abs_diff" in tol:
-        ok = entry["max_abs_diff"] <= tol["max_abs_diff"]
-    if ok and "psnr_drop" in tol:
-        ok = entry["psnr_drop"] <= tol["psnr_drop"]
+    for key, bound in tol.items():
+        if ok:
+            value = abs(entry[key]) if key == "psnr_drop" else entry[key]
+            ok = value <= bound
     return {**entry, "precision": precision, "tolerance": tol, "ok": bool(ok)}
 
 
@@ -222,7 +239,8 @@ def parity_markdown(report: dict) -> str:
         "|---|---|---:|---:|---:|---:|---|:---:|",
     ]
     for name, e in report["formats"].items():
-        tol = ", ".join(f"{k} <= {v:g}" for k, v in e.get("tolerance", {}).items()) or "-"
+        tol = ", ".join(f"|{k}| <= {v:g}" if k == "psnr_drop" else f"{k} <= {v:g}"
+                        for k, v in e.get("tolerance", {}).items()) or "-"
         if "error" in e:
             lines.append(f"| {name} | {e.get('precision') or '-'} | error: {e['error']} | | | | "
                          f"{tol} | no |")

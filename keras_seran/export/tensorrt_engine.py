@@ -79,6 +79,17 @@ def check_profile(profile: Sequence[Sequence[int]]) -> Profile:
     return mn, opt, mx  # type: ignore[return-value]
 
 
+def check_profiles(profiles: Iterable[Sequence[Sequence[int]]]) -> list[Profile]:
+    """Checked profiles; with several, each needs its own opt size (it names the engine)."""
+    out = [check_profile(p) for p in profiles]
+    opts = [p[1] for p in out]
+    twice = sorted({f"{h}x{w}" for h, w in opts if opts.count((h, w)) > 1})
+    if len(out) > 1 and twice:
+        raise ValueError(f"profiles share the opt size {', '.join(twice)}: with several profiles "
+                         "each engine is named by its opt size, so give each a different one")
+    return out
+
+
 def _shape(hw: HW, channels: int = 1) -> str:
     return f"1x{hw[0]}x{hw[1]}x{channels}"
 
@@ -206,19 +217,24 @@ def engine_name(stem: str, precision: str, profile: Profile, n_profiles: int) ->
 
 def build_engines_script(onnx_files: dict[str, str], profiles: Sequence[Profile] | None = None,
                          stem: str = "model", channels: int = 1,
-                         workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> str:
+                         workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+                         requires: str | None = None) -> str:
     """``build_engines.sh``: trtexec lines building every engine of a bundle on the target.
 
     ``onnx_files`` maps a precision ("fp16", "int8") to the ONNX file (path relative to the bundle)
-    it is built from. One engine per precision and profile, written to ``engines/``.
+    it is built from. One engine per precision and profile, written to ``engines/``:
+    ``<stem>_<precision>.engine`` with one profile, ``<stem>_<precision>_<optH>x<optW>.engine``
+    with several. ``requires`` (which TensorRT parses the ONNX opset) goes into the header.
     """
-    profiles = [check_profile(p) for p in (profiles or DEFAULT_PROFILES)]
+    profiles = check_profiles(profiles or DEFAULT_PROFILES)
     lines = [
         "#!/usr/bin/env bash",
         "# Build the TensorRT engines of this bundle on the target device (e.g. a Jetson):",
         "# an engine only runs on the GPU model and TensorRT version that built it.",
         "#   ./build_engines.sh            (TRTEXEC=/path/to/trtexec to override)",
-        "# Shapes are NHWC LR slices: input 'lr' (1, H, W, 1) float32 in [0, 1].",
+        *([f"# Needs {requires}."] if requires else []),
+        "# Shapes are NHWC LR slices: input 'lr' (1, H, W, 1) float32, normalised as the",
+        "# manifest's input_contract says (range [-0.5, 1.5]).",
         "set -euo pipefail",
         'cd "$(dirname "$0")"',
         'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"',

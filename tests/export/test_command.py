@@ -90,7 +90,12 @@ def test_values_checked_before_export(tiny_keras_file, tmp_path):
              "--int8-io": ["--int8-io", "--tflite-variants", "float32"],
              "does not match": ["--scale", "3"],
              "axis 5 out of range": ["--calibration", samples.T1_AXIAL_SLAB,
-                                     "--calibration-axis", "5"]}
+                                     "--calibration-axis", "5"],
+             # options that would be silently ignored are mistakes, said as such
+             "--trt-profile shapes": ["--trt-profile", "64x64:128x128:256x256"],
+             "--calibration calibrates": ["--calibration", samples.T1_AXIAL_SLAB,
+                                          "--tflite-variants", "float32",
+                                          "--onnx-variants", "float32"]}
     for expected, extra in cases.items():
         with pytest.raises(InputDataError, match=expected):
             command.run(_args(tiny_keras_file, "--out", out, "--formats", "tflite,onnx", *extra))
@@ -123,6 +128,31 @@ def test_existing_non_empty_out_dir(tmp_path):
         command.run(_args("x2", "--out", out))
     assert str(out) in str(err.value) and "--overwrite" in str(err.value)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_a_model_that_is_not_super_resolution_is_named(tmp_path):
+    import keras
+
+    inp = keras.Input((None, None, 1))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 3)(inp))
+    path = tmp_path / "classifier.keras"
+    keras.Model(inp, keras.layers.Dense(3)(pooled)).save(path)
+    with pytest.raises(InputDataError, match="not a super-resolution model") as err:
+        command.run(_args(path, "--out", tmp_path / "b", "--formats", "savedmodel"))
+    assert "classifier.keras" in str(err.value)
+    assert not (tmp_path / "b").exists()
+
+
+def test_overwrite_replaces_only_a_bundle(tmp_path):
+    """--overwrite on a folder that is not an export bundle (no manifest.json; e.g. a mistyped
+    --out ~/data) is refused before any work, and the folder is left as it was."""
+    out = tmp_path / "data"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "notes.txt").write_text("precious")
+    with pytest.raises(OutputPathError, match="not an export bundle") as err:
+        command.run(_args("x2", "--out", out, "--overwrite", "--formats", "onnx"))
+    assert str(out) in str(err.value)
+    assert (out / "sub" / "notes.txt").read_text() == "precious"
 
 
 def test_unwritable_place_for_the_bundle(tmp_path, monkeypatch):

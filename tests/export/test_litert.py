@@ -32,12 +32,14 @@ def test_full_int8_with_int8_interface(trained_tiny, tmp_path):
     assert info["input"]["dtype"] == "int8" and info["output"]["dtype"] == "int8"
     q = info["input"]["quantization"]
     assert q["scale"] > 0 and -128 <= q["zero_point"] <= 127
+    # the int8 input covers the contract's bright structures above 1, not only [0, 1]
+    assert (127 - q["zero_point"]) * q["scale"] > 1.05, q
     assert "QUANTIZE" not in info["ops"]  # no float boundary: int8 end to end
     run = LiteRTRunner(tmp_path / info["file"])
     pairs = parity.parity_pairs(2)[:2]
     rep = parity.parity_report(lambda x: np.asarray(trained_tiny(x)), {"int8io": run}, pairs, 2,
                                {"int8io": "int8"})
-    assert rep["formats"]["int8io"]["psnr_drop"] <= 0.5, rep
+    assert rep["formats"]["int8io"]["ok"], rep
 
 
 def test_int8_needs_representative_data(tmp_path):

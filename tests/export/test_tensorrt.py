@@ -41,6 +41,25 @@ def test_build_script_one_engine_per_precision_and_profile():
     assert "engines/seran_x2_int8_512x512.engine" in s and "--stronglyTyped" in s
 
 
+def test_profiles_sharing_an_opt_size_are_refused():
+    """With several profiles the engine is named by its opt size: two alike would overwrite."""
+    same_opt = [((16, 16), (128, 128), (256, 256)), ((64, 64), (128, 128), (512, 512))]
+    with pytest.raises(ValueError, match="128x128"):
+        trt_engine.build_engines_script({"fp16": "onnx/a.onnx"}, same_opt)
+    assert len(trt_engine.check_profiles(same_opt[:1])) == 1
+
+
+def test_build_script_names_the_tensorrt_an_opset_needs():
+    from keras_seran.export.onnx_export import TENSORRT8_MAX_OPSET, tensorrt_requirement
+
+    for opset, needs in ((TENSORRT8_MAX_OPSET, "TensorRT 8.5"), (TENSORRT8_MAX_OPSET + 1,
+                                                                 "TensorRT 10")):
+        s = trt_engine.build_engines_script({"fp16": "onnx/a.onnx"},
+                                            requires=tensorrt_requirement(opset))
+        assert f"# Needs {needs}" in s, s
+    assert "[-0.5, 1.5]" in s and "[0, 1]" not in s
+
+
 def test_status_is_a_reason_not_an_error():
     ok, reason = trt_engine.tensorrt_status()
     assert isinstance(ok, bool) and reason
