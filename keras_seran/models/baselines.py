@@ -13,14 +13,15 @@ import math
 
 import keras
 
-from keras_seran.config import SERAConfig, SERANConfig, preset_config
+from keras_seran.config import SERAConfig, SERANConfig, check_scale
 from keras_seran.layers import ResidualBlock, ResidualChannelAttentionBlock
-from keras_seran.models.common import conv3x3, lr_input, reconstruction_tail
+from keras_seran.models.common import conv3x3, lr_input, reconstruction_tail, resolve_config
 from keras_seran.models.seran import seran_param_count
 
 
 def bicubic(scale: int = 2, channels: int = 1) -> keras.Model:
     """Bicubic interpolation (Keys, a=-0.5, half-pixel centres) as a weightless model."""
+    check_scale(scale)
     inputs = lr_input(channels)
     outputs = keras.layers.UpSampling2D(scale, interpolation="bicubic", name="bicubic")(inputs)
     return keras.Model(inputs, outputs, name=f"bicubic_x{scale}")
@@ -28,6 +29,7 @@ def bicubic(scale: int = 2, channels: int = 1) -> keras.Model:
 
 def srcnn(scale: int = 2, channels: int = 1) -> keras.Model:
     """SRCNN 9-5-5 (64, 32 filters) refining the bicubic upsampling, with a global skip."""
+    check_scale(scale)
     inputs = lr_input(channels)
     up = keras.layers.UpSampling2D(scale, interpolation="bicubic", name="bicubic")(inputs)
     x = keras.layers.Conv2D(64, 9, padding="same", activation="relu", name="conv1")(up)
@@ -48,14 +50,14 @@ def matched_edsr_blocks(cfg: SERANConfig) -> int:
     return max(1, math.ceil((seran_params - fixed) / block))
 
 
-def edsr(scale: int = 2, preset: str = "small", *, num_blocks: int | None = None,
+def edsr(scale: int | None = None, preset: str | None = None, *, num_blocks: int | None = None,
          config: SERANConfig | None = None) -> keras.Model:
     """EDSR-style network: residual blocks, trunk conv, long skip, pixel-shuffle, output conv.
 
     With ``num_blocks=None`` the depth is chosen so the parameter count matches (just exceeds)
     SERAN's at the same preset: a fair, attention-free comparison.
     """
-    cfg = config if config is not None else preset_config(preset, scale)
+    cfg = resolve_config(scale, preset, config, "small")
     n_blocks = num_blocks if num_blocks is not None else matched_edsr_blocks(cfg)
     inputs = lr_input(cfg.input_channels)
     shallow = conv3x3(cfg.channels, "shallow_conv")(inputs)
@@ -66,20 +68,20 @@ def edsr(scale: int = 2, preset: str = "small", *, num_blocks: int | None = None
     return keras.Model(inputs, outputs, name=f"edsr_x{cfg.scale}")
 
 
-def rir(scale: int = 2, preset: str = "small", *, config: SERANConfig | None = None
+def rir(scale: int | None = None, preset: str | None = None, *, config: SERANConfig | None = None
         ) -> keras.Model:
     """SERAN without its SERA modules: the same groups, blocks, convs and skips, so training it
     the same way measures what the attention itself adds (the "w/o SERA" ablation)."""
     from keras_seran.models.seran import seran
 
-    cfg = config if config is not None else preset_config(preset, scale)
+    cfg = resolve_config(scale, preset, config, "small")
     return seran(config=cfg, with_sera=False, name=f"rir_x{cfg.scale}")
 
 
-def rcan(scale: int = 2, preset: str = "small", *, reduction: int = 16,
+def rcan(scale: int | None = None, preset: str | None = None, *, reduction: int = 16,
          config: SERANConfig | None = None) -> keras.Model:
     """RCAN-style network: SERAN's frame with channel-attention blocks and no SERA module."""
-    cfg = config if config is not None else preset_config(preset, scale)
+    cfg = resolve_config(scale, preset, config, "small")
     c = cfg.channels
     inputs = lr_input(cfg.input_channels)
     shallow = conv3x3(c, "shallow_conv")(inputs)

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
-from keras_seran.config import check_scale
+from keras_seran.config import SERANConfig, check_scale, preset_config, with_overrides
 from keras_seran.layers import PixelShuffle
+
+
+def resolve_config(scale: int | None, preset: str | None, config: SERANConfig | None,
+                   default_preset: str, **overrides: Any) -> SERANConfig:
+    """The config a model builder uses: ``config`` (with ``overrides``), else ``preset`` at
+    ``scale`` (defaults: ``default_preset``, x2).
+
+    A ``scale`` or ``preset`` passed beside ``config`` is checked, not dropped: a different scale
+    or any preset is a ValueError (``seran(config=cfg, scale=4)`` used to build ``cfg``'s x2).
+    """
+    if config is None:
+        return preset_config(default_preset if preset is None else preset,
+                             2 if scale is None else scale, **overrides)
+    if preset is not None:
+        raise ValueError(f"pass either preset={preset!r} or config, not both (the config has "
+                         "every size already)")
+    if scale is not None and scale != config.scale:
+        raise ValueError(f"scale={scale!r} contradicts config.scale={config.scale}; pass one of "
+                         "them, or config.replace(scale=...)")
+    return with_overrides(config, **overrides)
 
 
 def lr_input(channels: int = 1) -> keras.KerasTensor:

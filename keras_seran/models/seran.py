@@ -12,21 +12,23 @@ from typing import Any
 
 import keras
 
-from keras_seran.config import SERAConfig, SERANConfig, preset_config, with_overrides
+from keras_seran.config import SERAConfig, SERANConfig
 from keras_seran.layers import PixelShuffle, ResidualBlock, SERABlock
-from keras_seran.models.common import conv3x3, lr_input, reconstruction_tail
+from keras_seran.models.common import conv3x3, lr_input, reconstruction_tail, resolve_config
 
 
-def seran(scale: int = 2, preset: str = "paper", *, config: SERANConfig | None = None,
+def seran(scale: int | None = None, preset: str | None = None, *,
+          config: SERANConfig | None = None,
           return_attention: bool = False, name: str | None = None, with_sera: bool = True,
           **overrides: Any) -> keras.Model:
     """Build SERAN as a functional ``keras.Model`` mapping (B, H, W, 1) -> (B, H*s, W*s, 1).
 
     Args:
-        scale: 2, 3 or 4.
-        preset: "paper" (C=64, G=10, B=20, m=64, n=32), "small" (CPU-trainable) or "tiny".
-        config: a full :class:`SERANConfig`; replaces ``scale``/``preset`` when given (the
-            ``overrides`` still apply on top of it).
+        scale: 2, 3 or 4 (default 2).
+        preset: "paper" (default; C=64, G=10, B=20, m=64, n=32), "small" (CPU-trainable) or
+            "tiny".
+        config: a full :class:`SERANConfig` instead of ``preset`` (the ``overrides`` still apply
+            on top of it); a ``scale`` beside it must agree with ``config.scale``.
         return_attention: also output every SERA module's intermediates (see
             :func:`keras_seran.models.attention_model`); the output is then a dict.
         **overrides: fields of :class:`SERANConfig` to change (e.g. ``channels=48``, or
@@ -34,8 +36,7 @@ def seran(scale: int = 2, preset: str = "paper", *, config: SERANConfig | None =
         with_sera: False leaves the SERA modules out (every group: blocks -> conv3x3): the
             "w/o SERA" ablation, :func:`keras_seran.models.rir`.
     """
-    cfg = (with_overrides(config, **overrides) if config is not None
-           else preset_config(preset, scale, **overrides))
+    cfg = resolve_config(scale, preset, config, "paper", **overrides)
     if return_attention and not with_sera:
         raise ValueError("return_attention needs the SERA modules (with_sera=True)")
     c, sera = cfg.channels, cfg.sera

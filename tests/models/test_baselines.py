@@ -63,3 +63,18 @@ def test_rir_is_seran_without_its_sera_modules(scale, mr_slice):
     np.testing.assert_allclose(ablated.predict_on_batch(x), full.predict_on_batch(x), atol=1e-5)
     with pytest.raises(ValueError, match="with_sera"):
         seran(scale, "tiny", with_sera=False, return_attention=True)
+
+
+def test_baselines_check_scale_and_config_like_seran():
+    from keras_seran.config import preset_config
+
+    for build_fn in (bicubic, srcnn):
+        for bad in (5, 2.5):
+            with pytest.raises(ValueError, match="scale"):
+                build_fn(bad)
+    cfg = preset_config("tiny", 2)
+    for build_fn in (edsr, rir, rcan):
+        with pytest.raises(ValueError, match="contradicts"):
+            build_fn(4, config=cfg)
+        assert build_fn(config=cfg).name.endswith("_x2")
+        assert build_fn(3, "tiny").name.endswith("_x3")

@@ -166,3 +166,16 @@ def test_bad_sizes_are_clear_errors_naming_the_field():
     assert m.get_layer("shallow_conv").filters == 8
     assert m.get_layer("group0_sera").reasoning == "rs_gcn"
 
+
+def test_scale_or_preset_beside_a_config_is_checked_not_dropped():
+    """seran(config=x2 config, scale=4) used to build an x2 network without a word."""
+    cfg = preset_config("tiny", 2)
+    with pytest.raises(ValueError, match="contradicts config.scale=2"):
+        seran(config=cfg, scale=4)
+    with pytest.raises(ValueError, match="contradicts"):
+        seran(3, config=cfg)
+    with pytest.raises(ValueError, match="preset"):
+        seran(preset="small", config=cfg)
+    assert seran(2, config=cfg).name == "seran_x2"      # agreeing is fine
+    assert seran(4, "tiny").name == "seran_x4" and seran(preset="tiny").name == "seran_x2"
+
