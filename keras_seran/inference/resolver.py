@@ -343,13 +343,22 @@ class SuperResolver:
 
 
 def _slice_axis(vol: Any) -> int:
-    """The through-plane axis of a Volume; InputDataError naming it for unusable voxel sizes."""
+    """The through-plane axis of a Volume; InputDataError naming it for unusable voxel sizes.
+
+    The voxel sizes are the affine's (the matrix the output geometry is built from; nibabel's
+    ``img.affine`` is the sform when set), so a header whose pixdim (qform) disagrees with its
+    sform cannot get one axis upscaled while the written affine says another is the thick one.
+    An identity affine (an in-memory volume without one) leaves the choice to ``vol.zooms``.
+    """
+    affine = np.asarray(vol.affine, dtype=np.float64)
+    use_affine = affine.shape == (4, 4) and not np.allclose(affine, np.eye(4))
+    sizes = geometry.voxel_sizes(affine) if use_affine else vol.zooms
     try:
-        return geometry.choose_slice_axis(vol.zooms)
+        return geometry.choose_slice_axis(sizes)
     except ValueError as e:
-        raise InputDataError(vol.path or None, f"{e}: the voxel sizes (pixdim) are invalid; fix "
-                                               "the header or give the slice axis (--axis)"
-                             ) from None
+        where = "affine" if use_affine else "voxel sizes (pixdim)"
+        raise InputDataError(vol.path or None, f"{e}: the {where} is invalid; fix the header or "
+                                               "give the slice axis (--axis)") from None
 
 
 def as_volume(img: Any):

@@ -113,6 +113,19 @@ def test_isotropic_default_axis_and_explicit_axis(bicubic_model, slab):
         r.predict_volume(img, axis=3)
 
 
+def test_default_axis_follows_the_affine_written_when_pixdim_disagrees(bicubic_model, lowres):
+    """A header whose qform/pixdim says axis 0 is thick while its sform (nibabel's affine, from
+    which the output geometry is built) says axis 2: the sform's thick axis is kept, so the
+    written voxel sizes are in-plane halves of the input's, not a mix."""
+    data = np.asarray(lowres.dataobj, np.float32)[40:80, 40:80, 20:30]      # real T1, 40x40x10
+    img = nib.Nifti1Image(data, np.diag([1.5, 1.5, 4.0, 1.0]))             # sform: axis 2 thick
+    img.set_qform(np.diag([4.0, 1.5, 1.5, 1.0]), code=1)                  # qform: axis 0 thick
+    assert img.header.get_zooms()[0] == 4.0 and np.allclose(img.affine, np.diag([1.5, 1.5, 4, 1]))
+    out = SuperResolver(bicubic_model).predict_volume(img)
+    assert out.shape == (80, 80, 10)
+    np.testing.assert_allclose(g.voxel_sizes(out.affine), (0.75, 0.75, 4.0))
+
+
 def test_output_dtype(bicubic_model, lowres):
     img = lowres.slicer[:, :, 30:32]
     r = SuperResolver(bicubic_model)
