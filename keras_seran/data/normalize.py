@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,18 @@ class NormStats:
         return {"low": float(self.low), "high": float(self.high), "clip": bool(self.clip)}
 
 
+def check_percentiles(percentiles: Any) -> tuple[float, float]:
+    """``(low, high)`` as floats if ``0 <= low < high <= 100``, else ValueError."""
+    try:
+        lo_p, hi_p = (float(p) for p in percentiles)
+    except (TypeError, ValueError):
+        raise ValueError(f"percentiles must be two numbers (low, high), got {percentiles!r}"
+                         ) from None
+    if not 0.0 <= lo_p < hi_p <= 100.0:
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles!r}")
+    return lo_p, hi_p
+
+
 def fit_normalization(arr: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5),
                       clip: bool = True, path: str | Path | None = None) -> NormStats:
     """Percentile range of an image or volume (any shape) as :class:`NormStats`.
@@ -59,9 +72,7 @@ def fit_normalization(arr: np.ndarray, percentiles: tuple[float, float] = (0.5, 
     back to [min, max]. Raises InputDataError (naming ``path`` when given) for a constant or
     non-finite array, and ValueError for invalid percentiles.
     """
-    lo_p, hi_p = (float(p) for p in percentiles)
-    if not 0.0 <= lo_p < hi_p <= 100.0:
-        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles!r}")
+    lo_p, hi_p = check_percentiles(percentiles)
     a = np.asarray(arr)
     if a.size == 0:
         raise InputDataError(path, "empty image: nothing to normalise")

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=int, choices=(2, 3, 4), default=2,
                         help="upscaling factor (default 2)")
     parser.add_argument("--model", default=None,
-                        help="a .keras file to use instead of the bundled weights")
+                        help="a .keras file, or a bundled name such as x3 or edsr-x2, instead "
+                             "of the bundled SERAN weights for --scale")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
 
 

@@ -40,7 +40,12 @@ NETWORK_RANGE = (-0.5, 1.5)
 def _infer_scale(model: Any) -> int:
     """Upscaling factor of an (N, H, W, 1) -> (N, H*s, W*s, 1) model, from one small forward pass."""
     probe = np.zeros((1, 12, 12, 1), dtype=np.float32)
-    out = keras.ops.convert_to_numpy(model(probe, training=False))   # any backend
+    out = model(probe, training=False)
+    if isinstance(out, (dict, list, tuple)):
+        raise ValueError(f"model {getattr(model, 'name', model)!r} has several outputs (built with "
+                         "return_attention=True?); give SuperResolver the SR network alone, "
+                         "e.g. seran(...) without return_attention")
+    out = keras.ops.convert_to_numpy(out)                             # any backend
     if out.ndim != 4 or out.shape[-1] != 1:
         raise ValueError(f"model {getattr(model, 'name', model)!r} maps (1, 12, 12, 1) to "
                          f"{out.shape}; expected (1, 12 s, 12 s, 1) (a grayscale SR network)")
@@ -81,7 +86,9 @@ class SuperResolver:
             raise ValueError(f"model {getattr(model, 'name', '')!r} upscales by {inferred}, "
                              f"not by the requested scale {scale}")
         self.scale = inferred
-        self.percentiles = tuple(float(p) for p in percentiles)
+        from keras_seran.data.normalize import check_percentiles
+
+        self.percentiles = check_percentiles(percentiles)
         self.clip_input = bool(clip_input)
         self.clip_output = bool(clip_output)
         self.self_ensemble = bool(self_ensemble)

@@ -126,6 +126,16 @@ def test_default_axis_follows_the_affine_written_when_pixdim_disagrees(bicubic_m
     np.testing.assert_allclose(g.voxel_sizes(out.affine), (0.75, 0.75, 4.0))
 
 
+def test_construction_errors_are_said_at_construction(tiny_seran):
+    with pytest.raises(ValueError, match="percentiles"):
+        SuperResolver(tiny_seran, percentiles=(99, 1))
+    from keras_seran.models import seran
+
+    explained = seran(2, "tiny", return_attention=True)
+    with pytest.raises(ValueError, match="return_attention"):
+        SuperResolver(explained)
+
+
 def test_output_dtype(bicubic_model, lowres):
     img = lowres.slicer[:, :, 30:32]
     r = SuperResolver(bicubic_model)
