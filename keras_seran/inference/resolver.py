@@ -208,11 +208,15 @@ class SuperResolver:
             raise InputDataError(None, f"empty image of shape {a.shape}")
         if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
             raise InputDataError(None, f"image of dtype {a.dtype} is not real-valued")
-        a = a.astype(np.float32)
         if not np.isfinite(a).all():
             bad = int(a.size - np.count_nonzero(np.isfinite(a)))
             raise InputDataError(None, f"image contains {bad} NaN/Inf value(s); replace them "
                                        "(e.g. np.nan_to_num) first")
+        big = float(np.abs(a).max())
+        if big > float(np.finfo(np.float32).max):
+            raise InputDataError(None, f"image values reach {big:.3g}, beyond the float32 range "
+                                       "the network computes in; rescale the image first")
+        a = a.astype(np.float32)
         s = self.scale
         lo, hi = float(a.min()), float(a.max())
         if lo == hi:

@@ -126,6 +126,14 @@ def test_default_axis_follows_the_affine_written_when_pixdim_disagrees(bicubic_m
     np.testing.assert_allclose(g.voxel_sizes(out.affine), (0.75, 0.75, 4.0))
 
 
+def test_values_beyond_float32_are_named_as_such(tiny_seran, slab):
+    """A finite float64 slice beyond float32's range was reported as NaN/Inf (the cast made
+    them so)."""
+    a = np.asarray(slab.dataobj, np.float64)[100:140, 8, 100:140] * 1e37
+    with pytest.raises(InputDataError, match="beyond the float32 range"):
+        SuperResolver(tiny_seran).predict_slice(a)
+
+
 def test_construction_errors_are_said_at_construction(tiny_seran):
     with pytest.raises(ValueError, match="percentiles"):
         SuperResolver(tiny_seran, percentiles=(99, 1))
