@@ -125,6 +125,13 @@ def _looks_like_dicom(p: Path) -> bool:
         return False
 
 
+def is_hidden(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path`` or a folder between ``root`` and it is hidden (name starting with ".");
+    temporary files of interrupted writes (``.NAME.XXXX.tmp.nii.gz``) are hidden."""
+    rel = Path(path).relative_to(root)
+    return any(part.startswith(".") for part in rel.parts)
+
+
 def has_contrast(path: str | Path, contrast: str) -> bool:
     """Whether the IXI/BIDS name of ``path`` carries ``contrast`` ("T1", "t2", ...)."""
     return (parse_contrast(path) or (None, None))[1] == contrast.upper()
@@ -134,7 +141,8 @@ def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str |
                  ) -> list[Path]:
     """Sorted list of the NIfTI files a user points at.
 
-    ``dir_or_glob``: a folder (searched recursively for *.nii / *.nii.gz), a glob pattern
+    ``dir_or_glob``: a folder (searched recursively for *.nii / *.nii.gz, hidden files and
+    folders left out: they are our temporary files or other tools' leftovers), a glob pattern
     (``"data/IXI*-T2.nii.gz"``), a single file, or a list of any of these. A folder holding no NIfTI
     but DICOM files is returned as one DICOM series. ``contrast`` ("T1", "T2", "PD", ...) keeps the
     files whose IXI (or BIDS) name carries that contrast.
@@ -149,9 +157,11 @@ def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str |
     src = str(dir_or_glob)
     p = Path(src).expanduser()
     if p.is_dir():
-        found = sorted(q for q in p.rglob("*") if q.is_file() and is_nifti(q))
+        found = sorted(q for q in p.rglob("*")
+                       if q.is_file() and is_nifti(q) and not is_hidden(q, p))
         if not found:
-            dicoms = [q for q in p.iterdir() if q.is_file() and _looks_like_dicom(q)]
+            dicoms = [q for q in p.iterdir()
+                      if q.is_file() and not is_hidden(q, p) and _looks_like_dicom(q)]
             if dicoms:
                 return [p]
             raise InputDataError(p, "folder holds no NIfTI file (*.nii, *.nii.gz) and no DICOM "
@@ -247,13 +257,37 @@ def _read_nifti_array(path: Path) -> tuple[np.ndarray, Any]:
         raise InputDataError(path, f"NIfTI holds {dtype} voxels (complex or RGB), not real-valued "
                                    "intensities; convert it to a magnitude/greyscale image first")
     try:
-        # dataobj applies scl_slope/inter; float32 keeps memory at 4 bytes per voxel.
-        a = np.asarray(img.dataobj, dtype=np.float32)
+        # dataobj applies scl_slope/inter; float32 keeps memory at 4 bytes per voxel. Values
+        # beyond float32 become inf in the cast: silenced here, reported below by name.
+        with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            a = np.asarray(img.dataobj, dtype=np.float32)
     except (*_READ_ERRORS, ImageFileError, HeaderDataError) as e:
         raise InputDataError(path, f"NIfTI data cannot be read ({type(e).__name__}: {e}); the file is "
                                    "truncated or corrupt (an interrupted download or copy?): "
                                    "re-download or re-export it") from None
+    if not np.isfinite(a).all():
+        _check_float32_range(img, a, path)
     return a, img
+
+
+def _check_float32_range(img: Any, a: np.ndarray, path: Path) -> None:
+    """InputDataError when finite stored (or scaled) values became inf in the float32 cast.
+
+    Runs only when the float32 array holds NaN/Inf: the data are re-read at full precision to
+    tell an overflow (a float64 file or a large scl_slope) from NaN/Inf stored in the file.
+    """
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        full = np.asarray(img.dataobj, dtype=np.float64)
+    over = np.isfinite(full) & ~np.isfinite(a)
+    n = int(np.count_nonzero(over))
+    if n:
+        peak = float(np.max(np.abs(full[over])))
+        raise InputDataError(path, f"{n} voxel value(s) beyond the float32 range (largest "
+                                   f"magnitude {peak:.3g} > {float(np.finfo(np.float32).max):.3g}); "
+                                   "rescale the intensities (e.g. divide by a power of 10) and "
+                                   "save the file again")
 
 
 def has_scaling(img: Any) -> bool:
@@ -276,7 +310,8 @@ def load_volume(path: str | Path) -> Volume:
 
     A 4D NIfTI whose last axis has length 1 is squeezed to 3D. Raises InputDataError (naming the file)
     for: a missing file, a file that is not NIfTI, a truncated/corrupt file, 4D data holding more than
-    one volume, a 1-voxel-thick or zero-size axis, NaN/Inf voxels, a constant image.
+    one volume, a 1-voxel-thick or zero-size axis, NaN/Inf voxels, values beyond the float32 range,
+    a constant image.
     """
     p = Path(path).expanduser()
     if not p.exists():
@@ -338,7 +373,8 @@ def load_dicom_series(folder: str | Path) -> Volume:
     scaled by the voxel size (use dcm2niix for a fully oriented NIfTI).
     """
     folder = Path(folder)
-    files = sorted(q for q in folder.iterdir() if q.is_file() and _looks_like_dicom(q))
+    files = sorted(q for q in folder.iterdir()
+                   if q.is_file() and not q.name.startswith(".") and _looks_like_dicom(q))
     if not files:
         raise InputDataError(folder, "folder holds no DICOM file (*.dcm or files with a DICM "
                                      "preamble)")

@@ -176,7 +176,8 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
                 found = _io.find_volumes(p, contrast)
             except InputDataError as e:
                 slice_files = sorted(q for q in p.iterdir()
-                                     if q.is_file() and q.suffix.lower() in _io.SLICE_SUFFIXES)
+                                     if q.is_file() and not q.name.startswith(".")
+                                     and q.suffix.lower() in _io.SLICE_SUFFIXES)
                 if contrast is not None or not slice_files:
                     raise e
                 found = slice_files
@@ -197,6 +198,13 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
     for name, obj in items:
         seen.setdefault(name, obj)
     return list(seen.items())
+
+
+def source_files(sources: Any, contrast: str | None = None) -> list[Path]:
+    """The files (or DICOM folders) :func:`load_slice_sets` would read from ``sources``
+    (folders and globs expanded; arrays left out); InputDataError when one names nothing."""
+    return [Path(obj) for _, obj in _expand_sources(sources, contrast)
+            if not isinstance(obj, np.ndarray)]
 
 
 def _load_normalised(name: str, obj: Any, config: DataConfig) -> tuple[np.ndarray, NormStats]:
@@ -233,8 +241,13 @@ def _add_2d(out: SliceSet, img: np.ndarray, name: str, config: DataConfig, stats
                       f"{config.min_foreground:.1%})", stacklevel=3)
 
 
+def _any_at_least(sl: SliceSet, size: int) -> bool:
+    return any(x.shape[0] >= size and x.shape[1] >= size for x in sl.slices)
+
+
 def load_slice_sets(sources: Any, scale: int, config: DataConfig | None = None,
-                    min_size: int | None = None) -> tuple[SliceSet, SliceSet]:
+                    min_size: int | None = None, purpose: str = "training"
+                    ) -> tuple[SliceSet, SliceSet]:
     """Load, normalise, slice and split ``sources`` into (train, val) :class:`SliceSet`s.
 
     ``sources``: a folder (IXI-style NIfTI files; or 2D PNG/NPY slices), a glob, a file, a 2D/3D
@@ -242,9 +255,18 @@ def load_slice_sets(sources: Any, scale: int, config: DataConfig | None = None,
     smaller than ``min_size`` (default: the HR patch ``patch_size * scale``) are skipped with a
     warning; InputDataError when no training slice is left. Validation slices are kept whole
     (at least ``scale`` pixels each side). Slicing: ``config.slice_axis`` (None: all three axes).
+
+    ``purpose="evaluation"``: ``min_size`` (required) is the smallest slice the caller can score;
+    it filters only the scored set (every slice, in ``train``, when ``val_fraction`` is 0; else
+    the validation slices), and the InputDataError, worded for scoring, comes when that is empty.
     """
+    if purpose not in ("training", "evaluation"):
+        raise ValueError(f"purpose must be 'training' or 'evaluation', got {purpose!r}")
+    if purpose == "evaluation" and min_size is None:
+        raise ValueError("purpose='evaluation' needs min_size (the smallest slice scored)")
     config = config or DataConfig()
     s = int(scale)
+    patch_min = min_size is None
     min_size = config.patch_size * s if min_size is None else int(min_size)
     items = _expand_sources(sources, config.contrast)
     names = [n for n, _ in items]
@@ -291,14 +313,32 @@ def load_slice_sets(sources: Any, scale: int, config: DataConfig | None = None,
         if config.val_fraction > 0 and len(val) == 0:
             warnings.warn("no validation slice could be held out (a single 2D image?); training "
                           "without validation", stacklevel=2)
+    where = names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)"
+    if purpose == "evaluation":
+        scored_val = config.val_fraction > 0
+        scored = val if scored_val else train
+        n_before = len(scored)
+        if not _any_at_least(scored, max(min_size, 2 * s)):   # the error alone, no warning too
+            kind = "held-out validation slice" if scored_val else "slice"
+            raise InputDataError(where, f"no {kind} left to score: {n_before} slice(s) with "
+                                        f"enough foreground, none at least {min_size}x{min_size} "
+                                        f"(the smallest slice PSNR/SSIM can score at x{s}); use "
+                                        "larger images or another slice axis (--axis)")
+        scored = scored.filter_min_size(max(min_size, 2 * s), what=f"PSNR/SSIM minimum at x{s}")
+        return (train, scored) if scored_val else (scored, val)
     n_before = len(train)
-    train = train.filter_min_size(min_size, what=f"HR patch (patch_size {config.patch_size} x scale {s})")
-    if len(train) == 0:
-        where = names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)"
+    if patch_min:
+        why = f"patch_size {config.patch_size} x scale {s}"
+        what, advice = f"HR patch ({why})", "lower patch_size"
+    else:
+        why, what = "the minimum slice size asked", "minimum slice size"
+        advice = "use larger images"
+    if not _any_at_least(train, min_size):
         raise InputDataError(where, f"no training slice left: {n_before} slice(s) with enough "
-                                    f"foreground, none at least {min_size}x{min_size} (patch_size "
-                                    f"{config.patch_size} x scale {s}); lower patch_size, choose "
-                                    "another slice_axis, or lower min_foreground")
+                                    f"foreground, none at least {min_size}x{min_size} ({why}); "
+                                    f"{advice}, choose another slice_axis, or lower "
+                                    "min_foreground")
+    train = train.filter_min_size(min_size, what=what)
     val = val.filter_min_size(2 * s, what="validation minimum")
     return train, val
 

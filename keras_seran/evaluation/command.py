@@ -22,14 +22,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=["all", "val"], default="all",
                    help="with --data: score every slice (all) or the held-out split (val)")
     p.add_argument("--scales", type=int, nargs="+", default=list(SUPPORTED_SCALES),
-                   choices=SUPPORTED_SCALES)
+                   choices=SUPPORTED_SCALES, metavar="S",
+                   help="upscaling factors to score, from 2 3 4 (default: all three); every "
+                        "model must upscale by each (use {scale} in MODEL for one per scale)")
     p.add_argument("--models", nargs="*", default=None, metavar="NAME=MODEL",
                    help="models to compare, e.g. seran=x2 or mine=run/best.keras; MODEL may "
                         "contain {scale}. Default: bundled seran and edsr weights")
     p.add_argument("--no-bicubic", action="store_true", help="leave bicubic out of the table")
     p.add_argument("--self-ensemble", action="store_true",
                    help="also score each model's x8 self-ensemble (rows NAME+)")
-    p.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic")
+    p.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic",
+                   help="how LR slices are made from HR: bicubic (the paper's BI, default), "
+                        "blur (Gaussian blur then decimation, BD) or kspace (centre crop of the "
+                        "spectrum, as a lower-resolution acquisition); match the models' training")
     p.add_argument("--axis", type=int, default=2, choices=[0, 1, 2],
                    help="slice axis for --data volumes (default 2)")
     p.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
@@ -40,10 +45,88 @@ def _default_models() -> list[str]:
     return ["seran=seran-x{scale}", "edsr=edsr-x{scale}"]
 
 
+def _parse_models(specs: list[str], scales: list[int], bicubic: bool) -> list[tuple[str, str]]:
+    """[(name, model spec)] of ``--models``; InputDataError for a malformed entry."""
+    from keras_seran.errors import InputDataError
+
+    parsed: list[tuple[str, str]] = []
+    for spec in specs:
+        name, _, model_spec = spec.partition("=")
+        if not name.strip() or not model_spec:
+            raise InputDataError(None, f"--models entry {spec!r} is not NAME=MODEL (both "
+                                       "non-empty, e.g. mine=run/best.keras)")
+        for scale in scales:
+            try:
+                model_spec.format(scale=scale)
+            except (ValueError, KeyError, IndexError, AttributeError) as e:
+                raise InputDataError(None, f"--models entry {spec!r}: MODEL may hold {{scale}} "
+                                           f"and no other braces ({type(e).__name__}: {e})"
+                                     ) from None
+        taken = [n for n, _ in parsed] + (["bicubic"] if bicubic else [])
+        if name in taken:
+            raise InputDataError(None, f"--models name {name!r} is used twice; give each "
+                                       "model its own name")
+        parsed.append((name, model_spec))
+    return parsed
+
+
+def _input_files(args, models: list[tuple[str, str]], scales: list[int]) -> list[tuple[Path, str]]:
+    """(file, what it is) of everything evaluate reads: data files, model files, bundled weights."""
+    from keras_seran import samples
+    from keras_seran.data.slices import source_files
+    from keras_seran.pretrained import parse_pretrained, weights_path
+
+    if args.data:
+        out = [(f, "--data input") for f in source_files(args.data)]
+    else:
+        out = [(f, "bundled benchmark data") for f in
+               (samples.T1_AXIAL_SLAB, samples.T1_LOWRES, samples.BRAINWEB_T1, samples.BRAINWEB_PD)]
+    for name, model_spec in models:
+        for scale in scales:
+            spec = model_spec.format(scale=scale)
+            out.append((Path(spec).expanduser(), f"model {name}"))
+            bundled = parse_pretrained(spec)
+            if bundled is not None:
+                w = weights_path(bundled[1], bundled[0])
+                out += [(w, f"weights of {name}"), (w.with_name(w.name.split(".")[0] + ".json"),
+                                                    f"weights card of {name}")]
+    return out
+
+
+def _load_models(models: list[tuple[str, str]], scales: list[int]) -> dict:
+    """{(name, scale): Keras model}, every model loaded and its scale checked before scoring."""
+    from keras_seran.errors import InputDataError
+    from keras_seran.inference.resolver import SuperResolver
+    from keras_seran.pretrained import load_model
+
+    loaded: dict[str, tuple] = {}
+    out = {}
+    for scale in scales:
+        for name, model_spec in models:
+            spec = model_spec.format(scale=scale)
+            if spec not in loaded:
+                model = load_model(spec)
+                try:
+                    got = SuperResolver(model).scale
+                except Exception as e:   # a non-SR model fails its probe in many ways
+                    raise InputDataError(spec, f"model {name!r} is not a grayscale super-resolution "
+                                               f"network ({type(e).__name__}: "
+                                               f"{str(e).splitlines()[0] if str(e) else ''})"
+                                         ) from None
+                loaded[spec] = (model, got)
+            model, got = loaded[spec]
+            if got != scale:
+                raise InputDataError(spec, f"model {name!r} upscales by x{got}, but --scales asks "
+                                           f"for x{scale}; put {{scale}} in its path (one model "
+                                           f"per scale) or use --scales {got}")
+            out[(name, scale)] = model
+    return out
+
+
 def _pairs(args, scale: int) -> dict:
     from keras_seran.config import DataConfig
     from keras_seran.data.degrade import lr_hr_pairs
-    from keras_seran.evaluation.protocol import benchmark_pairs
+    from keras_seran.evaluation.protocol import benchmark_pairs, min_scored_size
 
     if not args.data:
         return benchmark_pairs(scale, args.degradation)
@@ -51,7 +134,8 @@ def _pairs(args, scale: int) -> dict:
 
     cfg = DataConfig(slice_axis=args.axis, degradation=args.degradation,
                      val_fraction=0.1 if args.split == "val" else 0.0)
-    train, val = load_slice_sets(args.data, scale, cfg, min_size=2 * scale)
+    train, val = load_slice_sets(args.data, scale, cfg, min_size=min_scored_size(scale),
+                                 purpose="evaluation")
     if args.split == "val":
         return {"val": validation_pairs_from(val, scale, cfg)}
     return {"data": lr_hr_pairs(train.slices, scale, args.degradation)}
@@ -62,30 +146,33 @@ def run(args) -> int:
     from keras_seran.evaluation.protocol import bicubic_predictor, keras_predictor, score_pairs
     from keras_seran.evaluation.table import Row, to_csv, to_markdown
     from keras_seran.inference.writer import atomic_path, check_output_path, same_file
-    from keras_seran.pretrained import load_model
 
     rows: list[Row] = []
+    scales = list(dict.fromkeys(args.scales))
     specs = args.models if args.models is not None else _default_models()
     # everything that can be checked is checked before the (slow) scoring
-    for spec in specs:
-        if not spec.partition("=")[2]:
-            raise InputDataError(None, f"--models entry {spec!r} is not NAME=MODEL")
-    if args.no_bicubic and not specs:
+    models = _parse_models(specs, scales, bicubic=not args.no_bicubic)
+    if args.no_bicubic and not models:
         raise InputDataError(None, "nothing to evaluate: --no-bicubic and no --models")
     outputs = [path for path in (args.markdown, args.csv) if path is not None]
     if len(outputs) == 2 and same_file(*outputs):
         raise OutputPathError(outputs[0], "--markdown and --csv name the same file")
+    inputs = _input_files(args, models, scales)
     for path in outputs:
+        for f, what in inputs:
+            if same_file(path, f):
+                raise OutputPathError(path, f"output is an input ({what}); refusing to overwrite "
+                                            "it, choose another output path")
         check_output_path(path, suffixes=None, overwrite=True)
-    for scale in args.scales:
+    loaded = _load_models(models, scales)
+    for scale in scales:
         pairs = _pairs(args, scale)
         methods = [] if args.no_bicubic else [("bicubic", bicubic_predictor(scale))]
-        for spec in specs:
-            name, _, model_spec = spec.partition("=")
-            model = load_model(model_spec.format(scale=scale))
-            methods.append((name, keras_predictor(model)))
+        for name, _ in models:
+            methods.append((name, keras_predictor(loaded[(name, scale)])))
             if args.self_ensemble:
-                methods.append((f"{name}+", keras_predictor(model, self_ensemble=True)))
+                methods.append((f"{name}+", keras_predictor(loaded[(name, scale)],
+                                                            self_ensemble=True)))
         for name, predict in methods:
             for set_name, (lr, hr) in pairs.items():
                 rows.append(Row(name, set_name, scale, score_pairs(predict, lr, hr, scale)))

@@ -23,6 +23,15 @@ from keras_seran.metrics import psnr, ssim
 
 Predictor = Callable[[np.ndarray], np.ndarray]   # (h, w) LR in [0,1] -> (h*s, w*s)
 
+SSIM_WINDOW = 11   # the Gaussian window of :func:`keras_seran.metrics.ssim`
+
+
+def min_scored_size(scale: int) -> int:
+    """Smallest HR slice side that can be scored at ``scale``: after the crop to a multiple of
+    the scale and the ``scale``-pixel border, SSIM's 11x11 window must still fit (x2: 16)."""
+    s = int(scale)
+    return s * -(-(SSIM_WINDOW + 2 * s) // s)
+
 
 @dataclass
 class Scores:

@@ -12,6 +12,7 @@ existing file only with ``--overwrite``. Runs on any Keras backend (TensorFlow, 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -175,8 +176,10 @@ def run(args: argparse.Namespace) -> int:
     if args.tile_size is not None and args.tile_size <= args.overlap:
         raise InputDataError(None, f"--tile-size {args.tile_size} must be larger than --overlap "
                                    f"{args.overlap}")
-    if args.max_memory is not None and args.max_memory <= 0:
-        raise InputDataError(None, f"--max-memory must be positive, got {args.max_memory}")
+    if args.max_memory is not None and not (math.isfinite(args.max_memory)
+                                            and args.max_memory > 0):
+        raise InputDataError(None, f"--max-memory must be a finite positive number of MB, got "
+                                   f"{args.max_memory}")
     from keras_seran.inference.resolver import check_output_dtype
 
     check_output_dtype(args.output_dtype, what="--output-dtype")

@@ -2,8 +2,9 @@
 
 Every file is first written to a hidden temporary file in the destination folder and then moved
 into place with ``os.replace`` (atomic on one file system): the output appears only once it is
-complete, and a failure (or Ctrl-C) leaves nothing behind. The input is never overwritten, and an
-existing output only with ``overwrite=True``.
+complete, and a failure (or Ctrl-C, or SIGTERM under the command line) leaves nothing behind,
+not even the folders made for it. The input is never overwritten, and an existing output only
+with ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -116,29 +117,54 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None,
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` (same suffix); on success move it onto ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception (Ctrl-C and SIGTERM included) the temporary file is removed, ``path`` is
+    left as it was, and the folders made here for it are removed again while still empty.
     """
     dest = Path(path).expanduser()
     suffix = _full_suffix(dest)
+    made = _missing_dirs(dest.parent)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
-    except OSError as e:
-        raise OutputPathError(dest, f"cannot create a file in {dest.parent} ({e.strerror or e})"
-                              ) from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
         try:
-            os.chmod(tmp_path, 0o666 & ~_umask())
-        except OSError:
-            pass
-        os.replace(tmp_path, dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}",
+                                       dir=dest.parent)
+        except OSError as e:
+            raise OutputPathError(dest, f"cannot create a file in {dest.parent} "
+                                        f"({e.strerror or e})") from None
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            try:
+                os.chmod(tmp_path, 0o666 & ~_umask())
+            except OSError:
+                pass
+            os.replace(tmp_path, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
+            raise
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
+        _remove_empty_dirs(made)
         raise
+
+
+def _missing_dirs(folder: Path) -> list[Path]:
+    """The folders of ``folder``'s chain that do not exist yet, deepest first."""
+    out, d = [], folder.absolute()
+    while not d.exists() and d != d.parent:
+        out.append(d)
+        d = d.parent
+    return out
+
+
+def _remove_empty_dirs(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while each is empty; stop at the first that is not."""
+    for d in folders:
+        try:
+            d.rmdir()          # fails on a folder something else has written into meanwhile
+        except OSError:
+            return
 
 
 def _umask() -> int:

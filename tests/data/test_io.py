@@ -267,3 +267,29 @@ def test_shared_volumes_load(shared_data):
     assert 0 <= vol.data.min() < vol.data.max() <= 255
     pd = load_slice(shared_data / "brainweb_pd_slice.png")
     assert pd.shape == (217, 181)
+
+
+def test_values_beyond_float32_are_named_as_such(tmp_path, slab_raw):
+    """A float64 file with finite values too large for float32: no NaN/Inf advice, no warning."""
+    import warnings
+
+    a = slab_raw[:, :4].astype(np.float64)
+    a[10, 1, 10] = 1e39
+    a[11, 2, 12] = -3e300
+    p = _save(tmp_path / "huge.nii.gz", a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        err = _expect_error(load_volume, p, "2 voxel value(s) beyond the float32 range", "3e+300")
+    assert "NaN" not in str(err)
+
+
+def test_find_volumes_skips_hidden_files(tmp_path):
+    """Leftovers of interrupted writes (.NAME.XXXX.tmp.nii.gz) and hidden folders are no inputs."""
+    shutil.copy(samples.T1_LOWRES, tmp_path / "v1.nii.gz")
+    (tmp_path / ".v2.nii.gz.ab12.tmp.nii.gz").write_bytes(samples.T1_LOWRES.read_bytes()[:500])
+    (tmp_path / ".cache").mkdir()
+    shutil.copy(samples.T1_LOWRES, tmp_path / ".cache" / "v3.nii.gz")
+    assert find_volumes(tmp_path) == [tmp_path / "v1.nii.gz"]
+    (tmp_path / "v1.nii.gz").unlink()
+    with pytest.raises(InputDataError, match="no NIfTI"):
+        find_volumes(tmp_path)

@@ -129,3 +129,21 @@ def test_arrays_and_2d_files_as_sources(slab_raw):
     tr_png, va_png = load_slice_sets([samples.BRAINWEB_T1, samples.BRAINWEB_PD], 2,
                                      DataConfig(patch_size=24, val_fraction=0.5))
     assert len(tr_png) == len(va_png) == 1 and tr_png.slices[0].shape == (217, 181)
+
+
+def test_small_slices_message_for_evaluation(slab_raw):
+    """Evaluation names the scoring minimum, not a training patch; an explicit training minimum
+    is not blamed on patch_size either."""
+    # the slab's axis-0 slices are 16 x 256: under x4's scoring minimum of 20
+    cfg = DataConfig(slice_axis=0, val_fraction=0.0)
+    with pytest.raises(InputDataError) as ei, warnings.catch_warnings():
+        warnings.simplefilter("error")       # the error alone, no skipped-slices warning too
+        load_slice_sets(samples.T1_AXIAL_SLAB, 4, cfg, min_size=20, purpose="evaluation")
+    msg = str(ei.value)
+    assert msg.startswith(str(samples.T1_AXIAL_SLAB)) and "no slice left to score" in msg
+    assert "20x20" in msg and "x4" in msg and "patch" not in msg and "training" not in msg
+    with pytest.raises(InputDataError) as ei, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_slice_sets(samples.T1_AXIAL_SLAB, 2, cfg, min_size=20)
+    msg = str(ei.value)
+    assert "no training slice left" in msg and "20x20" in msg and "patch_size" not in msg

@@ -89,3 +89,115 @@ def test_evaluate_self_ensemble_rows(tmp_path, capsys):
         if method == "seran":
             # the ensemble of a trained network stays within a fraction of a dB of one pass
             assert abs(by[("seran+", dataset)] - value) < 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# everything checked before scoring: inputs never overwritten, bad models and data named
+
+
+@pytest.fixture(scope="module")
+def ev_dir(tmp_path_factory):
+    """A folder with a small real T1 volume (128x128x4, slices along axis 2) and x2/x3 models."""
+    import nibabel as nib
+
+    from keras_seran import samples
+
+    d = tmp_path_factory.mktemp("ev")
+    a = np.asarray(nib.load(samples.T1_AXIAL_SLAB).dataobj)
+    nib.save(nib.Nifti1Image(a[64:192, 4:8, 64:192].transpose(0, 2, 1).copy(), np.eye(4)),
+             d / "vol.nii.gz")
+    # 5x5 slices of real anatomy (every 40th voxel): too small for SSIM's 11x11 window
+    nib.save(nib.Nifti1Image(a[30:230:40, 4:8, 30:230:40].transpose(0, 2, 1).copy(), np.eye(4)),
+             d / "tiny5.nii.gz")
+    seran(2, "tiny").save(d / "model_x2.keras")
+    seran(3, "tiny").save(d / "model_x3.keras")
+    return d
+
+
+def _no_scoring(monkeypatch):
+    from keras_seran.evaluation import command
+
+    monkeypatch.setattr(command, "_pairs", lambda *a: pytest.fail("scored before checking"))
+
+
+def _evaluate_error(capsys, *argv) -> str:
+    rc = main(["evaluate", *map(str, argv)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_evaluate_never_overwrites_its_inputs(ev_dir, capsys, monkeypatch):
+    _no_scoring(monkeypatch)
+    vol, model = ev_dir / "vol.nii.gz", ev_dir / "model_x2.keras"
+    before = {p: p.read_bytes() for p in (vol, model)}
+    for data, output, what in ((vol, "--csv", model), (ev_dir, "--markdown", vol),
+                               (str(ev_dir / "*.nii.gz"), "--csv", vol)):
+        err = _evaluate_error(capsys, "--data", data, "--scales", "2", "--models",
+                              f"mine={ev_dir / 'model_x{scale}.keras'}", output, what)
+        assert f"{what}: output is an input" in err
+    # the bundled benchmark files too, when no --data is given
+    from keras_seran import samples
+
+    err = _evaluate_error(capsys, "--scales", "2", "--models", "seran=x2", "--csv",
+                          samples.BRAINWEB_PD)
+    assert "brainweb_pd_slice.png: output is an input (bundled benchmark data)" in err
+    assert {p: p.read_bytes() for p in (vol, model)} == before
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("mine=x{scale", "expected '}'"), ("mine=x{sc}", "KeyError: 'sc'"),
+    ("=x2", "is not NAME=MODEL"), ("a=x2 a=x3", "used twice")])
+def test_evaluate_rejects_bad_model_specs(spec, expected, capsys, monkeypatch):
+    _no_scoring(monkeypatch)
+    err = _evaluate_error(capsys, "--scales", "2", "--models", *spec.split())
+    assert expected in err
+
+
+def test_evaluate_checks_every_model_scale_before_scoring(ev_dir, capsys, monkeypatch):
+    """A model of the wrong scale (or no SR model at all) fails before anything is scored."""
+    import keras
+
+    _no_scoring(monkeypatch)
+    x2, x3 = ev_dir / "model_x2.keras", ev_dir / "model_x3.keras"
+    err = _evaluate_error(capsys, "--data", ev_dir / "vol.nii.gz", "--scales", "2", "3",
+                          "--no-bicubic", "--models", f"mine={x2}")
+    assert f"{x2}: model 'mine' upscales by x2, but --scales asks for x3" in err
+    err = _evaluate_error(capsys, "--scales", "2", "--models", f"a={x3}")
+    assert f"{x3}: model 'a' upscales by x3, but --scales asks for x2" in err
+    rgb = ev_dir / "rgb.keras"
+    keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(3, 3, padding="same")]
+                     ).save(rgb)
+    err = _evaluate_error(capsys, "--scales", "2", "--models", f"rgb={rgb}")
+    assert f"{rgb}: model 'rgb' is not a grayscale super-resolution network" in err
+
+
+def test_evaluate_one_model_per_scale(ev_dir, capsys):
+    """{scale} picks each scale's model; the --data volume's slices are all scored."""
+    out = ev_dir / "scales.csv"
+    rc = main(["evaluate", "--data", str(ev_dir / "vol.nii.gz"), "--scales", "2", "3",
+               "--models", f"mine={ev_dir / 'model_x{scale}.keras'}", "--csv", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(out)))
+    assert {(r["method"], r["scale"]) for r in rows} == {
+        (m, s) for m in ("bicubic", "mine") for s in ("2", "3")}
+    assert all(r["dataset"] == "data" and r["slices"] == "4" for r in rows)
+
+
+@pytest.mark.filterwarnings("ignore:only 4 usable slices")
+def test_evaluate_slices_too_small_for_ssim(ev_dir, capsys):
+    for split in ("all", "val"):
+        err = _evaluate_error(capsys, "--data", ev_dir / "tiny5.nii.gz", "--scales", "2",
+                              "--split", split)
+        assert str(ev_dir / "tiny5.nii.gz") in err and "left to score" in err
+        assert "at least 16x16" in err and "patch" not in err and "training" not in err
+
+
+def test_evaluate_help():
+    from keras_seran.cli import build_parser
+
+    parser = build_parser(["evaluate"])
+    sub = next(a for a in parser._actions if a.dest == "command").choices["evaluate"]
+    text = " ".join(sub.format_help().split())
+    assert "upscaling factors to score" in text and "how LR slices are made" in text
+    assert "held-out slices" not in text and "or on your --data" in text

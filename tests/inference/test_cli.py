@@ -273,6 +273,8 @@ def test_scale_and_model_disagree(tiny_keras_file, small_lowres_file, tmp_path, 
     (["--overlap", "-4", "--tile-size", "20"], "--overlap must be 0 or more"),
     (["--output-dtype", "bogus"], "--output-dtype 'bogus'"),
     (["--output-dtype", "float16"], "--output-dtype 'float16'"),
+    (["--max-memory", "inf"], "--max-memory must be a finite positive number of MB, got inf"),
+    (["--max-memory", "nan"], "--max-memory must be a finite positive number of MB, got nan"),
 ])
 def test_bad_options_fail_before_the_model_loads(extra, expected, small_lowres_file, tmp_path,
                                                  capsys):
@@ -319,3 +321,122 @@ def test_device_gpu_without_gpu_is_a_clear_error(small_lowres_file, tiny_keras_f
     err = capsys.readouterr().err
     assert rc == 2 and "--device gpu" in err and "--device cpu" in err
     assert_no_output(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# interrupted runs: Ctrl-C, SIGTERM, SIGHUP leave no temporary file and no empty folder
+
+
+def _folder_of_copies(small_lowres_file, folder: Path, n: int = 2) -> Path:
+    folder.mkdir()
+    for i in range(n):
+        shutil.copy(small_lowres_file, folder / f"v{i + 1}.nii.gz")
+    return folder
+
+
+def test_interrupt_before_the_first_write_leaves_no_folder(tiny_keras_file, small_lowres_file,
+                                                           tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the first result is written: no temporary file, and the output folders made
+    for it are removed again (they are still empty)."""
+    src = _folder_of_copies(small_lowres_file, tmp_path / "in")
+    real = nib.Nifti1Image.to_filename
+
+    def half_then_interrupt(self, filename, **kw):
+        real(self, filename, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nib.Nifti1Image, "to_filename", half_then_interrupt)
+    rc = _predict(src, tmp_path / "out" / "deep", "--model", tiny_keras_file)
+    assert rc == 130 and "interrupted" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert list_files(tmp_path) == ["in/v1.nii.gz", "in/v2.nii.gz"]
+
+
+def test_sighup_cleans_up_and_restores_the_handler(tiny_keras_file, small_lowres_file, tmp_path,
+                                                   monkeypatch, capsys):
+    """SIGHUP mid-write runs the same cleanup as Ctrl-C; exit code 128 + 1; the caller's handler
+    is back afterwards."""
+    import signal
+    import time
+
+    if not hasattr(signal, "SIGHUP"):
+        pytest.skip("no SIGHUP on this platform")
+    real = nib.Nifti1Image.to_filename
+
+    def half_then_hangup(self, filename, **kw):
+        real(self, filename, **kw)
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(30)           # the handler raises here, long before the end
+
+    def callers_handler(signum, frame):      # reached only if main installed none
+        raise AssertionError("SIGHUP was not handled by keras_seran.cli.main")
+
+    monkeypatch.setattr(nib.Nifti1Image, "to_filename", half_then_hangup)
+    original = signal.signal(signal.SIGHUP, callers_handler)
+    try:
+        before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
+        t0 = time.monotonic()
+        rc = _predict(small_lowres_file, tmp_path / "out" / "sr.nii.gz", "--model",
+                      tiny_keras_file)
+        after = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGHUP, original)
+    assert rc == 129 and "interrupted (SIGHUP)" in capsys.readouterr().err
+    assert time.monotonic() - t0 < 25
+    assert list_files(tmp_path) == [] and not (tmp_path / "out").exists()
+    assert after == before
+
+
+_SLOW_WRITE = """
+import pathlib, sys, time
+import nibabel as nib
+real = nib.Nifti1Image.to_filename
+def slow(self, filename, **kw):
+    real(self, filename, **kw)
+    pathlib.Path(sys.argv[1]).write_text(str(filename))   # the temporary file is on disk now
+    time.sleep(120)
+nib.Nifti1Image.to_filename = slow
+from keras_seran.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_sigterm_mid_write_leaves_nothing(tiny_keras_file, small_lowres_file, tmp_path):
+    """``kill -TERM`` of a folder predict while it writes: exit 143, the temporary file and the
+    output folder made for it are gone, and the input folder is untouched."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = _folder_of_copies(small_lowres_file, tmp_path / "in")
+    script, marker = tmp_path / "slow_write.py", tmp_path / "writing.txt"
+    script.write_text(_SLOW_WRITE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(marker), "predict", str(src), str(tmp_path / "out"),
+         "--model", str(tiny_keras_file), "--no-progress", "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), proc.communicate(timeout=5)
+        tmp_file = Path(marker.read_text())
+        assert tmp_file.name.startswith(".v1.nii.gz.") and tmp_file.exists()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "keras-seran predict: interrupted (SIGTERM)" in err and "Traceback" not in err
+    assert not tmp_file.exists() and not (tmp_path / "out").exists()
+    assert sorted(list_files(src)) == ["v1.nii.gz", "v2.nii.gz"]
+
+
+def test_top_level_help_has_no_markup():
+    from keras_seran.cli import build_parser
+
+    text = build_parser(["--help"]).format_help()
+    assert "The keras-seran command line" in text and "``" not in text
