@@ -6,12 +6,21 @@ pipeline's: HR patches of ``patch_size * scale`` pixels, random flips/90-degree 
 :func:`keras_seran.data.degrade.degrade` of the HR patch (or cut from the precomputed LR of the
 whole slice for ``lr_mode="precomputed"``, the default for "kspace"), optional contrast
 remapping of HR before LR is made (:mod:`keras_seran.data.intensity`), optional Rician noise.
-Batch ``idx`` of epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e, idx])``: the same
-seed gives the same batches, whatever the number of workers.
+The patch stream is a pure function of the seed and the global batch number ``n``: batch ``n`` is
+drawn from ``numpy.random.default_rng([seed, e, i])`` with ``e, i = divmod(n, steps_per_epoch)``.
+The training dataset is infinite (``num_batches`` is None, so ``fit`` needs ``steps_per_epoch``)
+and Keras iterates it in one thread, in order; its ``workers`` threads prefetch the next batches
+inside the dataset. So fit consumes batches 0, 1, 2, ... whatever the number of workers, and
+Keras's peek at a first batch (JAX/PyTorch, to build the model) and its epoch callbacks cannot
+shift the stream, as they did when the epoch was a counter bumped in ``on_epoch_end`` and
+Keras's own enqueuer prefetched batches across that bump.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import keras
@@ -26,7 +35,10 @@ __all__ = ["PatchPyDataset", "SlicePairPyDataset", "make_pydatasets"]
 
 
 class PatchPyDataset(keras.utils.PyDataset):
-    """Random (lr, hr) patch batches: float32 (B, p, p, 1), (B, p*s, p*s, 1).
+    """Random (lr, hr) patch batches: float32 (B, p, p, 1), (B, p*s, p*s, 1), an endless stream.
+
+    ``ds[k]`` is global batch ``start_epoch * steps_per_epoch + k`` (see the module docstring);
+    ``len(ds)`` is ``steps_per_epoch``, the ``steps_per_epoch`` to give ``fit``.
 
     Args:
         sources: anything :func:`load_slice_sets` takes (folder, glob, file, array, list), or a
@@ -36,18 +48,29 @@ class PatchPyDataset(keras.utils.PyDataset):
         steps_per_epoch: batches per epoch (``len(self)``).
         start_epoch: the epoch the stream starts at (a resumed run's epoch).
         lr_mode: "auto" (precomputed for "kspace", else on the fly), "on_the_fly", "precomputed".
-        **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of PyDataset.
+        workers: threads that prefetch the next batches, in order (1: none).
+        max_queue_size: how many batches they prefetch ahead.
     """
 
     def __init__(self, sources: Any, scale: int, config: DataConfig | None = None,
                  steps_per_epoch: int = 100, lr_mode: str = "auto", start_epoch: int = 0,
-                 **kwargs: Any):
-        super().__init__(**kwargs)
+                 workers: int = 1, max_queue_size: int = 10, use_multiprocessing: bool = False):
+        if use_multiprocessing:
+            raise ValueError("PatchPyDataset prefetches in threads; use_multiprocessing is not "
+                             "supported (its batch order would depend on the workers)")
+        # Keras sees one worker: it then iterates in order, and the prefetch is ours
+        super().__init__(workers=1, max_queue_size=max_queue_size)
         self.config = config or DataConfig()
         self.scale = int(scale)
         self.steps_per_epoch = int(steps_per_epoch)
         if self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        if int(start_epoch) < 0:
+            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+        if int(workers) < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.threads = int(workers)
+        self.prefetch = max(self.threads, int(max_queue_size))
         train = sources if isinstance(sources, SliceSet) else load_slice_sets(sources, scale, self.config)[0]
         kind = self.config.degradation
         self.lr_mode = resolve_lr_mode(lr_mode, kind, self.config.contrast_augment)
@@ -63,16 +86,42 @@ class PatchPyDataset(keras.utils.PyDataset):
         if small or not self._hr:
             raise ValueError(f"{len(small)} of {len(self._hr)} training slice(s) smaller than the HR "
                              f"patch {p * s}; filter them first (SliceSet.filter_min_size)")
-        self.epoch = int(start_epoch)   # a resumed run continues the stream at its epoch
+        self.start_epoch = int(start_epoch)   # a resumed run continues the stream at its epoch
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: dict[int, Future] = {}
 
     def __len__(self) -> int:
         return self.steps_per_epoch
 
+    @property
+    def num_batches(self) -> None:
+        """None: an endless stream (``fit`` counts epochs with ``steps_per_epoch``)."""
+        return None
+
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        n = self.start_epoch * self.steps_per_epoch + int(idx)
+        if self.threads == 1:
+            return self.batch(n)
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="PatchPyDataset")
+                weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+            ahead = self.prefetch
+            future = self._ahead.pop(n, None)
+            for k in [k for k in self._ahead if not n < k <= n + ahead]:
+                self._ahead.pop(k).cancel()   # asked for elsewhere: a restarted iteration
+            for k in range(n + 1, n + ahead + 1):
+                if k not in self._ahead:
+                    self._ahead[k] = self._pool.submit(self.batch, k)
+        return future.result() if future is not None else self.batch(n)
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Global batch ``n`` of the stream (epoch ``n // steps_per_epoch``), a pure function."""
         cfg, s = self.config, self.scale
         p = cfg.patch_size
         hp = p * s
-        rng = np.random.default_rng([cfg.seed, self.epoch, int(idx)])
+        rng = np.random.default_rng([cfg.seed, *divmod(int(n), self.steps_per_epoch)])
         hrs = np.empty((cfg.batch_size, hp, hp), np.float32)
         lrs = np.empty((cfg.batch_size, p, p), np.float32) if self._lr is not None else None
         for j in range(cfg.batch_size):
@@ -106,10 +155,6 @@ class PatchPyDataset(keras.utils.PyDataset):
             a = a[:, ::-1]
         return np.rot90(a, rot)
 
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-
-
 class SlicePairPyDataset(keras.utils.PyDataset):
     """Whole-slice (lr, hr) pairs, batch 1: (1, h, w, 1), (1, h*s, w*s, 1), e.g. the lists of
     :func:`validation_pairs` for validation under any backend."""
@@ -133,9 +178,10 @@ def make_pydatasets(sources: Any, scale: int, config: DataConfig | None = None,
                     ) -> tuple[PatchPyDataset, SlicePairPyDataset | None]:
     """(train, val) PyDatasets from MR files or arrays: the backend-agnostic twin of
     :func:`keras_seran.data.make_datasets` (same slices, split and validation pairs; the random
-    patch stream differs). ``train``: ``steps_per_epoch`` batches (B, p, p, 1), (B, p*s, p*s, 1)
-    per epoch, made by ``workers`` threads (default: up to 4); ``val``: whole slices, batch 1, or
-    None when nothing is held out."""
+    patch stream differs). ``train``: the endless stream of batches (B, p, p, 1), (B, p*s, p*s, 1)
+    from epoch ``start_epoch`` on, prefetched by ``workers`` threads (default: up to 4); give
+    ``fit`` its ``steps_per_epoch=len(train)``. ``val``: whole slices, batch 1, or None when
+    nothing is held out."""
     import os
 
     config = config or DataConfig()

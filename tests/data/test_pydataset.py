@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -45,11 +47,23 @@ def test_deterministic_per_seed_and_epoch(train_set):
     for i in range(3):
         np.testing.assert_array_equal(a[i][1], b[i][1])
     first = a[1][1]
-    a.on_epoch_end()
-    assert not np.array_equal(first, a[1][1])                  # a new epoch draws new patches
+    a.on_epoch_end()                                           # no state: the stream stays put
+    np.testing.assert_array_equal(a[1][1], first)
+    assert not np.array_equal(first, a[4][1])                  # the next epoch draws new patches
     import dataclasses
     c = PatchPyDataset(train_set, 2, dataclasses.replace(CFG, seed=5), steps_per_epoch=3)
     assert not np.array_equal(c[1][1], first)
+
+
+def test_prefetching_workers_give_the_stream_in_any_access_order(train_set):
+    plain = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=3)
+    threaded = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=3, workers=3, max_queue_size=4)
+    assert plain.num_batches is None and len(threaded) == 3
+    for k in (0, 1, 2, 0, 1, 7, 8, 3, 9):                      # in order, restarted, jumping
+        np.testing.assert_array_equal(threaded[k][0], plain.batch(k)[0])
+        np.testing.assert_array_equal(threaded[k][1], plain[k][1])
+    with pytest.raises(ValueError, match="use_multiprocessing"):
+        PatchPyDataset(train_set, 2, CFG, workers=2, use_multiprocessing=True)
 
 
 def test_kspace_precomputed_and_noise(train_set):
@@ -70,26 +84,83 @@ def test_fit_with_pydatasets(train_set):
     out = keras.layers.Conv2D(1, 3, padding="same")(keras.layers.UpSampling2D(2)(inp))
     model = keras.Model(inp, out)
     model.compile("adam", "mae")
-    hist = model.fit(ds, epochs=1, validation_data=val, verbose=0)
+    hist = model.fit(ds, epochs=1, steps_per_epoch=len(ds), validation_data=val, shuffle=False,
+                     verbose=0)
     assert np.isfinite(hist.history["val_loss"][0])
 
 
 def test_a_resumed_stream_starts_at_its_epoch(train_set):
     """start_epoch=e gives the batches a dataset gives after e epochs (a resumed run's stream)."""
     run = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=2)
-    run.on_epoch_end()
-    run.on_epoch_end()
     resumed = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=2, start_epoch=2)
     for i in range(2):
-        np.testing.assert_array_equal(resumed[i][1], run[i][1])
-        np.testing.assert_array_equal(resumed[i][0], run[i][0])
+        np.testing.assert_array_equal(resumed[i][1], run[4 + i][1])
+        np.testing.assert_array_equal(resumed[i][0], run[4 + i][0])
+
+
+FIT_RECORDER = """
+import json, sys
+import keras, numpy as np
+from keras_seran.config import DataConfig
+from keras_seran.data import load_slice_sets
+from keras_seran.data.pydataset import PatchPyDataset
+
+cfg = DataConfig(slice_axis=1, patch_size=8, batch_size=2, val_fraction=0.2, val_gap=4, seed=4)
+train = load_slice_sets(sys.argv[1], 2, cfg)[0]
+seen = []
+
+def loss(y_true, y_pred):   # eager: y_true is the HR batch fit consumes
+    try:
+        seen.append(float(np.asarray(y_true, np.float64).sum()))
+    except Exception:        # the symbolic build
+        pass
+    return keras.ops.mean(keras.ops.abs(y_true - y_pred))
+
+def fit(workers, start_epoch, epochs):
+    ds = PatchPyDataset(train, 2, cfg, steps_per_epoch=3, workers=workers, start_epoch=start_epoch)
+    inp = keras.Input((None, None, 1))
+    up = keras.layers.UpSampling2D(2)(inp)
+    model = keras.Model(inp, keras.layers.Conv2D(1, 3, padding="same")(up))
+    model.compile("adam", loss, run_eagerly=True)
+    seen.clear()
+    model.fit(ds, epochs=epochs, initial_epoch=start_epoch, steps_per_epoch=len(ds),
+              shuffle=False, verbose=0)
+    return list(seen)
+
+def batch(k):   # batch i of epoch e, taken where a run resumed at epoch e starts
+    e, i = divmod(k, 3)
+    return PatchPyDataset(train, 2, cfg, steps_per_epoch=3, start_epoch=e)[i]
+
+print(json.dumps({"expected": [float(batch(k)[1].astype(np.float64).sum()) for k in range(6)],
+                  "w1": fit(1, 0, 2), "w2": fit(2, 0, 2), "w4": fit(4, 0, 2),
+                  "resumed_w2": fit(2, 1, 2)}))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_fit_consumes_the_same_stream_whatever_the_workers_on_jax(tmp_path):
+    """On JAX, fit peeks at a first batch to build the model and calls on_epoch_end around it;
+    with prefetching workers the batches fit consumed used to depend on the number of workers."""
+    script = tmp_path / "record.py"
+    script.write_text(FIT_RECORDER)
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, str(script), str(SLAB)], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    expected = got["expected"]
+    assert len(set(expected)) > 3                              # distinct batches to tell apart
+    for key in ("w1", "w2", "w4"):
+        assert got[key] == pytest.approx(expected, rel=1e-6), key
+    # a run resumed at epoch 1 continues with batches 3, 4, 5
+    assert got["resumed_w2"] == pytest.approx(expected[3:], rel=1e-6)
 
 
 def test_make_pydatasets_mirrors_make_datasets_split(train_set):
     from keras_seran.data import make_pydatasets
 
     train, val = make_pydatasets(SLAB, 2, CFG, steps_per_epoch=3, start_epoch=1, workers=2)
-    assert len(train) == 3 and train.epoch == 1 and train.workers == 2
+    assert len(train) == 3 and train.start_epoch == 1 and train.threads == 2
     assert len(train._hr) == len(train_set.slices)
     lrs, hrs = validation_pairs(SLAB, 2, CFG)
     assert len(val) == len(lrs) > 0
