@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ DEGRADATIONS = ("bicubic", "blur", "kspace")
 #: networks ``keras-seran train`` can train (bicubic has no weights); rir = SERAN w/o SERA
 TRAINABLE_ARCHS = ("seran", "edsr", "rcan", "rir", "srcnn")
 MIXED_PRECISION_KINDS = ("float16", "bfloat16")   # compute types of mixed-precision training
+#: contrasts ``DataConfig.contrast`` can select (any case): those IXI and BIDS file names carry
+CONTRASTS = ("T1", "T2", "PD", "MRA", "DTI")
 ReasoningKind = Literal["glore", "rs_gcn"]
 REASONING_KINDS = ("glore", "rs_gcn")
 
@@ -53,18 +56,24 @@ def check_bool(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
-def check_number(name: str, value: Any, low: float, high: float = float("inf"),
+def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf,
                  low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
-    """ValueError unless ``value`` is a number in the interval low..high (open ends as asked)."""
+    """ValueError unless ``value`` is a finite number (not a bool, not NaN or infinity: no setting
+    of the package means anything there) in the interval low..high, open ends as asked."""
     if optional and value is None:
         return
-    ok = _is_number(value) and (value > low if low_open else value >= low) and (
-        value < high if high_open else value <= high)
+    ok = _is_number(value) and math.isfinite(value) and (
+        value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
-        interval = (f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-                    if high != float("inf") else f"{'>' if low_open else '>='} {low:g}")
-        raise ValueError(f"{name} must be a number {'in ' if high != float('inf') else ''}"
-                         f"{interval}, got {value!r}")
+        if math.isfinite(low) and math.isfinite(high):
+            where = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif math.isfinite(low):
+            where = f" {'>' if low_open else '>='} {low:g}"
+        elif math.isfinite(high):
+            where = f" {'<' if high_open else '<='} {high:g}"
+        else:
+            where = ""
+        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -99,8 +108,8 @@ class SERAConfig:
         check_int("num_descriptors", self.num_descriptors, 1)
         if self.reasoning not in REASONING_KINDS:
             raise ValueError(f"reasoning must be one of {REASONING_KINDS}, got {self.reasoning!r}")
-        check_number("residual_scale", self.residual_scale, float("-inf"), optional=True)
-        check_number("residual_scale_init", self.residual_scale_init, float("-inf"))
+        check_number("residual_scale", self.residual_scale, optional=True)
+        check_number("residual_scale_init", self.residual_scale_init)
         check_bool("attention_norm", self.attention_norm)
 
 
@@ -182,12 +191,11 @@ MIN_CONTRAST_KNOTS = 3
 
 
 def check_contrast_args(prob: float, knots: int) -> None:
-    """ValueError unless 0 <= prob <= 1 and knots is an integer >= MIN_CONTRAST_KNOTS (the bounds
-    of ``DataConfig.contrast_augment`` / ``contrast_knots``)."""
-    if not 0.0 <= float(prob) <= 1.0:
+    """ValueError unless ``prob`` is a number in [0, 1] and ``knots`` an integer >=
+    MIN_CONTRAST_KNOTS (the bounds of ``DataConfig.contrast_augment`` / ``contrast_knots``)."""
+    if not (_is_number(prob) and 0.0 <= prob <= 1.0):
         raise ValueError(f"contrast_augment must be a probability in [0, 1], got {prob!r}")
-    if int(knots) != knots or int(knots) < MIN_CONTRAST_KNOTS:
-        raise ValueError(f"contrast_knots must be an integer >= {MIN_CONTRAST_KNOTS}, got {knots!r}")
+    check_int("contrast_knots", knots, MIN_CONTRAST_KNOTS)
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,8 @@ class DataConfig:
             (piecewise linear, 0 kept at 0) before its LR is made, so one training contrast
             teaches others (:mod:`keras_seran.data.intensity`); 0 disables it.
         contrast_knots: knots of that table on [0, 1] (more: wilder remappings).
-        contrast: IXI contrast to select ("T1", "T2", "PD") or None for every file.
+        contrast: contrast to select by IXI/BIDS file name (one of :data:`CONTRASTS`, any case,
+            e.g. "T1", "T2", "PD") or None for every file.
         seed: seed for shuffling, patch positions and augmentation.
     """
 
@@ -239,21 +248,26 @@ class DataConfig:
             raise ValueError(f"degradation must be one of {DEGRADATIONS}, got "
                              f"{self.degradation!r}")
         check_number("noise_sigma", self.noise_sigma, 0.0, 1.0)
-        if self.slice_axis is not None and self.slice_axis not in (0, 1, 2):
-            raise ValueError(f"slice_axis must be 0, 1, 2 or null (all three), got "
-                             f"{self.slice_axis!r}")
+        if self.slice_axis is not None and not (_is_int(self.slice_axis)
+                                                and self.slice_axis in (0, 1, 2)):
+            raise ValueError(f"slice_axis must be the integer 0, 1 or 2, or null (all three), "
+                             f"got {self.slice_axis!r}")
         check_number("min_foreground", self.min_foreground, 0.0, 1.0)
         check_number("foreground_threshold", self.foreground_threshold, 0.0, 1.0)
         lo_hi = tuple(self.percentiles) if isinstance(self.percentiles, (list, tuple)) else ()
         if len(lo_hi) != 2 or not all(map(_is_number, lo_hi)) or not 0 <= lo_hi[0] < lo_hi[1] <= 100:
             raise ValueError(f"percentiles must be two numbers 0 <= low < high <= 100, got "
                              f"{self.percentiles!r}")
+        # a tuple, as declared: a config read back from JSON (a list) equals the original
+        object.__setattr__(self, "percentiles", lo_hi)
         check_number("val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
         check_int("val_gap", self.val_gap, 0)
         check_bool("augment", self.augment)
         check_contrast_args(self.contrast_augment, self.contrast_knots)
-        if self.contrast is not None and not isinstance(self.contrast, str):
-            raise ValueError(f"contrast must be a name such as 'T1' or null, got {self.contrast!r}")
+        if self.contrast is not None and not (isinstance(self.contrast, str)
+                                              and self.contrast.upper() in CONTRASTS):
+            raise ValueError(f"contrast must be one of {CONTRASTS} (any case) or null, got "
+                             f"{self.contrast!r}")
         check_int("seed", self.seed, 0)
 
 
@@ -293,7 +307,8 @@ class TrainConfig:
         check_bool("distribute", self.distribute)
         check_int("early_stop_patience", self.early_stop_patience, 0, optional=True)
         check_int("checkpoint_every_epochs", self.checkpoint_every_epochs, 1)
-        if self.mixed_precision not in (False, True, *MIXED_PRECISION_KINDS):
+        mixed = self.mixed_precision   # True / False, or a kind: not 1, 0.0 or "yes"
+        if not (isinstance(mixed, bool) or (isinstance(mixed, str) and mixed in MIXED_PRECISION_KINDS)):
             raise ValueError("mixed_precision must be true, false, 'float16' or 'bfloat16', "
                              f"got {self.mixed_precision!r}")
 

@@ -6,8 +6,13 @@ an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, over the 'valid' reg
 reference MATLAB ``ssim_index.m``.
 
 The numpy functions (:func:`psnr`, :func:`ssim`) are the evaluation protocol; the Keras metrics
-(:class:`PSNRMetric`, :class:`SSIMMetric`) compute the same quantities in ``keras.ops`` for
-``model.fit`` logs.
+(:class:`PSNRMetric`, :class:`SSIMMetric`) compute the same formulas in ``keras.ops`` for
+``model.fit`` logs, with two differences that keep a training log finite and faithful to what
+the network outputs: they score the raw prediction (the evaluation clips it to [0, 1] first, so
+an output that overshoots scores a little lower in the log), and :class:`PSNRMetric` floors the
+MSE at 1e-12, i.e. caps PSNR at 120 dB (for data_range 1) where :func:`psnr` returns inf for a
+perfect image, which would make the epoch mean inf. On clipped predictions with any error at
+all they agree (tests/test_metrics.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import numpy as np
 from keras import ops
 
 PACKAGE = "keras_seran"
+#: side of the SSIM window: the smallest image (after the border crop) SSIM is defined on
+SSIM_WINDOW = 11
 
 
 def crop_border(img: np.ndarray, border: int) -> np.ndarray:
@@ -63,8 +70,9 @@ def ssim(estimate, reference, data_range: float = 1.0, border: int = 0) -> float
     x, y = crop_border(_as_2d(estimate), border), crop_border(_as_2d(reference), border)
     if x.shape != y.shape:
         raise ValueError(f"shape mismatch: estimate {x.shape} vs reference {y.shape}")
-    if min(x.shape) < 11:
-        raise ValueError(f"SSIM needs images of at least 11x11 after cropping, got {x.shape}")
+    if min(x.shape) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} after "
+                         f"cropping, got {x.shape}")
     g = _gaussian_window()
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mx, my = _filter_valid(x, g), _filter_valid(y, g)
@@ -102,7 +110,9 @@ class _ImageMetric(keras.metrics.Mean):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PSNRMetric(_ImageMetric):
-    """Mean per-image PSNR (dB) over batches of (B, H, W, 1) images in [0, data_range]."""
+    """Mean per-image PSNR (dB) over batches of (B, H, W, 1) images in [0, data_range], each
+    capped at ``10 log10(data_range**2 / 1e-12)`` (120 dB for 1.0) so a perfect image keeps the
+    mean finite; the prediction is not clipped (see the module docstring)."""
 
     def __init__(self, data_range: float = 1.0, border: int = 0, name: str = "psnr", **kwargs):
         super().__init__(data_range, border, name=name, **kwargs)
@@ -114,12 +124,18 @@ class PSNRMetric(_ImageMetric):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SSIMMetric(_ImageMetric):
-    """Mean per-image SSIM over batches of (B, H, W, 1) images (same definition as :func:`ssim`)."""
+    """Mean per-image SSIM over batches of (B, H, W, 1) images (same definition as :func:`ssim`,
+    on the unclipped prediction); images must be at least 11x11 after the border crop."""
 
     def __init__(self, data_range: float = 1.0, border: int = 0, name: str = "ssim", **kwargs):
         super().__init__(data_range, border, name=name, **kwargs)
 
     def score(self, y_true, y_pred):
+        small = [d for d in y_true.shape[1:3] if d is not None and d < SSIM_WINDOW]
+        if small:   # a 'valid' 11x11 window does not fit: TF fails cryptically, eager gives junk
+            raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} after "
+                             f"cropping the {self.border}-pixel border, got "
+                             f"{tuple(y_true.shape[1:3])}")
         x, y = y_pred, y_true
         g = _gaussian_window().astype("float32")
         kernel = ops.convert_to_tensor(np.outer(g, g)[:, :, None, None])

@@ -33,3 +33,29 @@ def test_keras_metrics_match_numpy(slab_slices):
         metric.update_state(hr[..., None], est[..., None])
         expected = np.mean([fn(e, h, border=3) for e, h in zip(est, hr)])
         assert float(metric.result()) == pytest.approx(expected, rel=1e-4)
+
+
+def test_ssim_metric_refuses_images_smaller_than_its_window(mr_slice):
+    hr = mr_slice[None, 100:114, 100:114, None]          # 14 px: 10 px after a 2-pixel border
+    with pytest.raises(ValueError, match="at least 11x11 after cropping the 2-pixel border"):
+        SSIMMetric(border=2).update_state(hr, hr)
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim(hr[0, ..., 0], hr[0, ..., 0], border=2)
+    metric = SSIMMetric(border=2)                          # 15 px: 11 after the crop, defined
+    metric.update_state(mr_slice[None, 100:115, 100:115, None], mr_slice[None, 100:115, 100:115, None])
+    assert float(metric.result()) == pytest.approx(1.0)
+
+
+def test_psnr_metric_differs_from_the_protocol_only_as_documented(mr_slice):
+    """The docstring's two differences: the metric caps a perfect image at 120 dB (psnr: inf)
+    and scores the unclipped prediction (the evaluation clips it to [0, 1])."""
+    hr = mr_slice[64:128, 64:128].astype(np.float32)
+    metric = PSNRMetric()
+    metric.update_state(hr[None, ..., None], hr[None, ..., None])
+    assert psnr(hr, hr) == float("inf") and float(metric.result()) == pytest.approx(120.0)
+    over = hr + 0.05
+    over[:8] = 1.2                                         # overshoots 1 in a few rows
+    metric = PSNRMetric()
+    metric.update_state(hr[None, ..., None], over[None, ..., None])
+    assert float(metric.result()) == pytest.approx(psnr(over, hr), rel=1e-5)
+    assert psnr(np.clip(over, 0, 1), hr) > float(metric.result())

@@ -17,11 +17,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from keras_seran.config import CONTRASTS
 from keras_seran.errors import InputDataError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SLICE_SUFFIXES = (".png", ".npy", ".dcm", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-IXI_CONTRASTS = ("T1", "T2", "PD", "MRA", "DTI")
+IXI_CONTRASTS = CONTRASTS   # the contrasts IXI names carry (BIDS names: T1, T2, PD)
 
 # IXI file names: IXI<3 digits>-<site>-<4 digits>-<contrast>[-<volume>].nii[.gz]
 # e.g. IXI002-Guys-0828-T1.nii.gz, IXI012-HH-1211-T2.nii.gz, IXI002-Guys-0828-DTI-00.nii.gz

@@ -19,11 +19,10 @@ from typing import Callable
 
 import numpy as np
 
-from keras_seran.metrics import psnr, ssim
+from keras_seran.metrics import SSIM_WINDOW, psnr, ssim
 
 Predictor = Callable[[np.ndarray], np.ndarray]   # (h, w) LR in [0,1] -> (h*s, w*s)
 
-SSIM_WINDOW = 11   # the Gaussian window of :func:`keras_seran.metrics.ssim`
 
 
 def min_scored_size(scale: int) -> int:

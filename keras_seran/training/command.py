@@ -60,12 +60,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", metavar="MODEL",
                    help="start from the matching layers of a .keras file or bundled name (x2): "
                         "fine-tuning, or x3/x4 from a trained x2 network")
-    p.add_argument("--no-tensorboard", action="store_true")
+    p.add_argument("--no-tensorboard", action="store_true",
+                   help="write no TensorBoard logs (log.csv has the metrics; default: write them "
+                        "under OUT/tensorboard)")
+    t, d = TrainConfig, DataConfig   # the defaults shown are the configs' own
     g = p.add_argument_group("training (TrainConfig)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--steps-per-epoch", type=int)
-    g.add_argument("--lr", type=float, help="initial learning rate (paper: 1e-4)")
-    g.add_argument("--lr-decay-epochs", type=int, help="halve the lr every N epochs (paper: 200)")
+    g.add_argument("--epochs", type=int, help=f"epochs to train in all (default {t.epochs})")
+    g.add_argument("--steps-per-epoch", type=int,
+                   help=f"batches per epoch (default {t.steps_per_epoch})")
+    g.add_argument("--lr", type=float,
+                   help=f"initial learning rate (default {t.learning_rate:g}, the paper's)")
+    g.add_argument("--lr-decay-epochs", type=int,
+                   help=f"halve the lr every N epochs (default {t.lr_decay_epochs}, the paper's)")
     g.add_argument("--clipnorm", type=float, help="clip gradients to this global norm")
     g.add_argument("--mixed-precision", nargs="?", const=True, default=None,
                    choices=MIXED_PRECISION_KINDS,
@@ -73,11 +79,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--multi-gpu", action="store_true", default=None,
                    help="tf.distribute.MirroredStrategy over all visible GPUs (tensorflow "
                         "backend only)")
-    g.add_argument("--early-stop", type=int, metavar="PATIENCE")
-    g.add_argument("--checkpoint-every", type=int, metavar="EPOCHS")
+    g.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better val_psnr (psnr without "
+                        "validation data; default: no early stop)")
+    g.add_argument("--checkpoint-every", type=int, metavar="EPOCHS",
+                   help="write last.keras every EPOCHS epochs, and at the end of training "
+                        f"(default {t.checkpoint_every_epochs})")
     g = p.add_argument_group("data (DataConfig)")
-    g.add_argument("--patch-size", type=int, help="LR patch side (paper: 48)")
-    g.add_argument("--batch-size", type=int)
+    g.add_argument("--patch-size", type=int,
+                   help=f"LR patch side (default {d.patch_size}, the paper's)")
+    g.add_argument("--batch-size", type=int,
+                   help=f"patches per batch (default {d.batch_size}, the paper's)")
     g.add_argument("--degradation", choices=DEGRADATIONS)
     g.add_argument("--noise", type=float, help="Rician noise sigma, [0, 1] units")
     g.add_argument("--axis", type=int, choices=[0, 1, 2], help="slice axis (default 2)")
@@ -85,8 +97,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--contrast-augment", type=float, metavar="PROB",
                    help="probability of a random intensity remapping per HR patch, so a network "
                         "trained on one contrast generalises to others (default 0)")
-    g.add_argument("--val-fraction", type=float)
-    g.add_argument("--seed", type=int)
+    g.add_argument("--val-fraction", type=float,
+                   help="fraction of the volumes (of a single volume's slices) held out for "
+                        f"validation (default {d.val_fraction})")
+    g.add_argument("--seed", type=int,
+                   help=f"seed of the split, patch positions and augmentation (default {d.seed})")
 
 
 def resolve_configs(args, saved: dict | None = None) -> tuple[DataConfig, TrainConfig]:
@@ -116,8 +131,6 @@ def resolve_configs(args, saved: dict | None = None) -> tuple[DataConfig, TrainC
         if value is not None:
             sections[section][name] = value
     try:
-        if "percentiles" in sections["data"]:
-            sections["data"]["percentiles"] = tuple(sections["data"]["percentiles"])
         return DataConfig(**sections["data"]), TrainConfig(**sections["train"])
     except (TypeError, ValueError) as exc:
         raise InputDataError(args.config, f"bad configuration: {exc}") from None

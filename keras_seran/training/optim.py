@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_seran.config import TrainConfig
-from keras_seran.metrics import PSNRMetric, SSIMMetric
+from keras_seran.config import DataConfig, TrainConfig
+from keras_seran.metrics import SSIM_WINDOW, PSNRMetric, SSIMMetric
 
 
 def step_schedule(cfg: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -29,3 +29,23 @@ def compile_model(model: keras.Model, cfg: TrainConfig, scale: int) -> keras.Mod
     model.compile(optimizer=make_optimizer(cfg), loss="mean_absolute_error",
                   metrics=[PSNRMetric(border=scale), SSIMMetric(border=scale)])
     return model
+
+
+def min_patch_size(scale: int) -> int:
+    """Smallest LR patch side the training metrics accept at ``scale``: SSIM's 11x11 window must
+    fit in the HR patch (``patch_size * scale``) once the ``scale``-pixel border is cropped."""
+    return 2 + -(-SSIM_WINDOW // scale)
+
+
+def check_patch_size(data: DataConfig, scale: int) -> None:
+    """InputDataError naming the minimum when ``data.patch_size`` is too small for the metrics
+    at ``scale`` (checked before a run starts, not as a traceback in its first step)."""
+    minimum = min_patch_size(scale)
+    if data.patch_size < minimum:
+        from keras_seran.errors import InputDataError
+
+        hr = data.patch_size * scale
+        raise InputDataError(None, f"patch_size {data.patch_size} is too small at x{scale}: its "
+                                   f"{hr}-pixel HR patch, cropped by {scale} pixels per side for "
+                                   f"PSNR/SSIM, is under SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} "
+                                   f"window; use a patch size >= {minimum} (--patch-size)")

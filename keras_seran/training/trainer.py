@@ -22,7 +22,7 @@ from keras_seran.devices import backend, has_tensorflow
 from keras_seran.errors import OutputPathError
 from keras_seran.training.callbacks import (LAST, STATE_FILE, RunCheckpoint, atomic_write_json,
                                             read_json, read_state, trim_log)
-from keras_seran.training.optim import compile_model
+from keras_seran.training.optim import check_patch_size, compile_model
 
 RUN_CONFIG = "run_config.json"
 
@@ -98,15 +98,29 @@ def _strategy_scope(distribute: bool):
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
-    """Check the run directory: the saved state when resuming; refuse to clobber a checkpoint."""
+    """Check the run directory: the saved state when resuming; refuse to clobber a checkpoint.
+
+    A checkpoint is the pair last.keras + training_state.json. When only one of them is there
+    (a run killed between the two writes of its first checkpoint, a file deleted by hand) it can
+    be neither resumed nor overwritten: the error names the file that is there and says which to
+    delete to start afresh, so no state leaves the user stuck.
+    """
     if run_dir.exists() and not run_dir.is_dir():
         raise OutputPathError(run_dir, "is a file, not a run directory; choose another --out")
+    has_last, has_state = (run_dir / LAST).exists(), (run_dir / STATE_FILE).exists()
+    if has_last != has_state:
+        there, missing = (LAST, STATE_FILE) if has_last else (STATE_FILE, LAST)
+        verb = "resumed" if resume else "overwritten"
+        raise OutputPathError(run_dir, f"holds {there} but no {missing}: an incomplete "
+                                       f"checkpoint, which cannot be {verb}; delete {there} to "
+                                       "start a fresh run here (without --resume), or choose "
+                                       "another --out")
     if resume:
-        state = read_state(run_dir)
-        if state is None or not (run_dir / LAST).exists():
-            raise OutputPathError(run_dir, f"nothing to resume: no {LAST} and {STATE_FILE} here")
-        return state
-    if (run_dir / STATE_FILE).exists() or (run_dir / LAST).exists():
+        if not has_last:
+            raise OutputPathError(run_dir, f"nothing to resume: no {LAST} or {STATE_FILE} here; "
+                                           "start a fresh run (without --resume)")
+        return read_state(run_dir)
+    if has_last:
         raise OutputPathError(run_dir, "already holds a training checkpoint; pass --resume to "
                                        "continue it or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -138,6 +152,7 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     data = data or DataConfig()
     train_cfg = train_cfg or TrainConfig()
     check_backend(train_cfg)
+    check_patch_size(data, scale)
     run_dir = Path(run_dir)
     created = not run_dir.exists()
     state = prepare_run_dir(run_dir, resume)

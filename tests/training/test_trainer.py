@@ -324,3 +324,114 @@ def samples_lr_slice() -> np.ndarray:
     slab, _ = normalize(load_volume(samples.T1_AXIAL_SLAB).data)
     mid = slab[:, slab.shape[1] // 2, :]
     return np.ascontiguousarray(mid[96:160, 96:160], np.float32)[None, ..., None]
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Stops fit after ``epochs`` completed epochs, as EarlyStopping does."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.epochs:
+            self.model.stop_training = True
+
+
+def _checkpointed(run_dir):
+    state = json.loads((run_dir / STATE_FILE).read_text())
+    iterations = int(keras.saving.load_model(run_dir / LAST).optimizer.iterations.numpy())
+    return state["epoch"], state["optimizer_iterations"], iterations
+
+
+def test_the_last_epoch_is_checkpointed_between_intervals_and_on_early_stop(tmp_path):
+    run_dir = tmp_path / "every2"
+    assert main([*TRAIN_ARGS, "--epochs", "3", "--checkpoint-every", "2", "--out",
+                 str(run_dir)]) == 0
+    assert len(list(csv.DictReader(open(run_dir / "log.csv")))) == 3
+    assert _checkpointed(run_dir) == (3, 3 * STEPS, 3 * STEPS)
+    # stopped early (as EarlyStopping stops) after epoch 2 of 5, checkpoints every 3 epochs
+    from keras_seran.cli import build_parser
+    from keras_seran.training import train
+    from keras_seran.training.command import resolve_configs
+
+    run_dir = tmp_path / "stopped"
+    argv = [*TRAIN_ARGS, "--epochs", "5", "--checkpoint-every", "3", "--out", str(run_dir)]
+    data_cfg, train_cfg = resolve_configs(build_parser(argv).parse_args(argv))
+    history = train([str(samples.T1_AXIAL_SLAB)], 2, run_dir, arch="seran", preset="tiny",
+                    data=data_cfg, train_cfg=train_cfg, tensorboard=False,
+                    callbacks=[_StopAfter(2)], verbose=0)
+    assert history.epoch == [0, 1]
+    assert _checkpointed(run_dir) == (2, 2 * STEPS, 2 * STEPS)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_min_patch_size_is_what_the_ssim_metric_needs(scale, slab_slices):
+    from keras_seran.metrics import SSIMMetric
+    from keras_seran.training.optim import min_patch_size
+
+    p = min_patch_size(scale)
+    hr = slab_slices[:2, 100:100 + p * scale, 100:100 + p * scale, None]
+    metric = SSIMMetric(border=scale)
+    metric.update_state(hr, hr)
+    assert float(metric.result()) == pytest.approx(1.0)
+    small = (p - 1) * scale
+    with pytest.raises(ValueError, match="at least 11x11"):
+        SSIMMetric(border=scale).update_state(hr[:, :small, :small], hr[:, :small, :small])
+
+
+def test_too_small_a_patch_for_the_metrics_is_a_one_line_error(tmp_path, capsys):
+    argv = [*TRAIN_ARGS, "--epochs", "1", "--out", str(tmp_path / "run"), "--patch-size", "7"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "patch_size 7 is too small at x2" in err and ">= 8" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+    argv[argv.index("--scale") + 1] = "4"
+    argv[-1] = "4"
+    assert main(argv) == 2 and ">= 5" in capsys.readouterr().err
+
+
+def test_half_a_checkpoint_names_the_file_and_the_way_out(tmp_path, capsys):
+    """Killed between writing last.keras and training_state.json (or a file deleted): neither
+    --resume nor a fresh run may go on, and both say which file to delete to start afresh."""
+    run_dir = tmp_path / "run"
+    assert main([*TRAIN_ARGS, "--epochs", "1", "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    state = (run_dir / STATE_FILE).read_bytes()
+    fresh = [*TRAIN_ARGS, "--epochs", "1", "--out", str(run_dir)]
+    resume = ["train", "--resume", "--out", str(run_dir), "--epochs", "2"]
+    for there, missing in ((LAST, STATE_FILE), (STATE_FILE, LAST)):
+        (run_dir / missing).rename(tmp_path / missing)
+        for argv in (resume, fresh):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"holds {there} but no {missing}" in err and f"delete {there}" in err, err
+            assert "Traceback" not in err
+        (tmp_path / missing).rename(run_dir / missing)
+    # the way out: deleting the half checkpoint lets a fresh run start here
+    (run_dir / STATE_FILE).unlink()
+    (run_dir / LAST).unlink()
+    rc = main(["train", "--resume", "--out", str(run_dir), "--epochs", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"no {LAST} or {STATE_FILE} here" in err and "without --resume" in err
+    assert main(fresh) == 0
+    assert json.loads((run_dir / STATE_FILE).read_text())["epoch"] == json.loads(state)["epoch"]
+
+
+def test_train_help_gives_every_flag_a_text_and_the_configs_defaults(capsys):
+    from keras_seran.config import DataConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, default in (("--epochs", TrainConfig.epochs),
+                          ("--steps-per-epoch", TrainConfig.steps_per_epoch),
+                          ("--checkpoint-every", TrainConfig.checkpoint_every_epochs),
+                          ("--batch-size", DataConfig.batch_size),
+                          ("--val-fraction", DataConfig.val_fraction),
+                          ("--seed", DataConfig.seed), ("--patch-size", DataConfig.patch_size),
+                          ("--lr", TrainConfig.learning_rate)):
+        assert f"default {default:g}" in text.split(flag + " ", 2)[-1].split(" --")[0], flag
+    for flag in ("--early-stop PATIENCE", "--no-tensorboard"):
+        assert "default" in text.split(flag + " ", 2)[-1].split(" --")[0], flag
