@@ -37,9 +37,25 @@ from keras_seran.config import DEGRADATIONS  # noqa: F401  (the one list, re-exp
 
 DegradationKind = Literal["bicubic", "blur", "kspace"]
 
-#: Defaults of the BD degradation (RDN's ``imresize_BD``: 7x7 Gaussian, sigma 1.6).
+#: Defaults of the BD degradation: Gaussian blur of sigma 1.6 (RDN / SRMD ``imresize_BD``).
 BD_SIGMA = 1.6
+#: Taps of RDN's x3 kernel (``fspecial('gaussian', 7, 1.6)``); see :func:`bd_kernel_size`.
 BD_KERNEL_SIZE = 7
+
+
+def bd_kernel_size(scale: int, sigma: float = BD_SIGMA) -> int:
+    """Gaussian taps of the BD degradation at ``scale``, as RDN and SRMD (Zhang et al.) make it.
+
+    Odd scales: ``ceil(3 sigma) * 2 + 1`` taps (7 for RDN's x3 with sigma 1.6), then nearest
+    decimation. Even scales: ``ceil(3 sigma) * 2 + 2`` taps (12 for sigma 1.6), an even kernel
+    whose centre lies half a pixel off a tap, then HR rows ``s/2 - 1, s/2 - 1 + s, ...``: with
+    both, every LR pixel sits at the centre of its s x s HR block, as bicubic and k-space LR do
+    (a 7-tap kernel and rows ``s//2`` at x2/x4 put it half an HR pixel off).
+    """
+    s, sig = int(scale), float(sigma)
+    if s % 2:
+        return BD_KERNEL_SIZE if s == 3 and sig == BD_SIGMA else int(np.ceil(3 * sig)) * 2 + 1
+    return int(np.ceil(3 * sig)) * 2 + 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,10 +217,11 @@ def gaussian_blur_matrix(n: int, sigma: float = BD_SIGMA, size: int = BD_KERNEL_
 
 
 def blur_downscale(img: np.ndarray, scale: int, sigma: float = BD_SIGMA,
-                   kernel_size: int = BD_KERNEL_SIZE) -> np.ndarray:
-    """BD degradation (RDN's ``imresize_BD``): 7x7 Gaussian blur (sigma 1.6, replicate border),
-    then nearest-neighbour decimation (MATLAB ``imresize(x, 1/s, 'nearest')``: LR pixel i takes
-    blurred HR pixel i*s + floor(s/2)).
+                   kernel_size: int | None = None) -> np.ndarray:
+    """BD degradation (RDN / SRMD ``imresize_BD``): Gaussian blur (sigma 1.6, replicate border;
+    :func:`bd_kernel_size` taps unless ``kernel_size`` is given), then decimation to the centre
+    of each s x s block: x3 is MATLAB ``imresize(x, 1/3, 'nearest')`` (LR pixel i takes blurred
+    HR pixel 3i + 1); x2 / x4 take ``blur(s/2:s:end-s/2)`` (MATLAB indices) of the even kernel.
 
     (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32.
     """
@@ -216,12 +233,15 @@ def blur_downscale(img: np.ndarray, scale: int, sigma: float = BD_SIGMA,
 
 
 def blur_downscale_matrices(h: int, w: int, scale: int, sigma: float = BD_SIGMA,
-                            kernel_size: int = BD_KERNEL_SIZE) -> tuple[np.ndarray, np.ndarray]:
+                            kernel_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(Mh, Mw) with ``blur_downscale(img) == Mh @ img @ Mw.T`` for an (h, w) image."""
     s = _check_scale(scale)
-    # nearest decimation keeps rows i*s + floor(s/2) of the blur (a fresh, writable copy)
-    mh = np.array(gaussian_blur_matrix(h, sigma, kernel_size)[s // 2::s][: h // s])
-    mw = np.array(gaussian_blur_matrix(w, sigma, kernel_size)[s // 2::s][: w // s])
+    size = bd_kernel_size(s, sigma) if kernel_size is None else int(kernel_size)
+    # the rows of the blur at the block centres: i*s + floor(s/2) for an odd kernel, one less
+    # for an even one (its centre is half a pixel after the tap); a fresh, writable copy
+    first = s // 2 - (1 - size % 2)
+    mh = np.array(gaussian_blur_matrix(h, sigma, size)[first::s][: h // s])
+    mw = np.array(gaussian_blur_matrix(w, sigma, size)[first::s][: w // s])
     return mh, mw
 
 

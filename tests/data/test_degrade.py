@@ -104,16 +104,29 @@ def test_matches_pil_antialiased_bicubic_on_real_slice(mr_slice, scale):
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_blur_downscale_is_rdn_imresize_bd(mr_slice, scale):
-    """RDN's imresize_BD: imfilter(fspecial('gaussian', 7, 1.6), 'replicate'), then
-    imresize(1/s, 'nearest'), which keeps HR pixels floor(s/2), floor(s/2) + s, ..."""
+    """RDN / SRMD imresize_BD: imfilter(fspecial('gaussian', k, 1.6), 'replicate'), then at x3
+    imresize(1/3, 'nearest') with k = 7 (HR pixels 1, 4, 7, ... 0-based), at x2 / x4
+    blur(s/2:s:end-s/2) with k = ceil(3 sigma)*2 + 2 = 12 (0-based s/2 - 1, s/2 - 1 + s, ...)."""
     ndimage = pytest.importorskip("scipy.ndimage")
-    r = np.arange(7) - 3.0
+    k = 7 if scale == 3 else 12
+    r = np.arange(k) - (k - 1) / 2
     g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 1.6**2))
-    g /= g.sum()                                            # MATLAB fspecial('gaussian', 7, 1.6)
+    g /= g.sum()                                            # MATLAB fspecial('gaussian', k, 1.6)
     hr = crop_to_multiple(mr_slice, scale).astype(np.float64)
-    blurred = ndimage.correlate(hr, g, mode="nearest")       # imfilter 'replicate'
-    k = scale // 2
-    np.testing.assert_allclose(blur_downscale(hr, scale), blurred[k::scale, k::scale], atol=1e-4)
+    # imfilter puts an even kernel's centre on tap k/2 (1-based): scipy's origin -1 does the same
+    blurred = ndimage.correlate(hr, g, mode="nearest", origin=0 if k % 2 else -1)
+    first = scale // 2 if scale % 2 else scale // 2 - 1
+    np.testing.assert_allclose(blur_downscale(hr, scale), blurred[first::scale, first::scale],
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_blur_lr_pixels_sit_at_the_block_centres(mr_slice, scale):
+    """Centred decimation commutes with flips: an LR pixel half an HR pixel off (the old 7-tap
+    kernel with rows s//2 at x2 / x4) does not, and the pairs of a flipped patch disagree."""
+    hr = crop_to_multiple(mr_slice, scale).astype(np.float64)
+    lr = blur_downscale(hr, scale)
+    np.testing.assert_allclose(blur_downscale(hr[::-1, ::-1], scale), lr[::-1, ::-1], atol=1e-5)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
