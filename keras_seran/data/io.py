@@ -109,10 +109,21 @@ def parse_contrast(name: str | Path) -> tuple[str, str] | None:
     return None
 
 
+#: A subject id at the start of a file name, whatever follows it: IXI (IXI002-Guys-0828-...) or
+#: BIDS (sub-01_ses-1_...), so a skull-stripped ``IXI002-...-T1_brain`` or a ``sub-01_FLAIR``
+#: stays with the rest of its subject in a split.
+_SUBJECT_RE = re.compile(r"^(?:(?P<ixi>IXI\d{3})(?=[-_.])|(?P<bids>sub-[A-Za-z0-9]+)(?=[_.]))",
+                         re.IGNORECASE)
+
+
 def subject_of(path: str | Path) -> str:
-    """The subject a file belongs to (IXI/BIDS subject id), else the file path itself."""
-    parsed = parse_contrast(path)
-    return parsed[0] if parsed else str(path)
+    """The subject a file belongs to: the IXI or BIDS subject id its name starts with, whatever
+    contrast or suffix follows (every file of a subject must land on one side of a split), else
+    the file path itself."""
+    m = _SUBJECT_RE.match(_name(path))
+    if m:
+        return m.group("ixi").upper() if m.group("ixi") else m.group("bids")
+    return str(path)
 
 
 def _looks_like_dicom(p: Path) -> bool:

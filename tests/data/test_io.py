@@ -222,6 +222,20 @@ def test_parse_ixi_name(name, expected):
     assert parse_ixi_name(name) == expected
 
 
+@pytest.mark.parametrize("names,subject", [
+    (["IXI002-Guys-0828-T1.nii.gz", "IXI002-Guys-0828-T1_brain.nii.gz",
+      "ixi002-Guys-0828-T2.nii.gz", "IXI002-Guys-0828-DTI-00.nii.gz"], "IXI002"),
+    (["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz", "sub-01_ses-2_T2starw.nii", "sub-01_T1map.nii"],
+     "sub-01"),
+])
+def test_subject_of_keeps_every_file_of_a_subject_together(names, subject):
+    """Names outside the contrast patterns (a skull-stripped IXI file, BIDS FLAIR) used to be
+    subjects of their own, so a split could put one subject on both sides."""
+    assert {dio.subject_of(n) for n in names} == {subject}
+    assert dio.subject_of("data/IXI0021-x.nii") == "data/IXI0021-x.nii"   # not an IXI id
+    assert dio.subject_of("sub-02_T1w.nii.gz") != subject
+
+
 def test_parse_contrast_bids():
     assert dio.parse_contrast("sub-01_ses-1_T1w.nii.gz") == ("sub-01", "T1")
     assert dio.parse_contrast("sub-07_T2w.nii") == ("sub-07", "T2")
