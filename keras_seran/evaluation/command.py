@@ -21,6 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folders/globs/files of MR volumes or slices (default: bundled sets)")
     p.add_argument("--split", choices=["all", "val"], default="all",
                    help="with --data: score every slice (all) or the held-out split (val)")
+    p.add_argument("--run", type=Path, default=None, metavar="RUN_DIR",
+                   help="with --split val: rebuild the split of this training run (its "
+                        "run_config.json: seed, val_fraction, val_gap, contrast, percentiles, "
+                        "slice axis, degradation; they replace --axis and --degradation). "
+                        "Without it the split uses the default data settings, which is the "
+                        "run's split only if the run used them too")
     p.add_argument("--scales", type=int, nargs="+", default=list(SUPPORTED_SCALES),
                    choices=SUPPORTED_SCALES, metavar="S",
                    help="upscaling factors to score, from 2 3 4 (default: all three); every "
@@ -132,13 +138,37 @@ def _pairs(args, scale: int) -> dict:
         return benchmark_pairs(scale, args.degradation)
     from keras_seran.data.slices import load_slice_sets, validation_pairs_from
 
-    cfg = DataConfig(slice_axis=args.axis, degradation=args.degradation,
-                     val_fraction=0.1 if args.split == "val" else 0.0)
+    if args.split == "val" and args.run is not None:
+        cfg = run_data_config(args.run)
+    else:
+        cfg = DataConfig(slice_axis=args.axis, degradation=args.degradation,
+                         val_fraction=DataConfig.val_fraction if args.split == "val" else 0.0)
     train, val = load_slice_sets(args.data, scale, cfg, min_size=min_scored_size(scale),
                                  purpose="evaluation")
     if args.split == "val":
         return {"val": validation_pairs_from(val, scale, cfg)}
-    return {"data": lr_hr_pairs(train.slices, scale, args.degradation)}
+    return {"data": lr_hr_pairs(train.slices, scale, cfg.degradation)}
+
+
+def run_data_config(run_dir: Path):
+    """The DataConfig a training run was made with (its run_config.json), for its split;
+    InputDataError when the run held nothing out or the file is not a run's."""
+    from keras_seran.config import DataConfig
+    from keras_seran.errors import InputDataError
+    from keras_seran.training.trainer import RUN_CONFIG, load_run_config
+
+    saved = load_run_config(run_dir).get("data")
+    try:
+        cfg = DataConfig(**saved) if isinstance(saved, dict) else None
+    except (TypeError, ValueError) as exc:
+        raise InputDataError(Path(run_dir) / RUN_CONFIG, f"bad data settings: {exc}") from None
+    if cfg is None:
+        raise InputDataError(Path(run_dir) / RUN_CONFIG, "has no data settings")
+    if not cfg.val_fraction > 0:
+        raise InputDataError(Path(run_dir) / RUN_CONFIG, "that run held nothing out "
+                                                         "(val_fraction 0): there is no "
+                                                         "validation split to score")
+    return cfg
 
 
 def run(args) -> int:
@@ -149,6 +179,11 @@ def run(args) -> int:
 
     rows: list[Row] = []
     scales = list(dict.fromkeys(args.scales))
+    if args.run is not None:
+        if args.split != "val" or not args.data:
+            raise InputDataError(args.run, "--run rebuilds a run's validation split: it needs "
+                                           "--data (the run's data) and --split val")
+        run_data_config(args.run)             # a bad run folder fails before any work
     specs = args.models if args.models is not None else _default_models()
     # everything that can be checked is checked before the (slow) scoring
     models = _parse_models(specs, scales, bicubic=not args.no_bicubic)

@@ -201,3 +201,41 @@ def test_evaluate_help():
     text = " ".join(sub.format_help().split())
     assert "upscaling factors to score" in text and "how LR slices are made" in text
     assert "held-out slices" not in text and "or on your --data" in text
+
+
+def test_evaluate_val_split_of_a_run(tmp_path, capsys):
+    """--split val --run RUN_DIR rebuilds the split that run trained with (its seed,
+    val_fraction, ...), not the default one: here the run held out half of 6 subjects."""
+    import json
+
+    import nibabel as nib
+
+    from keras_seran import samples
+
+    a = np.asarray(nib.load(samples.T1_AXIAL_SLAB).dataobj)
+    data = tmp_path / "ixi"
+    data.mkdir()
+    for i in range(6):          # 6 subjects, each 4 real axial slices of 64x64
+        vol = a[96 + 8 * i:160 + 8 * i, 4 * (i % 4):4 * (i % 4) + 4, 96:160].transpose(0, 2, 1)
+        nib.save(nib.Nifti1Image(vol.copy(), np.eye(4)), data / f"IXI{i:03d}-Guys-0001-T1.nii.gz")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_config.json").write_text(json.dumps(
+        {"data": {"slice_axis": 2, "val_fraction": 0.5, "seed": 3}}))
+
+    def scored_slices(*extra):
+        out = tmp_path / "t.csv"
+        rc = main(["evaluate", "--data", str(data), "--scales", "2", "--models", "--split", "val",
+                   "--csv", str(out), *map(str, extra)])
+        assert rc == 0, capsys.readouterr().err
+        (row,) = csv.DictReader(open(out))
+        return int(row["slices"])
+
+    assert scored_slices() == 4                   # default split: 1 subject of 6 held out
+    assert scored_slices("--run", run) == 12      # the run's: 3 subjects of 6
+    (run / "run_config.json").write_text(json.dumps({"data": {"val_fraction": 0.0}}))
+    err = _evaluate_error(capsys, "--data", data, "--scales", "2", "--models", "--split", "val",
+                          "--run", run)
+    assert "held nothing out" in err
+    err = _evaluate_error(capsys, "--data", data, "--scales", "2", "--models", "--run", run)
+    assert "--split val" in err
