@@ -50,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dtype", default="float32",
                         help="float32 (default), 'input' (the input's integer type, rounded and "
                              "clipped; float32 if the file stores scaled integers) or one of "
-                             "uint8, int8, int16, uint16, int32, uint32, int64, uint64, float64")
+                             "uint8, int8, int16, uint16, int32, uint32, int64, uint64, float64 "
+                             "(an integer type too small for the input's range, or too coarse "
+                             "for a non-integer input, is refused)")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="average the network over the 8 flips/rotations of each slice "
                              "(8x slower, slightly better; 'SERAN+')")

@@ -281,7 +281,9 @@ class SuperResolver:
             progress: show a tqdm progress bar (slices).
             output_dtype: None / "float32": float32; "input": the input's on-disk dtype when it is
                 an unscaled integer type (values rounded and clipped to its range), else float32;
-                or one of ``NIFTI_DTYPES`` ("int16", "uint8", "float64", ...).
+                or one of ``NIFTI_DTYPES`` ("int16", "uint8", "float64", ...). An integer type
+                that cannot hold the input's range, or whose rounding would leave fewer than
+                256 grey levels of a non-integer input, is an InputDataError (before any work).
             max_memory_mb: choose batch and tile size from this memory budget (an estimate of the
                 network's activations; see :meth:`plan`).
 
@@ -301,6 +303,7 @@ class SuperResolver:
             raise InputDataError(vol.path or None, str(e)) from None
         stats = self._fit(data, vol.path or None)
         lo, hi = float(data.min()), float(data.max())
+        check_integer_output(output_dtype, data, lo, hi, vol.path or None)   # before the network
         slices = np.moveaxis(data, axis, 0)
         n, h, w = slices.shape
         tile, bs = self.plan((h, w), batch_size, tile_size, max_memory_mb, overlap)
@@ -419,6 +422,31 @@ def check_output_dtype(output_dtype: Any, what: str = "output dtype") -> Any:
         raise InputDataError(None, f"{what} {output_dtype!r}: choose 'input' or one of "
                                    f"{', '.join(NIFTI_DTYPES)}")
     return dt
+
+
+#: Fewest grey levels an integer output may keep of a non-integer input (8 bits).
+MIN_INTEGER_LEVELS = 256
+
+
+def check_integer_output(output_dtype: Any, data: np.ndarray, lo: float, hi: float,
+                         path: Any = None) -> None:
+    """InputDataError when an explicitly named integer ``output_dtype`` would destroy the data:
+    the input's range [lo, hi] does not fit the type (it would saturate), or the input is not
+    whole numbers and spans fewer than ``MIN_INTEGER_LEVELS`` integers (rounding would leave a
+    few grey levels, e.g. a scaled int16 of range 0-2.5 -> 0, 1, 2, 3)."""
+    if output_dtype is None or isinstance(output_dtype, str) or not np.issubdtype(output_dtype,
+                                                                                   np.integer):
+        return
+    info = np.iinfo(output_dtype)
+    name = np.dtype(output_dtype).name
+    if lo < info.min or hi > info.max:
+        raise InputDataError(path, f"intensities span [{lo:g}, {hi:g}], beyond what {name} "
+                                   f"holds ([{info.min}, {info.max}]): the output would "
+                                   "saturate; choose float32, 'input' or a wider integer type")
+    if hi - lo < MIN_INTEGER_LEVELS and not np.array_equal(data, np.rint(data)):
+        raise InputDataError(path, f"intensities are not whole numbers and span [{lo:g}, {hi:g}]: "
+                                   f"rounding to {name} would keep about {int(hi - lo) + 1} grey "
+                                   "level(s); choose float32 or 'input'")
 
 
 def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: float,
