@@ -124,11 +124,14 @@ def upscaled_header(header: Any, out_shape: Sequence[int], scale: int, axes: Seq
 
 
 def resampled_header(header: Any, out_shape: Sequence[int], vox_map: np.ndarray,
-                     affine: np.ndarray, dtype: Any = np.float32) -> Any:
+                     affine: np.ndarray, dtype: Any = np.float32, descrip: str | None = None
+                     ) -> Any:
     """A copy of ``header`` for a volume resampled on the grid ``out voxel -> vox_map @ in voxel``.
 
     ``vox_map`` is a (4, 4) diagonal-plus-translation map from output to input voxel indices
-    (:func:`upscale_matrix`, or its inverse for downscaling). See :func:`upscaled_header`.
+    (:func:`upscale_matrix`, or its inverse for downscaling). See :func:`upscaled_header`; also,
+    when the header's slice axis (``dim_info``) is resampled, its slice-timing fields (slice
+    code, start, end, duration) are cleared, and ``descrip`` (if given) replaces the text.
     """
     import nibabel as nib
 
@@ -168,6 +171,14 @@ def resampled_header(header: Any, out_shape: Sequence[int], vox_map: np.ndarray,
     hdr.set_slope_inter(None, None)
     hdr["cal_min"] = 0
     hdr["cal_max"] = 0
+    freq, phase, slice_dim = hdr.get_dim_info()
+    if slice_dim is not None and not np.isclose(abs(m[slice_dim, slice_dim]), 1.0):
+        # the acquisition's slice axis was resampled: its slice timing no longer fits the grid
+        hdr.set_dim_info(freq, phase, None)
+        for field in ("slice_code", "slice_start", "slice_end", "slice_duration"):
+            hdr[field] = 0
+    if descrip is not None:
+        hdr["descrip"] = descrip[:79]
     return hdr
 
 
@@ -177,7 +188,8 @@ def upscaled_image(data: np.ndarray, affine: np.ndarray, header: Any, scale: int
 
     ``affine``/``header`` are those of the input volume; ``slice_axis`` the axis that was not upscaled.
     """
-    return resampled_image(data, affine, header, upscale_matrix(scale, inplane_axes(slice_axis)))
+    return resampled_image(data, affine, header, upscale_matrix(scale, inplane_axes(slice_axis)),
+                           descrip=f"keras_seran x{int(scale)} super-resolution")
 
 
 def downscaled_image(data: np.ndarray, affine: np.ndarray, header: Any, scale: int,
@@ -185,13 +197,15 @@ def downscaled_image(data: np.ndarray, affine: np.ndarray, header: Any, scale: i
     """A ``nibabel.Nifti1Image`` of ``data`` downscaled in-plane by ``scale`` (e.g. simulated LR):
     LR voxel ``i`` is centred at HR coordinate ``(i + 0.5) s - 0.5``, same field of view."""
     m = np.linalg.inv(upscale_matrix(scale, inplane_axes(slice_axis)))
-    return resampled_image(data, affine, header, m)
+    return resampled_image(data, affine, header, m,
+                           descrip=f"keras_seran x{int(scale)} simulated low resolution")
 
 
-def resampled_image(data: np.ndarray, affine: np.ndarray, header: Any, vox_map: np.ndarray) -> Any:
+def resampled_image(data: np.ndarray, affine: np.ndarray, header: Any, vox_map: np.ndarray,
+                    descrip: str | None = None) -> Any:
     import nibabel as nib
 
-    hdr = resampled_header(header, data.shape, vox_map, affine, data.dtype)
+    hdr = resampled_header(header, data.shape, vox_map, affine, data.dtype, descrip)
     new_affine = np.asarray(affine, dtype=np.float64) @ np.asarray(vox_map, dtype=np.float64)
     img = nib.Nifti1Image(data, new_affine, header=hdr, dtype=data.dtype)
     img.header.set_zooms(hdr.get_zooms())

@@ -107,3 +107,21 @@ def test_downscaled_image_roundtrip(slab):
     up = g.upscaled_image(np.zeros((256, 16, 256), np.float32), lr.affine, lr.header, 4, 1)
     np.testing.assert_allclose(up.affine, slab.affine, atol=1e-6)
     assert int(up.header["sform_code"]) == int(slab.header["sform_code"])
+
+
+def test_slice_timing_cleared_only_when_the_slice_axis_is_resampled(lowres):
+    """dim_info says axis 2 is the acquisition's slice axis, with slice timing for its 62
+    slices: upscaling axes 0 and 1 keeps that timing; upscaling axis 2 (a slice axis chosen by
+    hand) would leave 62 slice times on 124 slices, so the fields are cleared."""
+    data = np.asarray(lowres.dataobj, np.float32)[:32, :32, :6]
+    img = nib.Nifti1Image(data, lowres.affine)
+    img.header.set_dim_info(0, 1, 2)
+    img.header["slice_code"], img.header["slice_end"] = 1, 5
+    img.header["slice_duration"] = 0.08
+    up = g.upscaled_image(np.zeros((64, 64, 6), np.float32), img.affine, img.header, 2, 2)
+    assert up.header.get_dim_info() == (0, 1, 2) and up.header["slice_end"] == 5
+    assert len(up.header.get_slice_times()) == 6
+    up = g.upscaled_image(np.zeros((32, 64, 12), np.float32), img.affine, img.header, 2, 0)
+    assert up.header.get_dim_info() == (0, 1, None)
+    assert up.header["slice_end"] == 0 and up.header["slice_duration"] == 0
+    assert up.header["descrip"].tobytes().startswith(b"keras_seran x2 super-resolution")
