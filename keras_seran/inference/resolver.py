@@ -244,8 +244,13 @@ class SuperResolver:
         """(tile_size or None for whole slices, batch size) for LR slices of ``shape2d``.
 
         An explicit ``tile_size`` wins. With ``max_memory_mb`` whole slices are used when at least
-        one fits the estimated budget (the batch shrinks to what fits); otherwise the largest
-        tile that fits (:func:`~keras_seran.inference.tiling.tile_size_for_memory`), one at a time.
+        one fits the estimated budget (the batch shrinks to what fits); otherwise tiles, one at
+        a time: the budget left after the blend's HR buffers
+        (:func:`~keras_seran.inference.tiling.hr_buffer_bytes`) bounds the tile
+        (:func:`~keras_seran.inference.tiling.tile_size_for_memory`), and the tile is the
+        smallest that covers the slice with the fewest tiles that bound allows
+        (:func:`~keras_seran.inference.tiling.balanced_tile`); never below ``MIN_TILE`` (a
+        warning says when that exceeds the budget).
         """
         batch_size = max(1, int(batch_size))
         if tile_size is not None:
@@ -257,7 +262,18 @@ class SuperResolver:
         fit = (side * side) // per_slice
         if fit >= 1:
             return None, max(1, min(batch_size, int(fit)))
-        tile = max(side, MIN_TILE)
+        # tiling: the blend's HR buffers come out of the budget too, then the fewest tiles
+        # that fit, each as small as that count allows
+        buffers_mb = tiling.hr_buffer_bytes(shape2d, self.scale) / 2 ** 20
+        side = tiling.tile_size_for_memory(max(max_memory_mb - buffers_mb, 1e-3), self.model,
+                                           batch_size=1, minimum=1)
+        if side < MIN_TILE:
+            import warnings
+
+            warnings.warn(f"a memory budget of {max_memory_mb:g} MB allows tiles of {side} px; "
+                          f"using {MIN_TILE} px, the smallest that keeps enough context for the "
+                          "attention, which may exceed the budget", stacklevel=2)
+        tile = max(tiling.balanced_tile(shape2d, side, overlap), MIN_TILE)
         if tile <= overlap:
             raise InputDataError(None, f"a memory budget of {max_memory_mb:g} MB allows tiles of "
                                        f"{tile} px, not larger than the overlap {overlap}; raise "
@@ -312,11 +328,12 @@ class SuperResolver:
         result = np.empty(out_shape, dtype=np.float32)      # final layout: no copy at the end
         out = np.moveaxis(result, axis, 0)                  # (n, h*s, w*s) view
         bar = _progress_bar(n, Path(vol.path).name if vol.path else "volume", progress)
+        step = None if bar is None else whole_slices(bar.update)
         try:
             for i in range(0, n, bs):
                 chunk = stats.apply(slices[i:i + bs])
                 y = self.predict_normalized(chunk, bs, tile, overlap,
-                                            on_progress=None if bar is None else bar.update)
+                                            on_progress=None if bar is None else step)
                 out[i:i + bs] = self._finish(stats.invert(y), lo, hi)
         finally:
             if bar is not None:
@@ -471,6 +488,20 @@ def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: fl
         np.clip(r, max(info.min, np.floor(lo)), min(info.max, np.ceil(hi)), out=r)
         return r.astype(dt)
     return y.astype(dt, copy=False)          # a float type (check_output_dtype allows no other)
+
+
+def whole_slices(update: Callable[[int], Any]) -> Callable[[float], None]:
+    """A progress callback passing ``update`` whole slices only: tiled runs report fractions of a
+    slice, which a bar would show as "7.9999999999999964/20" and end short of its total."""
+    done = [0.0, 0]
+
+    def step(k: float) -> None:
+        done[0] += k
+        whole = int(done[0] + 1e-6)
+        if whole > done[1]:
+            update(whole - done[1])
+            done[1] = whole
+    return step
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):

@@ -146,22 +146,50 @@ def predict_tiled(images: np.ndarray, predict: Callable[[np.ndarray], np.ndarray
     n, h, w = x.shape
     s = int(scale)
     tiles = make_tiles(h, w, tile_size, overlap)
-    acc = np.zeros((n, h * s, w * s), dtype=np.float64)
-    norm = np.zeros((h * s, w * s), dtype=np.float64)
-    weights = [tile_weights(t, h, w, s, overlap) for t in tiles]
-    for t, wt in zip(tiles, weights):
-        norm[t.y0 * s:(t.y0 + t.h) * s, t.x0 * s:(t.x0 + t.w) * s] += wt
+    # float32 buffers, weights made per tile when used: the blend adds a few terms per pixel,
+    # and keeping (N + 1) float64 HR slices plus every tile's weights cost more memory than the
+    # tiles themselves save (the planner counts these buffers: hr_buffer_bytes)
+    acc = np.zeros((n, h * s, w * s), dtype=np.float32)
+    norm = np.zeros((h * s, w * s), dtype=np.float32)
+    for t in tiles:
+        norm[t.y0 * s:(t.y0 + t.h) * s, t.x0 * s:(t.x0 + t.w) * s] += tile_weights(t, h, w, s,
+                                                                                   overlap)
     jobs = [(i, k) for i in range(n) for k in range(len(tiles))]
     for batch in iter_batches(jobs, max(1, int(batch_size))):
         crops = np.stack([x[i, tiles[k].y0:tiles[k].y0 + tiles[k].h,
                             tiles[k].x0:tiles[k].x0 + tiles[k].w] for i, k in batch])
-        out = np.asarray(predict(crops), dtype=np.float64)
+        out = np.asarray(predict(crops), dtype=np.float32)
         for (i, k), o in zip(batch, out):
             t = tiles[k]
-            acc[i, t.y0 * s:(t.y0 + t.h) * s, t.x0 * s:(t.x0 + t.w) * s] += o * weights[k]
+            acc[i, t.y0 * s:(t.y0 + t.h) * s, t.x0 * s:(t.x0 + t.w) * s] += (
+                o * tile_weights(t, h, w, s, overlap))
         if on_tiles is not None:
             on_tiles(len(batch))
-    return (acc / norm).astype(np.float32)
+    acc /= norm
+    return acc
+
+
+def hr_buffer_bytes(shape2d: tuple[int, int], scale: int, n: int = 1) -> int:
+    """Bytes :func:`predict_tiled` holds beside the network for ``n`` LR slices of ``shape2d``:
+    the float32 accumulator (n HR slices), the weight sum and one tile's weights (< 1 HR slice)."""
+    return 4 * (int(n) + 2) * int(shape2d[0]) * int(shape2d[1]) * int(scale) ** 2
+
+
+def balanced_tile(shape2d: tuple[int, int], max_side: int, overlap: int) -> int:
+    """The smallest square tile that covers ``shape2d`` with as few tiles as ``max_side`` allows.
+
+    Tiles of ``max_side`` that barely miss the slice need 2 per axis, mostly overlapping (a
+    256-px slice with 210-px tiles: 4 tiles, 2.7x the work); with k tiles per axis, a tile of
+    ceil((n + (k - 1) * overlap) / k) covers the axis as well and is smaller (136 px here).
+    """
+    side = int(max_side)
+    if side <= overlap:
+        return side
+    tile = 1
+    for n in shape2d:
+        k = max(1, -(-(int(n) - overlap) // (side - overlap)))
+        tile = max(tile, -(-(int(n) + (k - 1) * overlap) // k))
+    return min(side, tile)
 
 
 # --------------------------------------------------------------------------------------------

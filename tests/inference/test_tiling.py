@@ -139,3 +139,38 @@ def test_memory_budget_picks_tiles(tiny_seran):
     assert (tile, bs) == (96, 8)
     with pytest.raises(ValueError):
         tiling.tile_size_for_memory(0, tiny_seran)
+
+
+def test_balanced_tile_covers_with_the_fewest_smallest_tiles():
+    # 256 px with tiles of at most 210 and overlap 16: 2 tiles per axis either way, but 136-px
+    # tiles do it with 2.7x less work than 210-px ones
+    assert tiling.balanced_tile((256, 256), 210, 16) == 136
+    assert len(tiling.make_tiles(256, 256, 136, 16)) == len(tiling.make_tiles(256, 256, 210, 16))
+    assert tiling.balanced_tile((256, 256), 300, 16) == 256          # one tile: the slice
+    assert tiling.balanced_tile((256, 120), 100, 16) == 96           # 3 x 2 tiles of 96
+    for shape, side in (((256, 256), 97), ((130, 77), 50), ((64, 300), 64)):
+        tile = tiling.balanced_tile(shape, side, 16)
+        assert tile <= side
+        assert len(tiling.make_tiles(*shape, tile, 16)) == len(tiling.make_tiles(*shape, side, 16))
+
+
+def test_plan_counts_the_blend_buffers_and_warns_below_the_minimum_tile(tiny_seran):
+    r = SuperResolver(tiny_seran)
+    whole = tiling.tile_size_for_memory(20, tiny_seran, minimum=1)
+    tile, _ = r.plan((512, 512), max_memory_mb=20)
+    buffers = tiling.hr_buffer_bytes((512, 512), 2) / 2 ** 20           # 12 MB of the 20
+    assert tile < whole
+    assert tile <= max(tiling.tile_size_for_memory(20 - buffers, tiny_seran, minimum=1), 64)
+    with pytest.warns(UserWarning, match="may exceed the budget"):
+        assert r.plan((512, 512), max_memory_mb=13)[0] == 64
+
+
+def test_progress_counts_whole_slices_when_tiling():
+    from keras_seran.inference.resolver import whole_slices
+
+    seen = []
+    step = whole_slices(seen.append)
+    for _ in range(20):
+        for _ in range(7):          # a slice of 7 tiles reports 7 fractions
+            step(1 / 7)
+    assert sum(seen) == 20 and all(isinstance(k, int) and k >= 1 for k in seen)
