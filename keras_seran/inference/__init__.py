@@ -8,7 +8,8 @@
 Modules: :mod:`.resolver` (SuperResolver), :mod:`.geometry` (affine/header of the upscaled
 grid), :mod:`.tiling` (overlapping tiles and blending), :mod:`.writer` (atomic writes and output
 checks), :mod:`.command` / :mod:`.demo` (``keras-seran predict`` / ``keras-seran demo``).
-Importing this package does not import TensorFlow.
+Its submodules load lazily: importing it loads none of them (Keras itself loads with
+``keras_seran``, which registers the layers).
 """
 
 from __future__ import annotations
