@@ -13,12 +13,19 @@ import numpy as np
 from keras_seran.inference.ensemble import BatchFn
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (host or device) rather than a tracing problem."""
+    return (isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__
+            or "out of memory" in str(exc).lower())
+
+
 def batch_runner(model: keras.Model) -> BatchFn:
     """A function (B, h, w) float -> (B, h*s, w*s) float32: one pass of ``model`` on (B, h, w, 1).
 
     Uses ``predict_on_batch`` (a traced function); when a model cannot be traced with the
     unknown H, W that retracing generalises to (e.g. the bicubic ``UpSampling2D`` baseline), it
-    switches to eager calls for good.
+    switches to eager calls for good. Running out of memory is raised as it is (an eager call
+    needs more, and retrying would hide the cause: use tiles, --max-memory or a smaller batch).
     """
     eager = False
 
@@ -28,7 +35,9 @@ def batch_runner(model: keras.Model) -> BatchFn:
         if not eager:
             try:
                 return np.asarray(model.predict_on_batch(x), dtype=np.float32)[..., 0]
-            except Exception:  # noqa: BLE001 - tracing failure: run eagerly instead
+            except Exception as exc:  # noqa: BLE001 - tracing failure: run eagerly instead
+                if _out_of_memory(exc):    # eager would need more, not less: say it as it is
+                    raise
                 eager = True
         y = keras.ops.convert_to_numpy(model(x, training=False))      # any backend
         return np.asarray(y, dtype=np.float32)[..., 0]

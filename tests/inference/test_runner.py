@@ -23,3 +23,29 @@ def test_bicubic_baseline_runs_on_any_size(slab_slices):
         out = run(slab_slices[:1, 100:100 + h, 90:90 + w])
         assert out.shape == (1, 2 * h, 2 * w)
         assert abs(out.mean() - slab_slices[:1, 100:100 + h, 90:90 + w].mean()) < 0.02
+
+
+def test_out_of_memory_is_raised_not_retried_eagerly(slab_slices):
+    """A traced call that runs out of memory is not retried eagerly (which needs more memory and
+    hid the cause); a tracing failure still is."""
+    import pytest
+
+    class Model:
+        def __init__(self, error):
+            self.error, self.eager_calls = error, 0
+
+        def predict_on_batch(self, x):
+            raise self.error
+
+        def __call__(self, x, training=False):
+            self.eager_calls += 1
+            return np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
+
+    batch = slab_slices[:1, 100:116, 90:106]
+    oom = Model(RuntimeError("CUDA error: out of memory"))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        batch_runner(oom)(batch)
+    assert oom.eager_calls == 0
+    untraceable = Model(TypeError("cannot trace with unknown H, W"))
+    assert batch_runner(untraceable)(batch).shape == (1, 32, 32)
+    assert untraceable.eager_calls == 1
