@@ -50,7 +50,8 @@ class Terminated(KeyboardInterrupt):
 @contextlib.contextmanager
 def _signals_interrupt():
     """While inside: SIGTERM and SIGHUP raise :class:`Terminated` once (a repeated signal during
-    the cleanup is ignored); the previous handlers come back on leaving. Main thread only."""
+    the cleanup is ignored); the previous handlers come back on leaving. Main thread only. A
+    signal set to be ignored (``nohup`` ignores SIGHUP) stays ignored."""
     names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -66,6 +67,8 @@ def _signals_interrupt():
     try:
         for n in names:
             sig = getattr(signal, n)
+            if signal.getsignal(sig) is signal.SIG_IGN:   # nohup: the user asked to ignore it
+                continue
             previous[sig] = signal.signal(sig, handler)
         yield
     finally:

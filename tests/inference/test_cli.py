@@ -387,6 +387,30 @@ def test_sighup_cleans_up_and_restores_the_handler(tiny_keras_file, small_lowres
     assert after == before
 
 
+def test_an_ignored_sighup_stays_ignored(tiny_keras_file, small_lowres_file, tmp_path, capsys):
+    """Under nohup (SIGHUP ignored) a hangup must not stop the command."""
+    import signal
+
+    if not hasattr(signal, "SIGHUP"):
+        pytest.skip("no SIGHUP on this platform")
+    real = nib.Nifti1Image.to_filename
+
+    def write_after_hangup(self, filename, **kw):
+        os.kill(os.getpid(), signal.SIGHUP)
+        real(self, filename, **kw)
+
+    original = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(nib.Nifti1Image, "to_filename", write_after_hangup)
+            rc = _predict(small_lowres_file, tmp_path / "sr.nii.gz", "--model", tiny_keras_file)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, original)
+    assert rc == 0, capsys.readouterr().err
+    assert (tmp_path / "sr.nii.gz").is_file()
+
+
 _SLOW_WRITE = """
 import pathlib, sys, time
 import nibabel as nib
