@@ -57,6 +57,7 @@ def test_float32_formats_match_keras(full_bundle):
     _, m = full_bundle
     f = m["parity"]["formats"]
     for name in FLOAT32:
+        assert "error" not in f[name], (name, f[name]["error"])
         assert f[name]["max_abs_diff"] <= 1e-4, (name, f[name])
         assert f[name]["ok"]
 
