@@ -46,21 +46,23 @@ def extract_slices(vol_array: np.ndarray, axis: int = 2, min_foreground: float =
     return np.ascontiguousarray(v[idx], dtype=np.float32), idx
 
 
-def split_volumes(paths: Sequence[str | Path], val_fraction: float = 0.1, seed: int = 0
-                  ) -> tuple[list, list]:
+def split_volumes(paths: Sequence[str | Path], val_fraction: float = 0.1, seed: int = 0,
+                  group: Any = None) -> tuple[list, list]:
     """Split files into (train, val) by subject, never sharing one.
 
-    Files are grouped by subject (IXI ``IXI002`` / BIDS ``sub-01``; other names are their own
-    subject); ``round(val_fraction * n_subjects)`` subjects (at least 1, at most n - 1) drawn with
-    ``seed`` go to validation. Both lists keep the input order. ``val_fraction = 0`` -> (all, []).
+    Files are grouped by subject (``group``, default :func:`keras_seran.data.io.subject_of`:
+    IXI ``IXI002`` / BIDS ``sub-01``; other names are their own subject);
+    ``round(val_fraction * n_subjects)`` subjects (at least 1, at most n - 1) drawn with ``seed``
+    go to validation. Both lists keep the input order. ``val_fraction = 0`` -> (all, []).
     Raises InputDataError when a split is asked of fewer than two subjects.
     """
+    subject_of = group or _io.subject_of
     items = list(paths)
     if val_fraction <= 0:
         return items, []
     if not val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    subjects = sorted({_io.subject_of(p) for p in items})
+    subjects = sorted({subject_of(p) for p in items})
     if len(subjects) < 2:
         raise InputDataError(items[0] if items else None,
                              f"cannot split {len(items)} file(s) of {len(subjects)} subject by "
@@ -68,9 +70,13 @@ def split_volumes(paths: Sequence[str | Path], val_fraction: float = 0.1, seed: 
     n_val = int(min(len(subjects) - 1, max(1, round(val_fraction * len(subjects)))))
     perm = np.random.default_rng(seed).permutation(len(subjects))
     val_subjects = {subjects[i] for i in perm[:n_val]}
-    train = [p for p in items if _io.subject_of(p) not in val_subjects]
-    val = [p for p in items if _io.subject_of(p) in val_subjects]
+    train = [p for p in items if subject_of(p) not in val_subjects]
+    val = [p for p in items if subject_of(p) in val_subjects]
     return train, val
+
+
+def _is_slice_file(name: str) -> bool:
+    return not _io.is_nifti(name) and Path(name).suffix.lower() in _io.SLICE_SUFFIXES
 
 
 def split_single_volume(n_slices: int, val_fraction: float = 0.1, gap: int = 8
@@ -272,9 +278,14 @@ def load_slice_sets(sources: Any, scale: int, config: DataConfig | None = None,
     names = [n for n, _ in items]
     train, val = SliceSet(), SliceSet()
     axes = _axes(config)
-    n_subjects = len({_io.subject_of(n) for n in names})
+    group = _io.subject_of
+    n_subjects = len({group(n) for n in names})
+    if n_subjects < 2 and len(names) >= 2 and all(map(_is_slice_file, names)):
+        # 2D slice files of one subject (sub-01_z050.png, ...): holding some files out is the
+        # only validation there is, as when each file counted as its own subject
+        group, n_subjects = str, len(names)
     if config.val_fraction > 0 and n_subjects >= 2:
-        train_names, _ = split_volumes(names, config.val_fraction, config.seed)
+        train_names, _ = split_volumes(names, config.val_fraction, config.seed, group=group)
         train_set = set(train_names)
         for name, obj in items:
             a, st = _load_normalised(name, obj, config)

@@ -147,3 +147,19 @@ def test_small_slices_message_for_evaluation(slab_raw):
         load_slice_sets(samples.T1_AXIAL_SLAB, 2, cfg, min_size=20)
     msg = str(ei.value)
     assert "no training slice left" in msg and "20x20" in msg and "patch_size" not in msg
+
+
+def test_slice_files_of_one_subject_still_hold_some_out(tmp_path):
+    """2D slices saved by one subject's id (sub-01_z000.npy, ...) group into one subject; a
+    split by subject would then hold nothing out, so they split by file (as before the ids were
+    read from such names)."""
+    import nibabel as nib
+
+
+    slab = np.asarray(nib.load(samples.T1_AXIAL_SLAB).dataobj, np.float32)
+    for i in range(16):
+        np.save(tmp_path / f"sub-01_z{i:03d}.npy", slab[:, i, :])
+    cfg = DataConfig(val_fraction=0.2, slice_axis=None)
+    train, val = load_slice_sets(tmp_path, 2, cfg)
+    assert len(train) + len(val) == 16 and len(val) == 3
+    assert not set(train.source_files) & set(val.source_files)
