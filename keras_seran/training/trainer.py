@@ -17,7 +17,7 @@ from typing import Any
 import keras
 
 from keras_seran.config import (MIXED_PRECISION_KINDS, TRAINABLE_ARCHS, DataConfig,
-                                TrainConfig, to_dict)
+                                TrainConfig, to_dict, upgrade_saved_run)
 from keras_seran.devices import backend, has_tensorflow
 from keras_seran.errors import OutputPathError
 from keras_seran.training.callbacks import (LAST, STATE_FILE, RunCheckpoint, atomic_write_json,
@@ -252,7 +252,7 @@ def load_run_config(run_dir: str | Path) -> dict:
     path = Path(run_dir) / RUN_CONFIG
     if not path.exists():
         raise OutputPathError(run_dir, f"not a training run directory (no {RUN_CONFIG})")
-    return read_json(path, "the run's settings")
+    return upgrade_saved_run(read_json(path, "the run's settings"))
 
 
 def record_resume(run_dir: str | Path, train_cfg: TrainConfig, epoch: int,
