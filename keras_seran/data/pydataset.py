@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any
 
 import keras
@@ -38,7 +38,11 @@ class PatchPyDataset(keras.utils.PyDataset):
     """Random (lr, hr) patch batches: float32 (B, p, p, 1), (B, p*s, p*s, 1), an endless stream.
 
     ``ds[k]`` is global batch ``start_epoch * steps_per_epoch + k`` (see the module docstring);
-    ``len(ds)`` is ``steps_per_epoch``, the ``steps_per_epoch`` to give ``fit``.
+    ``len(ds)`` is ``steps_per_epoch``, the ``steps_per_epoch`` to give ``fit`` (without it, a
+    clear error once the first epoch would have ended); ``for batch in ds`` is one epoch. One
+    dataset serves one ``fit``: a second ``fit`` on it starts the stream at ``start_epoch``
+    again, so continue with a new dataset whose ``start_epoch`` is the epoch reached (as
+    :func:`keras_seran.training.train` does on ``--resume``).
 
     Args:
         sources: anything :func:`load_slice_sets` takes (folder, glob, file, array, list), or a
@@ -90,9 +94,39 @@ class PatchPyDataset(keras.utils.PyDataset):
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: dict[int, Future] = {}
+        self._epochs_ended = 0
 
     def __len__(self) -> int:
         return self.steps_per_epoch
+
+    def __iter__(self):
+        """One epoch: ``len(self)`` batches (the stream itself is endless)."""
+        for i in range(len(self)):
+            yield self[i]
+
+    def on_epoch_end(self) -> None:
+        """Keras ends an epoch: stop the prefetch threads (made again on the next request), so
+        no thread outlives a fit; the stream itself does not depend on this call."""
+        with self._lock:
+            self._epochs_ended += 1
+            self._stop_prefetch()
+
+    def _stop_prefetch(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._ahead.clear()
+
+    def _check_bounded(self, idx: int) -> None:
+        """ValueError when ``fit``/``evaluate`` reads on with no end of epoch in sight: without
+        ``steps_per_epoch`` an endless dataset's first epoch would never end."""
+        slack = max(self.steps_per_epoch, 64)     # tf.data's prefetch may read a little ahead
+        if idx >= (self._epochs_ended + 1) * self.steps_per_epoch + slack:
+            with self._lock:
+                self._stop_prefetch()
+            raise ValueError(f"PatchPyDataset is an endless stream of patches; give fit "
+                             f"steps_per_epoch=len(ds) ({self.steps_per_epoch}) and evaluate "
+                             "steps=len(ds), or iterate it with `for batch in ds` (one epoch)")
 
     @property
     def num_batches(self) -> None:
@@ -100,6 +134,7 @@ class PatchPyDataset(keras.utils.PyDataset):
         return None
 
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        self._check_bounded(int(idx))
         n = self.start_epoch * self.steps_per_epoch + int(idx)
         if self.threads == 1:
             return self.batch(n)
@@ -114,7 +149,12 @@ class PatchPyDataset(keras.utils.PyDataset):
             for k in range(n + 1, n + ahead + 1):
                 if k not in self._ahead:
                     self._ahead[k] = self._pool.submit(self.batch, k)
-        return future.result() if future is not None else self.batch(n)
+        if future is not None:
+            try:
+                return future.result()
+            except CancelledError:      # the epoch ended meanwhile (on_epoch_end): make it here
+                pass
+        return self.batch(n)
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Global batch ``n`` of the stream (epoch ``n // steps_per_epoch``), a pure function."""

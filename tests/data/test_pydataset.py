@@ -89,6 +89,33 @@ def test_fit_with_pydatasets(train_set):
     assert np.isfinite(hist.history["val_loss"][0])
 
 
+def _tiny_model():
+    inp = keras.Input((None, None, 1))
+    out = keras.layers.Conv2D(1, 3, padding="same")(keras.layers.UpSampling2D(2)(inp))
+    model = keras.Model(inp, out)
+    model.compile("adam", "mae")
+    return model
+
+
+def test_the_endless_stream_stays_usable_as_a_keras_dataset(train_set):
+    """Iterating gives one epoch; fit without steps_per_epoch gets a clear error instead of a
+    first epoch that never ends; no prefetch thread outlives a fit."""
+    import threading
+    import time
+
+    ds = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=3, workers=2)
+    assert len(list(ds)) == len(ds) == 3
+    with pytest.raises(Exception, match=r"steps_per_epoch=len\(ds\)"):
+        _tiny_model().fit(ds, epochs=1, verbose=0)
+    ds = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=3, workers=2)
+    _tiny_model().fit(ds, epochs=2, steps_per_epoch=len(ds), verbose=0)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(t.name.startswith("PatchPyDataset")
+                                              for t in threading.enumerate()):
+        time.sleep(0.05)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("PatchPyDataset")]
+
+
 def test_a_resumed_stream_starts_at_its_epoch(train_set):
     """start_epoch=e gives the batches a dataset gives after e epochs (a resumed run's stream)."""
     run = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=2)
