@@ -37,7 +37,8 @@ __all__ = ["PatchPyDataset", "SlicePairPyDataset", "make_pydatasets"]
 class PatchPyDataset(keras.utils.PyDataset):
     """Random (lr, hr) patch batches: float32 (B, p, p, 1), (B, p*s, p*s, 1), an endless stream.
 
-    ``ds[k]`` is global batch ``start_epoch * steps_per_epoch + k`` (see the module docstring);
+    ``ds[k]`` is global batch ``start_epoch * steps_per_epoch + k`` (see the module docstring;
+    ``ds`` serves ``fit`` in order; for random access use :meth:`batch`);
     ``len(ds)`` is ``steps_per_epoch``, the ``steps_per_epoch`` to give ``fit`` (without it, a
     clear error once the first epoch would have ended); ``for batch in ds`` is one epoch. One
     dataset serves one ``fit``: a second ``fit`` on it starts the stream at ``start_epoch``
@@ -114,6 +115,7 @@ class PatchPyDataset(keras.utils.PyDataset):
     def _stop_prefetch(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._finalizer.detach()
             self._pool = None
         self._ahead.clear()
 
@@ -141,7 +143,8 @@ class PatchPyDataset(keras.utils.PyDataset):
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="PatchPyDataset")
-                weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+                self._finalizer = weakref.finalize(self, self._pool.shutdown, wait=False,
+                                                   cancel_futures=True)
             ahead = self.prefetch
             future = self._ahead.pop(n, None)
             for k in [k for k in self._ahead if not n < k <= n + ahead]:

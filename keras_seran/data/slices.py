@@ -76,7 +76,16 @@ def split_volumes(paths: Sequence[str | Path], val_fraction: float = 0.1, seed: 
 
 
 def _is_slice_file(name: str) -> bool:
-    return not _io.is_nifti(name) and Path(name).suffix.lower() in _io.SLICE_SUFFIXES
+    """Whether ``name`` is a 2D slice file: an image, a DICOM file, or a .npy holding 2D data
+    (a .npy may hold a volume: it is read memory-mapped to tell)."""
+    if _io.is_nifti(name) or Path(name).suffix.lower() not in _io.SLICE_SUFFIXES:
+        return False
+    if Path(name).suffix.lower() == ".npy":
+        try:
+            return np.squeeze(np.load(name, mmap_mode="r")).ndim == 2
+        except (OSError, ValueError):
+            return False          # unreadable: loading it later names the file and the problem
+    return True
 
 
 def split_single_volume(n_slices: int, val_fraction: float = 0.1, gap: int = 8

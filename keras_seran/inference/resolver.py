@@ -267,17 +267,17 @@ class SuperResolver:
         buffers_mb = tiling.hr_buffer_bytes(shape2d, self.scale) / 2 ** 20
         side = tiling.tile_size_for_memory(max(max_memory_mb - buffers_mb, 1e-3), self.model,
                                            batch_size=1, minimum=1)
+        tile = max(tiling.balanced_tile(shape2d, side, overlap), MIN_TILE)
+        if tile <= overlap:
+            raise InputDataError(None, f"a memory budget of {max_memory_mb:g} MB allows tiles of "
+                                       f"{tile} px, not larger than the overlap {overlap}; raise "
+                                       "--max-memory or lower --overlap")
         if side < MIN_TILE:
             import warnings
 
             warnings.warn(f"a memory budget of {max_memory_mb:g} MB allows tiles of {side} px; "
                           f"using {MIN_TILE} px, the smallest that keeps enough context for the "
                           "attention, which may exceed the budget", stacklevel=2)
-        tile = max(tiling.balanced_tile(shape2d, side, overlap), MIN_TILE)
-        if tile <= overlap:
-            raise InputDataError(None, f"a memory budget of {max_memory_mb:g} MB allows tiles of "
-                                       f"{tile} px, not larger than the overlap {overlap}; raise "
-                                       "--max-memory or lower --overlap")
         return tile, 1
 
     def predict_volume(self, img: Any, axis: int | None = None,

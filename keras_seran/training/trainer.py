@@ -153,6 +153,7 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     train_cfg = train_cfg or TrainConfig()
     check_backend(train_cfg)
     check_patch_size(data, scale)
+    check_datasets(datasets, train_cfg)
     run_dir = Path(run_dir)
     created = not run_dir.exists()
     state = prepare_run_dir(run_dir, resume)
@@ -187,6 +188,18 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     return model.fit(train_ds, epochs=train_cfg.epochs, steps_per_epoch=train_cfg.steps_per_epoch,
                      validation_data=val_ds, initial_epoch=initial_epoch, callbacks=callbacks,
                      verbose=verbose, shuffle=False)
+
+
+def check_datasets(datasets: tuple | None, train_cfg: TrainConfig) -> None:
+    """ValueError when a ready endless training dataset (:class:`PatchPyDataset`) was made with
+    another number of steps per epoch than ``train_cfg`` gives ``fit`` (its stream and its
+    guard against an epoch that never ends count in its own steps)."""
+    train_ds = datasets[0] if datasets else None
+    if getattr(train_ds, "num_batches", 0) is None and hasattr(train_ds, "__len__") \
+            and len(train_ds) != train_cfg.steps_per_epoch:
+        raise ValueError(f"the training dataset has {len(train_ds)} steps per epoch but "
+                         f"train_cfg.steps_per_epoch is {train_cfg.steps_per_epoch}; make them "
+                         "agree (make_pydatasets(..., steps_per_epoch=...))")
 
 
 def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datasets, init_from):

@@ -109,6 +109,7 @@ def test_the_endless_stream_stays_usable_as_a_keras_dataset(train_set):
         _tiny_model().fit(ds, epochs=1, verbose=0)
     ds = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=3, workers=2)
     _tiny_model().fit(ds, epochs=2, steps_per_epoch=len(ds), verbose=0)
+    assert ds._pool is None and not ds._finalizer.alive     # nothing kept per epoch either
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(t.name.startswith("PatchPyDataset")
                                               for t in threading.enumerate()):

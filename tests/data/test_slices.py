@@ -163,3 +163,16 @@ def test_slice_files_of_one_subject_still_hold_some_out(tmp_path):
     train, val = load_slice_sets(tmp_path, 2, cfg)
     assert len(train) + len(val) == 16 and len(val) == 3
     assert not set(train.source_files) & set(val.source_files)
+
+
+def test_volumes_in_npy_files_of_one_subject_are_not_split_by_file(tmp_path):
+    """.npy may hold a volume: two sessions of one subject must not land on both sides."""
+    import nibabel as nib
+
+    slab = np.asarray(nib.load(samples.T1_AXIAL_SLAB).dataobj, np.float32)[64:192, :, 64:192]
+    for ses in (1, 2):
+        np.save(tmp_path / f"sub-01_ses-{ses}_T1w.npy", slab)
+    train, val = load_slice_sets(tmp_path, 2, DataConfig(patch_size=8, val_fraction=0.2,
+                                                         val_gap=2, slice_axis=1))
+    # one subject: each volume gives training slices and a held-out end slab, as before
+    assert set(train.source_files) == set(val.source_files) and len(set(val.source_files)) == 2

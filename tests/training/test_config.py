@@ -77,10 +77,12 @@ def test_an_earlier_versions_run_config_still_loads(tmp_path):
     from keras_seran.training.trainer import load_run_config
 
     (tmp_path / "run_config.json").write_text(json.dumps({
-        "data": {"contrast_knots": 5.0, "contrast": "FLAIR", "patch_size": 24.0},
-        "train": {"mixed_precision": 1, "epochs": 3.0}}))
+        "data": {"contrast_knots": 5.0, "contrast": "FLAIR", "patch_size": 24.0,
+                 "slice_axis": True, "contrast_augment": "0.5"},
+        "train": {"mixed_precision": 1, "epochs": 3.0, "clipnorm": math.inf}}))
     saved = load_run_config(tmp_path)
     data, train = DataConfig(**saved["data"]), TrainConfig(**saved["train"])
     assert (data.contrast_knots, data.contrast, data.patch_size) == (5, None, 24)
-    assert train.mixed_precision is True and train.epochs == 3
+    assert (data.slice_axis, data.contrast_augment) == (1, 0.5)
+    assert train.mixed_precision is True and train.epochs == 3 and train.clipnorm is None
     assert DataConfig(**load_run_config(tmp_path)["data"]) == data       # stable

@@ -435,3 +435,20 @@ def test_train_help_gives_every_flag_a_text_and_the_configs_defaults(capsys):
         assert f"default {default:g}" in text.split(flag + " ", 2)[-1].split(" --")[0], flag
     for flag in ("--early-stop PATIENCE", "--no-tensorboard"):
         assert "default" in text.split(flag + " ", 2)[-1].split(" --")[0], flag
+
+
+def test_ready_endless_datasets_must_match_the_steps_per_epoch():
+    """A PatchPyDataset made for another steps_per_epoch than the run's would shift its stream
+    and trip its guard part-way through an epoch: refused before the run starts."""
+    from keras_seran.config import DataConfig, TrainConfig
+    from keras_seran.data import load_slice_sets
+    from keras_seran.data.pydataset import PatchPyDataset
+    from keras_seran.training.trainer import check_datasets
+
+    cfg = DataConfig(slice_axis=1, patch_size=16, batch_size=2, val_fraction=0.0)
+    ds = PatchPyDataset(load_slice_sets(samples.T1_AXIAL_SLAB, 2, cfg)[0], 2, cfg,
+                        steps_per_epoch=10)
+    check_datasets((ds, None), TrainConfig(steps_per_epoch=10))
+    check_datasets(None, TrainConfig(steps_per_epoch=100))
+    with pytest.raises(ValueError, match="10 steps per epoch but train_cfg.steps_per_epoch is 100"):
+        check_datasets((ds, None), TrainConfig(steps_per_epoch=100))
