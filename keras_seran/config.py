@@ -205,15 +205,18 @@ class DataConfig:
     Attributes:
         patch_size: LR patch side (paper: 48); the HR patch is ``patch_size * scale``.
         batch_size: patches per batch (paper: 16).
-        degradation: "bicubic" (paper's BI), "blur" (BD: RDN's Gaussian blur then nearest decimation) or "kspace"
-            (centre crop of the 2D spectrum: what a lower-resolution acquisition does).
+        degradation: "bicubic" (paper's BI), "blur" (BD: RDN/SRMD Gaussian blur, then
+            block-centre decimation) or "kspace" (centre crop of the 2D spectrum: what a
+            lower-resolution acquisition does).
         noise_sigma: Rician noise level relative to the [0, 1] range (0 disables it).
         slice_axis: axis of the volume along which 2D slices are cut (None: all three axes).
         min_foreground: a slice is kept when at least this fraction of its pixels is above
             ``foreground_threshold`` (skips near-empty background slices).
         foreground_threshold: intensity (in normalised [0, 1] units) counted as foreground.
         percentiles: robust normalisation range per volume, mapped to [0, 1].
-        val_fraction: fraction of volumes (or of a single volume's slab) held out for validation.
+        val_fraction: fraction of the subjects held out for validation (IXI/BIDS ids; at least
+            one; other files count as one subject each); one subject: a slab at the end of
+            each volume; 2D slice files of one subject: a fraction of the files.
         val_gap: slices skipped between train and validation slabs of a single volume.
         augment: random flips and 90-degree rotations.
         contrast_augment: probability that an HR patch gets a random intensity lookup table

@@ -725,7 +725,8 @@ print(f"{len(files)} files, sha256 of each in the manifest")
 ## Parity
 
 Every artifact was run on real MR slices and compared with the Keras model: float formats must
-match it to round-off, quantised ones must not lose more than a fixed PSNR margin. This is
+match it to round-off, quantised ones must stay within a bound on their difference from it and
+within a PSNR margin of it, either way. This is
 `parity.md` of the bundle:
 '''),
         code('''

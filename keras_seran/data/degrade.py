@@ -17,10 +17,11 @@ Conventions:
 Degradations (``DataConfig.degradation``):
     * ``"bicubic"`` (BI, the paper's): MATLAB ``imresize(HR, 1/s, 'bicubic')``: cubic kernel
       a = -0.5, antialiasing (kernel stretched by s when shrinking), symmetric boundary.
-    * ``"blur"`` (BD, Zhang et al. RDN 2018, ``imresize_BD``): MATLAB ``imfilter(HR,
-      fspecial('gaussian', 7, 1.6), 'replicate')`` then ``imresize(.., 1/s, 'nearest')``, which
-      keeps HR pixel i*s + floor(s/2) (the block centre for odd s; half an HR pixel past it for
-      even s, as in RDN, which defines BD at x3).
+    * ``"blur"`` (BD, Zhang et al. RDN 2018 / SRMD, ``imresize_BD``): MATLAB ``imfilter(HR,
+      fspecial('gaussian', k, 1.6), 'replicate')``, then at x3 (k = 7) ``imresize(.., 1/3,
+      'nearest')`` (HR pixels 3i + 1), at x2 / x4 (k = 12, an even kernel) HR rows
+      ``s/2 - 1 + i*s``: every LR pixel sits at the centre of its s x s block
+      (:func:`bd_kernel_size`).
     * ``"kspace"``: keep the centre (H/s, W/s) of the 2D Fourier spectrum (what an acquisition
       with an s-times coarser matrix measures), inverse FFT, scaled so the mean intensity is kept,
       sampled at the block centres like bicubic.

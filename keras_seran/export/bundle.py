@@ -12,7 +12,7 @@ Layout of ``out_dir``::
 
 The bundle is built in a hidden temporary folder beside ``out_dir`` and renamed into place at the
 end, so a failure never leaves a partial bundle; a non-empty ``out_dir`` is refused unless
-``overwrite=True``.
+``overwrite=True`` and it is an earlier bundle (it holds ``manifest.json``).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ DEFAULT_FORMATS = "savedmodel,tflite,onnx,tensorrt"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .keras model file or a bundled name such as x2")
     parser.add_argument("--out", required=True, type=Path,
-                        help="bundle folder to create (must be absent or empty, not the current folder "
-                             "or one holding the model)")
+                        help="bundle folder to create (absent or empty, or with --overwrite an "
+                             "earlier bundle; not the current folder or one holding the model)")
     parser.add_argument("--formats", default=DEFAULT_FORMATS,
                         help=f"comma-separated: savedmodel, tflite (= litert), onnx, tensorrt "
                              f"(default {DEFAULT_FORMATS})")

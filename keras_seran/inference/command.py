@@ -41,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=int, default=16, metavar="PX",
                         help="overlap of neighbouring tiles in LR pixels (default 16)")
     parser.add_argument("--max-memory", type=float, default=None, metavar="MB",
-                        help="memory budget of the network in MB: picks the batch and, when a "
-                             "slice does not fit, the tile size")
+                        help="memory budget in MB for the network and the tile blending (not the "
+                             "volume itself): picks the batch, or the smallest tile giving the "
+                             "fewest tiles (at least 64 px)")
     parser.add_argument("--batch-size", type=int, default=8, help="slices per batch (default 8)")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                         help="run on the CPU, the GPU, or whatever the Keras backend finds "

@@ -6,7 +6,7 @@ training), the slices go through the network in batches (whole or in overlapping
 result is mapped back to the input's intensity units and written with an affine and header
 describing the finer grid over the same field of view (:mod:`keras_seran.inference.geometry`).
 
-TensorFlow/Keras is imported only when a model is built or run.
+Keras (and its backend) loads with ``keras_seran``, which registers the layers.
 """
 
 from __future__ import annotations

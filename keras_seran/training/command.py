@@ -93,13 +93,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--degradation", choices=DEGRADATIONS)
     g.add_argument("--noise", type=float, help="Rician noise sigma, [0, 1] units")
     g.add_argument("--axis", type=int, choices=[0, 1, 2], help="slice axis (default 2)")
-    g.add_argument("--contrast", help="IXI contrast to select: T1, T2 or PD")
+    g.add_argument("--contrast", help="IXI/BIDS contrast to select by file name: T1, T2, PD, "
+                                      "MRA or DTI (any case)")
     g.add_argument("--contrast-augment", type=float, metavar="PROB",
                    help="probability of a random intensity remapping per HR patch, so a network "
                         "trained on one contrast generalises to others (default 0)")
     g.add_argument("--val-fraction", type=float,
-                   help="fraction of the volumes (of a single volume's slices) held out for "
-                        f"validation (default {d.val_fraction})")
+                   help="fraction of the subjects held out for validation (at least one; one "
+                        "subject: a slab at the end of each volume; 2D slice files of one "
+                        f"subject: of the files) (default {d.val_fraction})")
     g.add_argument("--seed", type=int,
                    help=f"seed of the split, patch positions and augmentation (default {d.seed})")
 
