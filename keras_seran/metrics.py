@@ -26,6 +26,13 @@ PACKAGE = "keras_seran"
 SSIM_WINDOW = 11
 
 
+def min_lr_side(scale: int) -> int:
+    """Smallest LR side that can be scored at ``scale``: its ``scale`` x HR image, cropped by the
+    ``scale``-pixel border of the protocol, must still hold SSIM's window (x2: 8, x3: 6, x4: 5)."""
+    s = int(scale)
+    return 2 + -(-SSIM_WINDOW // s)
+
+
 def crop_border(img: np.ndarray, border: int) -> np.ndarray:
     """Drop ``border`` pixels from each side of the last two (H, W) axes (or of (..., H, W, 1))."""
     if border <= 0:

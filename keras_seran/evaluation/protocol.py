@@ -19,17 +19,16 @@ from typing import Callable
 
 import numpy as np
 
-from keras_seran.metrics import SSIM_WINDOW, psnr, ssim
+from keras_seran.metrics import min_lr_side, psnr, ssim
 
 Predictor = Callable[[np.ndarray], np.ndarray]   # (h, w) LR in [0,1] -> (h*s, w*s)
 
 
-
 def min_scored_size(scale: int) -> int:
-    """Smallest HR slice side that can be scored at ``scale``: after the crop to a multiple of
-    the scale and the ``scale``-pixel border, SSIM's 11x11 window must still fit (x2: 16)."""
-    s = int(scale)
-    return s * -(-(SSIM_WINDOW + 2 * s) // s)
+    """Smallest HR slice side that can be scored at ``scale``: ``scale`` times the smallest LR
+    side (:func:`keras_seran.metrics.min_lr_side`; HR is cropped to a multiple of the scale,
+    x2: 16)."""
+    return int(scale) * min_lr_side(scale)
 
 
 @dataclass

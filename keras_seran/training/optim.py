@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 
 from keras_seran.config import DataConfig, TrainConfig
-from keras_seran.metrics import SSIM_WINDOW, PSNRMetric, SSIMMetric
+from keras_seran.metrics import SSIM_WINDOW, PSNRMetric, SSIMMetric, min_lr_side
 
 
 def step_schedule(cfg: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -32,9 +32,9 @@ def compile_model(model: keras.Model, cfg: TrainConfig, scale: int) -> keras.Mod
 
 
 def min_patch_size(scale: int) -> int:
-    """Smallest LR patch side the training metrics accept at ``scale``: SSIM's 11x11 window must
-    fit in the HR patch (``patch_size * scale``) once the ``scale``-pixel border is cropped."""
-    return 2 + -(-SSIM_WINDOW // scale)
+    """Smallest LR patch side the training metrics accept at ``scale``
+    (:func:`keras_seran.metrics.min_lr_side`)."""
+    return min_lr_side(scale)
 
 
 def check_patch_size(data: DataConfig, scale: int) -> None:
