@@ -24,9 +24,13 @@ def weights_path(scale: int, arch: str = "seran", preset: str = DEFAULT_PRESET) 
     return WEIGHTS_DIR / f"{arch}_{preset}_x{scale}.weights.h5"
 
 
+def card_path(scale: int, arch: str = "seran", preset: str = DEFAULT_PRESET) -> Path:
+    return WEIGHTS_DIR / f"{arch}_{preset}_x{scale}.json"
+
+
 def card(scale: int, arch: str = "seran", preset: str = DEFAULT_PRESET) -> dict:
     """The JSON card of a bundled checkpoint (empty dict when it has none)."""
-    p = weights_path(scale, arch, preset).with_name(f"{arch}_{preset}_x{scale}.json")
+    p = card_path(scale, arch, preset)
     return json.loads(p.read_text()) if p.exists() else {}
 
 

@@ -80,7 +80,7 @@ def _input_files(args, models: list[tuple[str, str]], scales: list[int]) -> list
     """(file, what it is) of everything evaluate reads: data files, model files, bundled weights."""
     from keras_seran import samples
     from keras_seran.data.slices import source_files
-    from keras_seran.pretrained import parse_pretrained, weights_path
+    from keras_seran.pretrained import card_path, parse_pretrained, weights_path
 
     if args.data:
         out = [(f, "--data input") for f in source_files(args.data)]
@@ -93,9 +93,8 @@ def _input_files(args, models: list[tuple[str, str]], scales: list[int]) -> list
             out.append((Path(spec).expanduser(), f"model {name}"))
             bundled = parse_pretrained(spec)
             if bundled is not None:
-                w = weights_path(bundled[1], bundled[0])
-                out += [(w, f"weights of {name}"), (w.with_name(w.name.split(".")[0] + ".json"),
-                                                    f"weights card of {name}")]
+                out += [(weights_path(bundled[1], bundled[0]), f"weights of {name}"),
+                        (card_path(bundled[1], bundled[0]), f"weights card of {name}")]
     return out
 
 
