@@ -128,20 +128,33 @@ def _load_models(models: list[tuple[str, str]], scales: list[int]) -> dict:
     return out
 
 
-def _pairs(args, scale: int) -> dict:
+def _data_config(args):
+    """The DataConfig that slices and splits ``--data`` (None without it): the run's with
+    ``--run``, else ``--axis`` / ``--degradation`` and the default split for ``--split val``."""
     from keras_seran.config import DataConfig
+    from keras_seran.errors import InputDataError
+
+    if args.run is not None:
+        if args.split != "val" or not args.data:
+            raise InputDataError(args.run, "--run rebuilds a run's validation split: it needs "
+                                           "--data (the run's data) and --split val")
+        return run_data_config(args.run)
+    if not args.data:
+        return None
+    return DataConfig(slice_axis=args.axis, degradation=args.degradation,
+                      val_fraction=DataConfig.val_fraction if args.split == "val" else 0.0)
+
+
+def _pairs(args, scale: int, cfg) -> dict:
+    """The (LR, HR) sets scored at ``scale``: the bundled benchmark, or ``--data`` sliced and
+    split by ``cfg`` (:func:`_data_config`)."""
     from keras_seran.data.degrade import lr_hr_pairs
     from keras_seran.evaluation.protocol import benchmark_pairs, min_scored_size
 
-    if not args.data:
+    if cfg is None:
         return benchmark_pairs(scale, args.degradation)
     from keras_seran.data.slices import load_slice_sets, validation_pairs_from
 
-    if args.split == "val" and args.run is not None:
-        cfg = run_data_config(args.run)
-    else:
-        cfg = DataConfig(slice_axis=args.axis, degradation=args.degradation,
-                         val_fraction=DataConfig.val_fraction if args.split == "val" else 0.0)
     train, val = load_slice_sets(args.data, scale, cfg, min_size=min_scored_size(scale),
                                  purpose="evaluation")
     if args.split == "val":
@@ -178,11 +191,7 @@ def run(args) -> int:
 
     rows: list[Row] = []
     scales = list(dict.fromkeys(args.scales))
-    if args.run is not None:
-        if args.split != "val" or not args.data:
-            raise InputDataError(args.run, "--run rebuilds a run's validation split: it needs "
-                                           "--data (the run's data) and --split val")
-        run_data_config(args.run)             # a bad run folder fails before any work
+    data_cfg = _data_config(args)             # a bad run folder fails before any work
     specs = args.models if args.models is not None else _default_models()
     # everything that can be checked is checked before the (slow) scoring
     models = _parse_models(specs, scales, bicubic=not args.no_bicubic)
@@ -200,7 +209,7 @@ def run(args) -> int:
         check_output_path(path, suffixes=None, overwrite=True)
     loaded = _load_models(models, scales)
     for scale in scales:
-        pairs = _pairs(args, scale)
+        pairs = _pairs(args, scale, data_cfg)
         methods = [] if args.no_bicubic else [("bicubic", bicubic_predictor(scale))]
         for name, _ in models:
             methods.append((name, keras_predictor(loaded[(name, scale)])))
