@@ -386,7 +386,7 @@ def load_dicom_series(folder: str | Path) -> Volume:
     """
     folder = Path(folder)
     files = sorted(q for q in folder.iterdir()
-                   if q.is_file() and not q.name.startswith(".") and _looks_like_dicom(q))
+                   if q.is_file() and not is_hidden(q, folder) and _looks_like_dicom(q))
     if not files:
         raise InputDataError(folder, "folder holds no DICOM file (*.dcm or files with a DICM "
                                      "preamble)")

@@ -78,9 +78,10 @@ def split_volumes(paths: Sequence[str | Path], val_fraction: float = 0.1, seed: 
 def _is_slice_file(name: str) -> bool:
     """Whether ``name`` is a 2D slice file: an image, a DICOM file, or a .npy holding 2D data
     (a .npy may hold a volume: it is read memory-mapped to tell)."""
-    if _io.is_nifti(name) or Path(name).suffix.lower() not in _io.SLICE_SUFFIXES:
+    suffix = Path(name).suffix.lower()
+    if _io.is_nifti(name) or suffix not in _io.SLICE_SUFFIXES:
         return False
-    if Path(name).suffix.lower() == ".npy":
+    if suffix == ".npy":
         try:
             return np.squeeze(np.load(name, mmap_mode="r")).ndim == 2
         except (OSError, ValueError):
@@ -191,7 +192,7 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
                 found = _io.find_volumes(p, contrast)
             except InputDataError as e:
                 slice_files = sorted(q for q in p.iterdir()
-                                     if q.is_file() and not q.name.startswith(".")
+                                     if q.is_file() and not _io.is_hidden(q, p)
                                      and q.suffix.lower() in _io.SLICE_SUFFIXES)
                 if contrast is not None or not slice_files:
                     raise e

@@ -104,11 +104,11 @@ def check_out_dir(out_dir: str | Path, overwrite: bool = False,
 
     Refused: a file; a non-empty folder without ``overwrite``, and with it one that is not a
     bundle (no ``manifest.json``: a mistyped ``--out ~/data`` must not wipe that folder); the
-    current folder or one that contains it (replacing it would pull the ground from under the caller); a folder that
-    contains one of ``inputs`` (e.g. the model file: replacing the folder would delete it); a
-    place whose nearest existing parent is not a writable folder. Creates nothing: the missing
-    parents are made when the export starts (the bundle is built beside ``out_dir``) and removed
-    again if it fails.
+    current folder or one that contains it (replacing it would pull the ground from under the
+    caller); a folder that contains one of ``inputs`` (e.g. the model file: replacing the folder
+    would delete it); a place whose nearest existing parent is not a writable folder. Creates
+    nothing: the missing parents are made when the export starts (the bundle is built beside
+    ``out_dir``) and removed again if it fails.
     """
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not out.is_dir():

@@ -81,9 +81,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         tflite_variants = litert.check_variants(args.tflite_variants.split(","))
         onnx_variants = onnx_export.check_variants(args.onnx_variants.split(","))
-        profiles = ([parse_profile(p) for p in args.trt_profile] if args.trt_profile else None)
-        if profiles:
-            profiles = check_profiles(profiles)
+        profiles = (check_profiles(parse_profile(p) for p in args.trt_profile)
+                    if args.trt_profile else None)
         try:
             onnx_export.check_opset(args.opset)
         except ValueError as exc:

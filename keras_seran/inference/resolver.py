@@ -332,8 +332,7 @@ class SuperResolver:
         try:
             for i in range(0, n, bs):
                 chunk = stats.apply(slices[i:i + bs])
-                y = self.predict_normalized(chunk, bs, tile, overlap,
-                                            on_progress=None if bar is None else step)
+                y = self.predict_normalized(chunk, bs, tile, overlap, on_progress=step)
                 out[i:i + bs] = self._finish(stats.invert(y), lo, hi)
         finally:
             if bar is not None:
