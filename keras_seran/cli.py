@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from keras_seran.errors import KerasSeranError
 
@@ -76,6 +77,25 @@ def _signals_interrupt():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
+@contextlib.contextmanager
+def _one_line_warnings(command: str):
+    """While inside, the package's own warnings print as one line, like its errors
+    (``keras-seran predict: warning: ...``), not with a source file and line; others as usual."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    default = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if os.path.abspath(filename).startswith(package + os.sep):
+            return f"keras-seran {command}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatwarning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = default
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The full parser; given ``argv``, only the named command's module is imported."""
     wanted = None if argv is None else next((a for a in argv if a in COMMANDS), "")
@@ -96,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
     try:
-        with _signals_interrupt():
+        with _signals_interrupt(), _one_line_warnings(args.command):
             return int(importlib.import_module(args._module).run(args) or 0)
     except KerasSeranError as exc:
         print(f"keras-seran {args.command}: error: {exc}", file=sys.stderr)

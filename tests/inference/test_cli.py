@@ -464,3 +464,20 @@ def test_top_level_help_has_no_markup():
 
     text = build_parser(["--help"]).format_help()
     assert "The keras-seran command line" in text and "``" not in text
+
+
+def test_the_package_warnings_print_as_one_line_like_its_errors():
+    """A warning of keras_seran's own (e.g. a --max-memory below the smallest tile) prints as
+    'keras-seran predict: warning: ...', not with a source file and line; others as usual."""
+    import warnings
+
+    import keras_seran.inference.resolver as resolver
+    from keras_seran.cli import _one_line_warnings
+
+    default = warnings.formatwarning
+    with _one_line_warnings("predict"):
+        ours = warnings.formatwarning("budget too small", UserWarning, resolver.__file__, 325)
+        theirs = warnings.formatwarning("other", UserWarning, os.__file__, 7)
+    assert ours == "keras-seran predict: warning: budget too small\n"
+    assert os.__file__ in theirs and "other" in theirs
+    assert warnings.formatwarning is default
