@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 SUPPORTED_SCALES = (2, 3, 4)
+#: deterministic degradations: an HR image has one LR (evaluation, ``degrade``)
 DEGRADATIONS = ("bicubic", "blur", "kspace")
+#: what training may draw from: the deterministic ones, and "blind", a per-sample mix of them
+TRAINING_DEGRADATIONS = (*DEGRADATIONS, "blind")
+#: the kinds a "blind" sample is drawn from, in the order of ``AcquisitionConfig.blind_mix``
+BLIND_KINDS = ("kspace", "bicubic", "blur")
 #: networks ``keras-seran train`` can train (bicubic has no weights); rir = SERAN w/o SERA
 TRAINABLE_ARCHS = ("seran", "edsr", "rcan", "rir", "srcnn")
 MIXED_PRECISION_KINDS = ("float16", "bfloat16")   # compute types of mixed-precision training
@@ -186,6 +191,51 @@ def with_overrides(cfg: SERANConfig, **overrides: Any) -> SERANConfig:
     return dataclasses.replace(cfg, **overrides)
 
 
+@dataclass(frozen=True)
+class AcquisitionConfig:
+    """Scanner effects drawn per training sample for the "kspace" and "blind" degradations
+    (:mod:`keras_seran.data.acquisition`): what a console does to a smaller k-space matrix.
+
+    Attributes:
+        apodization: largest strength of the k-space filter (0 none, 1 Hann, 0.92 Hamming);
+            a filtered sample's strength is uniform in [0, apodization].
+        apodization_prob: probability that a sample is filtered.
+        partial_fourier: smallest fraction of the phase-encoding lines acquired (in (0.5, 1]);
+            a partial-Fourier sample keeps a fraction uniform in [partial_fourier, 1].
+        partial_fourier_prob: probability of partial Fourier (zero-filled, magnitude shown).
+        noise: (low, high) Rician noise sigma relative to the [0, 1] range: a noisy sample's
+            sigma is uniform in it. (0, 0.03) covers clinical SNR of normalised brain MR
+            (white matter at about 0.8: SNR from infinity down to about 25).
+        noise_prob: probability that a sample gets noise at all.
+        blind_mix: relative weights of "kspace", "bicubic", "blur" for the "blind" degradation.
+    """
+
+    apodization: float = 1.0
+    apodization_prob: float = 0.5
+    partial_fourier: float = 0.625
+    partial_fourier_prob: float = 0.25
+    noise: tuple[float, float] = (0.0, 0.03)
+    noise_prob: float = 0.8
+    blind_mix: tuple[float, float, float] = (0.5, 0.25, 0.25)
+
+    def __post_init__(self) -> None:
+        check_number("apodization", self.apodization, 0.0, 1.0)
+        check_number("partial_fourier", self.partial_fourier, 0.5, 1.0, low_open=True)
+        for name in ("apodization_prob", "partial_fourier_prob", "noise_prob"):
+            check_number(name, getattr(self, name), 0.0, 1.0)
+        noise = tuple(self.noise) if isinstance(self.noise, (list, tuple)) else ()
+        if len(noise) != 2 or not all(map(_is_number, noise)) or \
+                not 0.0 <= noise[0] <= noise[1] <= 1.0:
+            raise ValueError(f"noise must be two numbers 0 <= low <= high <= 1, got {self.noise!r}")
+        mix = tuple(self.blind_mix) if isinstance(self.blind_mix, (list, tuple)) else ()
+        if len(mix) != len(BLIND_KINDS) or not all(_is_number(m) and m >= 0 for m in mix) \
+                or not sum(mix) > 0:
+            raise ValueError(f"blind_mix must be {len(BLIND_KINDS)} weights >= 0 (of "
+                             f"{BLIND_KINDS}) with a positive sum, got {self.blind_mix!r}")
+        object.__setattr__(self, "noise", tuple(float(v) for v in noise))
+        object.__setattr__(self, "blind_mix", tuple(float(v) for v in mix))
+
+
 #: A contrast table needs the fixed 0 knot and at least two free ones to reorder two tissues.
 MIN_CONTRAST_KNOTS = 3
 
@@ -206,9 +256,13 @@ class DataConfig:
         patch_size: LR patch side (paper: 48); the HR patch is ``patch_size * scale``.
         batch_size: patches per batch (paper: 16).
         degradation: "bicubic" (paper's BI), "blur" (BD: RDN/SRMD Gaussian blur, then
-            block-centre decimation) or "kspace" (centre crop of the 2D spectrum: what a
-            lower-resolution acquisition does).
-        noise_sigma: Rician noise level relative to the [0, 1] range (0 disables it).
+            block-centre decimation), "kspace" (centre crop of the 2D spectrum, magnitude: what
+            a lower-resolution acquisition does) or "blind" (each sample one of them, drawn by
+            ``acquisition.blind_mix``; validated on "kspace").
+        noise_sigma: Rician noise level relative to the [0, 1] range (0 disables it); with
+            ``acquisition`` the noise is drawn per sample from its range instead (keep 0 here).
+        acquisition: scanner effects drawn per sample (k-space filter, partial Fourier, noise
+            level) for "kspace" and "blind"; None: the plain degradation.
         slice_axis: axis of the volume along which 2D slices are cut (None: all three axes).
         min_foreground: a slice is kept when at least this fraction of its pixels is above
             ``foreground_threshold`` (skips near-empty background slices).
@@ -230,8 +284,9 @@ class DataConfig:
 
     patch_size: int = 48
     batch_size: int = 16
-    degradation: Literal["bicubic", "blur", "kspace"] = "bicubic"
+    degradation: Literal["bicubic", "blur", "kspace", "blind"] = "bicubic"
     noise_sigma: float = 0.0
+    acquisition: AcquisitionConfig | None = None
     slice_axis: int | None = 2
     min_foreground: float = 0.1
     foreground_threshold: float = 0.05
@@ -247,10 +302,22 @@ class DataConfig:
     def __post_init__(self) -> None:
         check_int("patch_size", self.patch_size, 4)
         check_int("batch_size", self.batch_size, 1)
-        if self.degradation not in DEGRADATIONS:
-            raise ValueError(f"degradation must be one of {DEGRADATIONS}, got "
+        if self.degradation not in TRAINING_DEGRADATIONS:
+            raise ValueError(f"degradation must be one of {TRAINING_DEGRADATIONS}, got "
                              f"{self.degradation!r}")
         check_number("noise_sigma", self.noise_sigma, 0.0, 1.0)
+        if isinstance(self.acquisition, dict):      # read back from JSON
+            object.__setattr__(self, "acquisition", AcquisitionConfig(**self.acquisition))
+        if self.acquisition is not None:
+            if not isinstance(self.acquisition, AcquisitionConfig):
+                raise ValueError(f"acquisition must be an AcquisitionConfig or null, got "
+                                 f"{self.acquisition!r}")
+            if self.degradation not in ("kspace", "blind"):
+                raise ValueError("acquisition effects (k-space filter, partial Fourier) need the "
+                                 f"'kspace' or 'blind' degradation, not {self.degradation!r}")
+            if self.noise_sigma:
+                raise ValueError("with acquisition effects the noise is drawn per sample from "
+                                 "acquisition.noise; leave noise_sigma at 0")
         if self.slice_axis is not None and not (_is_int(self.slice_axis)
                                                 and self.slice_axis in (0, 1, 2)):
             raise ValueError(f"slice_axis must be the integer 0, 1 or 2, or null (all three), "
@@ -272,6 +339,11 @@ class DataConfig:
             raise ValueError(f"contrast must be one of {CONTRASTS} (any case) or null, got "
                              f"{self.contrast!r}")
         check_int("seed", self.seed, 0)
+
+    @property
+    def eval_degradation(self) -> str:
+        """The deterministic degradation validation pairs are made with ("blind": "kspace")."""
+        return "kspace" if self.degradation == "blind" else self.degradation
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,20 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_PRESET = "small"
 
 
-def weights_path(scale: int, arch: str = "seran", preset: str = DEFAULT_PRESET) -> Path:
-    return WEIGHTS_DIR / f"{arch}_{preset}_x{scale}.weights.h5"
+def weights_stem(scale: int, arch: str = "seran", preset: str = DEFAULT_PRESET,
+                 degradation: str = "bicubic") -> str:
+    """File stem of a bundled checkpoint: ``seran_small_x2`` (bicubic), ``seran_small_x2_kspace``."""
+    return f"{arch}_{preset}_x{scale}" + ("" if degradation == "bicubic" else f"_{degradation}")
 
 
-def card_path(scale: int, arch: str = "seran", preset: str = DEFAULT_PRESET) -> Path:
-    return WEIGHTS_DIR / f"{arch}_{preset}_x{scale}.json"
+def weights_path(scale: int, arch: str = "seran", preset: str = DEFAULT_PRESET,
+                 degradation: str = "bicubic") -> Path:
+    return WEIGHTS_DIR / f"{weights_stem(scale, arch, preset, degradation)}.weights.h5"
+
+
+def card_path(scale: int, arch: str = "seran", preset: str = DEFAULT_PRESET,
+              degradation: str = "bicubic") -> Path:
+    return WEIGHTS_DIR / f"{weights_stem(scale, arch, preset, degradation)}.json"
 
 
 def card(scale: int, arch: str = "seran", preset: str = DEFAULT_PRESET) -> dict:

@@ -58,6 +58,8 @@ RECIPES = {
                       mixed_precision=True),
     "x3_x4": dict(epochs=20, steps=200, patch=48, lr=2e-4, decay_epochs=5, mixed_precision=True),
     "stage3": dict(epochs=10, steps=200, patch=48, lr=1e-4, decay_epochs=5, mixed_precision=True),
+    # scanner-realistic weights: continue the bundled bicubic network of the same arch and scale
+    "kspace": dict(epochs=20, steps=200, patch=48, lr=2e-4, decay_epochs=5, mixed_precision=True),
 }
 
 
@@ -132,22 +134,23 @@ def run_card(run_dir: Path, arch: str, scale: int, parameters: int, pick: str = 
     return card
 
 
-def export(run_dir: Path, arch: str, scale: int, pick: str = "best") -> Path:
+def export(run_dir: Path, arch: str, scale: int, pick: str = "best",
+           degradation: str = "bicubic") -> Path:
     """Copy the run's ``pick`` ("best" or "last") weights into the package (float32 model)
     with their JSON card."""
     import keras
 
-    from keras_seran.pretrained import weights_path
+    from keras_seran.pretrained import card_path, weights_path
     from keras_seran.training.trainer import build_model
 
     trained = keras.saving.load_model(run_dir / f"{pick}.keras")
     model = build_model(arch, scale, PRESET)   # uncompiled: the file holds no optimizer state
     model.set_weights(trained.get_weights())
-    dest = weights_path(scale, arch, PRESET)
+    dest = weights_path(scale, arch, PRESET, degradation)
     dest.parent.mkdir(parents=True, exist_ok=True)
     card = run_card(run_dir, arch, scale, model.count_params(), pick)
     model.save_weights(dest)
-    dest.with_name(f"{arch}_{PRESET}_x{scale}.json").write_text(json.dumps(card, indent=2) + "\n")
+    card_path(scale, arch, PRESET, degradation).write_text(json.dumps(card, indent=2) + "\n")
     return dest
 
 
@@ -171,6 +174,10 @@ def main(argv=None) -> int:
     p.add_argument("--init-from", default="auto",
                    help="'auto': the recipe's (x2 stage 2: the stage-1 run; x3/x4: the x2 run), "
                         "a .keras file, a bundled name (seran-x2), or 'none'")
+    p.add_argument("--degradation", choices=["bicubic", "kspace"], default="bicubic",
+                   help="kspace: the scanner-realistic weights (k-space truncation with random "
+                        "k-space filter, partial Fourier and Rician noise, AcquisitionConfig's "
+                        "defaults), continuing the bundled bicubic weights of the same scale")
     p.add_argument("--export", action="store_true", help="only export the finished run's weights")
     p.add_argument("--pick", choices=["best", "last"], default=None,
                    help="checkpoint to export (default: 'last' at stage 3, else 'best'). The "
@@ -197,14 +204,15 @@ def main(argv=None) -> int:
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    stage1 = args.scale == 2 and args.stage == 1
-    stage3 = args.stage == 3
-    recipe = RECIPES["stage3" if stage3 else "x2_stage1" if stage1
+    kspace = args.degradation == "kspace"
+    stage1 = args.scale == 2 and args.stage == 1 and not kspace
+    stage3 = args.stage == 3 or kspace      # kspace: one stage, continuing bundled weights
+    recipe = RECIPES["kspace" if kspace else "stage3" if stage3 else "x2_stage1" if stage1
                      else "x2_stage2" if args.scale == 2 else "x3_x4"]
     for name, value in recipe.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    suffix = "_stage1" if stage1 else "_stage3" if stage3 else ""
+    suffix = "_kspace" if kspace else "_stage1" if stage1 else "_stage3" if stage3 else ""
     run_dir = Path(args.out) / f"{args.arch}_x{args.scale}{suffix}"
     if args.export:
         pick = args.pick or ("last" if stage3 else "best")
@@ -212,19 +220,21 @@ def main(argv=None) -> int:
             print(f"{run_dir / f'{pick}.keras'}: missing; train this stage first (see --help)",
                   file=sys.stderr)
             return 2
-        print(export(run_dir, args.arch, args.scale, pick))
+        print(export(run_dir, args.arch, args.scale, pick, args.degradation))
         return 0
     if not VOLUME.exists():
         print(f"{VOLUME}: missing; this script needs ../shared/data", file=sys.stderr)
         return 2
-    from keras_seran.config import TrainConfig
+    from keras_seran.config import AcquisitionConfig, TrainConfig
     from keras_seran.pretrained import card as bundled_card, parse_pretrained
     from keras_seran.training import train
 
     data_cfg = DataConfig(patch_size=args.patch, batch_size=args.batch,
                           contrast_augment=args.contrast_augment,
+                          degradation=args.degradation,
+                          acquisition=AcquisitionConfig() if kspace else None,
                           seed=args.seed if args.seed is not None
-                          else args.scale if stage1 else 10 + args.scale)
+                          else args.scale if stage1 else (20 if kspace else 10) + args.scale)
     train_cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps, learning_rate=args.lr,
                             lr_decay_epochs=args.decay_epochs,
                             mixed_precision=args.mixed_precision)

@@ -1,10 +1,11 @@
 """Degradations that turn an HR MR slice into its LR input (numpy; no TensorFlow).
 
-Every degradation here is *linear and separable* (except the optional Rician noise), so it can be
-written ``LR = Mh @ HR @ Mw.T`` with two small matrices that depend only on the image size and
-the scale. The numpy functions below apply those matrices; the tf.data pipeline applies the very
-same matrices with ``tf.matmul`` (:func:`degradation_matrices`), so on-the-fly LR patches are
-exactly (to float32 round-off) what these functions return.
+Every degradation here is *linear and separable* up to the magnitude a scanner shows (k-space)
+and the optional Rician noise, so its linear part can be written ``LR = Mh @ HR @ Mw.T`` with two
+small matrices that depend only on the image size and the scale. The numpy functions below apply
+those matrices; the tf.data pipeline applies the very same matrices as two matrix products
+(``tf.einsum``; :func:`degradation_matrices`), so on-the-fly LR patches are exactly (to float32
+round-off) what these functions return.
 
 Conventions:
     * images are float arrays of shape (H, W) or batches (N, H, W); results are float32;
@@ -24,7 +25,10 @@ Degradations (``DataConfig.degradation``):
       (:func:`bd_kernel_size`).
     * ``"kspace"``: keep the centre (H/s, W/s) of the 2D Fourier spectrum (what an acquisition
       with an s-times coarser matrix measures), inverse FFT, scaled so the mean intensity is kept,
-      sampled at the block centres like bicubic.
+      sampled at the block centres like bicubic; the magnitude is what the scanner shows (the
+      small negative ringing next to sharp edges turns positive). Scanner effects drawn per
+      training sample (k-space filter, partial Fourier, noise levels) are in
+      :mod:`keras_seran.data.acquisition`.
 """
 
 from __future__ import annotations
@@ -372,7 +376,8 @@ def add_rician_noise(img: np.ndarray, sigma: float,
 
 def degradation_matrices(h: int, w: int, scale: int, kind: str = "bicubic"
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """(Mh, Mw), float64, with ``degrade(img, scale, kind) == Mh @ img @ Mw.T`` for (h, w) images.
+    """(Mh, Mw), float64, with ``degrade(img, scale, kind) == Mh @ img @ Mw.T`` for (h, w) images
+    (for "kspace", its magnitude ``|Mh @ img @ Mw.T|``).
 
     h and w must be multiples of ``scale``. Used by the TensorFlow pipeline to make LR on the fly.
     """
@@ -391,13 +396,13 @@ def resolve_lr_mode(lr_mode: str, kind: str, contrast_augment: float = 0.0) -> s
     """How training LR patches are made: "on_the_fly" (degrade each HR patch) or "precomputed"
     (degrade whole slices once, cut LR and HR patches at matching positions).
 
-    ``lr_mode="auto"`` precomputes for "kspace", whose FFT would wrap around a small patch's
-    borders. Contrast augmentation (``DataConfig.contrast_augment`` > 0) remaps HR patches before
+    ``lr_mode="auto"`` precomputes for "kspace" and "blind", whose FFT would wrap around a small
+    patch's borders. Contrast augmentation (``DataConfig.contrast_augment`` > 0) remaps HR patches before
     their LR is made, so it needs on-the-fly LR: ValueError otherwise, or for an unknown mode.
     Shared by the tf.data pipeline, the PyDataset and ``keras-seran train``.
     """
     if lr_mode == "auto":
-        mode = "precomputed" if kind == "kspace" else "on_the_fly"
+        mode = "precomputed" if kind in ("kspace", "blind") else "on_the_fly"
     elif lr_mode in ("on_the_fly", "precomputed"):
         mode = lr_mode
     else:
@@ -418,8 +423,9 @@ def _check_kind(kind: str) -> str:
 
 def degrade(img: np.ndarray, scale: int, kind: str = "bicubic", noise_sigma: float = 0.0,
             rng: np.random.Generator | int | None = None) -> np.ndarray:
-    """Make the LR input of an HR image: ``kind`` in {"bicubic", "blur", "kspace"}, then optional
-    Rician noise of level ``noise_sigma`` (drawn from ``rng``).
+    """Make the LR input of an HR image: ``kind`` in {"bicubic", "blur", "kspace"} ("kspace":
+    the magnitude of the truncated spectrum's image), then optional Rician noise of level
+    ``noise_sigma`` (drawn from ``rng``).
 
     (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32.
     """
@@ -429,7 +435,7 @@ def degrade(img: np.ndarray, scale: int, kind: str = "bicubic", noise_sigma: flo
     elif kind == "blur":
         lr = blur_downscale(img, scale)
     else:
-        lr = kspace_downscale(img, scale)
+        lr = np.abs(kspace_downscale(img, scale))
     if noise_sigma:
         lr = add_rician_noise(lr, noise_sigma, rng)
     return lr

@@ -11,9 +11,14 @@ a random intensity lookup table (:mod:`keras_seran.data.intensity`), before its 
 construction (every patch draws its slice at random), identical for an equal seed and
 independent of the number of parallel calls.
 
-With ``lr_mode="precomputed"`` (the default for the "kspace" degradation, whose FFT would wrap
-around the borders of a small patch) LR is computed once from each whole slice and patches are
-cut at matching positions of LR and HR.
+With ``lr_mode="precomputed"`` (the default for the "kspace" and "blind" degradations, whose FFT
+would wrap around the borders of a small patch) LR is computed once from each whole slice and
+patches are cut at matching positions of LR and HR. With ``config.acquisition`` (scanner effects)
+or the "blind" degradation, each element draws its own effects
+(:func:`keras_seran.data.acquisition.draw_effects`, the same rule in TensorFlow): the whole
+slice's truncated spectrum is filtered and masked, inverse-transformed, cut, given complex noise
+of the drawn sigma and shown as magnitude; a "blind" element may instead take the bicubic or BD
+LR of its HR patch.
 
 Validation (:func:`validation_dataset`): whole slices, batch 1, LR ``(1, h, w, 1)`` and HR
 ``(1, h*s, w*s, 1)`` (HR cropped to a multiple of the scale), cached.
@@ -26,16 +31,18 @@ from typing import Any, Literal
 import numpy as np
 import tensorflow as tf
 
-from keras_seran.config import DataConfig
+from keras_seran.config import BLIND_KINDS, AcquisitionConfig, DataConfig
+from keras_seran.data.acquisition import UNIFORMS_PER_SAMPLE
 from keras_seran.data.degrade import (crop_to_multiple, degradation_matrices, degrade,
-                                      resolve_lr_mode)
+                                      kspace_downscale, resolve_lr_mode)
 from keras_seran.data.slices import (SliceSet, load_slice_sets, representative_slices,
                                      validation_pairs, validation_pairs_from)
 
 LRMode = Literal["auto", "on_the_fly", "precomputed"]
 
 __all__ = ["make_datasets", "train_dataset", "validation_dataset", "make_representative_slices",
-           "validation_pairs", "tf_degrade_batch", "tf_rician_noise", "tf_random_contrast"]
+           "validation_pairs", "tf_degrade_batch", "tf_rician_noise", "tf_random_contrast",
+           "tf_draw_effects", "tf_acquire"]
 
 
 def _stack_padded(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +59,8 @@ def tf_degrade_batch(hr: tf.Tensor, scale: int, kind: str = "bicubic") -> tf.Ten
     """LR of a batch of square HR patches (B, P*s, P*s, 1) -> (B, P, P, 1), float32, in TensorFlow.
 
     Same result as :func:`keras_seran.data.degrade.degrade` (no noise) on each patch: the separable
-    degradation matrices applied with ``tf.matmul``. The static patch size must be known.
+    degradation matrices applied as two matrix products (``tf.einsum``), then the magnitude for
+    "kspace". The static patch size must be known.
     """
     hp, wp = int(hr.shape[1]), int(hr.shape[2])
     mh, mw = degradation_matrices(hp, wp, scale, kind)
@@ -61,6 +69,8 @@ def tf_degrade_batch(hr: tf.Tensor, scale: int, kind: str = "bicubic") -> tf.Ten
     x = hr[..., 0]
     y = tf.einsum("ij,bjk->bik", mh_t, x)
     y = tf.einsum("bik,lk->bil", y, mw_t)
+    if kind == "kspace":            # the magnitude, as a scanner shows it
+        y = tf.abs(y)
     return y[..., None]
 
 
@@ -95,6 +105,63 @@ def tf_random_contrast(hr: tf.Tensor, prob: float, knots: int, seed: tf.Tensor) 
     return tf.reshape(lo * (1.0 - frac) + hi * frac, tf.shape(hr))
 
 
+def tf_draw_effects(u: tf.Tensor, cfg: AcquisitionConfig, blind: bool = False) -> dict:
+    """The rule of :func:`keras_seran.data.acquisition.draw_effects` for one sample's uniforms
+    ``u`` (UNIFORMS_PER_SAMPLE,), in TensorFlow: a dict of scalar tensors (apodization,
+    pf_keep, pf_axis, pf_high, sigma, kind)."""
+    lo, hi = cfg.noise
+    zero = tf.constant(0.0)
+    if blind:
+        mix = np.asarray(cfg.blind_mix, np.float64)
+        edges = tf.constant((np.cumsum(mix)[:-1] / mix.sum()).astype(np.float32))
+        kind = tf.reduce_sum(tf.cast(u[8] >= edges, tf.int32))
+    else:
+        kind = tf.constant(0, tf.int32)
+    return {
+        "apodization": tf.where(u[0] < cfg.apodization_prob, u[1] * cfg.apodization, zero),
+        "pf_keep": tf.where(u[2] < cfg.partial_fourier_prob,
+                            cfg.partial_fourier + u[3] * (1.0 - cfg.partial_fourier), 1.0),
+        "pf_axis": tf.cast(u[4] >= 0.5, tf.int32),
+        "pf_high": u[5] < 0.5,
+        "sigma": tf.where(u[6] < cfg.noise_prob, lo + u[7] * (hi - lo), zero),
+        "kind": kind,
+    }
+
+
+def _signed_frequencies(n: tf.Tensor) -> tf.Tensor:
+    i = tf.range(n)
+    return tf.cast(tf.where(i < (n + 1) // 2, i, i - n), tf.float32)
+
+
+def _axis_filter(n: tf.Tensor, apodization: tf.Tensor, pf_keep: tf.Tensor, pf_high: tf.Tensor,
+                 partial: tf.Tensor) -> tf.Tensor:
+    """k-space filter along one axis (:func:`~keras_seran.data.acquisition.kspace_window`), times
+    the partial Fourier mask when ``partial``."""
+    f = _signed_frequencies(n)
+    nf = tf.cast(n, tf.float32)
+    w = (1.0 - apodization) + apodization * 0.5 * (1.0 + tf.cos(np.pi * f / (nf / 2.0)))
+    m = tf.floor(pf_keep * nf + 0.5)
+    c = f + tf.cast(n // 2, tf.float32)
+    mask = tf.cast(tf.where(pf_high, c >= nf - m, c < m), tf.float32)
+    return tf.where(tf.logical_and(partial, pf_keep < 1.0), w * mask, w)
+
+
+def tf_acquire(spectrum: tf.Tensor, effects: dict) -> tf.Tensor:
+    """:func:`keras_seran.data.acquisition.acquire` in TensorFlow: the complex64 LR image (h, w)
+    from the truncated ``spectrum`` (h, w) complex64 and one sample's ``effects``."""
+    h, w = tf.shape(spectrum)[0], tf.shape(spectrum)[1]
+    a, keep, high = effects["apodization"], effects["pf_keep"], effects["pf_high"]
+    wh = _axis_filter(h, a, keep, high, tf.equal(effects["pf_axis"], 0))
+    ww = _axis_filter(w, a, keep, high, tf.equal(effects["pf_axis"], 1))
+    return tf.signal.ifft2d(spectrum * tf.cast(wh[:, None] * ww[None, :], tf.complex64))
+
+
+def _magnitude_with_noise(z: tf.Tensor, sigma: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """``|z + sigma (n1 + i n2)|`` with n1, n2 standard normals from a stateless ``seed``."""
+    n = tf.random.stateless_normal(tf.concat([[2], tf.shape(z)], 0), seed=seed)
+    return tf.sqrt(tf.square(tf.math.real(z) + sigma * n[0]) + tf.square(tf.math.imag(z) + sigma * n[1]))
+
+
 def _augment(x: tf.Tensor, flip: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
     """One of the 8 dihedral transforms of an (H, W, C) patch: optional left-right flip, then k*90°."""
     x = tf.cond(flip, lambda: tf.reverse(x, axis=[1]), lambda: x)
@@ -117,6 +184,14 @@ def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
     b = int(config.batch_size)
     kind = config.degradation
     mode = resolve_lr_mode(lr_mode, kind, config.contrast_augment)
+    blind = kind == "blind"
+    # scanner effects drawn per element (a "blind" run without them draws only the kind)
+    per_sample = blind or config.acquisition is not None
+    acq = config.acquisition or AcquisitionConfig(apodization_prob=0.0, partial_fourier_prob=0.0,
+                                                  noise_prob=0.0)
+    if per_sample and mode != "precomputed":
+        raise ValueError(f"the {kind!r} degradation with scanner effects filters whole-slice "
+                         "k-space: it needs lr_mode='precomputed' (or 'auto')")
     if len(train) == 0:
         raise ValueError("train SliceSet is empty")
     hr_list = [crop_to_multiple(a, s) for a in train.slices] if mode == "precomputed" \
@@ -130,19 +205,42 @@ def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
     hr_t = tf.constant(hr_stack)
     sizes_t = tf.constant(sizes)
     if mode == "precomputed":
-        lr_stack, lr_sizes = _stack_padded([degrade(a, s, kind) for a in hr_list])
+        # per-sample effects start from the truncated (signed) image; else the finished LR
+        lrs = [kspace_downscale(a, s) for a in hr_list] if per_sample \
+            else [degrade(a, s, kind) for a in hr_list]
+        lr_stack, lr_sizes = _stack_padded(lrs)
         lr_t = tf.constant(lr_stack)
+        lr_sizes_t = tf.constant(lr_sizes)
         grid = tf.constant(lr_sizes - p + 1)            # positions on the LR grid
         unit = s                                          # HR offset = LR offset * s
     else:
         lr_t = None
         grid = sizes_t - hp + 1                          # any HR pixel offset
         unit = 1
+    if blind:
+        patch_mats = [tuple(tf.constant(m, tf.float32) for m in degradation_matrices(hp, hp, s, k))
+                      for k in BLIND_KINDS[1:]]
     seed = int(config.seed)
     augment = bool(config.augment)
 
+    def acquired_patch(k, y, x, hr, u, i):
+        """LR patch (p, p, 1) of element ``i`` with its drawn scanner effects."""
+        fx = tf_draw_effects(u, acq, blind)
+        size = lr_sizes_t[k]
+        spectrum = tf.signal.fft2d(tf.cast(lr_t[k, : size[0], : size[1]], tf.complex64))
+        z = tf_acquire(spectrum, fx)[y: y + p, x: x + p]
+        if blind:
+            real = [tf.einsum("ij,jk,lk->il", mh, hr[..., 0], mw) for mh, mw in patch_mats]
+            z = tf.switch_case(fx["kind"], [lambda: z] + [
+                (lambda r=r: tf.complex(r, tf.zeros_like(r))) for r in real])
+        lr = _magnitude_with_noise(z, fx["sigma"],
+                                   tf.stack([tf.constant(seed + 1, tf.int64), i]))
+        return tf.ensure_shape(lr[..., None], [p, p, 1])
+
     def one_patch(i: tf.Tensor):
-        u = tf.random.stateless_uniform([5], seed=tf.stack([tf.constant(seed, tf.int64), i]))
+        # 5 uniforms place and turn the patch; per-sample effects draw theirs after them
+        u = tf.random.stateless_uniform([5 + UNIFORMS_PER_SAMPLE * per_sample],
+                                        seed=tf.stack([tf.constant(seed, tf.int64), i]))
         k = tf.minimum(tf.cast(u[0] * n, tf.int32), n - 1)
         g = grid[k]
         y = tf.minimum(tf.cast(u[1] * tf.cast(g[0], tf.float32), tf.int32), g[0] - 1)
@@ -152,7 +250,10 @@ def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
         flip = u[3] < 0.5
         rot = tf.cast(u[4] * 4.0, tf.int32) % 4
         if mode == "precomputed":
-            lr = tf.ensure_shape(lr_t[k, y: y + p, x: x + p][..., None], [p, p, 1])
+            if per_sample:
+                lr = acquired_patch(k, y, x, hr, u[5:], i)
+            else:
+                lr = tf.ensure_shape(lr_t[k, y: y + p, x: x + p][..., None], [p, p, 1])
             if augment:
                 hr, lr = _augment(hr, flip, rot), _augment(lr, flip, rot)
             return lr, hr

@@ -4,8 +4,11 @@ For the JAX and PyTorch backends (no TensorFlow there): this module and everythi
 (io, normalize, degrade, slices) use numpy only. The pairs are the same kind as the tf.data
 pipeline's: HR patches of ``patch_size * scale`` pixels, random flips/90-degree rotations, LR =
 :func:`keras_seran.data.degrade.degrade` of the HR patch (or cut from the precomputed LR of the
-whole slice for ``lr_mode="precomputed"``, the default for "kspace"), optional contrast
-remapping of HR before LR is made (:mod:`keras_seran.data.intensity`), optional Rician noise.
+whole slice for ``lr_mode="precomputed"``, the default for "kspace" and "blind"), optional
+contrast remapping of HR before LR is made (:mod:`keras_seran.data.intensity`), optional Rician
+noise; with scanner effects (``config.acquisition``) or "blind", each sample draws its own
+(:func:`keras_seran.data.acquisition.draw_effects`) and its LR is made from the whole slice's
+k-space as in the tf.data pipeline.
 The patch stream is a pure function of the seed and the global batch number ``n``: batch ``n`` is
 drawn from ``numpy.random.default_rng([seed, e, i])`` with ``e, i = divmod(n, steps_per_epoch)``.
 The training dataset is infinite (``num_batches`` is None, so ``fit`` needs ``steps_per_epoch``)
@@ -26,8 +29,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_seran.config import DataConfig
-from keras_seran.data.degrade import add_rician_noise, crop_to_multiple, degrade, resolve_lr_mode
+from keras_seran.config import BLIND_KINDS, AcquisitionConfig, DataConfig
+from keras_seran.data import acquisition
+from keras_seran.data.degrade import (add_rician_noise, crop_to_multiple, degrade, kspace_downscale,
+                                      resolve_lr_mode)
 from keras_seran.data.intensity import random_contrast
 from keras_seran.data.slices import SliceSet, load_slice_sets, validation_pairs_from
 
@@ -81,9 +86,18 @@ class PatchPyDataset(keras.utils.PyDataset):
         self.lr_mode = resolve_lr_mode(lr_mode, kind, self.config.contrast_augment)
         s = self.scale
         p = self.config.patch_size
+        self._blind = kind == "blind"
+        self._per_sample = self._blind or self.config.acquisition is not None
+        self._acq = self.config.acquisition or AcquisitionConfig(
+            apodization_prob=0.0, partial_fourier_prob=0.0, noise_prob=0.0)
+        if self._per_sample and self.lr_mode != "precomputed":
+            raise ValueError(f"the {kind!r} degradation with scanner effects filters whole-slice "
+                             "k-space: it needs lr_mode='precomputed' (or 'auto')")
         if self.lr_mode == "precomputed":
             self._hr = [np.ascontiguousarray(crop_to_multiple(a, s)) for a in train.slices]
-            self._lr = [degrade(a, s, kind) for a in self._hr]
+            # per-sample effects start from the truncated (signed) image; else the finished LR
+            self._lr = [kspace_downscale(a, s) if self._per_sample else degrade(a, s, kind)
+                        for a in self._hr]
         else:
             self._hr = list(train.slices)
             self._lr = None
@@ -176,7 +190,8 @@ class PatchPyDataset(keras.utils.PyDataset):
                 y = int(rng.integers(lr_src.shape[0] - p + 1))
                 x = int(rng.integers(lr_src.shape[1] - p + 1))
                 hr = src[y * s: y * s + hp, x * s: x * s + hp]
-                lr = lr_src[y: y + p, x: x + p]
+                lr = self._acquired(lr_src, y, x, hr, rng) if self._per_sample \
+                    else lr_src[y: y + p, x: x + p]
                 lrs[j] = self._augment(lr, flip, rot) if cfg.augment else lr
             else:
                 y = int(rng.integers(src.shape[0] - hp + 1))
@@ -190,6 +205,21 @@ class PatchPyDataset(keras.utils.PyDataset):
         if cfg.noise_sigma:
             lrs = add_rician_noise(lrs, cfg.noise_sigma, rng)
         return lrs[..., None].astype(np.float32), hrs[..., None]
+
+    def _acquired(self, lr0: np.ndarray, y: int, x: int, hr: np.ndarray,
+                  rng: np.random.Generator) -> np.ndarray:
+        """LR patch (p, p) at LR position (y, x) with scanner effects drawn from ``rng``."""
+        p, s = self.config.patch_size, self.scale
+        fx = acquisition.draw_effects(rng.random((1, acquisition.UNIFORMS_PER_SAMPLE)), self._acq,
+                                      self._blind)
+        kind = BLIND_KINDS[int(fx.kind[0])]
+        if kind == "kspace":
+            z = acquisition.acquire(acquisition.lr_spectrum(lr0), fx.apodization[0], fx.pf_keep[0],
+                                    int(fx.pf_axis[0]), bool(fx.pf_high[0]))[y: y + p, x: x + p]
+        else:
+            z = degrade(hr, s, kind)
+        normals = rng.standard_normal((2, p, p))   # drawn always: the stream keeps its places
+        return acquisition.magnitude_with_noise(z, float(fx.sigma[0]), normals)
 
     @staticmethod
     def _augment(a: np.ndarray, flip: bool, rot: int) -> np.ndarray:

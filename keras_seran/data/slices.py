@@ -373,7 +373,7 @@ def validation_pairs_from(val: SliceSet, scale: int, config: DataConfig | None =
     lrs, hrs = [], []
     for sl in val.slices:
         hr = np.ascontiguousarray(crop_to_multiple(sl, scale), dtype=np.float32)
-        lr = degrade(hr, scale, config.degradation, config.noise_sigma, rng)
+        lr = degrade(hr, scale, config.eval_degradation, config.noise_sigma, rng)
         lrs.append(lr)
         hrs.append(hr)
     return lrs, hrs
@@ -405,5 +405,5 @@ def representative_slices(sources: Any, n: int, scale: int, config: DataConfig |
     out = []
     for i in pick:
         hr = crop_to_multiple(train.slices[i], scale)
-        out.append(degrade(hr, scale, config.degradation)[None, :, :, None])
+        out.append(degrade(hr, scale, config.eval_degradation)[None, :, :, None])
     return out
