@@ -112,7 +112,7 @@ def _apply(img: np.ndarray, mh: np.ndarray, mw: np.ndarray) -> np.ndarray:
 # MATLAB imresize (bicubic)
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
+def cubic_kernel(x: np.ndarray) -> np.ndarray:
     """Keys cubic convolution kernel with a = -0.5 (MATLAB ``imresize`` 'bicubic'), support [-2, 2]."""
     ax = np.abs(x)
     ax2 = ax * ax
@@ -127,10 +127,10 @@ def _imresize_weights_cached(in_len: int, out_len: int, scale: float, antialias:
     if scale < 1 and antialias:
         # Antialiasing: stretch the kernel by 1/scale (a low-pass filter matched to the new grid).
         def kernel(x):
-            return scale * _cubic(scale * x)
+            return scale * cubic_kernel(scale * x)
         kernel_width = kernel_width / scale
     else:
-        kernel = _cubic
+        kernel = cubic_kernel
     x = np.arange(1, out_len + 1, dtype=np.float64)          # MATLAB's 1-based output coordinates
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)                # matching input coordinate
     left = np.floor(u - kernel_width / 2.0)
@@ -254,7 +254,7 @@ def blur_downscale_matrices(h: int, w: int, scale: int, sigma: float = BD_SIGMA,
 # k-space truncation / zero-filling
 
 
-def _fourier_resample(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+def fourier_resample(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
     """Resample a real signal along ``axis`` to ``n_out`` samples by cropping/zero-padding its
     centred spectrum, scaled by n_out/n_in so the mean is kept.
 
@@ -291,7 +291,7 @@ def _fourier_resample(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=256)
 def _fourier_matrix_cached(in_len: int, out_len: int) -> np.ndarray:
-    m = _fourier_resample(np.eye(in_len), out_len, axis=0)
+    m = fourier_resample(np.eye(in_len), out_len, axis=0)
     m.setflags(write=False)
     return m
 
@@ -332,8 +332,8 @@ def kspace_downscale(img: np.ndarray, scale: int) -> np.ndarray:
     s = _check_scale(scale)
     a = crop_to_multiple(_as_image(img), s)
     h, w = a.shape[-2:]
-    y = _fourier_resample(a, h // s, axis=-2)
-    y = _fourier_resample(y, w // s, axis=-1)
+    y = fourier_resample(a, h // s, axis=-2)
+    y = fourier_resample(y, w // s, axis=-1)
     return y.astype(np.float32)
 
 
@@ -347,8 +347,8 @@ def kspace_upscale(img: np.ndarray, scale: int) -> np.ndarray:
     s = _check_scale(scale)
     a = _as_image(img)
     h, w = a.shape[-2:]
-    y = _fourier_resample(a, h * s, axis=-2)
-    y = _fourier_resample(y, w * s, axis=-1)
+    y = fourier_resample(a, h * s, axis=-2)
+    y = fourier_resample(y, w * s, axis=-1)
     return y.astype(np.float32)
 
 
