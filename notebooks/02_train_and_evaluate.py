@@ -29,22 +29,24 @@
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# KERAS_SERAN_SMALL=1: the quick version (tiny preset, few steps, few slices) the tests run.
-SMALL = os.environ.get("KERAS_SERAN_SMALL", "").strip().lower() not in ("", "0", "false", "no")
-T0 = time.perf_counter()
-
-import numpy as np
-import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before keras loads TensorFlow
 
 import keras
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Markdown, display
+
 import keras_seran
 from keras_seran import pretrained, samples
 
+T0 = time.perf_counter()
+# KERAS_SERAN_SMALL=1: the quick version (tiny preset, few steps, few slices) the tests run.
+SMALL = os.environ.get("KERAS_SERAN_SMALL", "").strip().lower() not in ("", "0", "false", "no")
 SCALE = 2
-print(f"keras_seran {keras_seran.__version__}, keras {keras.__version__} "
-      f"({keras.backend.backend()}); small settings: {SMALL}")
+print(
+    f"keras_seran {keras_seran.__version__}, keras {keras.__version__} "
+    f"({keras.backend.backend()}); small settings: {SMALL}"
+)
 print("bundled pretrained SERAN weights:", pretrained.available() or "none")
 
 
@@ -58,8 +60,10 @@ if SMALL:
     PRESET, EPOCHS, STEPS, PATCH, BATCH, LEARNING_RATE = "tiny", 5, 20, 24, 8, 1e-3
 else:
     PRESET, EPOCHS, STEPS, PATCH, BATCH, LEARNING_RATE = "small", 10, 100, 32, 16, 5e-4
-print(f"training SERAN-{PRESET} x{SCALE}: {EPOCHS} epochs x {STEPS} steps, "
-      f"batch {BATCH} of {PATCH}x{PATCH} LR patches, Adam lr {LEARNING_RATE}")
+print(
+    f"training SERAN-{PRESET} x{SCALE}: {EPOCHS} epochs x {STEPS} steps, "
+    f"batch {BATCH} of {PATCH}x{PATCH} LR patches, Adam lr {LEARNING_RATE}"
+)
 
 # %% [markdown]
 # ## The data pipeline
@@ -76,13 +80,19 @@ from keras_seran.data import make_datasets
 data_cfg = DataConfig(patch_size=PATCH, batch_size=BATCH, slice_axis=2, degradation="bicubic")
 train_ds, val_ds = make_datasets(samples.T1_LOWRES, SCALE, data_cfg)
 lr_batch, hr_batch = next(iter(train_ds))
-print("LR batch", tuple(lr_batch.shape), " HR batch", tuple(hr_batch.shape),
-      " validation slices", sum(1 for _ in val_ds))
+print(
+    "LR batch",
+    tuple(lr_batch.shape),
+    " HR batch",
+    tuple(hr_batch.shape),
+    " validation slices",
+    sum(1 for _ in val_ds),
+)
 
 
 def show_patch_rows(rows: dict, n: int = 6):
     """One row of the first ``n`` patches per (title -> batch (B, h, w, 1)) entry, on [0, 1]."""
-    fig, axes = plt.subplots(len(rows), n, figsize=(2 * n, 2.15 * len(rows)), squeeze=False)
+    _, axes = plt.subplots(len(rows), n, figsize=(2 * n, 2.15 * len(rows)), squeeze=False)
     for r, (title, batch) in enumerate(rows.items()):
         for i in range(n):
             axes[r, i].imshow(batch[i, ..., 0], cmap="gray", vmin=0, vmax=1)
@@ -98,16 +108,18 @@ show_patch_rows({"LR patches": lr_batch, "HR patches": hr_batch})
 # ### Contrast augmentation (optional)
 #
 # Trained on one contrast, a network meets others in use (CSF is dark in T1, bright in T2).
-# `DataConfig(contrast_augment=p)` gives each HR patch, with probability p, a random piecewise-linear
-# intensity table (background kept at 0, brightest knot at 1) *before* its LR is made, so every pair
-# stays exact. The same seed draws the same patches, so here are the patches above, remapped
-# (p = 1). The README measures the trade: a little better on other contrasts and scanners, a little
-# worse on the training contrast; the bundled weights do without it.
+# `DataConfig(contrast_augment=p)` gives each HR patch, with probability p, a random
+# piecewise-linear intensity table (background kept at 0, brightest knot at 1) *before* its LR is
+# made, so every pair stays exact. The same seed draws the same patches, so here are the patches
+# above, remapped (p = 1). The README measures the trade: a little better on other contrasts and
+# scanners, a little worse on the training contrast; the bundled weights do without it.
 
 # %%
 import dataclasses
 
-aug_ds, _ = make_datasets(samples.T1_LOWRES, SCALE, dataclasses.replace(data_cfg, contrast_augment=1.0))
+aug_ds, _ = make_datasets(
+    samples.T1_LOWRES, SCALE, dataclasses.replace(data_cfg, contrast_augment=1.0)
+)
 _, hr_aug = next(iter(aug_ds))
 show_patch_rows({"HR patches": hr_batch, "the same, contrast-remapped": hr_aug})
 
@@ -126,11 +138,22 @@ from keras_seran.training import train
 
 RUN_DIR = Path("runs") / time.strftime(f"nb02_seran_{PRESET}_x{SCALE}_%Y%m%d_%H%M%S")
 t = time.perf_counter()
-history = train(samples.T1_LOWRES, SCALE, RUN_DIR, preset=PRESET, data=data_cfg,
-                train_cfg=TrainConfig(epochs=EPOCHS, steps_per_epoch=STEPS, learning_rate=LEARNING_RATE),
-                datasets=(train_ds, val_ds), tensorboard=False, verbose=2)
+history = train(
+    samples.T1_LOWRES,
+    SCALE,
+    RUN_DIR,
+    preset=PRESET,
+    data=data_cfg,
+    train_cfg=TrainConfig(epochs=EPOCHS, steps_per_epoch=STEPS, learning_rate=LEARNING_RATE),
+    datasets=(train_ds, val_ds),
+    tensorboard=False,
+    verbose=2,
+)
 TRAIN_SECONDS = time.perf_counter() - t
-print(f"trained in {TRAIN_SECONDS:.0f} s; run directory {RUN_DIR}: {sorted(p.name for p in RUN_DIR.iterdir())}")
+print(
+    f"trained in {TRAIN_SECONDS:.0f} s; run directory {RUN_DIR}:",
+    sorted(p.name for p in RUN_DIR.iterdir()),
+)
 
 # %% [markdown]
 # ## Curves
@@ -147,7 +170,13 @@ from keras_seran.metrics import psnr
 with open(RUN_DIR / "log.csv") as f:
     log = list(csv.DictReader(f))
 epoch = np.array([int(r["epoch"]) + 1 for r in log])
-col = lambda key: np.array([float(r[key]) for r in log])
+
+
+def col(key):
+    """One column of log.csv, one value per epoch."""
+    return np.array([float(r[key]) for r in log])
+
+
 assert np.allclose(col("val_psnr"), history.history["val_psnr"], atol=1e-4)
 
 val_pairs = [(x[0, ..., 0].numpy(), y[0, ..., 0].numpy()) for x, y in val_ds]
@@ -160,7 +189,9 @@ axes[0].set_ylabel("L1 loss")
 axes[0].set_yscale("log")
 axes[1].plot(epoch, col("psnr"), "o-", label="training (patches)")
 axes[1].plot(epoch, col("val_psnr"), "s-", label="validation (whole slices)")
-axes[1].axhline(bicubic_val, ls="--", color="k", label=f"bicubic on validation ({bicubic_val:.2f} dB)")
+axes[1].axhline(
+    bicubic_val, ls="--", color="k", label=f"bicubic on validation ({bicubic_val:.2f} dB)"
+)
 axes[1].set_ylabel("PSNR (dB)")
 for ax in axes:
     ax.set_xlabel("epoch")
@@ -182,25 +213,32 @@ plt.show()
 import keras_seran.evaluation as ev
 
 best = keras.saving.load_model(RUN_DIR / "best.keras")
-methods = {"bicubic": ev.bicubic_predictor(SCALE),
-           f"SERAN-{PRESET} (this notebook, {EPOCHS * STEPS} steps)": ev.keras_predictor(best)}
+methods = {
+    "bicubic": ev.bicubic_predictor(SCALE),
+    f"SERAN-{PRESET} (this notebook, {EPOCHS * STEPS} steps)": ev.keras_predictor(best),
+}
 for arch in ("seran", "edsr"):
     if pretrained.weights_path(SCALE, arch).exists():
         methods[f"{arch.upper()}-small (bundled weights)"] = ev.keras_predictor(
-            pretrained.load_pretrained(SCALE, arch=arch))
+            pretrained.load_pretrained(SCALE, arch=arch)
+        )
     else:
         print(f"no bundled {arch} x{SCALE} weights in this installation: row left out")
 
-sets = {k: v for k, v in ev.benchmark_pairs(SCALE).items() if k != "itk-t1"}   # itk-t1 = training volume
-if SMALL:   # a few slices per set
+sets = {
+    k: v for k, v in ev.benchmark_pairs(SCALE).items() if k != "itk-t1"
+}  # itk-t1 = training volume
+if SMALL:  # a few slices per set
     sets = {k: (lrs[::4], hrs[::4]) for k, (lrs, hrs) in sets.items()}
 rows = []
 t = time.perf_counter()
 for name, predict in methods.items():
     for dataset, (lrs, hrs) in sets.items():
         rows.append(ev.Row(name, dataset, SCALE, ev.score_pairs(predict, lrs, hrs, SCALE)))
-print(f"scored {len(methods)} methods on {sum(len(v[0]) for v in sets.values())} slices "
-      f"in {time.perf_counter() - t:.0f} s")
+print(
+    f"scored {len(methods)} methods on {sum(len(v[0]) for v in sets.values())} slices "
+    f"in {time.perf_counter() - t:.0f} s"
+)
 display(Markdown(ev.to_markdown(rows)))
 
 # %% [markdown]
@@ -214,8 +252,12 @@ display(Markdown(ev.to_markdown(rows)))
 lrs, hrs = ev.benchmark_pairs(SCALE)["t1-heldout"]
 lr, hr = lrs[8], hrs[8]
 panels = {"LR (nearest)": np.kron(lr, np.ones((SCALE, SCALE)))}
-panels.update({name: np.clip(np.asarray(p(lr), np.float64).reshape(hr.shape), 0, 1)
-               for name, p in methods.items()})
+panels.update(
+    {
+        name: np.clip(np.asarray(p(lr), np.float64).reshape(hr.shape), 0, 1)
+        for name, p in methods.items()
+    }
+)
 panels["HR (reference)"] = hr
 
 # zoom window in display coordinates (view = rot90): a cortex/ventricle region
@@ -230,13 +272,14 @@ for k, (name, img) in enumerate(panels.items()):
     axes[0, k].imshow(v, cmap="gray", vmin=0, vmax=1)
     axes[0, k].add_patch(plt.Rectangle((x0, y0), size, size, fill=False, ec="yellow", lw=1.5))
     axes[0, k].set_title(title, fontsize=9)
-    axes[1, k].imshow(v[y0:y0 + size, x0:x0 + size], cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest")
+    axes[1, k].imshow(
+        v[y0 : y0 + size, x0 : x0 + size], cmap="gray", vmin=0, vmax=1, interpolation="nearest"
+    )
     for r in range(3):
         axes[r, k].axis("off")
     if name.startswith("HR"):
         continue
-    err = np.abs(view(img) - view(hr))[y0:y0 + size, x0:x0 + size]
+    err = np.abs(view(img) - view(hr))[y0 : y0 + size, x0 : x0 + size]
     im = axes[2, k].imshow(err, cmap="magma", vmin=0, vmax=err_max, interpolation="nearest")
     axes[2, k].set_title(f"|error| (zoom), mean {err.mean():.3f}", fontsize=9)
 fig.colorbar(im, ax=axes[2, :].tolist(), fraction=0.02, label="|SR - HR|")
