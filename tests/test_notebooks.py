@@ -1,37 +1,52 @@
-"""The tutorial notebooks: committed without outputs, in sync with their generator, and they run.
+"""The tutorial notebooks: jupytext sources, the committed .ipynb in sync with them, and they run.
 
-The execution test runs each notebook top to bottom in a fresh kernel with the quick settings
+Each notebook's source is ``notebooks/NN_name.py`` (jupytext percent format); ``NN_name.ipynb`` is
+generated from it (``jupytext --update --to ipynb``) and committed without outputs. The execution
+test runs each source top to bottom in a fresh kernel with the quick settings
 (``KERAS_SERAN_SMALL=1``), in a temporary working directory, and fails on any cell error.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
+jupytext = pytest.importorskip("jupytext")
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-EXPECTED = ["01_explore_sera.ipynb", "02_train_and_evaluate.ipynb", "03_export_and_deploy.ipynb"]
+EXPECTED = ["01_explore_sera", "02_train_and_evaluate", "03_export_and_deploy"]
 CELL_TIMEOUT = 600
 
 
-def test_the_three_notebooks_exist():
-    names = [p.name for p in NOTEBOOKS]
-    for name in EXPECTED:
-        assert name in names, f"notebooks/{name} is missing"
+def cells(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in nb.cells]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_committed_with_outputs_stripped(path):
+def test_every_notebook_is_a_source_and_ipynb_pair():
+    sources = {p.stem for p in NOTEBOOK_DIR.glob("[0-9]*.py")}
+    notebooks = {p.stem for p in NOTEBOOK_DIR.glob("*.ipynb")}
+    assert sources == set(EXPECTED), f"notebook sources: {sorted(sources)}"
+    assert notebooks == sources, f"without a source: {sorted(notebooks - sources)}; " \
+                                 f"without an .ipynb: {sorted(sources - notebooks)}"
+
+
+@pytest.mark.parametrize("stem", EXPECTED)
+def test_ipynb_is_generated_from_its_source_without_outputs(stem):
+    path = NOTEBOOK_DIR / f"{stem}.ipynb"
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
+    expected = cells(jupytext.read(NOTEBOOK_DIR / f"{stem}.py"))
+    got = cells(nb)
+    differ = [i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b]
+    assert got == expected, (
+        f"notebooks/{stem}.ipynb differs from its source {stem}.py "
+        f"(cells {differ[:5] or 'count'}: {len(got)} vs {len(expected)}); edit the .py, then run "
+        f"`jupytext --update --to ipynb notebooks/{stem}.py`")
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -41,29 +56,29 @@ def test_notebook_committed_with_outputs_stripped(path):
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
 
 
-def test_notebooks_match_their_generator():
-    """notebooks/*.ipynb are what scripts/build_notebooks.py writes (edit the script, not the JSON)."""
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "build_notebooks.py"), "--check"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stdout
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", EXPECTED)
-def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
+@pytest.mark.parametrize("stem", EXPECTED)
+def test_notebook_runs_top_to_bottom(stem, tmp_path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    # The kernel is a child process: it inherits these.
+    # The kernel is a child process: it inherits these, and imports keras_seran from this
+    # checkout (not from another installed copy), which the first cell below checks.
     monkeypatch.setenv("KERAS_SERAN_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    nb = jupytext.read(NOTEBOOK_DIR / f"{stem}.py")
+    nb.cells.insert(0, nbformat.v4.new_code_cell("import keras_seran\nprint(keras_seran.__file__)"))
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     t = time.perf_counter()
     client.execute()          # raises CellExecutionError (with the traceback) on any cell error
     seconds = time.perf_counter() - t
-    print(f"{name}: {seconds:.0f} s with KERAS_SERAN_SMALL=1")
+    imported = Path(nb.cells[0].outputs[0]["text"].strip()).resolve()
+    print(f"{stem}: {seconds:.0f} s with KERAS_SERAN_SMALL=1, keras_seran from {imported}")
+    assert imported.is_relative_to(REPO / "keras_seran"), \
+        f"the kernel imported keras_seran from {imported}, not from {REPO}"
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]
     assert not errors
