@@ -15,7 +15,8 @@ import keras
 
 from keras_seran.config import SERAConfig, SERANConfig, check_scale
 from keras_seran.layers import ResidualBlock, ResidualChannelAttentionBlock
-from keras_seran.models.common import conv3x3, lr_input, reconstruction_tail, resolve_config
+from keras_seran.models.common import (conv3x3, lr_input, reconstruction_tail, residual_groups,
+                                       resolve_config)
 from keras_seran.models.seran import seran_param_count
 
 
@@ -85,13 +86,9 @@ def rcan(scale: int | None = None, preset: str | None = None, *, reduction: int 
     c = cfg.channels
     inputs = lr_input(cfg.input_channels)
     shallow = conv3x3(c, "shallow_conv")(inputs)
-    x = shallow
-    for g in range(cfg.num_groups):
-        y = x
-        for b in range(cfg.blocks_per_group):
-            y = ResidualChannelAttentionBlock(c, res_scale=cfg.res_scale, reduction=reduction,
-                                              name=f"group{g}_block{b}")(y)
-        y = conv3x3(c, f"group{g}_conv")(y)
-        x = keras.layers.Add(name=f"group{g}_skip")([x, y])
+    x = residual_groups(
+        shallow, cfg,
+        lambda g, b: ResidualChannelAttentionBlock(c, res_scale=cfg.res_scale, reduction=reduction,
+                                                   name=f"group{g}_block{b}"))
     outputs = reconstruction_tail(x, shallow, cfg.scale, c, cfg.input_channels)
     return keras.Model(inputs, outputs, name=f"rcan_x{cfg.scale}")

@@ -1,8 +1,9 @@
-"""Pieces shared by every SR network here: the input, the pixel-shuffle upsampler, the output."""
+"""Pieces shared by every SR network here: the input, the residual groups, the pixel-shuffle
+upsampler, the output."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import keras
 
@@ -47,6 +48,26 @@ def upsampler(x, scale: int, channels: int, prefix: str = "upsample"):
 
 def conv3x3(channels: int, name: str, **kwargs) -> keras.layers.Conv2D:
     return keras.layers.Conv2D(channels, 3, padding="same", name=name, **kwargs)
+
+
+def residual_groups(x, cfg: SERANConfig, block: Callable[[int, int], keras.layers.Layer],
+                    attention: Callable[[int, Any], Any] | None = None):
+    """The residual-in-residual trunk of RCAN / SERAN: ``cfg.num_groups`` times
+    ``[cfg.blocks_per_group x block -> attention -> conv3x3, + group skip]``.
+
+    ``block(g, b)`` makes block b of group g (a layer taking and giving (B, H, W, C));
+    ``attention(g, y)``, when given, is applied to group g's features after its blocks (SERAN's
+    SERA module). Layer names: ``group{g}_conv``, ``group{g}_skip``.
+    """
+    for g in range(cfg.num_groups):
+        y = x
+        for b in range(cfg.blocks_per_group):
+            y = block(g, b)(y)
+        if attention is not None:
+            y = attention(g, y)
+        y = conv3x3(cfg.channels, f"group{g}_conv")(y)
+        x = keras.layers.Add(name=f"group{g}_skip")([x, y])
+    return x
 
 
 def reconstruction_tail(trunk, shallow, scale: int, channels: int, out_channels: int = 1):

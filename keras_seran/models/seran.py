@@ -14,7 +14,8 @@ import keras
 
 from keras_seran.config import SERAConfig, SERANConfig
 from keras_seran.layers import PixelShuffle, ResidualBlock, SERABlock
-from keras_seran.models.common import conv3x3, lr_input, reconstruction_tail, resolve_config
+from keras_seran.models.common import (conv3x3, lr_input, reconstruction_tail, residual_groups,
+                                       resolve_config)
 
 
 def seran(scale: int | None = None, preset: str | None = None, *,
@@ -42,24 +43,23 @@ def seran(scale: int | None = None, preset: str | None = None, *,
     c, sera = cfg.channels, cfg.sera
     inputs = lr_input(cfg.input_channels)
     shallow = conv3x3(c, "shallow_conv")(inputs)
-    x = shallow
     attention: dict[str, Any] = {}
-    for g in range(cfg.num_groups):
-        y = x
-        for b in range(cfg.blocks_per_group):
-            y = ResidualBlock(c, res_scale=cfg.res_scale, name=f"group{g}_block{b}")(y)
-        if with_sera:
-            block = SERABlock(sera.feature_dim, sera.num_descriptors, reasoning=sera.reasoning,
-                              residual_scale=sera.residual_scale,
-                              residual_scale_init=sera.residual_scale_init,
-                              attention_norm=sera.attention_norm, name=f"group{g}_sera")
-            if return_attention:
-                y, maps = block(y, return_attention=True)
-                attention.update({f"group{g}_sera/{k}": v for k, v in maps.items()})
-            else:
-                y = block(y)
-        y = conv3x3(c, f"group{g}_conv")(y)
-        x = keras.layers.Add(name=f"group{g}_skip")([x, y])
+
+    def sera_module(g: int, y):
+        block = SERABlock(sera.feature_dim, sera.num_descriptors, reasoning=sera.reasoning,
+                          residual_scale=sera.residual_scale,
+                          residual_scale_init=sera.residual_scale_init,
+                          attention_norm=sera.attention_norm, name=f"group{g}_sera")
+        if not return_attention:
+            return block(y)
+        y, maps = block(y, return_attention=True)
+        attention.update({f"group{g}_sera/{k}": v for k, v in maps.items()})
+        return y
+
+    x = residual_groups(
+        shallow, cfg,
+        lambda g, b: ResidualBlock(c, res_scale=cfg.res_scale, name=f"group{g}_block{b}"),
+        sera_module if with_sera else None)
     outputs = reconstruction_tail(x, shallow, cfg.scale, c, cfg.input_channels)
     if return_attention:
         outputs = {"sr": outputs, **attention}
