@@ -1,7 +1,9 @@
 """Input-pipeline throughput vs. one training step: is the data pipeline the bottleneck?
 
 Prints, for scale 2/3/4 at the paper's setting (LR patches 48x48, batch 16, flips+rotations,
-bicubic BI degradation made on the fly), the patches per second of
+bicubic BI degradation made on the fly, or ``--degradation kspace --scanner-effects``: the
+scanner-realistic LR of whole-slice k-space with a k-space filter, partial Fourier and noise
+drawn per patch), the patches per second of
     * the tf.data pipeline (``make_datasets``),
     * the numpy ``PatchPyDataset`` (single worker, for the JAX/PyTorch backends),
     * a training step of SERAN "small" (or, if the model package is unavailable, a plain conv net
@@ -77,11 +79,16 @@ def main() -> None:
     ap.add_argument("--no-model", action="store_true", help="time the pipeline only")
     ap.add_argument("--contrast-augment", type=float, default=0.0, metavar="PROB",
                     help="also remap HR intensities with this probability (DataConfig)")
+    ap.add_argument("--degradation", default="bicubic",
+                    choices=["bicubic", "blur", "kspace", "blind"])
+    ap.add_argument("--scanner-effects", action="store_true",
+                    help="draw a k-space filter, partial Fourier and noise per patch "
+                         "(AcquisitionConfig defaults; kspace or blind)")
     args = ap.parse_args()
     n_batches, n_steps = (20, 1) if args.quick else (40, 2)
 
     import tensorflow as tf
-    from keras_seran.config import DataConfig
+    from keras_seran.config import AcquisitionConfig, DataConfig
     from keras_seran.data import load_slice_sets
     from keras_seran.data.pipeline import train_dataset
     from keras_seran.data.pydataset import PatchPyDataset
@@ -91,7 +98,8 @@ def main() -> None:
           f"{[d.device_type for d in tf.config.list_physical_devices()]}; "
           f"CPU cores: {os.cpu_count()}")
     cfg = DataConfig(slice_axis=axis, patch_size=48, batch_size=16, augment=True, seed=0,
-                     contrast_augment=args.contrast_augment)
+                     contrast_augment=args.contrast_augment, degradation=args.degradation,
+                     acquisition=AcquisitionConfig() if args.scanner_effects else None)
     rows = []
     t0 = time.perf_counter()
     train, _ = load_slice_sets(src, 4, cfg)        # slices big enough for every scale's HR patch
@@ -117,8 +125,11 @@ def main() -> None:
         rows.append((scale, tf_pps, py_pps, name, step, model_pps))
 
     print()
+    made = "whole-slice k-space" if cfg.degradation in ("kspace", "blind") else "on the fly"
+    effects = ", scanner effects drawn per patch" if cfg.acquisition else ""
     print(f"LR patch {cfg.patch_size}x{cfg.patch_size}, batch {cfg.batch_size}, degradation "
-          f"{cfg.degradation} (on the fly), flips+rot90, contrast_augment {cfg.contrast_augment}")
+          f"{cfg.degradation} ({made}{effects}), flips+rot90, contrast_augment "
+          f"{cfg.contrast_augment}")
     head = ("scale", "tf.data patch/s", "PyDataset patch/s (1 worker)", "model", "train step ms",
             "model patch/s", "tf.data / model")
     print("| " + " | ".join(head) + " |")
