@@ -59,7 +59,7 @@ RECIPES = {
     "x3_x4": dict(epochs=20, steps=200, patch=48, lr=2e-4, decay_epochs=5, mixed_precision=True),
     "stage3": dict(epochs=10, steps=200, patch=48, lr=1e-4, decay_epochs=5, mixed_precision=True),
     # scanner-realistic weights: continue the bundled bicubic network of the same arch and scale
-    "kspace": dict(epochs=12, steps=150, patch=48, lr=2e-4, decay_epochs=4, mixed_precision=False),
+    "kspace": dict(epochs=8, steps=150, patch=48, lr=2e-4, decay_epochs=4, mixed_precision=False),
 }
 
 
