@@ -346,6 +346,69 @@ class DataConfig:
         return "kspace" if self.degradation == "blind" else self.degradation
 
 
+#: slice profiles of thick-slice acquisitions (:mod:`keras_seran.data.slice_profile`)
+SLICE_PROFILES = ("boxcar", "gaussian")
+
+
+def _check_range(name: str, value: Any, low: float, high: float) -> tuple[float, float]:
+    pair = tuple(value) if isinstance(value, (list, tuple)) else ()
+    if len(pair) != 2 or not all(map(_is_number, pair)) or not low <= pair[0] <= pair[1] <= high:
+        raise ValueError(f"{name} must be two numbers {low:g} <= low <= high <= {high:g}, got "
+                         f"{value!r}")
+    return float(pair[0]), float(pair[1])
+
+
+@dataclass(frozen=True)
+class ThickSliceConfig:
+    """How through-plane training pairs are made: fine 2D patches acquired as thick slices along
+    their rows, then interpolated back (cubic) onto the fine rows; the network restores them.
+
+    Attributes:
+        patch_size: side of the fine patch (input and target).
+        batch_size: patches per batch.
+        ratio: (low, high) slice thickness in fine voxels, drawn uniformly per patch.
+        profiles: slice profiles drawn from ("boxcar", "gaussian"; FWHM = thickness).
+        gap_prob: probability of a gap between slices.
+        gap: (low, high) gap as a fraction of the thickness, when there is one.
+        noise: (low, high) Rician noise sigma of the thick slices ([0, 1] units).
+        noise_prob: probability that a patch gets noise.
+        slice_axis: axis of the fine volumes the 2D patches are cut along (None: all three).
+        seed: seed of the patch stream.
+    """
+
+    patch_size: int = 64
+    batch_size: int = 16
+    ratio: tuple[float, float] = (2.0, 6.0)
+    profiles: tuple[str, ...] = SLICE_PROFILES
+    gap_prob: float = 0.2
+    gap: tuple[float, float] = (0.0, 0.5)
+    noise: tuple[float, float] = (0.0, 0.02)
+    noise_prob: float = 0.5
+    slice_axis: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("patch_size", self.patch_size, 16)
+        check_int("batch_size", self.batch_size, 1)
+        object.__setattr__(self, "ratio", _check_range("ratio", self.ratio, 1.0, 8.0))
+        object.__setattr__(self, "gap", _check_range("gap", self.gap, 0.0, 1.0))
+        object.__setattr__(self, "noise", _check_range("noise", self.noise, 0.0, 1.0))
+        profiles = tuple(self.profiles) if isinstance(self.profiles, (list, tuple)) else ()
+        if not profiles or any(p not in SLICE_PROFILES for p in profiles):
+            raise ValueError(f"profiles must be a non-empty selection of {SLICE_PROFILES}, got "
+                             f"{self.profiles!r}")
+        object.__setattr__(self, "profiles", profiles)
+        check_number("gap_prob", self.gap_prob, 0.0, 1.0)
+        check_number("noise_prob", self.noise_prob, 0.0, 1.0)
+        if self.slice_axis is not None and not (_is_int(self.slice_axis)
+                                                and self.slice_axis in (0, 1, 2)):
+            raise ValueError(f"slice_axis must be 0, 1, 2 or null, got {self.slice_axis!r}")
+        check_int("seed", self.seed, 0)
+        if 2 * self.ratio[1] * (1 + self.gap[1]) > self.patch_size:
+            raise ValueError(f"a patch of {self.patch_size} rows holds fewer than two slices of "
+                             f"thickness {self.ratio[1]:g} (+ gap); use a larger patch_size")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings (paper: L1, Adam(0.9, 0.999, 1e-8), lr 1e-4 halved every 200 epochs).

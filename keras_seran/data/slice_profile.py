@@ -19,11 +19,12 @@ from math import erf, sqrt
 
 import numpy as np
 
+from keras_seran.config import SLICE_PROFILES
 from keras_seran.data.degrade import cubic_kernel
 
 __all__ = ["PROFILES", "block_centres", "profile_matrix", "cubic_matrix", "thick_slice_matrix"]
 
-PROFILES = ("boxcar", "gaussian")
+PROFILES = SLICE_PROFILES
 #: FWHM = 2 sqrt(2 ln 2) sigma
 _FWHM_PER_SIGMA = 2.0 * sqrt(2.0 * np.log(2.0))
 
