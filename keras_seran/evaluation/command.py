@@ -52,26 +52,25 @@ def _default_models() -> list[str]:
 
 
 def _parse_models(specs: list[str], scales: list[int], bicubic: bool) -> list[tuple[str, str]]:
-    """[(name, model spec)] of ``--models``; InputDataError for a malformed entry."""
-    from keras_seran.errors import InputDataError
+    """[(name, model spec)] of ``--models``; UsageError for a malformed entry."""
+    from keras_seran.errors import UsageError
 
     parsed: list[tuple[str, str]] = []
     for spec in specs:
         name, _, model_spec = spec.partition("=")
         if not name.strip() or not model_spec:
-            raise InputDataError(None, f"--models entry {spec!r} is not NAME=MODEL (both "
-                                       "non-empty, e.g. mine=run/best.keras)")
+            raise UsageError(f"--models entry {spec!r} is not NAME=MODEL (both "
+                             "non-empty, e.g. mine=run/best.keras)")
         for scale in scales:
             try:
                 model_spec.format(scale=scale)
             except (ValueError, KeyError, IndexError, AttributeError) as e:
-                raise InputDataError(None, f"--models entry {spec!r}: MODEL may hold {{scale}} "
-                                           f"and no other braces ({type(e).__name__}: {e})"
-                                     ) from None
+                raise UsageError(f"--models entry {spec!r}: MODEL may hold {{scale}} "
+                                 f"and no other braces ({type(e).__name__}: {e})") from None
         taken = [n for n, _ in parsed] + (["bicubic"] if bicubic else [])
         if name in taken:
-            raise InputDataError(None, f"--models name {name!r} is used twice; give each "
-                                       "model its own name")
+            raise UsageError(f"--models name {name!r} is used twice; give each "
+                             "model its own name")
         parsed.append((name, model_spec))
     return parsed
 
@@ -184,7 +183,7 @@ def run_data_config(run_dir: Path):
 
 
 def run(args) -> int:
-    from keras_seran.errors import InputDataError, OutputPathError
+    from keras_seran.errors import OutputPathError, UsageError
     from keras_seran.evaluation.protocol import bicubic_predictor, keras_predictor, score_pairs
     from keras_seran.evaluation.table import Row, to_csv, to_markdown
     from keras_seran.inference.writer import atomic_path, check_output_path, same_file
@@ -196,7 +195,7 @@ def run(args) -> int:
     # everything that can be checked is checked before the (slow) scoring
     models = _parse_models(specs, scales, bicubic=not args.no_bicubic)
     if args.no_bicubic and not models:
-        raise InputDataError(None, "nothing to evaluate: --no-bicubic and no --models")
+        raise UsageError("nothing to evaluate: --no-bicubic and no --models")
     outputs = [path for path in (args.markdown, args.csv) if path is not None]
     if len(outputs) == 2 and same_file(*outputs):
         raise OutputPathError(outputs[0], "--markdown and --csv name the same file")

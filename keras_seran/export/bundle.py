@@ -29,9 +29,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from keras_seran.errors import InputDataError, OutputPathError
+from keras_seran.errors import ExportCheckError, OutputPathError, UsageError
 from keras_seran.export import litert, onnx_export, parity, tensorrt_engine
-from keras_seran.export.parity import ExportCheckError
 from keras_seran.export.savedmodel import (INPUT_NAME, OUTPUT_NAME, SIGNATURE, SavedModelRunner,
                                            export_savedmodel)
 from keras_seran.inference.writer import ensure_writable_dir
@@ -48,17 +47,17 @@ MANIFEST_VERSION = 1
 def parse_formats(formats: str | Iterable[str]) -> list[str]:
     """``"savedmodel,tflite"`` or a list -> canonical format names in bundle order.
 
-    Raises :class:`InputDataError` naming an unknown format and the valid ones.
+    Raises :class:`UsageError` naming an unknown format and the valid ones.
     """
     items = formats.split(",") if isinstance(formats, str) else list(formats)
     names = [ALIASES.get(str(f).strip().lower(), str(f).strip().lower()) for f in items]
     names = [n for n in names if n]
     bad = [n for n in names if n not in FORMATS]
     if bad:
-        raise InputDataError(None, f"unknown export format(s) {', '.join(map(repr, bad))}; choose "
-                                   f"from {', '.join(FORMATS)} (litert = tflite)")
+        raise UsageError(f"unknown export format(s) {', '.join(map(repr, bad))}; choose "
+                         f"from {', '.join(FORMATS)} (litert = tflite)")
     if not names:
-        raise InputDataError(None, f"no export format given; choose from {', '.join(FORMATS)}")
+        raise UsageError(f"no export format given; choose from {', '.join(FORMATS)}")
     return [f for f in FORMATS if f in names]
 
 
@@ -73,21 +72,21 @@ REQUIREMENTS: dict[str, tuple[str, ...]] = {
 
 
 def check_requirements(formats: Iterable[str]) -> None:
-    """InputDataError before any work when the backend is not TensorFlow or a module that one of
+    """UsageError before any work when the backend is not TensorFlow or a module that one of
     ``formats`` needs is not installed (the install command is named)."""
     import importlib.util
 
     from keras_seran.devices import backend
 
     if backend() != "tensorflow":
-        raise InputDataError(None, "export converts through TensorFlow and needs the tensorflow "
-                                   f"backend (this is {backend()}): run it with "
-                                   "KERAS_BACKEND=tensorflow")
+        raise UsageError("export converts through TensorFlow and needs the tensorflow "
+                         f"backend (this is {backend()}): run it with "
+                         "KERAS_BACKEND=tensorflow")
     missing = sorted({m for f in formats for m in REQUIREMENTS[f]
                       if importlib.util.find_spec(m) is None})
     if missing:
-        raise InputDataError(None, f"export to {', '.join(formats)} needs {', '.join(missing)} "
-                                   "(not installed): pip install 'keras-seran[tf,export]'")
+        raise UsageError(f"export to {', '.join(formats)} needs {', '.join(missing)} "
+                         "(not installed): pip install 'keras-seran[tf,export]'")
 
 
 def needs_calibration(formats: Iterable[str], tflite_variants: Iterable[str],

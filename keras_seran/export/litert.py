@@ -31,7 +31,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from keras_seran.export.parity import ExportCheckError, fit_to_size
+from keras_seran.errors import ExportCheckError
+from keras_seran.export.parity import fit_to_size
 from keras_seran.export.savedmodel import INPUT_NAME, SIGNATURE, export_savedmodel
 
 VARIANTS: tuple[str, ...] = ("float32", "float16", "dynamic_int8", "int8")

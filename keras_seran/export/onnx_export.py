@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from keras_seran.export.parity import ExportCheckError
+from keras_seran.errors import ExportCheckError
 from keras_seran.export.savedmodel import INPUT_NAME, OUTPUT_NAME, input_spec, serving_fn
 
 DEFAULT_OPSET = 17

@@ -30,13 +30,8 @@ import numpy as np
 from keras_seran.data.degrade import bicubic_upscale, lr_hr_pairs
 from keras_seran.data.io import load_any
 from keras_seran.data.normalize import normalize
-from keras_seran.errors import InputDataError, KerasSeranError
+from keras_seran.errors import InputDataError
 from keras_seran.inference.resolver import DEFAULT_PERCENTILES, NETWORK_RANGE
-
-
-class ExportCheckError(KerasSeranError, RuntimeError):
-    """An exported artifact failed a structural check (non-builtin LiteRT ops, ONNX ops that
-    TensorRT cannot parse, an invalid ONNX graph, a parity tolerance in ``strict`` mode)."""
 
 
 Runner = Callable[[np.ndarray], np.ndarray]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_seran.devices import select_device
-from keras_seran.errors import InputDataError, KerasSeranError, OutputPathError
+from keras_seran.errors import InputDataError, KerasSeranError, OutputPathError, UsageError
 
 PROG = "keras-seran predict"
 
@@ -173,16 +173,16 @@ def format_summary(s: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.batch_size < 1:
-        raise InputDataError(None, f"--batch-size must be at least 1, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.overlap < 0:
-        raise InputDataError(None, f"--overlap must be 0 or more, got {args.overlap}")
+        raise UsageError(f"--overlap must be 0 or more, got {args.overlap}")
     if args.tile_size is not None and args.tile_size <= args.overlap:
-        raise InputDataError(None, f"--tile-size {args.tile_size} must be larger than --overlap "
-                                   f"{args.overlap}")
+        raise UsageError(f"--tile-size {args.tile_size} must be larger than --overlap "
+                         f"{args.overlap}")
     if args.max_memory is not None and not (math.isfinite(args.max_memory)
                                             and args.max_memory > 0):
-        raise InputDataError(None, f"--max-memory must be a finite positive number of MB, got "
-                                   f"{args.max_memory}")
+        raise UsageError(f"--max-memory must be a finite positive number of MB, got "
+                         f"{args.max_memory}")
     from keras_seran.inference.resolver import check_output_dtype
 
     check_output_dtype(args.output_dtype, what="--output-dtype")

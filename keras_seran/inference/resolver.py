@@ -18,7 +18,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
-from keras_seran.errors import InputDataError
+from keras_seran.errors import InputDataError, UsageError
 from keras_seran.inference import geometry, tiling
 from keras_seran.inference.runner import batch_runner
 
@@ -132,8 +132,8 @@ class SuperResolver:
         named = parse_name(str(spec))
         if named is not None and not Path(str(spec)).exists():
             if scale is not None and int(scale) != named:
-                raise InputDataError(None, f"--model {spec} upscales by {named} but --scale {scale} "
-                                           "was asked; drop one of them or make them agree")
+                raise UsageError(f"--model {spec} upscales by {named} but --scale {scale} "
+                                 "was asked; drop one of them or make them agree")
             return cls.from_pretrained(named, **kwargs)
         return cls.from_file(spec, scale=scale, **kwargs)
 
@@ -198,24 +198,24 @@ class SuperResolver:
         """Super-resolve one 2D image in any intensity range: (H, W) -> (H*s, W*s) float32, same units.
 
         The slice is normalised by its own robust percentiles, run through the network and mapped
-        back. Raises InputDataError for a non-2D, empty or non-finite array.
+        back. Raises UsageError for a non-2D, empty or non-finite array.
         """
         a = np.asarray(arr2d)
         if a.ndim != 2:
-            raise InputDataError(None, f"predict_slice expects one 2D image (H, W), got shape "
-                                       f"{a.shape}; for a 3D volume use predict_volume()")
+            raise UsageError(f"predict_slice expects one 2D image (H, W), got shape "
+                             f"{a.shape}; for a 3D volume use predict_volume()")
         if a.size == 0:
-            raise InputDataError(None, f"empty image of shape {a.shape}")
+            raise UsageError(f"empty image of shape {a.shape}")
         if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
-            raise InputDataError(None, f"image of dtype {a.dtype} is not real-valued")
+            raise UsageError(f"image of dtype {a.dtype} is not real-valued")
         if not np.isfinite(a).all():
             bad = int(a.size - np.count_nonzero(np.isfinite(a)))
-            raise InputDataError(None, f"image contains {bad} NaN/Inf value(s); replace them "
-                                       "(e.g. np.nan_to_num) first")
+            raise UsageError(f"image contains {bad} NaN/Inf value(s); replace them "
+                             "(e.g. np.nan_to_num) first")
         big = float(np.abs(a).max())
         if big > float(np.finfo(np.float32).max):
-            raise InputDataError(None, f"image values reach {big:.3g}, beyond the float32 range "
-                                       "the network computes in; rescale the image first")
+            raise UsageError(f"image values reach {big:.3g}, beyond the float32 range "
+                             "the network computes in; rescale the image first")
         a = a.astype(np.float32)
         s = self.scale
         lo, hi = float(a.min()), float(a.max())
@@ -269,9 +269,9 @@ class SuperResolver:
                                            batch_size=1, minimum=1)
         tile = max(tiling.balanced_tile(shape2d, side, overlap), MIN_TILE)
         if tile <= overlap:
-            raise InputDataError(None, f"a memory budget of {max_memory_mb:g} MB allows tiles of "
-                                       f"{tile} px, not larger than the overlap {overlap}; raise "
-                                       "--max-memory or lower --overlap")
+            raise UsageError(f"a memory budget of {max_memory_mb:g} MB allows tiles of "
+                             f"{tile} px, not larger than the overlap {overlap}; raise "
+                             "--max-memory or lower --overlap")
         if side < MIN_TILE:
             import warnings
 
@@ -425,7 +425,7 @@ NIFTI_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", 
 
 
 def check_output_dtype(output_dtype: Any, what: str = "output dtype") -> Any:
-    """None, "input", or the numpy dtype of a NIfTI-storable real type; else InputDataError
+    """None, "input", or the numpy dtype of a NIfTI-storable real type; else UsageError
     (checked before any work: the command line calls it, ``what="--output-dtype"``, before
     loading the model)."""
     if output_dtype is None or (isinstance(output_dtype, str) and output_dtype == "input"):
@@ -435,8 +435,8 @@ def check_output_dtype(output_dtype: Any, what: str = "output dtype") -> Any:
     except TypeError:
         dt = None
     if dt is None or dt.name not in NIFTI_DTYPES:
-        raise InputDataError(None, f"{what} {output_dtype!r}: choose 'input' or one of "
-                                   f"{', '.join(NIFTI_DTYPES)}")
+        raise UsageError(f"{what} {output_dtype!r}: choose 'input' or one of "
+                         f"{', '.join(NIFTI_DTYPES)}")
     return dt
 
 

@@ -79,14 +79,14 @@ def _dtype_policy(mixed: bool | str):
 
 
 def check_backend(train_cfg: TrainConfig) -> None:
-    """InputDataError when ``train_cfg`` asks for what the running backend lacks: multi-GPU
+    """UsageError when ``train_cfg`` asks for what the running backend lacks: multi-GPU
     training is ``tf.distribute.MirroredStrategy`` (TensorFlow backend only)."""
     if train_cfg.distribute and backend() != "tensorflow":
-        from keras_seran.errors import InputDataError
+        from keras_seran.errors import UsageError
 
-        raise InputDataError(None, "--multi-gpu uses tf.distribute.MirroredStrategy, which needs "
-                                   f"the tensorflow backend (this is {backend()}); "
-                                   "train on one GPU, or with KERAS_BACKEND=tensorflow")
+        raise UsageError("--multi-gpu uses tf.distribute.MirroredStrategy, which needs "
+                         f"the tensorflow backend (this is {backend()}); "
+                         "train on one GPU, or with KERAS_BACKEND=tensorflow")
 
 
 def _strategy_scope(distribute: bool):

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from keras_seran.errors import InputDataError
+from keras_seran.errors import InputDataError, UsageError
 from keras_seran.inference import geometry as g
 from keras_seran.inference.resolver import SuperResolver
 
@@ -44,7 +44,7 @@ def test_predict_slice_any_range(tiny_seran, slab):
     (np.array([[1.0, np.inf], [0.0, 1.0]]), "NaN/Inf"),
 ])
 def test_predict_slice_errors(tiny_seran, bad, match):
-    with pytest.raises(InputDataError, match=match):
+    with pytest.raises(UsageError, match=match):
         SuperResolver(tiny_seran).predict_slice(bad)
 
 
@@ -130,7 +130,7 @@ def test_values_beyond_float32_are_named_as_such(tiny_seran, slab):
     """A finite float64 slice beyond float32's range was reported as NaN/Inf (the cast made
     them so)."""
     a = np.asarray(slab.dataobj, np.float64)[100:140, 8, 100:140] * 1e37
-    with pytest.raises(InputDataError, match="beyond the float32 range"):
+    with pytest.raises(UsageError, match="beyond the float32 range"):
         SuperResolver(tiny_seran).predict_slice(a)
 
 
@@ -155,7 +155,7 @@ def test_output_dtype(bicubic_model, lowres):
     f = np.asarray(r.predict_volume(img).dataobj)
     np.testing.assert_array_equal(d, np.clip(np.rint(f), src.min(), src.max()).astype(np.int16))
     assert r.predict_volume(img, output_dtype="uint8").get_data_dtype() == np.uint8
-    with pytest.raises(InputDataError, match="dtype"):
+    with pytest.raises(UsageError, match="dtype"):
         r.predict_volume(img, output_dtype="nonsense")
 
 
@@ -191,7 +191,7 @@ def test_output_dtype_checked_before_work(bicubic_model, lowres, monkeypatch):
     r = SuperResolver(bicubic_model)
     monkeypatch.setattr(r, "predict_normalized", lambda *a, **k: pytest.fail("network ran"))
     for bad in ("float16", "complex64", "bool", "nonsense"):
-        with pytest.raises(InputDataError, match="output dtype"):
+        with pytest.raises(UsageError, match="output dtype"):
             r.predict_volume(lowres.slicer[:, :, 30:32], output_dtype=bad)
 
 
