@@ -226,7 +226,8 @@ def test_network_alone_inside_the_range(slab):
     lr = bicubic_downscale(np.moveaxis(np.asarray(slab.dataobj, np.float32), 1, 0), 2)
     x = normalize(lr, clip=False)[0]
     assert NETWORK_RANGE[0] < x.min() and x.max() < NETWORK_RANGE[1]
-    np.testing.assert_array_equal(r.predict_normalized(x), r._run(x))
+    # one batch either way: oneDNN may round differently for another batch size
+    np.testing.assert_array_equal(r.predict_normalized(x, batch_size=len(x)), r._run(x))
 
 
 def test_in_memory_bad_volumes(tiny_seran):
