@@ -99,10 +99,11 @@ def run_card(run_dir: Path, arch: str, scale: int, parameters: int, pick: str = 
     import keras
 
     from keras_seran.config import preset_config, to_dict
+    from keras_seran.runs import LOG, RUN_CONFIG, STATE_FILE
 
-    state = json.loads((run_dir / "training_state.json").read_text())
-    run_cfg = json.loads((run_dir / "run_config.json").read_text())
-    log_lines = (run_dir / "log.csv").read_text().strip().splitlines()
+    state = json.loads((run_dir / STATE_FILE).read_text())
+    run_cfg = json.loads((run_dir / RUN_CONFIG).read_text())
+    log_lines = (run_dir / LOG).read_text().strip().splitlines()
     seconds_file = run_dir / "seconds.txt"
     card = {
         "arch": arch, "preset": PRESET, "scale": scale, "parameters": parameters,
@@ -126,8 +127,8 @@ def run_card(run_dir: Path, arch: str, scale: int, parameters: int, pick: str = 
         card["continued_from"] = json.loads((run_dir / "init_card.json").read_text())
         card["init_from"] = f"the bundled {arch} x{scale} weights before this stage " \
                             "(see continued_from)"
-    elif init_run is not None and (init_run / "run_config.json").exists() and \
-            json.loads((init_run / "run_config.json").read_text())["scale"] == scale:
+    elif init_run is not None and (init_run / RUN_CONFIG).exists() and \
+            json.loads((init_run / RUN_CONFIG).read_text())["scale"] == scale:
         card["continued_from"] = run_card(init_run, arch, scale, parameters)   # earlier run
         card["init_from"] = (f"an earlier run of the same scale, {init_run} ({arch} x{scale}: "
                              "see continued_from)")

@@ -164,17 +164,10 @@ def _pairs(args, scale: int, cfg) -> dict:
 def run_data_config(run_dir: Path):
     """The DataConfig a training run was made with (its run_config.json), for its split;
     InputDataError when the run held nothing out or the file is not a run's."""
-    from keras_seran.config import DataConfig
     from keras_seran.errors import InputDataError
-    from keras_seran.training.trainer import RUN_CONFIG, load_run_config
+    from keras_seran.runs import RUN_CONFIG, load_data_config
 
-    saved = load_run_config(run_dir).get("data")
-    try:
-        cfg = DataConfig(**saved) if isinstance(saved, dict) else None
-    except (TypeError, ValueError) as exc:
-        raise InputDataError(Path(run_dir) / RUN_CONFIG, f"bad data settings: {exc}") from None
-    if cfg is None:
-        raise InputDataError(Path(run_dir) / RUN_CONFIG, "has no data settings")
+    cfg = load_data_config(run_dir)
     if not cfg.val_fraction > 0:
         raise InputDataError(Path(run_dir) / RUN_CONFIG, "that run held nothing out "
                                                          "(val_fraction 0): there is no "
@@ -186,7 +179,7 @@ def run(args) -> int:
     from keras_seran.errors import OutputPathError, UsageError
     from keras_seran.evaluation.protocol import bicubic_predictor, keras_predictor, score_pairs
     from keras_seran.evaluation.table import Row, to_csv, to_markdown
-    from keras_seran.inference.writer import atomic_path, check_output_path, same_file
+    from keras_seran.files import atomic_path, check_output_path, same_file
 
     rows: list[Row] = []
     scales = list(dict.fromkeys(args.scales))

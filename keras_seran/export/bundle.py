@@ -33,7 +33,7 @@ from keras_seran.errors import ExportCheckError, OutputPathError, UsageError
 from keras_seran.export import litert, onnx_export, parity, tensorrt_engine
 from keras_seran.export.savedmodel import (INPUT_NAME, OUTPUT_NAME, SIGNATURE, SavedModelRunner,
                                            export_savedmodel)
-from keras_seran.inference.writer import ensure_writable_dir
+from keras_seran.files import ensure_writable_dir
 
 FORMATS: tuple[str, ...] = ("savedmodel", "tflite", "onnx", "tensorrt")
 ALIASES = {"litert": "tflite", "saved_model": "savedmodel", "tf_saved_model": "savedmodel",

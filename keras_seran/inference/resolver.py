@@ -348,16 +348,16 @@ class SuperResolver:
         ``overwrite``). ``volume``: the input already loaded (a Volume). Returns a summary dict
         (paths, shapes, voxel sizes, axis, seconds).
         """
-        from keras_seran.inference import writer
+        from keras_seran import files
 
         t0 = time.perf_counter()
-        out = writer.check_output_path(output_path, input_path, overwrite)
+        out = files.check_output_path(output_path, input_path, overwrite)
         vol = as_volume(volume if volume is not None else input_path)
         kwargs.setdefault("axis", None)
         axis = kwargs["axis"] if kwargs["axis"] is not None else _slice_axis(vol)
         kwargs["axis"] = axis
         result = self.predict_volume(vol, **kwargs)
-        writer.save_nifti(result, out)
+        files.save_nifti(result, out)
         return {
             "input": str(input_path), "output": str(out), "axis": int(axis),
             "shape_in": tuple(vol.data.shape), "shape_out": tuple(result.shape),

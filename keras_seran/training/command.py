@@ -168,8 +168,7 @@ def run(args) -> int:
     from keras_seran.data.degrade import resolve_lr_mode
     from keras_seran.errors import InputDataError, UsageError
     from keras_seran.training import train
-    from keras_seran.training.callbacks import read_state
-    from keras_seran.training.trainer import RUN_CONFIG, describe_sources, load_run_config
+    from keras_seran.runs import RUN_CONFIG, describe_sources, load_run_config, read_state
 
     saved = load_run_config(args.out) if args.resume else None
     data_cfg, train_cfg = resolve_configs(args, saved)

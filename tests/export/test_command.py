@@ -157,10 +157,10 @@ def test_overwrite_replaces_only_a_bundle(tmp_path):
 
 def test_unwritable_place_for_the_bundle(tmp_path, monkeypatch):
     """The same folder check as predict's outputs (works as root too: os.access says no)."""
+    from keras_seran import files
     from keras_seran.export.bundle import check_out_dir
-    from keras_seran.inference import writer
 
-    monkeypatch.setattr(writer.os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(files.os, "access", lambda *a, **k: False)
     with pytest.raises(OutputPathError, match="not writable"):
         check_out_dir(tmp_path / "new" / "b")
     assert not (tmp_path / "new").exists()

@@ -74,7 +74,7 @@ def test_an_earlier_versions_run_config_still_loads(tmp_path):
     """Values earlier versions accepted and saved as given (mixed_precision 1, 5.0 for an
     integer, a contrast no file name carries) are read as what they meant, so --resume and
     evaluate --run of such a run do not fail on "bad configuration"."""
-    from keras_seran.training.trainer import load_run_config
+    from keras_seran.runs import load_run_config
 
     (tmp_path / "run_config.json").write_text(json.dumps({
         "data": {"contrast_knots": 5.0, "contrast": "FLAIR", "patch_size": 24.0,
