@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from keras_seran.errors import ExportCheckError
+from keras_seran.errors import ExportCheckError as ExportCheckError
 
 _LAZY = {
     # bundle
