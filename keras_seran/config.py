@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from keras_seran.contract import DEFAULT_PERCENTILES
+
 SUPPORTED_SCALES = (2, 3, 4)
 #: deterministic degradations: an HR image has one LR (evaluation, ``degrade``)
 DEGRADATIONS = ("bicubic", "blur", "kspace")
@@ -290,7 +292,7 @@ class DataConfig:
     slice_axis: int | None = 2
     min_foreground: float = 0.1
     foreground_threshold: float = 0.05
-    percentiles: tuple[float, float] = (0.5, 99.5)
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     val_fraction: float = 0.1
     val_gap: int = 8
     augment: bool = True

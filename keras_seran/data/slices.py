@@ -230,7 +230,7 @@ def _load_normalised(name: str, obj: Any, config: DataConfig) -> tuple[np.ndarra
             a = np.squeeze(a)
         if a.ndim not in (2, 3):
             raise InputDataError(name, f"array of shape {obj.shape} is neither a 2D slice nor a 3D volume")
-        _io._check_array(a, name, what="volume" if a.ndim == 3 else "slice")
+        _io.check_array(a, name, what="volume" if a.ndim == 3 else "slice")
     else:
         a = _io.load_any(obj)
     stats = fit_normalization(a, config.percentiles, path=name)

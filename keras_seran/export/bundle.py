@@ -29,10 +29,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from keras_seran.contract import (DEFAULT_PERCENTILES, INPUT_NAME, NETWORK_RANGE, OUTPUT_NAME,
+                                  SIGNATURE, infer_scale)
 from keras_seran.errors import ExportCheckError, OutputPathError, UsageError
 from keras_seran.export import litert, onnx_export, parity, tensorrt_engine
-from keras_seran.export.savedmodel import (INPUT_NAME, OUTPUT_NAME, SIGNATURE, SavedModelRunner,
-                                           export_savedmodel)
+from keras_seran.export.savedmodel import SavedModelRunner, export_savedmodel
 from keras_seran.files import ensure_writable_dir
 
 FORMATS: tuple[str, ...] = ("savedmodel", "tflite", "onnx", "tensorrt")
@@ -132,16 +133,6 @@ def check_out_dir(out_dir: str | Path, overwrite: bool = False,
     return out
 
 
-def infer_scale(model) -> int:
-    """The SR factor of ``model`` from one forward pass on a small input."""
-    channels = model.inputs[0].shape[-1]
-    y = model(np.zeros((1, 12, 12, channels), np.float32), training=False)
-    scale = int(y.shape[1]) // 12
-    if scale < 1 or int(y.shape[1]) != 12 * scale:
-        raise ValueError(f"cannot infer an integer scale from output shape {tuple(y.shape)}")
-    return scale
-
-
 def sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -204,9 +195,7 @@ def input_contract(model, scale: int, input_size: tuple[int, int] | None,
     h, w = input_size if input_size is not None else ("H", "W")
     out_h = h * scale if isinstance(h, int) else f"H*{scale}"
     out_w = w * scale if isinstance(w, int) else f"W*{scale}"
-    from keras_seran.inference.resolver import NETWORK_RANGE
-
-    lo, hi = parity.PERCENTILES
+    lo, hi = DEFAULT_PERCENTILES
     a, b = NETWORK_RANGE
     contract = {
         "input": {"name": INPUT_NAME, "shape": [1, h, w, channels], "dtype": "float32",

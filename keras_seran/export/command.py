@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration is not None and not Path(args.calibration).exists():
         raise InputDataError(args.calibration, "no such calibration volume")
 
-    from keras_seran.export.bundle import export_bundle, infer_scale
+    from keras_seran.contract import infer_scale
+    from keras_seran.export.bundle import export_bundle
     from keras_seran.export.parity import calibration_inputs
     from keras_seran.pretrained import load_model
 

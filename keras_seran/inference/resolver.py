@@ -15,44 +15,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import keras
 import numpy as np
 
+from keras_seran.contract import DEFAULT_PERCENTILES, NETWORK_RANGE, infer_scale, input_channels
 from keras_seran.errors import InputDataError, UsageError
 from keras_seran.inference import geometry, tiling
 from keras_seran.inference.runner import batch_runner
 
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_OVERLAP = 16          # LR pixels shared by neighbouring tiles
-DEFAULT_PERCENTILES = (0.5, 99.5)
 MIN_TILE = 64                 # smallest tile a memory budget may choose (global attention: see tiling)
 IN_MEMORY = "<in-memory image>"
-#: Normalised intensities the network is given; what lies beyond bypasses it (bicubic). Real
-#: LR volumes stay (almost) inside (bundled slab: -0.02 to 1.40; another scanner's T1: -0.05 to
-#: 1.57, 8 voxels in a million beyond), so their results are the network's; a spike (a voxel
-#: many times brighter than the tissue) enters the network at 1.5 at most. SERA's image-wide
-#: attention is steeply sensitive to single bright voxels: one voxel of a real 128x128 T1 slice
-#: set to 1.5 / 2 / 3 (beside tissue at ~0.5) moves the far side of the bundled x2 output by
-#: 0.06 / 0.3 / 1 % of the range on average; fed unclipped, a 50x spike moves it by 9 %.
-NETWORK_RANGE = (-0.5, 1.5)
-
-
-def _infer_scale(model: Any) -> int:
-    """Upscaling factor of an (N, H, W, 1) -> (N, H*s, W*s, 1) model, from one small forward pass."""
-    probe = np.zeros((1, 12, 12, 1), dtype=np.float32)
-    out = model(probe, training=False)
-    if isinstance(out, (dict, list, tuple)):
-        raise ValueError(f"model {getattr(model, 'name', model)!r} has several outputs (built with "
-                         "return_attention=True?); give SuperResolver the SR network alone, "
-                         "e.g. seran(...) without return_attention")
-    out = keras.ops.convert_to_numpy(out)                             # any backend
-    if out.ndim != 4 or out.shape[-1] != 1:
-        raise ValueError(f"model {getattr(model, 'name', model)!r} maps (1, 12, 12, 1) to "
-                         f"{out.shape}; expected (1, 12 s, 12 s, 1) (a grayscale SR network)")
-    sh, sw = out.shape[1] / 12, out.shape[2] / 12
-    if sh != sw or sh != int(sh) or sh < 1:
-        raise ValueError(f"model output {out.shape[1:3]} is not an integer upscaling of (12, 12)")
-    return int(sh)
 
 
 class SuperResolver:
@@ -81,7 +54,11 @@ class SuperResolver:
                  clip_output: bool = True, self_ensemble: bool = False):
         self.model = model
         self._forward = batch_runner(model)   # (B, h, w) -> (B, h*s, w*s), one pass
-        inferred = _infer_scale(model)
+        if input_channels(model) != 1:
+            raise ValueError(f"model {getattr(model, 'name', model)!r} takes "
+                             f"{input_channels(model)} channels; SuperResolver needs a "
+                             "grayscale SR network (N, H, W, 1) -> (N, H*s, W*s, 1)")
+        inferred = infer_scale(model)
         if scale is not None and int(scale) != inferred:
             raise ValueError(f"model {getattr(model, 'name', '')!r} upscales by {inferred}, "
                              f"not by the requested scale {scale}")
@@ -407,8 +384,7 @@ def as_volume(img: Any):
             raise InputDataError(path, f"image holds {dtype} voxels (complex or RGB), not "
                                        "real-valued intensities")
         a = np.asarray(img.dataobj, dtype=np.float32)
-        a = io._squeeze_to_3d(a, path)
-        io._check_array(a, path)
+        a = io.volume_array(a, path)
         zooms = tuple(float(z) for z in geometry.voxel_sizes(img.affine))
         header = getattr(img, "header", None)
         if header is not None and len(header.get_zooms()) >= 3:

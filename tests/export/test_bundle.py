@@ -38,7 +38,7 @@ def test_manifest_contract_and_versions(full_bundle):
     assert m["scale"] == 2
     c = m["input_contract"]
     assert c["input"]["name"] == "lr" and c["input"]["dtype"] == "float32"
-    from keras_seran.inference.resolver import NETWORK_RANGE
+    from keras_seran.contract import NETWORK_RANGE
 
     assert c["input"]["shape"] == [1, "H", "W", 1]
     assert c["input"]["range"] == c["output"]["range"] == list(NETWORK_RANGE)

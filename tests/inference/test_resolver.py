@@ -220,7 +220,7 @@ def test_network_alone_inside_the_range(slab):
     bypasses the network, the result is the network's alone."""
     from keras_seran.data.degrade import bicubic_downscale
     from keras_seran.data.normalize import normalize
-    from keras_seran.inference.resolver import NETWORK_RANGE
+    from keras_seran.contract import NETWORK_RANGE
 
     r = SuperResolver.from_pretrained(2)
     lr = bicubic_downscale(np.moveaxis(np.asarray(slab.dataobj, np.float32), 1, 0), 2)
