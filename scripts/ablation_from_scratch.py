@@ -88,7 +88,7 @@ def train_missing(out: Path, seeds, archs, scale: int, parallel: int,
 def score(out: Path, seeds, archs, scale: int) -> dict[tuple[str, int], dict[str, float]]:
     """PSNR (slice mean) per (arch, seed) and benchmark set, final epoch."""
     from keras_seran.evaluation.protocol import benchmark_pairs, keras_predictor, score_pairs
-    from keras_seran.pretrained import load_model
+    from keras_seran.registry import load_model
     from keras_seran.runs import LAST
 
     pairs = benchmark_pairs(scale)

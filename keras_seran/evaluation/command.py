@@ -79,7 +79,7 @@ def _input_files(args, models: list[tuple[str, str]], scales: list[int]) -> list
     """(file, what it is) of everything evaluate reads: data files, model files, bundled weights."""
     from keras_seran import samples
     from keras_seran.data.slices import source_files
-    from keras_seran.pretrained import card_path, parse_pretrained, weights_path
+    from keras_seran.registry import parse
 
     if args.data:
         out = [(f, "--data input") for f in source_files(args.data)]
@@ -90,10 +90,10 @@ def _input_files(args, models: list[tuple[str, str]], scales: list[int]) -> list
         for scale in scales:
             spec = model_spec.format(scale=scale)
             out.append((Path(spec).expanduser(), f"model {name}"))
-            bundled = parse_pretrained(spec)
+            bundled = parse(spec)
             if bundled is not None:
-                out += [(weights_path(bundled[1], bundled[0]), f"weights of {name}"),
-                        (card_path(bundled[1], bundled[0]), f"weights card of {name}")]
+                out += [(bundled.weights_path, f"weights of {name}"),
+                        (bundled.card_path, f"weights card of {name}")]
     return out
 
 
@@ -101,7 +101,7 @@ def _load_models(models: list[tuple[str, str]], scales: list[int]) -> dict:
     """{(name, scale): Keras model}, every model loaded and its scale checked before scoring."""
     from keras_seran.errors import InputDataError
     from keras_seran.inference.resolver import SuperResolver
-    from keras_seran.pretrained import load_model
+    from keras_seran.registry import load_model
 
     loaded: dict[str, tuple] = {}
     out = {}

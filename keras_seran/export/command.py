@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from keras_seran.contract import infer_scale
     from keras_seran.export.bundle import export_bundle
     from keras_seran.export.parity import calibration_inputs
-    from keras_seran.pretrained import load_model
+    from keras_seran.registry import load_model
 
     say = (lambda msg: None) if args.quiet else (lambda msg: print(f"[export] {msg}", flush=True))
     model = load_model(args.model)

@@ -81,16 +81,19 @@ class SuperResolver:
 
     @classmethod
     def from_pretrained(cls, scale: int = 2, preset: str = "small", arch: str = "seran",
-                        **kwargs: Any) -> "SuperResolver":
-        """The bundled pretrained weights for ``scale`` (2, 3 or 4); no network access."""
-        from keras_seran.pretrained import load_pretrained
+                        degradation: str = "bicubic", **kwargs: Any) -> "SuperResolver":
+        """The bundled pretrained weights for ``scale`` (2, 3 or 4), trained on ``degradation``
+        ("bicubic", the paper's; "kspace", a scanner's lower-resolution acquisition): see
+        :mod:`keras_seran.registry`. No network access."""
+        from keras_seran.registry import load_pretrained
 
-        return cls(load_pretrained(scale, arch=arch, preset=preset), scale=scale, **kwargs)
+        return cls(load_pretrained(scale, arch=arch, preset=preset, degradation=degradation),
+                   scale=scale, **kwargs)
 
     @classmethod
     def from_file(cls, path: str | Path, scale: int | None = None, **kwargs: Any) -> "SuperResolver":
         """A saved ``.keras`` model (or a bundled name such as ``"x2"``)."""
-        from keras_seran.pretrained import load_model
+        from keras_seran.registry import load_model
 
         model = load_model(path)
         try:
@@ -101,17 +104,19 @@ class SuperResolver:
     @classmethod
     def from_spec(cls, spec: str | Path | None, scale: int | None = None, **kwargs: Any
                   ) -> "SuperResolver":
-        """``None`` -> pretrained weights for ``scale`` (default 2); ``"x3"`` -> bundled x3; a path -> file."""
-        from keras_seran.pretrained import parse_name
+        """``None`` -> pretrained weights for ``scale`` (default 2); a bundled name (``"x3"``,
+        ``"edsr-x4"``, ``"x2-kspace"``) -> those weights; a path -> that file."""
+        from keras_seran.registry import parse
 
         if spec is None:
             return cls.from_pretrained(scale or 2, **kwargs)
-        named = parse_name(str(spec))
+        named = parse(spec)
         if named is not None and not Path(str(spec)).exists():
-            if scale is not None and int(scale) != named:
-                raise UsageError(f"--model {spec} upscales by {named} but --scale {scale} "
+            if scale is not None and int(scale) != named.scale:
+                raise UsageError(f"--model {spec} upscales by {named.scale} but --scale {scale} "
                                  "was asked; drop one of them or make them agree")
-            return cls.from_pretrained(named, **kwargs)
+            return cls.from_pretrained(named.scale, named.preset, named.arch, named.degradation,
+                                       **kwargs)
         return cls.from_file(spec, scale=scale, **kwargs)
 
     # ----------------------------------------------------------------------------------------

@@ -187,7 +187,7 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
         else:
             model = build_model(arch, scale, preset)
             if init_from is not None:
-                from keras_seran.pretrained import load_model
+                from keras_seran.registry import load_model
 
                 copied = transfer_weights(model, load_model(init_from))
                 if not copied:

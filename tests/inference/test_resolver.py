@@ -252,13 +252,23 @@ def test_from_file(tiny_keras_file, slab):
 
 
 def test_from_pretrained(slab):
-    from keras_seran.pretrained import weights_path
-
-    if not weights_path(2).exists():
-        pytest.skip(f"bundled weights {weights_path(2).name} not trained/bundled yet")
     r = SuperResolver.from_pretrained(2)
     sl = np.asarray(slab.dataobj, dtype=np.float32)[:, 8, :]
     assert r.predict_slice(sl[::2, ::2]).shape == (256, 256)
+
+
+def test_pretrained_degradation_goes_to_the_registry(tmp_path, monkeypatch):
+    """``degradation`` picks the weights file; a bundled name carries it; a name whose scale
+    disagrees with ``scale`` is refused before any loading."""
+    from keras_seran import registry
+
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(InputDataError, match="seran_small_x3_kspace.weights.h5: no bundled"):
+        SuperResolver.from_pretrained(3, degradation="kspace")
+    with pytest.raises(InputDataError, match="edsr_small_x2_kspace.weights.h5: no bundled"):
+        SuperResolver.from_spec("edsr-x2-kspace")
+    with pytest.raises(UsageError, match="upscales by 2 but --scale 4"):
+        SuperResolver.from_spec("x2-kspace", scale=4)
 
 
 @pytest.mark.shared_data
