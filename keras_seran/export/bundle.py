@@ -180,9 +180,9 @@ def versions() -> dict[str, str | None]:
     import keras
     import tensorflow as tf
 
-    import keras_seran
+    from keras_seran import __version__
 
-    return {"keras_seran": keras_seran.__version__, "keras": keras.__version__,
+    return {"keras_seran": __version__, "keras": keras.__version__,
             "tensorflow": tf.__version__, "onnx": v("onnx"), "onnxruntime": v("onnxruntime"),
             "tf2onnx": v("tf2onnx"), "ai_edge_litert": v("ai-edge-litert"),
             "tensorrt": v("tensorrt", "tensorrt-cu12", "tensorrt-cu11"), "numpy": np.__version__,
