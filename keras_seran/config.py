@@ -390,47 +390,6 @@ class TrainConfig:
                              f"got {self.mixed_precision!r}")
 
 
-def upgrade_saved_run(saved: dict[str, Any]) -> dict[str, Any]:
-    """A run_config.json written by an earlier version, in the form this version's checks take.
-
-    Earlier versions accepted (and saved as given) values that are now refused: 1 / 0 for
-    ``mixed_precision``, whole-number floats (5.0) for integer fields, any ``contrast`` name, a
-    bool ``slice_axis``, a bool or numeric-string ``contrast_augment``, an infinite
-    ``clipnorm``. They meant true / false, the integer, no contrast (a name no file carries
-    selects nothing but arrays and DICOM folders, where it was ignored), axis 1 / 0, the number,
-    no clipping; a resumed or evaluated old run gets exactly that, instead of a "bad
-    configuration" error.
-    """
-    out = dict(saved)
-    for key, cls in (("data", DataConfig), ("train", TrainConfig)):
-        section = out.get(key)
-        if not isinstance(section, dict):
-            continue
-        section = dict(section)
-        ints = {f.name for f in dataclasses.fields(cls) if str(f.type).startswith("int")}
-        for name, value in section.items():
-            if name in ints and isinstance(value, float) and value.is_integer():
-                section[name] = int(value)
-        mixed = section.get("mixed_precision")
-        if not isinstance(mixed, bool) and mixed in (0, 1):
-            section["mixed_precision"] = bool(mixed)
-        contrast = section.get("contrast")
-        if isinstance(contrast, str) and contrast.upper() not in CONTRASTS:
-            section["contrast"] = None
-        if isinstance(section.get("slice_axis"), bool):      # True was axis 1, False axis 0
-            section["slice_axis"] = int(section["slice_axis"])
-        prob = section.get("contrast_augment")
-        if isinstance(prob, (bool, str)):                     # read with float() back then
-            try:
-                section["contrast_augment"] = float(prob)
-            except ValueError:
-                pass
-        if section.get("clipnorm") == math.inf:               # no clipping
-            section["clipnorm"] = None
-        out[key] = section
-    return out
-
-
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass."""
     return dataclasses.asdict(cfg)

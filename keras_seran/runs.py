@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from keras_seran.config import DataConfig, TrainConfig, to_dict, upgrade_saved_run
+from keras_seran.config import DataConfig, TrainConfig, to_dict
 from keras_seran.errors import InputDataError, OutputPathError
 from keras_seran.files import atomic_path, atomic_write_json, read_json
 
@@ -122,7 +122,7 @@ def load_run_config(run_dir: str | Path) -> dict:
     path = Path(run_dir) / RUN_CONFIG
     if not path.exists():
         raise OutputPathError(run_dir, f"not a training run directory (no {RUN_CONFIG})")
-    return upgrade_saved_run(read_json(path, "the run's settings", _DAMAGED))
+    return read_json(path, "the run's settings", _DAMAGED)
 
 
 def load_data_config(run_dir: str | Path) -> DataConfig:
