@@ -68,8 +68,8 @@ def test_load_pretrained_builds_what_the_card_records(monkeypatch):
     if ("seran", 2) not in BUNDLED:
         pytest.skip("no bundled seran x2 weights")
     card = registry.card(2)
-    flipped = {**card["model"], "sera": {**card["model"]["sera"],
-                                         "attention_norm": not card["model"]["sera"]["attention_norm"]}}
+    sera = card["model"]["sera"]
+    flipped = {**card["model"], "sera": {**sera, "attention_norm": not sera["attention_norm"]}}
     monkeypatch.setattr(registry.Bundled, "card", lambda self: {**card, "model": flipped})
     model = registry.load_pretrained(2)
     blocks = [l for l in model.layers if isinstance(l, SERABlock)]

@@ -89,8 +89,8 @@ def fit_normalization(arr: np.ndarray, percentiles: tuple[float, float] = DEFAUL
     return NormStats(lo, hi, clip)
 
 
-def normalize(arr: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES, clip: bool = True,
-              path: str | Path | None = None) -> tuple[np.ndarray, NormStats]:
+def normalize(arr: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+              clip: bool = True, path: str | Path | None = None) -> tuple[np.ndarray, NormStats]:
     """(arr mapped to [0, 1] as float32, the NormStats to map results back). Any shape."""
     stats = fit_normalization(arr, percentiles, clip=clip, path=path)
     return stats.apply(arr), stats
