@@ -29,7 +29,7 @@ def main() -> None:
     from keras_seran.errors import KerasSeranError
     from keras_seran.evaluation.protocol import benchmark_pairs, keras_predictor, score_pairs
     from keras_seran.models import attention_use, sera_ablation
-    from keras_seran.pretrained import load_model
+    from keras_seran.registry import load_model
 
     try:   # load every model first: a bad path is a one-line error before any table row
         models = [load_model(args.models[i] if args.models else f"seran-x{scale}")

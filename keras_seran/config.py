@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from keras_seran.contract import DEFAULT_PERCENTILES
+
 SUPPORTED_SCALES = (2, 3, 4)
 #: deterministic degradations: an HR image has one LR (evaluation, ``degrade``)
 DEGRADATIONS = ("bicubic", "blur", "kspace")
@@ -290,7 +292,7 @@ class DataConfig:
     slice_axis: int | None = 2
     min_foreground: float = 0.1
     foreground_threshold: float = 0.05
-    percentiles: tuple[float, float] = (0.5, 99.5)
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     val_fraction: float = 0.1
     val_gap: int = 8
     augment: bool = True
@@ -449,47 +451,6 @@ class TrainConfig:
         if not (isinstance(mixed, bool) or (isinstance(mixed, str) and mixed in MIXED_PRECISION_KINDS)):
             raise ValueError("mixed_precision must be true, false, 'float16' or 'bfloat16', "
                              f"got {self.mixed_precision!r}")
-
-
-def upgrade_saved_run(saved: dict[str, Any]) -> dict[str, Any]:
-    """A run_config.json written by an earlier version, in the form this version's checks take.
-
-    Earlier versions accepted (and saved as given) values that are now refused: 1 / 0 for
-    ``mixed_precision``, whole-number floats (5.0) for integer fields, any ``contrast`` name, a
-    bool ``slice_axis``, a bool or numeric-string ``contrast_augment``, an infinite
-    ``clipnorm``. They meant true / false, the integer, no contrast (a name no file carries
-    selects nothing but arrays and DICOM folders, where it was ignored), axis 1 / 0, the number,
-    no clipping; a resumed or evaluated old run gets exactly that, instead of a "bad
-    configuration" error.
-    """
-    out = dict(saved)
-    for key, cls in (("data", DataConfig), ("train", TrainConfig)):
-        section = out.get(key)
-        if not isinstance(section, dict):
-            continue
-        section = dict(section)
-        ints = {f.name for f in dataclasses.fields(cls) if str(f.type).startswith("int")}
-        for name, value in section.items():
-            if name in ints and isinstance(value, float) and value.is_integer():
-                section[name] = int(value)
-        mixed = section.get("mixed_precision")
-        if not isinstance(mixed, bool) and mixed in (0, 1):
-            section["mixed_precision"] = bool(mixed)
-        contrast = section.get("contrast")
-        if isinstance(contrast, str) and contrast.upper() not in CONTRASTS:
-            section["contrast"] = None
-        if isinstance(section.get("slice_axis"), bool):      # True was axis 1, False axis 0
-            section["slice_axis"] = int(section["slice_axis"])
-        prob = section.get("contrast_augment")
-        if isinstance(prob, (bool, str)):                     # read with float() back then
-            try:
-                section["contrast_augment"] = float(prob)
-            except ValueError:
-                pass
-        if section.get("clipnorm") == math.inf:               # no clipping
-            section["clipnorm"] = None
-        out[key] = section
-    return out
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import os
 
 import keras
 
-from keras_seran.errors import InputDataError
+from keras_seran.errors import UsageError
 
 __all__ = ["backend", "gpu_count", "has_tensorflow", "select_device", "describe"]
 
@@ -61,7 +61,7 @@ def select_device(device: str) -> str:
     clearly when the backend sees none.
     """
     if device not in ("cpu", "gpu", "auto"):
-        raise InputDataError(None, f"--device must be cpu, gpu or auto, got {device!r}")
+        raise UsageError(f"--device must be cpu, gpu or auto, got {device!r}")
     name = backend()
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""   # effective for anything not started yet
@@ -72,8 +72,8 @@ def select_device(device: str) -> str:
         if not n:
             hint = ("install keras-seran[gpu]" if name == "tensorflow"
                     else f"install the CUDA build of {name}")
-            raise InputDataError(None, f"--device gpu: the {name} backend sees no GPU (a CPU-only "
-                                       f"install, or no CUDA driver); {hint} or use --device cpu")
+            raise UsageError(f"--device gpu: the {name} backend sees no GPU (a CPU-only "
+                             f"install, or no CUDA driver); {hint} or use --device cpu")
         if name == "tensorflow":
             import tensorflow as tf
 
@@ -102,9 +102,9 @@ def _hide_gpus(name: str) -> None:
         except RuntimeError:      # backends already initialised
             pass
         if any(d.platform != "cpu" for d in jax.devices()):
-            raise InputDataError(None, "--device cpu: JAX has already started on the GPU; start "
-                                       "with JAX_PLATFORMS=cpu instead")
+            raise UsageError("--device cpu: JAX has already started on the GPU; start "
+                             "with JAX_PLATFORMS=cpu instead")
     elif name == "torch":
         if gpu_count():
-            raise InputDataError(None, "--device cpu: the torch backend has already chosen the "
-                                       "GPU; start with CUDA_VISIBLE_DEVICES= instead")
+            raise UsageError("--device cpu: the torch backend has already chosen the "
+                             "GPU; start with CUDA_VISIBLE_DEVICES= instead")

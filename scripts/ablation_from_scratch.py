@@ -50,25 +50,29 @@ def finished(d: Path, steps: int = STEPS_PER_EPOCH) -> bool:
     """Whether the run in ``d`` trained every epoch; a run of other steps per epoch is an error."""
     import json
 
-    state, config = d / "training_state.json", d / "run_config.json"
+    from keras_seran.runs import LAST, RUN_CONFIG, STATE_FILE
+
+    state, config = d / STATE_FILE, d / RUN_CONFIG
     if config.exists():
         recorded = json.loads(config.read_text())["train"]["steps_per_epoch"]
         if recorded != steps:
             sys.exit(f"{d} was trained with {recorded} steps per epoch, not {steps}: "
                      f"give --steps {recorded} or another --out")
-    return (d / "last.keras").exists() and state.exists() and \
+    return (d / LAST).exists() and state.exists() and \
         json.loads(state.read_text())["epoch"] >= EPOCHS
 
 
 def train_missing(out: Path, seeds, archs, scale: int, parallel: int,
                   steps: int = STEPS_PER_EPOCH) -> None:
+    from keras_seran.runs import LAST
+
     todo = [(s, a) for s in seeds for a in archs
             if not finished(run_dir(out, s, a, scale), steps)]
     for i in range(0, len(todo), parallel):
         procs = []
         for seed, arch in todo[i: i + parallel]:
             d = run_dir(out, seed, arch, scale)
-            resume = ["--resume"] if (d / "last.keras").exists() else []
+            resume = ["--resume"] if (d / LAST).exists() else []
             cmd = [sys.executable, str(REPO / "scripts" / "train_pretrained.py"), "--arch", arch,
                    "--scale", str(scale), "--seed", str(seed), "--out", str(out / f"s{seed}"),
                    *RECIPE, "--steps", str(steps), *resume,
@@ -84,13 +88,14 @@ def train_missing(out: Path, seeds, archs, scale: int, parallel: int,
 def score(out: Path, seeds, archs, scale: int) -> dict[tuple[str, int], dict[str, float]]:
     """PSNR (slice mean) per (arch, seed) and benchmark set, final epoch."""
     from keras_seran.evaluation.protocol import benchmark_pairs, keras_predictor, score_pairs
-    from keras_seran.pretrained import load_model
+    from keras_seran.registry import load_model
+    from keras_seran.runs import LAST
 
     pairs = benchmark_pairs(scale)
     scores = {}
     for arch in archs:
         for seed in seeds:
-            model = load_model(run_dir(out, seed, arch, scale) / "last.keras")
+            model = load_model(run_dir(out, seed, arch, scale) / LAST)
             predict = keras_predictor(model)
             scores[arch, seed] = {name: score_pairs(predict, lr, hr, scale).mean_psnr
                                   for name, (lr, hr) in pairs.items()}

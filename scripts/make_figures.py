@@ -110,21 +110,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out = args.out or REPO / "docs" / "images" / f"before_after_x{args.scale}.png"
 
-    from keras_seran import pretrained
+    from keras_seran import registry
 
     if args.model is None:
-        if f"x{args.scale}" not in pretrained.available():
+        bundled = registry.Bundled("seran", args.scale)
+        if not bundled.exists():
             print(f"make_figures: no bundled pretrained SERAN weights for x{args.scale} "
-                  f"({pretrained.weights_path(args.scale)} is missing; bundled: "
-                  f"{pretrained.available() or 'none'}). Train and export them with "
+                  f"({bundled.weights_path} is missing; bundled: "
+                  f"{registry.available() or 'none'}). Train and export them with "
                   f"`python scripts/train_pretrained.py --scale {args.scale} --arch seran` "
                   "(then `--export`), or pass --model run/best.keras. Nothing written.",
                   file=sys.stderr)
             return 2
-        model = pretrained.load_pretrained(args.scale)
+        model = bundled.load()
         label = "SERAN-small (bundled weights)"
     else:
-        model = pretrained.load_model(args.model)
+        model = registry.load_model(args.model)
         label = f"SERAN ({Path(args.model).name})"
 
     size = render(_panels(model, args.scale, args.slice, label), args.scale, out)

@@ -99,10 +99,11 @@ def run_card(run_dir: Path, arch: str, scale: int, parameters: int, pick: str = 
     import keras
 
     from keras_seran.config import preset_config, to_dict
+    from keras_seran.runs import LOG, RUN_CONFIG, STATE_FILE
 
-    state = json.loads((run_dir / "training_state.json").read_text())
-    run_cfg = json.loads((run_dir / "run_config.json").read_text())
-    log_lines = (run_dir / "log.csv").read_text().strip().splitlines()
+    state = json.loads((run_dir / STATE_FILE).read_text())
+    run_cfg = json.loads((run_dir / RUN_CONFIG).read_text())
+    log_lines = (run_dir / LOG).read_text().strip().splitlines()
     seconds_file = run_dir / "seconds.txt"
     card = {
         "arch": arch, "preset": PRESET, "scale": scale, "parameters": parameters,
@@ -126,8 +127,8 @@ def run_card(run_dir: Path, arch: str, scale: int, parameters: int, pick: str = 
         card["continued_from"] = json.loads((run_dir / "init_card.json").read_text())
         card["init_from"] = f"the bundled {arch} x{scale} weights before this stage " \
                             "(see continued_from)"
-    elif init_run is not None and (init_run / "run_config.json").exists() and \
-            json.loads((init_run / "run_config.json").read_text())["scale"] == scale:
+    elif init_run is not None and (init_run / RUN_CONFIG).exists() and \
+            json.loads((init_run / RUN_CONFIG).read_text())["scale"] == scale:
         card["continued_from"] = run_card(init_run, arch, scale, parameters)   # earlier run
         card["init_from"] = (f"an earlier run of the same scale, {init_run} ({arch} x{scale}: "
                              "see continued_from)")
@@ -140,17 +141,18 @@ def export(run_dir: Path, arch: str, scale: int, pick: str = "best",
     with their JSON card."""
     import keras
 
-    from keras_seran.pretrained import card_path, weights_path
+    from keras_seran.registry import Bundled
     from keras_seran.training.trainer import build_model
 
     trained = keras.saving.load_model(run_dir / f"{pick}.keras")
     model = build_model(arch, scale, PRESET)   # uncompiled: the file holds no optimizer state
     model.set_weights(trained.get_weights())
-    dest = weights_path(scale, arch, PRESET, degradation)
+    bundled = Bundled(arch, scale, PRESET, degradation)
+    dest = bundled.weights_path
     dest.parent.mkdir(parents=True, exist_ok=True)
     card = run_card(run_dir, arch, scale, model.count_params(), pick)
     model.save_weights(dest)
-    card_path(scale, arch, PRESET, degradation).write_text(json.dumps(card, indent=2) + "\n")
+    bundled.card_path.write_text(json.dumps(card, indent=2) + "\n")
     return dest
 
 
@@ -226,7 +228,7 @@ def main(argv=None) -> int:
         print(f"{VOLUME}: missing; this script needs ../shared/data", file=sys.stderr)
         return 2
     from keras_seran.config import AcquisitionConfig, TrainConfig
-    from keras_seran.pretrained import card as bundled_card, parse_pretrained
+    from keras_seran.registry import parse
     from keras_seran.training import train
 
     data_cfg = DataConfig(patch_size=args.patch, batch_size=args.batch,
@@ -250,10 +252,10 @@ def main(argv=None) -> int:
             if not Path(init).exists():
                 print(f"{init}: missing; train that run first (see --help)", file=sys.stderr)
                 return 2
-    parsed = parse_pretrained(init) if init else None
+    parsed = parse(init) if init else None
     if parsed is not None and not args.resume:   # record the bundled card before it is replaced
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "init_card.json").write_text(json.dumps(bundled_card(parsed[1], parsed[0]), indent=2))
+        (run_dir / "init_card.json").write_text(json.dumps(parsed.card(), indent=2))
     start = time.time()
     train(str(VOLUME), args.scale, run_dir, arch=args.arch, preset=PRESET, data=data_cfg,
           train_cfg=train_cfg, resume=args.resume, datasets=datasets(args.scale, data_cfg),

@@ -12,13 +12,11 @@ between ``<!-- results:start -->`` and ``<!-- results:end -->`` and the whole of
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WEIGHTS = REPO / "keras_seran" / "weights"
 SETS = ["t1-heldout", "brainweb-t1", "brainweb-pd", "itk-t1"]
 SET_NAMES = {"t1-heldout": "held-out real T1", "brainweb-t1": "BrainWeb T1 (sim.)",
              "brainweb-pd": "BrainWeb PD (sim.)", "itk-t1": "other scanner T1"}
@@ -102,7 +100,17 @@ def comparison(rows, budget: str = "about an hour") -> str:
 
 
 def cards() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(WEIGHTS.glob("*.json"))]
+    """The cards of the bundled weights, in file-name order."""
+    from keras_seran import registry
+
+    return [b.card() for b in registry.bundled()]
+
+
+def stem(c: dict) -> str:
+    """The file stem of the weights a card describes, e.g. ``seran_small_x2``."""
+    from keras_seran.registry import Bundled
+
+    return Bundled(c["arch"], c["scale"], c["preset"], c["degradation"]).stem
 
 
 def _stages(c: dict) -> list[dict]:
@@ -130,7 +138,7 @@ def training_table(cs: list[dict]) -> str:
             f"{'bf16 mixed' if s['train'].get('mixed_precision') else 'fp32'}" for s in stages)
         first = stages[0]
         init = Path(first["init_from"]).parent.name if first.get("init_from") else "scratch"
-        out.append(f"| `{c['arch']}_{c['preset']}_x{c['scale']}` | {c['parameters']:,} | "
+        out.append(f"| `{stem(c)}` | {c['parameters']:,} | "
                    f"{steps} | {init} | "
                    f"{'-' if None in seconds else f'{sum(seconds) / 60:.0f} min'} | "
                    f"{exported_val_psnr(c):.2f} dB ({c.get('exported_checkpoint', 'best')}) |")
@@ -203,7 +211,9 @@ the earlier stages kept their best validation epoch, the last stage keeps its fi
 choice made on them); the BrainWeb and other-scanner sets were never seen. Not a medical
 device; not for diagnosis.
 """
-    (WEIGHTS / "MODEL_CARD.md").write_text(card)
+    from keras_seran.registry import MODEL_CARD
+
+    MODEL_CARD.write_text(card)
     print(results)
     return 0
 

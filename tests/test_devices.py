@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from keras_seran import devices, samples
-from keras_seran.errors import InputDataError
+from keras_seran.errors import UsageError
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
 needs_jax = pytest.mark.skipif(not HAS_JAX, reason="JAX is not installed (pip install jax)")
@@ -57,13 +57,13 @@ def test_gpu_is_refused_clearly_when_none_is_visible():
     if devices.gpu_count():
         assert devices.select_device("gpu").startswith("gpu (")
         return
-    with pytest.raises(InputDataError, match="--device gpu: the tensorflow backend sees no GPU"):
+    with pytest.raises(UsageError, match="--device gpu: the tensorflow backend sees no GPU"):
         devices.select_device("gpu")
     assert devices.select_device("auto") == "cpu"
 
 
 def test_an_unknown_device_is_refused():
-    with pytest.raises(InputDataError, match="--device must be cpu, gpu or auto, got 'tpu'"):
+    with pytest.raises(UsageError, match="--device must be cpu, gpu or auto, got 'tpu'"):
         devices.select_device("tpu")
 
 

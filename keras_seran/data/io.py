@@ -202,8 +202,9 @@ def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str |
 # checks
 
 
-def _check_array(a: np.ndarray, path: str | Path, what: str = "volume") -> None:
-    """Shared sanity checks: no zero-size axis, finite values, not constant."""
+def check_array(a: np.ndarray, path: str | Path, what: str = "volume") -> None:
+    """InputDataError naming ``path`` unless the image ``a`` (a "volume" or a "slice": ``what``)
+    has no zero-size axis, only finite values, and is not constant."""
     if a.size == 0 or 0 in a.shape:
         raise InputDataError(path, f"{what} has a zero-size axis (shape {a.shape}); the file holds "
                                    "no image data")
@@ -219,8 +220,10 @@ def _check_array(a: np.ndarray, path: str | Path, what: str = "volume") -> None:
                                    "normalised; check the file")
 
 
-def _squeeze_to_3d(a: np.ndarray, path: str | Path) -> np.ndarray:
-    """Drop trailing singleton axes beyond 3; reject real 4D/5D data and 1-voxel-thick axes."""
+def volume_array(a: np.ndarray, path: str | Path) -> np.ndarray:
+    """``a`` as a checked 3D volume: trailing singleton axes beyond 3 dropped; InputDataError
+    naming ``path`` for real 4D/5D data, fewer than 3 axes, a zero-size or 1-voxel-thick axis,
+    and whatever :func:`check_array` refuses."""
     while a.ndim > 3 and a.shape[-1] == 1:
         a = a[..., 0]
     if a.ndim > 3:
@@ -238,6 +241,7 @@ def _squeeze_to_3d(a: np.ndarray, path: str | Path) -> np.ndarray:
         raise InputDataError(path, f"volume has a 1-voxel-thick axis (shape {a.shape}): it is a "
                                    "single slice, not a volume; use SuperResolver.predict_slice "
                                    "(or load_slice() to read it)")
+    check_array(a, path)
     return a
 
 
@@ -331,17 +335,14 @@ def load_volume(path: str | Path) -> Volume:
     if p.is_dir():
         return load_dicom_series(p)
     if p.suffix.lower() == ".npy":
-        a = _load_npy(p)
-        a = _squeeze_to_3d(a, p)
-        _check_array(a, p)
+        a = volume_array(_load_npy(p), p)
         return Volume(a, np.eye(4), None, str(p), (1.0, 1.0, 1.0))
     if not is_nifti(p):
         raise InputDataError(p, f"not a NIfTI file (suffix {''.join(p.suffixes) or 'none'}; expected "
                                 ".nii or .nii.gz); convert it (e.g. dcm2niix) or use load_slice() for "
                                 "2D images")
     a, img = _read_nifti_array(p)
-    a = _squeeze_to_3d(a, p)
-    _check_array(a, p)
+    a = volume_array(a, p)
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     if not np.all(np.isfinite(zooms)):
         raise InputDataError(p, f"the header's voxel sizes (pixdim) {zooms} are not finite; fix "
@@ -419,8 +420,7 @@ def load_dicom_series(folder: str | Path) -> Volume:
         dr = dc = 1.0
     dz = float(np.median(np.diff([k for k, _, _ in items]))) if len(items) > 1 else 1.0
     dz = abs(dz) or float(getattr(ds0, "SliceThickness", 1.0) or 1.0)
-    a = _squeeze_to_3d(a, folder)
-    _check_array(a, folder)
+    a = volume_array(a, folder)
     return Volume(a.astype(np.float32), np.diag([dr, dc, dz, 1.0]), None, str(folder), (dr, dc, dz))
 
 
@@ -488,7 +488,7 @@ def load_slice(path: str | Path) -> np.ndarray:
     if a.ndim != 2:
         raise InputDataError(p, f"expected a 2D slice, got an array of shape {a.shape}; use "
                                 "load_volume() for 3D data")
-    _check_array(a, p, what="slice")
+    check_array(a, p, what="slice")
     return np.ascontiguousarray(a, dtype=np.float32)
 
 

@@ -1,7 +1,8 @@
 """Per-volume robust intensity normalisation to [0, 1], invertible (numpy; no TensorFlow).
 
 MR intensities have no absolute scale (they depend on scanner, coil and sequence), so each volume
-is mapped by its own percentiles: ``low`` (e.g. the 0.5th) -> 0 and ``high`` (the 99.5th) -> 1.
+is mapped by its own percentiles: ``low`` -> 0 and ``high`` -> 1 (by default
+:data:`keras_seran.contract.DEFAULT_PERCENTILES`, the 0.5th and the 99.5th).
 The two numbers are kept in :class:`NormStats` so that a super-resolved result can be written back
 in the intensity units of the original file.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_seran.contract import DEFAULT_PERCENTILES
 from keras_seran.errors import InputDataError
 
 
@@ -64,7 +66,7 @@ def check_percentiles(percentiles: Any) -> tuple[float, float]:
     return lo_p, hi_p
 
 
-def fit_normalization(arr: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5),
+def fit_normalization(arr: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
                       clip: bool = True, path: str | Path | None = None) -> NormStats:
     """Percentile range of an image or volume (any shape) as :class:`NormStats`.
 
@@ -87,8 +89,8 @@ def fit_normalization(arr: np.ndarray, percentiles: tuple[float, float] = (0.5, 
     return NormStats(lo, hi, clip)
 
 
-def normalize(arr: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5), clip: bool = True,
-              path: str | Path | None = None) -> tuple[np.ndarray, NormStats]:
+def normalize(arr: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+              clip: bool = True, path: str | Path | None = None) -> tuple[np.ndarray, NormStats]:
     """(arr mapped to [0, 1] as float32, the NormStats to map results back). Any shape."""
     stats = fit_normalization(arr, percentiles, clip=clip, path=path)
     return stats.apply(arr), stats

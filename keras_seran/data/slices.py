@@ -21,7 +21,7 @@ from keras_seran.config import DataConfig
 from keras_seran.data.degrade import crop_to_multiple, degrade
 from keras_seran.data import io as _io
 from keras_seran.data.normalize import NormStats, fit_normalization
-from keras_seran.errors import InputDataError
+from keras_seran.errors import InputDataError, UsageError
 
 # --------------------------------------------------------------------------------------------
 # building blocks
@@ -95,7 +95,7 @@ def split_single_volume(n_slices: int, val_fraction: float = 0.1, gap: int = 8
     ``max(1, round(val_fraction * n))`` slices, training is everything at least ``gap + 1``
     positions before it (``gap`` slices are dropped in between, so neighbouring, nearly identical
     slices never sit on both sides). When the volume is too thin for the gap, the gap shrinks with
-    a warning; raises InputDataError when not even one training slice is left.
+    a warning; raises UsageError when not even one training slice is left.
     """
     n = int(n_slices)
     if val_fraction <= 0:
@@ -104,8 +104,8 @@ def split_single_volume(n_slices: int, val_fraction: float = 0.1, gap: int = 8
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     n_val = max(1, int(round(val_fraction * n)))
     if n - n_val < 1:
-        raise InputDataError(None, f"only {n} usable slice(s): too few to hold out {n_val} for "
-                                   "validation; use more data or val_fraction=0")
+        raise UsageError(f"only {n} usable slice(s): too few to hold out {n_val} for "
+                         "validation; use more data or val_fraction=0")
     g = int(gap)
     if n - n_val - g < 1:
         g_new = n - n_val - 1
@@ -205,11 +205,11 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
             found = _io.find_volumes(str(s), contrast)
         items.extend((str(q), q) for q in found)
     if not items and skipped:
-        raise InputDataError(None, f"none of the {skipped} file(s) given has contrast "
-                                   f"{contrast.upper()!r} in its IXI/BIDS name; use contrast=None "
-                                   "(no --contrast) to take every file")
+        raise UsageError(f"none of the {skipped} file(s) given has contrast "
+                         f"{contrast.upper()!r} in its IXI/BIDS name; use contrast=None "
+                         "(no --contrast) to take every file")
     if not items:
-        raise InputDataError(None, "no input given: pass a folder, glob, file or array")
+        raise UsageError("no input given: pass a folder, glob, file or array")
     seen: dict[str, Any] = {}
     for name, obj in items:
         seen.setdefault(name, obj)
@@ -230,7 +230,7 @@ def _load_normalised(name: str, obj: Any, config: DataConfig) -> tuple[np.ndarra
             a = np.squeeze(a)
         if a.ndim not in (2, 3):
             raise InputDataError(name, f"array of shape {obj.shape} is neither a 2D slice nor a 3D volume")
-        _io._check_array(a, name, what="volume" if a.ndim == 3 else "slice")
+        _io.check_array(a, name, what="volume" if a.ndim == 3 else "slice")
     else:
         a = _io.load_any(obj)
     stats = fit_normalization(a, config.percentiles, path=name)

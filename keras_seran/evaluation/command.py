@@ -52,26 +52,25 @@ def _default_models() -> list[str]:
 
 
 def _parse_models(specs: list[str], scales: list[int], bicubic: bool) -> list[tuple[str, str]]:
-    """[(name, model spec)] of ``--models``; InputDataError for a malformed entry."""
-    from keras_seran.errors import InputDataError
+    """[(name, model spec)] of ``--models``; UsageError for a malformed entry."""
+    from keras_seran.errors import UsageError
 
     parsed: list[tuple[str, str]] = []
     for spec in specs:
         name, _, model_spec = spec.partition("=")
         if not name.strip() or not model_spec:
-            raise InputDataError(None, f"--models entry {spec!r} is not NAME=MODEL (both "
-                                       "non-empty, e.g. mine=run/best.keras)")
+            raise UsageError(f"--models entry {spec!r} is not NAME=MODEL (both "
+                             "non-empty, e.g. mine=run/best.keras)")
         for scale in scales:
             try:
                 model_spec.format(scale=scale)
             except (ValueError, KeyError, IndexError, AttributeError) as e:
-                raise InputDataError(None, f"--models entry {spec!r}: MODEL may hold {{scale}} "
-                                           f"and no other braces ({type(e).__name__}: {e})"
-                                     ) from None
+                raise UsageError(f"--models entry {spec!r}: MODEL may hold {{scale}} "
+                                 f"and no other braces ({type(e).__name__}: {e})") from None
         taken = [n for n, _ in parsed] + (["bicubic"] if bicubic else [])
         if name in taken:
-            raise InputDataError(None, f"--models name {name!r} is used twice; give each "
-                                       "model its own name")
+            raise UsageError(f"--models name {name!r} is used twice; give each "
+                             "model its own name")
         parsed.append((name, model_spec))
     return parsed
 
@@ -80,7 +79,7 @@ def _input_files(args, models: list[tuple[str, str]], scales: list[int]) -> list
     """(file, what it is) of everything evaluate reads: data files, model files, bundled weights."""
     from keras_seran import samples
     from keras_seran.data.slices import source_files
-    from keras_seran.pretrained import card_path, parse_pretrained, weights_path
+    from keras_seran.registry import parse
 
     if args.data:
         out = [(f, "--data input") for f in source_files(args.data)]
@@ -91,10 +90,10 @@ def _input_files(args, models: list[tuple[str, str]], scales: list[int]) -> list
         for scale in scales:
             spec = model_spec.format(scale=scale)
             out.append((Path(spec).expanduser(), f"model {name}"))
-            bundled = parse_pretrained(spec)
+            bundled = parse(spec)
             if bundled is not None:
-                out += [(weights_path(bundled[1], bundled[0]), f"weights of {name}"),
-                        (card_path(bundled[1], bundled[0]), f"weights card of {name}")]
+                out += [(bundled.weights_path, f"weights of {name}"),
+                        (bundled.card_path, f"weights card of {name}")]
     return out
 
 
@@ -102,7 +101,7 @@ def _load_models(models: list[tuple[str, str]], scales: list[int]) -> dict:
     """{(name, scale): Keras model}, every model loaded and its scale checked before scoring."""
     from keras_seran.errors import InputDataError
     from keras_seran.inference.resolver import SuperResolver
-    from keras_seran.pretrained import load_model
+    from keras_seran.registry import load_model
 
     loaded: dict[str, tuple] = {}
     out = {}
@@ -165,17 +164,10 @@ def _pairs(args, scale: int, cfg) -> dict:
 def run_data_config(run_dir: Path):
     """The DataConfig a training run was made with (its run_config.json), for its split;
     InputDataError when the run held nothing out or the file is not a run's."""
-    from keras_seran.config import DataConfig
     from keras_seran.errors import InputDataError
-    from keras_seran.training.trainer import RUN_CONFIG, load_run_config
+    from keras_seran.runs import RUN_CONFIG, load_data_config
 
-    saved = load_run_config(run_dir).get("data")
-    try:
-        cfg = DataConfig(**saved) if isinstance(saved, dict) else None
-    except (TypeError, ValueError) as exc:
-        raise InputDataError(Path(run_dir) / RUN_CONFIG, f"bad data settings: {exc}") from None
-    if cfg is None:
-        raise InputDataError(Path(run_dir) / RUN_CONFIG, "has no data settings")
+    cfg = load_data_config(run_dir)
     if not cfg.val_fraction > 0:
         raise InputDataError(Path(run_dir) / RUN_CONFIG, "that run held nothing out "
                                                          "(val_fraction 0): there is no "
@@ -184,10 +176,10 @@ def run_data_config(run_dir: Path):
 
 
 def run(args) -> int:
-    from keras_seran.errors import InputDataError, OutputPathError
+    from keras_seran.errors import OutputPathError, UsageError
     from keras_seran.evaluation.protocol import bicubic_predictor, keras_predictor, score_pairs
     from keras_seran.evaluation.table import Row, to_csv, to_markdown
-    from keras_seran.inference.writer import atomic_path, check_output_path, same_file
+    from keras_seran.files import atomic_path, check_output_path, same_file
 
     rows: list[Row] = []
     scales = list(dict.fromkeys(args.scales))
@@ -196,7 +188,7 @@ def run(args) -> int:
     # everything that can be checked is checked before the (slow) scoring
     models = _parse_models(specs, scales, bicubic=not args.no_bicubic)
     if args.no_bicubic and not models:
-        raise InputDataError(None, "nothing to evaluate: --no-bicubic and no --models")
+        raise UsageError("nothing to evaluate: --no-bicubic and no --models")
     outputs = [path for path in (args.markdown, args.csv) if path is not None]
     if len(outputs) == 2 and same_file(*outputs):
         raise OutputPathError(outputs[0], "--markdown and --csv name the same file")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 
+from keras_seran.errors import ExportCheckError as ExportCheckError
+
 _LAZY = {
     # bundle
     "export_bundle": "bundle", "FORMATS": "bundle", "parse_formats": "bundle",
@@ -33,7 +35,7 @@ _LAZY = {
     "TensorRTRunner": "tensorrt_engine", "TensorRTUnavailable": "tensorrt_engine",
     # parity
     "parity_report": "parity", "parity_markdown": "parity", "parity_pairs": "parity",
-    "calibration_inputs": "parity", "load_mr_slices": "parity", "ExportCheckError": "parity",
+    "calibration_inputs": "parity", "load_mr_slices": "parity",
 }
 
 
@@ -48,4 +50,4 @@ def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, "ExportCheckError"])

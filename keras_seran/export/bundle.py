@@ -29,12 +29,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from keras_seran.errors import InputDataError, OutputPathError
+from keras_seran.contract import (DEFAULT_PERCENTILES, INPUT_NAME, NETWORK_RANGE, OUTPUT_NAME,
+                                  SIGNATURE, infer_scale)
+from keras_seran.errors import ExportCheckError, OutputPathError, UsageError
 from keras_seran.export import litert, onnx_export, parity, tensorrt_engine
-from keras_seran.export.parity import ExportCheckError
-from keras_seran.export.savedmodel import (INPUT_NAME, OUTPUT_NAME, SIGNATURE, SavedModelRunner,
-                                           export_savedmodel)
-from keras_seran.inference.writer import ensure_writable_dir
+from keras_seran.export.savedmodel import SavedModelRunner, export_savedmodel
+from keras_seran.files import ensure_writable_dir
 
 FORMATS: tuple[str, ...] = ("savedmodel", "tflite", "onnx", "tensorrt")
 ALIASES = {"litert": "tflite", "saved_model": "savedmodel", "tf_saved_model": "savedmodel",
@@ -48,17 +48,17 @@ MANIFEST_VERSION = 1
 def parse_formats(formats: str | Iterable[str]) -> list[str]:
     """``"savedmodel,tflite"`` or a list -> canonical format names in bundle order.
 
-    Raises :class:`InputDataError` naming an unknown format and the valid ones.
+    Raises :class:`UsageError` naming an unknown format and the valid ones.
     """
     items = formats.split(",") if isinstance(formats, str) else list(formats)
     names = [ALIASES.get(str(f).strip().lower(), str(f).strip().lower()) for f in items]
     names = [n for n in names if n]
     bad = [n for n in names if n not in FORMATS]
     if bad:
-        raise InputDataError(None, f"unknown export format(s) {', '.join(map(repr, bad))}; choose "
-                                   f"from {', '.join(FORMATS)} (litert = tflite)")
+        raise UsageError(f"unknown export format(s) {', '.join(map(repr, bad))}; choose "
+                         f"from {', '.join(FORMATS)} (litert = tflite)")
     if not names:
-        raise InputDataError(None, f"no export format given; choose from {', '.join(FORMATS)}")
+        raise UsageError(f"no export format given; choose from {', '.join(FORMATS)}")
     return [f for f in FORMATS if f in names]
 
 
@@ -73,21 +73,21 @@ REQUIREMENTS: dict[str, tuple[str, ...]] = {
 
 
 def check_requirements(formats: Iterable[str]) -> None:
-    """InputDataError before any work when the backend is not TensorFlow or a module that one of
+    """UsageError before any work when the backend is not TensorFlow or a module that one of
     ``formats`` needs is not installed (the install command is named)."""
     import importlib.util
 
     from keras_seran.devices import backend
 
     if backend() != "tensorflow":
-        raise InputDataError(None, "export converts through TensorFlow and needs the tensorflow "
-                                   f"backend (this is {backend()}): run it with "
-                                   "KERAS_BACKEND=tensorflow")
+        raise UsageError("export converts through TensorFlow and needs the tensorflow "
+                         f"backend (this is {backend()}): run it with "
+                         "KERAS_BACKEND=tensorflow")
     missing = sorted({m for f in formats for m in REQUIREMENTS[f]
                       if importlib.util.find_spec(m) is None})
     if missing:
-        raise InputDataError(None, f"export to {', '.join(formats)} needs {', '.join(missing)} "
-                                   "(not installed): pip install 'keras-seran[tf,export]'")
+        raise UsageError(f"export to {', '.join(formats)} needs {', '.join(missing)} "
+                         "(not installed): pip install 'keras-seran[tf,export]'")
 
 
 def needs_calibration(formats: Iterable[str], tflite_variants: Iterable[str],
@@ -131,16 +131,6 @@ def check_out_dir(out_dir: str | Path, overwrite: bool = False,
                                            "bundle: choose another --out folder")
     ensure_writable_dir(out.parent, create=False)   # (or its nearest existing parent)
     return out
-
-
-def infer_scale(model) -> int:
-    """The SR factor of ``model`` from one forward pass on a small input."""
-    channels = model.inputs[0].shape[-1]
-    y = model(np.zeros((1, 12, 12, channels), np.float32), training=False)
-    scale = int(y.shape[1]) // 12
-    if scale < 1 or int(y.shape[1]) != 12 * scale:
-        raise ValueError(f"cannot infer an integer scale from output shape {tuple(y.shape)}")
-    return scale
 
 
 def sha256(path: str | Path) -> str:
@@ -190,9 +180,9 @@ def versions() -> dict[str, str | None]:
     import keras
     import tensorflow as tf
 
-    import keras_seran
+    from keras_seran import __version__
 
-    return {"keras_seran": keras_seran.__version__, "keras": keras.__version__,
+    return {"keras_seran": __version__, "keras": keras.__version__,
             "tensorflow": tf.__version__, "onnx": v("onnx"), "onnxruntime": v("onnxruntime"),
             "tf2onnx": v("tf2onnx"), "ai_edge_litert": v("ai-edge-litert"),
             "tensorrt": v("tensorrt", "tensorrt-cu12", "tensorrt-cu11"), "numpy": np.__version__,
@@ -205,9 +195,7 @@ def input_contract(model, scale: int, input_size: tuple[int, int] | None,
     h, w = input_size if input_size is not None else ("H", "W")
     out_h = h * scale if isinstance(h, int) else f"H*{scale}"
     out_w = w * scale if isinstance(w, int) else f"W*{scale}"
-    from keras_seran.inference.resolver import NETWORK_RANGE
-
-    lo, hi = parity.PERCENTILES
+    lo, hi = DEFAULT_PERCENTILES
     a, b = NETWORK_RANGE
     contract = {
         "input": {"name": INPUT_NAME, "shape": [1, h, w, channels], "dtype": "float32",

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _size(text: str | None):
-    from keras_seran.errors import InputDataError
+    from keras_seran.errors import UsageError
     from keras_seran.export.tensorrt_engine import parse_hw
 
     if text is None:
@@ -63,15 +63,14 @@ def _size(text: str | None):
     try:
         return parse_hw(text)
     except ValueError as exc:
-        raise InputDataError(None, f"--input-size: {exc}") from exc
+        raise UsageError(f"--input-size: {exc}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
-    from keras_seran.errors import InputDataError
+    from keras_seran.errors import ExportCheckError, InputDataError, UsageError
     from keras_seran.export import litert, onnx_export
     from keras_seran.export.bundle import (check_out_dir, check_requirements, needs_calibration,
                                            parse_formats)
-    from keras_seran.export.parity import ExportCheckError
     from keras_seran.export.tensorrt_engine import check_profiles, parse_profile
 
     # Everything that can be checked without TensorFlow is checked first: a bad argument never
@@ -103,16 +102,17 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--trt-profile shapes the TensorRT engines: add tensorrt to "
                              "--formats")
     except ValueError as exc:
-        raise InputDataError(None, str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     check_requirements(formats)
     check_out_dir(args.out, args.overwrite, inputs=[args.model, *([args.calibration] if
                                                                   args.calibration else [])])
     if args.calibration is not None and not Path(args.calibration).exists():
         raise InputDataError(args.calibration, "no such calibration volume")
 
-    from keras_seran.export.bundle import export_bundle, infer_scale
+    from keras_seran.contract import infer_scale
+    from keras_seran.export.bundle import export_bundle
     from keras_seran.export.parity import calibration_inputs
-    from keras_seran.pretrained import load_model
+    from keras_seran.registry import load_model
 
     say = (lambda msg: None) if args.quiet else (lambda msg: print(f"[export] {msg}", flush=True))
     model = load_model(args.model)

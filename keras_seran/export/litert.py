@@ -31,8 +31,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from keras_seran.export.parity import ExportCheckError, fit_to_size
-from keras_seran.export.savedmodel import INPUT_NAME, SIGNATURE, export_savedmodel
+from keras_seran.contract import INPUT_NAME, SIGNATURE
+from keras_seran.errors import ExportCheckError
+from keras_seran.export.parity import fit_to_size
+from keras_seran.export.savedmodel import export_savedmodel
 
 VARIANTS: tuple[str, ...] = ("float32", "float16", "dynamic_int8", "int8")
 

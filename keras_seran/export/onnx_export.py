@@ -21,8 +21,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from keras_seran.export.parity import ExportCheckError
-from keras_seran.export.savedmodel import INPUT_NAME, OUTPUT_NAME, input_spec, serving_fn
+from keras_seran.contract import INPUT_NAME
+from keras_seran.errors import ExportCheckError
+from keras_seran.export.savedmodel import input_spec, serving_fn
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
@@ -350,5 +351,4 @@ class OnnxRunner:
 
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET", "TENSORRT8_MAX_OPSET", "tensorrt_requirement", "TENSORRT_ONNX_OPS", "FORBIDDEN_OPS",
            "VARIANTS", "check_opset", "export_onnx", "quantize_qdq", "float_attention_nodes",
-           "tensorrt_problems", "assert_tensorrt_compatible", "onnx_op_types", "OnnxRunner",
-           "OUTPUT_NAME"]
+           "tensorrt_problems", "assert_tensorrt_compatible", "onnx_op_types", "OnnxRunner"]

@@ -27,16 +27,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from keras_seran.contract import DEFAULT_PERCENTILES, NETWORK_RANGE
 from keras_seran.data.degrade import bicubic_upscale, lr_hr_pairs
 from keras_seran.data.io import load_any
 from keras_seran.data.normalize import normalize
-from keras_seran.errors import InputDataError, KerasSeranError
-from keras_seran.inference.resolver import DEFAULT_PERCENTILES, NETWORK_RANGE
-
-
-class ExportCheckError(KerasSeranError, RuntimeError):
-    """An exported artifact failed a structural check (non-builtin LiteRT ops, ONNX ops that
-    TensorRT cannot parse, an invalid ONNX graph, a parity tolerance in ``strict`` mode)."""
+from keras_seran.errors import InputDataError
 
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -46,7 +41,6 @@ Runner = Callable[[np.ndarray], np.ndarray]
 CALIBRATION_SLICES: tuple[int, ...] = tuple(range(0, 12))
 PARITY_SLICES: tuple[int, ...] = (12, 13, 14, 15)
 SLAB_SLICE_AXIS = 1
-PERCENTILES = DEFAULT_PERCENTILES
 
 #: Acceptance per precision class. Float formats must match Keras pixel for pixel; reduced
 #: precision ones must stay close on average (``mean_abs_diff``, or ``max_abs_diff`` for fp16
@@ -96,7 +90,7 @@ def load_mr_slices(source: str | Path | None = None, axis: int | None = None,
     if not -vol.ndim <= int(axis) < vol.ndim:
         raise InputDataError(path, f"slice axis {axis} out of range for a {vol.ndim}D volume "
                                    f"of shape {vol.shape}")
-    vol = np.clip(normalize(vol, PERCENTILES, clip=False, path=path)[0], *NETWORK_RANGE)
+    vol = np.clip(normalize(vol, DEFAULT_PERCENTILES, clip=False, path=path)[0], *NETWORK_RANGE)
     slices = np.moveaxis(vol, axis, 0)
     if indices is not None:
         idx = [int(i) for i in indices]

@@ -1,7 +1,8 @@
 """TensorFlow SavedModel export with a named serving signature.
 
 The SavedModel has one signature, ``serving_default``: input ``lr`` float32 (B, H, W, 1) with
-dynamic batch, height and width, output ``sr`` float32 (B, H*s, W*s, 1). It is written with
+dynamic batch, height and width, output ``sr`` float32 (B, H*s, W*s, 1) (the names are
+:mod:`keras_seran.contract`'s). It is written with
 ``keras.export.ExportArchive`` (the machinery behind ``model.export(format="tf_saved_model")``)
 so that the input and output keep these names.
 """
@@ -12,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-SIGNATURE = "serving_default"
-INPUT_NAME = "lr"
-OUTPUT_NAME = "sr"
+from keras_seran.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE
 
 
 def serving_fn(model):

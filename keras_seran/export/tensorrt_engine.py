@@ -30,19 +30,21 @@ Profile = tuple[HW, HW, HW]
 #: Default optimization profile, LR (H, W): min, opt, max. x2 of 256 x 256 MR slices is opt.
 DEFAULT_PROFILES: tuple[Profile, ...] = (((16, 16), (128, 128), (256, 256)),)
 DEFAULT_WORKSPACE_MIB = 1024
-INPUT_NAME = "lr"
+INPUT_NAME = "lr"   # keras_seran.contract.INPUT_NAME, restated: this module loads standalone
 PRECISIONS = ("fp16", "int8")
 
 
 class TensorRTUnavailable(RuntimeError):
-    """TensorRT cannot build or run engines here (no ``tensorrt`` package or no CUDA GPU)."""
+    """TensorRT cannot build or run engines here (no ``tensorrt`` package or no CUDA GPU).
+
+    Not in :mod:`keras_seran.errors`: this module loads without the package (see above)."""
 
 
 def _check_error(message: str) -> Exception:
-    """:class:`keras_seran.export.parity.ExportCheckError`, or a RuntimeError when this module
-    runs standalone (a Jetson with TensorRT but without TensorFlow/Keras)."""
+    """:class:`keras_seran.errors.ExportCheckError`, or a RuntimeError when this module runs
+    standalone (a Jetson with TensorRT but without TensorFlow/Keras)."""
     try:
-        from keras_seran.export.parity import ExportCheckError
+        from keras_seran.errors import ExportCheckError
     except Exception:
         return RuntimeError(message)
     return ExportCheckError(message)

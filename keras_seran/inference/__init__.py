@@ -6,8 +6,9 @@
     img.to_filename("t1_sr.nii.gz")
 
 Modules: :mod:`.resolver` (SuperResolver), :mod:`.geometry` (affine/header of the upscaled
-grid), :mod:`.tiling` (overlapping tiles and blending), :mod:`.writer` (atomic writes and output
-checks), :mod:`.command` / :mod:`.demo` (``keras-seran predict`` / ``keras-seran demo``).
+grid), :mod:`.tiling` (overlapping tiles and blending), :mod:`.command` / :mod:`.demo`
+(``keras-seran predict`` / ``keras-seran demo``); results are written with
+:mod:`keras_seran.files`.
 Its submodules load lazily: importing it loads none of them (Keras itself loads with
 ``keras_seran``, which registers the layers).
 """
@@ -30,8 +31,6 @@ _LAZY = {
     "fov_centre": ("keras_seran.inference.geometry", "fov_centre"),
     "predict_tiled": ("keras_seran.inference.tiling", "predict_tiled"),
     "tile_size_for_memory": ("keras_seran.inference.tiling", "tile_size_for_memory"),
-    "save_nifti": ("keras_seran.inference.writer", "save_nifti"),
-    "check_output_path": ("keras_seran.inference.writer", "check_output_path"),
 }
 
 

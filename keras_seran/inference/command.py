@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_seran.devices import select_device
-from keras_seran.errors import InputDataError, KerasSeranError, OutputPathError
+from keras_seran.errors import InputDataError, KerasSeranError, OutputPathError, UsageError
 
 PROG = "keras-seran predict"
 
@@ -74,7 +74,7 @@ def plan_outputs(input_path: str | Path, output: str | Path, overwrite: bool = F
     output folder.
     """
     from keras_seran.data.io import find_volumes, is_nifti
-    from keras_seran.inference import writer
+    from keras_seran.files import ensure_writable_dir, output_for_input, same_file
 
     src = Path(input_path).expanduser()
     if not src.exists():
@@ -88,7 +88,7 @@ def plan_outputs(input_path: str | Path, output: str | Path, overwrite: bool = F
         if out_dir.exists() and not out_dir.is_dir():
             raise OutputPathError(out_dir, "input is a folder, so the output must be a folder, "
                                            "not a file")
-        if out_dir.exists() and writer.same_file(out_dir, src):
+        if out_dir.exists() and same_file(out_dir, src):
             raise OutputPathError(out_dir, "output folder is the input folder; the inputs would "
                                            "be overwritten; choose another output folder")
         # an output folder inside the input folder: its files (earlier results) are not inputs
@@ -101,9 +101,9 @@ def plan_outputs(input_path: str | Path, output: str | Path, overwrite: bool = F
         if not is_nifti(src):
             raise InputDataError(src, f"not a NIfTI file (suffix {''.join(src.suffixes) or 'none'}; "
                                       "expected .nii or .nii.gz); convert it first (e.g. dcm2niix)")
-        pairs = [(src, writer.output_for_input(src, output))]
+        pairs = [(src, output_for_input(src, output))]
     for f, o in pairs:
-        if writer.same_file(f, o):
+        if same_file(f, o):
             raise OutputPathError(o, "output is the input file; refusing to overwrite the input, "
                                      "choose another output path")
     existing = [o for _, o in pairs if o.exists()]
@@ -111,7 +111,7 @@ def plan_outputs(input_path: str | Path, output: str | Path, overwrite: bool = F
         more = f" (and {len(existing) - 1} more output file(s))" if len(existing) > 1 else ""
         raise OutputPathError(existing[0], f"output exists{more}; pass --overwrite to replace")
     for d in sorted({o.parent for _, o in pairs}):
-        writer.ensure_writable_dir(d, create=False)     # made when the first file is written
+        ensure_writable_dir(d, create=False)     # made when the first file is written
     for _, o in pairs:
         if o.is_dir():
             raise OutputPathError(o, "is an existing folder, not a file")
@@ -173,16 +173,16 @@ def format_summary(s: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.batch_size < 1:
-        raise InputDataError(None, f"--batch-size must be at least 1, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.overlap < 0:
-        raise InputDataError(None, f"--overlap must be 0 or more, got {args.overlap}")
+        raise UsageError(f"--overlap must be 0 or more, got {args.overlap}")
     if args.tile_size is not None and args.tile_size <= args.overlap:
-        raise InputDataError(None, f"--tile-size {args.tile_size} must be larger than --overlap "
-                                   f"{args.overlap}")
+        raise UsageError(f"--tile-size {args.tile_size} must be larger than --overlap "
+                         f"{args.overlap}")
     if args.max_memory is not None and not (math.isfinite(args.max_memory)
                                             and args.max_memory > 0):
-        raise InputDataError(None, f"--max-memory must be a finite positive number of MB, got "
-                                   f"{args.max_memory}")
+        raise UsageError(f"--max-memory must be a finite positive number of MB, got "
+                         f"{args.max_memory}")
     from keras_seran.inference.resolver import check_output_dtype
 
     check_output_dtype(args.output_dtype, what="--output-dtype")

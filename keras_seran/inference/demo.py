@@ -55,12 +55,12 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
     ``psnr_seran``, ``ssim_bicubic``, ``ssim_seran``, ``psnr_nearest`` (mean over the slices) and
     the same with ``_mid`` for the middle slice; plus ``seconds`` and ``scale``.
     """
-    from keras_seran import samples
-    from keras_seran.errors import InputDataError
+    from keras_seran import files, samples
     from keras_seran.data.degrade import bicubic_downscale, bicubic_upscale, crop_to_multiple
     from keras_seran.data.io import load_volume
     from keras_seran.data.normalize import fit_normalization
-    from keras_seran.inference import geometry, writer
+    from keras_seran.errors import InputDataError
+    from keras_seran.inference import geometry
     from keras_seran.inference.resolver import SuperResolver
     from keras_seran.metrics import psnr, ssim
 
@@ -78,7 +78,7 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
         raise InputDataError(model if isinstance(model, (str, Path)) else None,
                              f"model upscales by {resolver.scale}, not by --scale {s}")
 
-    out = writer.ensure_writable_dir(out_dir)
+    out = files.ensure_writable_dir(out_dir)
     lr_path = out / f"t1_slab_lr_x{s}.nii.gz"
     sr_path = out / f"t1_slab_seran_x{s}.nii.gz"
     png_path = out / f"t1_slab_compare_x{s}.png"
@@ -90,10 +90,10 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
     lr_slices = bicubic_downscale(hr_slices, s)                         # (N, H/s, W/s)
     lr = np.ascontiguousarray(np.moveaxis(lr_slices, 0, SLICE_AXIS), dtype=np.float32)
     lr_img = geometry.downscaled_image(lr, hr_vol.affine, hr_vol.header, s, SLICE_AXIS)
-    writer.save_nifti(lr_img, lr_path)
+    files.save_nifti(lr_img, lr_path)
 
     sr_img = resolver.predict_volume(lr_path, axis=SLICE_AXIS, progress=progress)
-    writer.save_nifti(sr_img, sr_path)
+    files.save_nifti(sr_img, sr_path)
     sr_slices = np.moveaxis(np.asarray(sr_img.dataobj, dtype=np.float32), SLICE_AXIS, 0)
     bic_slices = bicubic_upscale(lr_slices, s)
     near_slices = np.repeat(np.repeat(lr_slices, s, axis=1), s, axis=2)
@@ -154,7 +154,7 @@ def _write_figure(path: Path, s: int, hr_mid: np.ndarray, est: dict, mid: int, r
     # A bare Figure renders with the Agg canvas: no pyplot, no GUI backend, no global state.
     from matplotlib.figure import Figure
 
-    from keras_seran.inference import writer
+    from keras_seran import files
 
     panels = [
         (f"LR x1/{s} (nearest)", est["nearest"][mid], r["psnr_nearest_mid"], r["ssim_nearest_mid"]),
@@ -171,7 +171,7 @@ def _write_figure(path: Path, s: int, hr_mid: np.ndarray, est: dict, mid: int, r
         ax.axis("off")
     fig.suptitle(f"SERAN x{s} on a real T1 slice (bundled sample, slice {mid} of the slab)",
                  fontsize=12)
-    writer.save_figure(fig, path, dpi=100)
+    files.save_figure(fig, path, dpi=100)
 
 
 def run(args: argparse.Namespace) -> int:

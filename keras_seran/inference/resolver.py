@@ -15,44 +15,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import keras
 import numpy as np
 
-from keras_seran.errors import InputDataError
+from keras_seran.contract import DEFAULT_PERCENTILES, NETWORK_RANGE, infer_scale, input_channels
+from keras_seran.errors import InputDataError, UsageError
 from keras_seran.inference import geometry, tiling
 from keras_seran.inference.runner import batch_runner
 
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_OVERLAP = 16          # LR pixels shared by neighbouring tiles
-DEFAULT_PERCENTILES = (0.5, 99.5)
 MIN_TILE = 64                 # smallest tile a memory budget may choose (global attention: see tiling)
 IN_MEMORY = "<in-memory image>"
-#: Normalised intensities the network is given; what lies beyond bypasses it (bicubic). Real
-#: LR volumes stay (almost) inside (bundled slab: -0.02 to 1.40; another scanner's T1: -0.05 to
-#: 1.57, 8 voxels in a million beyond), so their results are the network's; a spike (a voxel
-#: many times brighter than the tissue) enters the network at 1.5 at most. SERA's image-wide
-#: attention is steeply sensitive to single bright voxels: one voxel of a real 128x128 T1 slice
-#: set to 1.5 / 2 / 3 (beside tissue at ~0.5) moves the far side of the bundled x2 output by
-#: 0.06 / 0.3 / 1 % of the range on average; fed unclipped, a 50x spike moves it by 9 %.
-NETWORK_RANGE = (-0.5, 1.5)
-
-
-def _infer_scale(model: Any) -> int:
-    """Upscaling factor of an (N, H, W, 1) -> (N, H*s, W*s, 1) model, from one small forward pass."""
-    probe = np.zeros((1, 12, 12, 1), dtype=np.float32)
-    out = model(probe, training=False)
-    if isinstance(out, (dict, list, tuple)):
-        raise ValueError(f"model {getattr(model, 'name', model)!r} has several outputs (built with "
-                         "return_attention=True?); give SuperResolver the SR network alone, "
-                         "e.g. seran(...) without return_attention")
-    out = keras.ops.convert_to_numpy(out)                             # any backend
-    if out.ndim != 4 or out.shape[-1] != 1:
-        raise ValueError(f"model {getattr(model, 'name', model)!r} maps (1, 12, 12, 1) to "
-                         f"{out.shape}; expected (1, 12 s, 12 s, 1) (a grayscale SR network)")
-    sh, sw = out.shape[1] / 12, out.shape[2] / 12
-    if sh != sw or sh != int(sh) or sh < 1:
-        raise ValueError(f"model output {out.shape[1:3]} is not an integer upscaling of (12, 12)")
-    return int(sh)
 
 
 class SuperResolver:
@@ -81,7 +54,11 @@ class SuperResolver:
                  clip_output: bool = True, self_ensemble: bool = False):
         self.model = model
         self._forward = batch_runner(model)   # (B, h, w) -> (B, h*s, w*s), one pass
-        inferred = _infer_scale(model)
+        if input_channels(model) != 1:
+            raise ValueError(f"model {getattr(model, 'name', model)!r} takes "
+                             f"{input_channels(model)} channels; SuperResolver needs a "
+                             "grayscale SR network (N, H, W, 1) -> (N, H*s, W*s, 1)")
+        inferred = infer_scale(model)
         if scale is not None and int(scale) != inferred:
             raise ValueError(f"model {getattr(model, 'name', '')!r} upscales by {inferred}, "
                              f"not by the requested scale {scale}")
@@ -104,16 +81,19 @@ class SuperResolver:
 
     @classmethod
     def from_pretrained(cls, scale: int = 2, preset: str = "small", arch: str = "seran",
-                        **kwargs: Any) -> "SuperResolver":
-        """The bundled pretrained weights for ``scale`` (2, 3 or 4); no network access."""
-        from keras_seran.pretrained import load_pretrained
+                        degradation: str = "bicubic", **kwargs: Any) -> "SuperResolver":
+        """The bundled pretrained weights for ``scale`` (2, 3 or 4), trained on ``degradation``
+        ("bicubic", the paper's; "kspace", a scanner's lower-resolution acquisition): see
+        :mod:`keras_seran.registry`. No network access."""
+        from keras_seran.registry import load_pretrained
 
-        return cls(load_pretrained(scale, arch=arch, preset=preset), scale=scale, **kwargs)
+        return cls(load_pretrained(scale, arch=arch, preset=preset, degradation=degradation),
+                   scale=scale, **kwargs)
 
     @classmethod
     def from_file(cls, path: str | Path, scale: int | None = None, **kwargs: Any) -> "SuperResolver":
         """A saved ``.keras`` model (or a bundled name such as ``"x2"``)."""
-        from keras_seran.pretrained import load_model
+        from keras_seran.registry import load_model
 
         model = load_model(path)
         try:
@@ -124,17 +104,19 @@ class SuperResolver:
     @classmethod
     def from_spec(cls, spec: str | Path | None, scale: int | None = None, **kwargs: Any
                   ) -> "SuperResolver":
-        """``None`` -> pretrained weights for ``scale`` (default 2); ``"x3"`` -> bundled x3; a path -> file."""
-        from keras_seran.pretrained import parse_name
+        """``None`` -> pretrained weights for ``scale`` (default 2); a bundled name (``"x3"``,
+        ``"edsr-x4"``, ``"x2-kspace"``) -> those weights; a path -> that file."""
+        from keras_seran.registry import parse
 
         if spec is None:
             return cls.from_pretrained(scale or 2, **kwargs)
-        named = parse_name(str(spec))
+        named = parse(spec)
         if named is not None and not Path(str(spec)).exists():
-            if scale is not None and int(scale) != named:
-                raise InputDataError(None, f"--model {spec} upscales by {named} but --scale {scale} "
-                                           "was asked; drop one of them or make them agree")
-            return cls.from_pretrained(named, **kwargs)
+            if scale is not None and int(scale) != named.scale:
+                raise UsageError(f"--model {spec} upscales by {named.scale} but --scale {scale} "
+                                 "was asked; drop one of them or make them agree")
+            return cls.from_pretrained(named.scale, named.preset, named.arch, named.degradation,
+                                       **kwargs)
         return cls.from_file(spec, scale=scale, **kwargs)
 
     # ----------------------------------------------------------------------------------------
@@ -198,24 +180,24 @@ class SuperResolver:
         """Super-resolve one 2D image in any intensity range: (H, W) -> (H*s, W*s) float32, same units.
 
         The slice is normalised by its own robust percentiles, run through the network and mapped
-        back. Raises InputDataError for a non-2D, empty or non-finite array.
+        back. Raises UsageError for a non-2D, empty or non-finite array.
         """
         a = np.asarray(arr2d)
         if a.ndim != 2:
-            raise InputDataError(None, f"predict_slice expects one 2D image (H, W), got shape "
-                                       f"{a.shape}; for a 3D volume use predict_volume()")
+            raise UsageError(f"predict_slice expects one 2D image (H, W), got shape "
+                             f"{a.shape}; for a 3D volume use predict_volume()")
         if a.size == 0:
-            raise InputDataError(None, f"empty image of shape {a.shape}")
+            raise UsageError(f"empty image of shape {a.shape}")
         if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
-            raise InputDataError(None, f"image of dtype {a.dtype} is not real-valued")
+            raise UsageError(f"image of dtype {a.dtype} is not real-valued")
         if not np.isfinite(a).all():
             bad = int(a.size - np.count_nonzero(np.isfinite(a)))
-            raise InputDataError(None, f"image contains {bad} NaN/Inf value(s); replace them "
-                                       "(e.g. np.nan_to_num) first")
+            raise UsageError(f"image contains {bad} NaN/Inf value(s); replace them "
+                             "(e.g. np.nan_to_num) first")
         big = float(np.abs(a).max())
         if big > float(np.finfo(np.float32).max):
-            raise InputDataError(None, f"image values reach {big:.3g}, beyond the float32 range "
-                                       "the network computes in; rescale the image first")
+            raise UsageError(f"image values reach {big:.3g}, beyond the float32 range "
+                             "the network computes in; rescale the image first")
         a = a.astype(np.float32)
         s = self.scale
         lo, hi = float(a.min()), float(a.max())
@@ -269,9 +251,9 @@ class SuperResolver:
                                            batch_size=1, minimum=1)
         tile = max(tiling.balanced_tile(shape2d, side, overlap), MIN_TILE)
         if tile <= overlap:
-            raise InputDataError(None, f"a memory budget of {max_memory_mb:g} MB allows tiles of "
-                                       f"{tile} px, not larger than the overlap {overlap}; raise "
-                                       "--max-memory or lower --overlap")
+            raise UsageError(f"a memory budget of {max_memory_mb:g} MB allows tiles of "
+                             f"{tile} px, not larger than the overlap {overlap}; raise "
+                             "--max-memory or lower --overlap")
         if side < MIN_TILE:
             import warnings
 
@@ -348,16 +330,16 @@ class SuperResolver:
         ``overwrite``). ``volume``: the input already loaded (a Volume). Returns a summary dict
         (paths, shapes, voxel sizes, axis, seconds).
         """
-        from keras_seran.inference import writer
+        from keras_seran import files
 
         t0 = time.perf_counter()
-        out = writer.check_output_path(output_path, input_path, overwrite)
+        out = files.check_output_path(output_path, input_path, overwrite)
         vol = as_volume(volume if volume is not None else input_path)
         kwargs.setdefault("axis", None)
         axis = kwargs["axis"] if kwargs["axis"] is not None else _slice_axis(vol)
         kwargs["axis"] = axis
         result = self.predict_volume(vol, **kwargs)
-        writer.save_nifti(result, out)
+        files.save_nifti(result, out)
         return {
             "input": str(input_path), "output": str(out), "axis": int(axis),
             "shape_in": tuple(vol.data.shape), "shape_out": tuple(result.shape),
@@ -407,8 +389,7 @@ def as_volume(img: Any):
             raise InputDataError(path, f"image holds {dtype} voxels (complex or RGB), not "
                                        "real-valued intensities")
         a = np.asarray(img.dataobj, dtype=np.float32)
-        a = io._squeeze_to_3d(a, path)
-        io._check_array(a, path)
+        a = io.volume_array(a, path)
         zooms = tuple(float(z) for z in geometry.voxel_sizes(img.affine))
         header = getattr(img, "header", None)
         if header is not None and len(header.get_zooms()) >= 3:
@@ -425,7 +406,7 @@ NIFTI_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", 
 
 
 def check_output_dtype(output_dtype: Any, what: str = "output dtype") -> Any:
-    """None, "input", or the numpy dtype of a NIfTI-storable real type; else InputDataError
+    """None, "input", or the numpy dtype of a NIfTI-storable real type; else UsageError
     (checked before any work: the command line calls it, ``what="--output-dtype"``, before
     loading the model)."""
     if output_dtype is None or (isinstance(output_dtype, str) and output_dtype == "input"):
@@ -435,8 +416,8 @@ def check_output_dtype(output_dtype: Any, what: str = "output dtype") -> Any:
     except TypeError:
         dt = None
     if dt is None or dt.name not in NIFTI_DTYPES:
-        raise InputDataError(None, f"{what} {output_dtype!r}: choose 'input' or one of "
-                                   f"{', '.join(NIFTI_DTYPES)}")
+        raise UsageError(f"{what} {output_dtype!r}: choose 'input' or one of "
+                         f"{', '.join(NIFTI_DTYPES)}")
     return dt
 
 

@@ -166,10 +166,9 @@ def check_resume(args, saved: dict, data_cfg: DataConfig, train_cfg: TrainConfig
 
 def run(args) -> int:
     from keras_seran.data.degrade import resolve_lr_mode
-    from keras_seran.errors import InputDataError
+    from keras_seran.errors import InputDataError, UsageError
     from keras_seran.training import train
-    from keras_seran.training.callbacks import read_state
-    from keras_seran.training.trainer import RUN_CONFIG, describe_sources, load_run_config
+    from keras_seran.runs import RUN_CONFIG, describe_sources, load_run_config, read_state
 
     saved = load_run_config(args.out) if args.resume else None
     data_cfg, train_cfg = resolve_configs(args, saved)
@@ -188,7 +187,7 @@ def run(args) -> int:
         if getattr(args, key) is None:
             setattr(args, key, default)
     if not data:
-        raise InputDataError(None, "no training data: pass --data FOLDER_OR_GLOB")
+        raise UsageError("no training data: pass --data FOLDER_OR_GLOB")
     try:   # the pipeline's own rule, checked before anything is written
         resolve_lr_mode("auto", data_cfg.degradation, data_cfg.contrast_augment)
     except ValueError as exc:

@@ -38,14 +38,14 @@ def min_patch_size(scale: int) -> int:
 
 
 def check_patch_size(data: DataConfig, scale: int) -> None:
-    """InputDataError naming the minimum when ``data.patch_size`` is too small for the metrics
+    """UsageError naming the minimum when ``data.patch_size`` is too small for the metrics
     at ``scale`` (checked before a run starts, not as a traceback in its first step)."""
     minimum = min_patch_size(scale)
     if data.patch_size < minimum:
-        from keras_seran.errors import InputDataError
+        from keras_seran.errors import UsageError
 
         hr = data.patch_size * scale
-        raise InputDataError(None, f"patch_size {data.patch_size} is too small at x{scale}: its "
-                                   f"{hr}-pixel HR patch, cropped by {scale} pixels per side for "
-                                   f"PSNR/SSIM, is under SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} "
-                                   f"window; use a patch size >= {minimum} (--patch-size)")
+        raise UsageError(f"patch_size {data.patch_size} is too small at x{scale}: its "
+                         f"{hr}-pixel HR patch, cropped by {scale} pixels per side for "
+                         f"PSNR/SSIM, is under SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} "
+                         f"window; use a patch size >= {minimum} (--patch-size)")

@@ -17,14 +17,12 @@ from typing import Any
 import keras
 
 from keras_seran.config import (MIXED_PRECISION_KINDS, TRAINABLE_ARCHS, DataConfig,
-                                TrainConfig, to_dict, upgrade_saved_run)
+                                TrainConfig, to_dict)
 from keras_seran.devices import backend, has_tensorflow
-from keras_seran.errors import OutputPathError
-from keras_seran.training.callbacks import (LAST, STATE_FILE, RunCheckpoint, atomic_write_json,
-                                            read_json, read_state, trim_log)
+from keras_seran.runs import (LAST, LOG, RUN_CONFIG, TENSORBOARD, describe_sources,
+                              prepare_run_dir, record_resume, trim_log, write_run_config)
+from keras_seran.training.callbacks import RunCheckpoint
 from keras_seran.training.optim import check_patch_size, compile_model
-
-RUN_CONFIG = "run_config.json"
 
 
 def build_model(arch: str, scale: int, preset: str) -> keras.Model:
@@ -79,14 +77,14 @@ def _dtype_policy(mixed: bool | str):
 
 
 def check_backend(train_cfg: TrainConfig) -> None:
-    """InputDataError when ``train_cfg`` asks for what the running backend lacks: multi-GPU
+    """UsageError when ``train_cfg`` asks for what the running backend lacks: multi-GPU
     training is ``tf.distribute.MirroredStrategy`` (TensorFlow backend only)."""
     if train_cfg.distribute and backend() != "tensorflow":
-        from keras_seran.errors import InputDataError
+        from keras_seran.errors import UsageError
 
-        raise InputDataError(None, "--multi-gpu uses tf.distribute.MirroredStrategy, which needs "
-                                   f"the tensorflow backend (this is {backend()}); "
-                                   "train on one GPU, or with KERAS_BACKEND=tensorflow")
+        raise UsageError("--multi-gpu uses tf.distribute.MirroredStrategy, which needs "
+                         f"the tensorflow backend (this is {backend()}); "
+                         "train on one GPU, or with KERAS_BACKEND=tensorflow")
 
 
 def _strategy_scope(distribute: bool):
@@ -95,42 +93,6 @@ def _strategy_scope(distribute: bool):
     import tensorflow as tf
 
     return tf.distribute.MirroredStrategy().scope()
-
-
-def prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
-    """Check the run directory: the saved state when resuming; refuse to clobber a checkpoint.
-
-    A checkpoint is the pair last.keras + training_state.json. When only one of them is there
-    (a run killed between the two writes of its first checkpoint, a file deleted by hand) it can
-    be neither resumed nor overwritten: the error names the file that is there and says which to
-    delete to start afresh, so no state leaves the user stuck.
-    """
-    if run_dir.exists() and not run_dir.is_dir():
-        raise OutputPathError(run_dir, "is a file, not a run directory; choose another --out")
-    has_last, has_state = (run_dir / LAST).exists(), (run_dir / STATE_FILE).exists()
-    if has_last != has_state:
-        there, missing = (LAST, STATE_FILE) if has_last else (STATE_FILE, LAST)
-        verb = "resumed" if resume else "overwritten"
-        raise OutputPathError(run_dir, f"holds {there} but no {missing}: an incomplete "
-                                       f"checkpoint, which cannot be {verb}; delete {there} to "
-                                       "start a fresh run here (without --resume), or choose "
-                                       "another --out")
-    if resume:
-        if not has_last:
-            raise OutputPathError(run_dir, f"nothing to resume: no {LAST} or {STATE_FILE} here; "
-                                           "start a fresh run (without --resume)")
-        return read_state(run_dir)
-    if has_last:
-        raise OutputPathError(run_dir, "already holds a training checkpoint; pass --resume to "
-                                       "continue it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    probe = run_dir / ".write-test"
-    try:
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputPathError(run_dir, f"cannot write here ({exc.strerror})") from None
-    return None
 
 
 def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *,
@@ -166,7 +128,7 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
             run_dir.rmdir()
         raise
     if state is not None:
-        trim_log(run_dir / "log.csv", initial_epoch)
+        trim_log(run_dir / LOG, initial_epoch)
         if (run_dir / RUN_CONFIG).exists():
             record_resume(run_dir, train_cfg, initial_epoch, sources)
     monitor = "val_psnr" if val_ds is not None else "psnr"
@@ -174,12 +136,12 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     callbacks = [
         RunCheckpoint(run_dir, every=train_cfg.checkpoint_every_epochs, monitor=monitor,
                       best=None if state is None else state.get("best")),
-        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=state is not None),
+        keras.callbacks.CSVLogger(str(run_dir / LOG), append=state is not None),
     ]
     if tensorboard and not has_tensorflow():
         print("TensorBoard logs need TensorFlow (not installed): skipped; log.csv has the metrics")
     elif tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"),
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD),
                                                      write_graph=False))
     if train_cfg.early_stop_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor, mode="max",
@@ -225,7 +187,7 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
         else:
             model = build_model(arch, scale, preset)
             if init_from is not None:
-                from keras_seran.pretrained import load_model
+                from keras_seran.registry import load_model
 
                 copied = transfer_weights(model, load_model(init_from))
                 if not copied:
@@ -237,12 +199,12 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
                 print(f"initialised {len(copied)} of {len(model.layers)} layers from {init_from}")
             model = compile_model(model, train_cfg, scale)
             initial_epoch = 0
-            atomic_write_json({"arch": arch, "preset": preset, "scale": scale,
-                               "sources": describe_sources(sources),
-                               "data": to_dict(data), "train": to_dict(train_cfg),
-                               "init_from": None if init_from is None else str(init_from),
-                               "keras": keras.__version__, "started": time.strftime("%F %T")},
-                              run_dir / RUN_CONFIG)
+            write_run_config(run_dir, {
+                "arch": arch, "preset": preset, "scale": scale,
+                "sources": describe_sources(sources), "data": to_dict(data),
+                "train": to_dict(train_cfg),
+                "init_from": None if init_from is None else str(init_from),
+                "keras": keras.__version__, "started": time.strftime("%F %T")})
     return model, initial_epoch, datasets
 
 
@@ -259,34 +221,3 @@ def load_checkpoint(path: Path) -> keras.Model:
         raise InputDataError(path, f"cannot load the checkpoint ({type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0] if str(exc) else ''}); it is "
                                    "damaged: restore it or start a new run") from None
-
-
-def load_run_config(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / RUN_CONFIG
-    if not path.exists():
-        raise OutputPathError(run_dir, f"not a training run directory (no {RUN_CONFIG})")
-    return upgrade_saved_run(read_json(path, "the run's settings"))
-
-
-def record_resume(run_dir: str | Path, train_cfg: TrainConfig, epoch: int,
-                  sources: Any = None) -> None:
-    """Write the settings a resumed run continues with into ``run_config.json`` (the train
-    section, and the data sources when they moved; the data settings and the model cannot
-    change on resume) and note when it was resumed and from which sources."""
-    path = Path(run_dir) / RUN_CONFIG
-    saved = load_run_config(run_dir)
-    saved["train"] = to_dict(train_cfg)
-    entry = {"at_epoch": int(epoch), "time": time.strftime("%F %T")}
-    described = describe_sources(sources) if sources is not None else None
-    if described is not None and described != saved.get("sources"):
-        entry["previous_sources"] = saved.get("sources")
-        saved["sources"] = described
-    saved.setdefault("resumed", []).append(entry)
-    atomic_write_json(saved, path)
-
-
-def describe_sources(sources: Any) -> Any:
-    """The JSON form of ``sources`` in run_config.json."""
-    if isinstance(sources, (list, tuple)):
-        return [str(s) for s in sources]
-    return "<array>" if hasattr(sources, "shape") else str(sources)

@@ -13,7 +13,7 @@ from keras_seran.data.io import parse_ixi_name
 from keras_seran.data.normalize import normalize
 from keras_seran.data.slices import (extract_slices, load_slice_sets, split_single_volume,
                                      split_volumes)
-from keras_seran.errors import InputDataError
+from keras_seran.errors import InputDataError, UsageError
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_split_single_volume_contiguous_with_gap():
     with pytest.warns(UserWarning, match="gap reduced"):
         tr, va = split_single_volume(6, 0.2, gap=8)
     assert len(tr) >= 1 and tr.max() < va.min()
-    with pytest.raises(InputDataError, match="too few"):
+    with pytest.raises(UsageError, match="too few"):
         split_single_volume(1, 0.5, gap=0)
 
 
@@ -98,7 +98,7 @@ def test_ixi_folder_split_by_subject(ixi_dir):
     listed = load_slice_sets(files, 2, DataConfig(slice_axis=1, patch_size=24, contrast="T2"))
     assert sorted(listed[0].source_files + listed[1].source_files) == sorted(
         t2[0].source_files + t2[1].source_files)
-    with pytest.raises(InputDataError, match="'PD'"):
+    with pytest.raises(UsageError, match="'PD'"):
         load_slice_sets(files, 2, DataConfig(slice_axis=1, patch_size=24, contrast="PD"))
 
 

@@ -82,7 +82,7 @@ def full_bundle(trained_tiny, tmp_path_factory):
 def pretrained_small_bundle(tmp_path_factory):
     """(bundle dir, manifest): the bundled SERAN small x2 weights, every format and precision."""
     from keras_seran.export import export_bundle
-    from keras_seran.pretrained import load_pretrained
+    from keras_seran.registry import load_pretrained
 
     out = tmp_path_factory.mktemp("bundles") / "small_x2"
     manifest = export_bundle(load_pretrained(2), out, "savedmodel,tflite,onnx,tensorrt",

@@ -38,7 +38,7 @@ def test_manifest_contract_and_versions(full_bundle):
     assert m["scale"] == 2
     c = m["input_contract"]
     assert c["input"]["name"] == "lr" and c["input"]["dtype"] == "float32"
-    from keras_seran.inference.resolver import NETWORK_RANGE
+    from keras_seran.contract import NETWORK_RANGE
 
     assert c["input"]["shape"] == [1, "H", "W", 1]
     assert c["input"]["range"] == c["output"]["range"] == list(NETWORK_RANGE)
@@ -240,7 +240,7 @@ def test_pretrained_small_preset_meets_every_tolerance(pretrained_small_bundle):
 def test_missing_export_modules_are_named_before_any_work(monkeypatch):
     import importlib.util
 
-    from keras_seran.errors import InputDataError
+    from keras_seran.errors import UsageError
     from keras_seran.export.bundle import check_requirements
 
     check_requirements(["savedmodel", "tflite", "onnx", "tensorrt"])   # all installed here
@@ -249,8 +249,8 @@ def test_missing_export_modules_are_named_before_any_work(monkeypatch):
                         lambda name, *a: None if name in ("tf2onnx", "onnxruntime")
                         else find_spec(name, *a))
     check_requirements(["savedmodel", "tflite"])                       # need neither
-    with pytest.raises(InputDataError, match=r"export to onnx needs onnxruntime, tf2onnx \(not "
-                                             r"installed\): pip install 'keras-seran\[tf,export\]'"):
+    with pytest.raises(UsageError, match=r"export to onnx needs onnxruntime, tf2onnx \(not "
+                                         r"installed\): pip install 'keras-seran\[tf,export\]'"):
         check_requirements(["onnx"])
 
 

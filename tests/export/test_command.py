@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from keras_seran.errors import InputDataError, KerasSeranError, OutputPathError
+from keras_seran.errors import InputDataError, KerasSeranError, OutputPathError, UsageError
 from keras_seran.export import command
 
 
@@ -66,7 +66,7 @@ def test_missing_model_file(tmp_path):
 
 def test_unknown_format(tmp_path):
     out = tmp_path / "b"
-    with pytest.raises(InputDataError, match="'coreml'") as err:
+    with pytest.raises(UsageError, match="'coreml'") as err:
         command.run(_args("x2", "--out", out, "--formats", "savedmodel,coreml"))
     assert "savedmodel, tflite, onnx, tensorrt" in str(err.value)
     assert not out.exists()
@@ -75,7 +75,7 @@ def test_unknown_format(tmp_path):
 def test_bad_sizes_and_variants(tmp_path):
     for extra in (["--input-size", "big"], ["--tflite-variants", "int4"],
                   ["--trt-profile", "256x256:64x64:128x128"], ["--opset", "13"]):
-        with pytest.raises(InputDataError):
+        with pytest.raises(UsageError):
             command.run(_args("x2", "--out", tmp_path / "b", *extra))
     assert not (tmp_path / "b").exists()
 
@@ -97,7 +97,7 @@ def test_values_checked_before_export(tiny_keras_file, tmp_path):
                                           "--tflite-variants", "float32",
                                           "--onnx-variants", "float32"]}
     for expected, extra in cases.items():
-        with pytest.raises(InputDataError, match=expected):
+        with pytest.raises(KerasSeranError, match=expected):
             command.run(_args(tiny_keras_file, "--out", out, "--formats", "tflite,onnx", *extra))
     assert not (tmp_path / "new").exists()
 
@@ -157,10 +157,10 @@ def test_overwrite_replaces_only_a_bundle(tmp_path):
 
 def test_unwritable_place_for_the_bundle(tmp_path, monkeypatch):
     """The same folder check as predict's outputs (works as root too: os.access says no)."""
+    from keras_seran import files
     from keras_seran.export.bundle import check_out_dir
-    from keras_seran.inference import writer
 
-    monkeypatch.setattr(writer.os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(files.os, "access", lambda *a, **k: False)
     with pytest.raises(OutputPathError, match="not writable"):
         check_out_dir(tmp_path / "new" / "b")
     assert not (tmp_path / "new").exists()

@@ -61,7 +61,7 @@ def test_flex_ops_are_detected():
     import tensorflow as tf
 
     from keras_seran.export.litert import assert_builtin_only, non_builtin_ops, tflite_op_names
-    from keras_seran.export.parity import ExportCheckError
+    from keras_seran.errors import ExportCheckError
 
     @tf.function(input_signature=[tf.TensorSpec([1, 4, 4], tf.float32)])
     def f(x):

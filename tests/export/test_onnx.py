@@ -19,7 +19,7 @@ def _graph(op_type, inputs=("a", "b"), attrs=None, inits=(), opset=17):
 
 def test_einsum_is_rejected():
     from keras_seran.export.onnx_export import assert_tensorrt_compatible, tensorrt_problems
-    from keras_seran.export.parity import ExportCheckError
+    from keras_seran.errors import ExportCheckError
 
     m = _graph("Einsum", attrs={"equation": "ij,jk->ik"})
     assert any("Einsum" in p for p in tensorrt_problems(m))

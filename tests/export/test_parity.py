@@ -7,7 +7,7 @@ import pytest
 
 from keras_seran.errors import InputDataError
 from keras_seran.export import parity
-from keras_seran.inference.resolver import NETWORK_RANGE
+from keras_seran.contract import NETWORK_RANGE
 
 
 def test_mr_slices_are_real_t1_normalised_as_the_input_contract():

@@ -228,25 +228,25 @@ def test_unwritable_output_folder(small_lowres_file, tiny_keras_file, tmp_path, 
 
 def test_unwritable_output_check_without_permissions(tmp_path, monkeypatch):
     """The folder check itself (works as root too): os.access says no, or creating a file fails."""
+    from keras_seran import files
     from keras_seran.errors import OutputPathError
-    from keras_seran.inference import writer
 
-    monkeypatch.setattr(writer.os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(files.os, "access", lambda *a, **k: False)
     with pytest.raises(OutputPathError, match="not writable"):
-        writer.ensure_writable_dir(tmp_path)
+        files.ensure_writable_dir(tmp_path)
     monkeypatch.undo()
 
     def fail(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(writer.tempfile, "mkstemp", fail)
+    monkeypatch.setattr(files.tempfile, "mkstemp", fail)
     with pytest.raises(OutputPathError, match="Permission denied"):
-        writer.ensure_writable_dir(tmp_path)
+        files.ensure_writable_dir(tmp_path)
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch, lowres):
     """An error (or Ctrl-C) while writing removes the temporary file; the output never appears."""
-    from keras_seran.inference import writer
+    from keras_seran import files
 
     img = lowres.slicer[:, :, :2]
     real = nib.Nifti1Image.to_filename
@@ -257,7 +257,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch, lowres):
 
     monkeypatch.setattr(nib.Nifti1Image, "to_filename", half_then_fail)
     with pytest.raises(KeyboardInterrupt):
-        writer.save_nifti(img, tmp_path / "x.nii.gz")
+        files.save_nifti(img, tmp_path / "x.nii.gz")
     assert list_files(tmp_path) == []
 
 

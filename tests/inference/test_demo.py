@@ -7,7 +7,6 @@ import time
 
 import nibabel as nib
 import numpy as np
-import pytest
 from PIL import Image
 
 from keras_seran import samples
@@ -70,10 +69,7 @@ def test_demo_x3_crops_to_multiple(tmp_path):
 def test_demo_command_with_bundled_weights(tmp_path, capsys):
     """``keras-seran demo`` as shipped: bundled weights, under a minute on a CPU."""
     from keras_seran.cli import main
-    from keras_seran.pretrained import weights_path
 
-    if not weights_path(2).exists():
-        pytest.skip(f"bundled weights {weights_path(2).name} not trained/bundled yet")
     t0 = time.perf_counter()
     rc = main(["demo", "--out", str(tmp_path / "d")])
     out = capsys.readouterr().out
@@ -84,10 +80,10 @@ def test_demo_command_with_bundled_weights(tmp_path, capsys):
 
 
 def test_demo_without_weights_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    from keras_seran import pretrained
+    from keras_seran import registry
     from keras_seran.cli import main
 
-    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "no_weights")
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "no_weights")
     rc = main(["demo", "--out", str(tmp_path / "d")])
     err = capsys.readouterr().err
     assert rc == 2 and "seran_small_x2.weights.h5" in err and "weights" in err

@@ -104,10 +104,6 @@ def test_seran_tiled_close_to_whole(tiny_seran, slab):
 
 
 def test_pretrained_tiled_close_to_whole(slab):
-    from keras_seran.pretrained import weights_path
-
-    if not weights_path(2).exists():
-        pytest.skip(f"bundled weights {weights_path(2).name} not trained/bundled yet")
     r = SuperResolver.from_pretrained(2)
     sl = _real_slice(slab)[::2, ::2]           # a 128x128 LR slice of real T1
     whole = r.predict_slice(sl)

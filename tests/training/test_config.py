@@ -68,21 +68,3 @@ def test_mixed_precision_1_in_a_config_file_fails_before_the_run_dir(tmp_path, c
     err = capsys.readouterr().err
     assert rc == 2 and "mixed_precision" in err and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()
-
-
-def test_an_earlier_versions_run_config_still_loads(tmp_path):
-    """Values earlier versions accepted and saved as given (mixed_precision 1, 5.0 for an
-    integer, a contrast no file name carries) are read as what they meant, so --resume and
-    evaluate --run of such a run do not fail on "bad configuration"."""
-    from keras_seran.training.trainer import load_run_config
-
-    (tmp_path / "run_config.json").write_text(json.dumps({
-        "data": {"contrast_knots": 5.0, "contrast": "FLAIR", "patch_size": 24.0,
-                 "slice_axis": True, "contrast_augment": "0.5"},
-        "train": {"mixed_precision": 1, "epochs": 3.0, "clipnorm": math.inf}}))
-    saved = load_run_config(tmp_path)
-    data, train = DataConfig(**saved["data"]), TrainConfig(**saved["train"])
-    assert (data.contrast_knots, data.contrast, data.patch_size) == (5, None, 24)
-    assert (data.slice_axis, data.contrast_augment) == (1, 0.5)
-    assert train.mixed_precision is True and train.epochs == 3 and train.clipnorm is None
-    assert DataConfig(**load_run_config(tmp_path)["data"]) == data       # stable

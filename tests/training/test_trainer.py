@@ -18,7 +18,7 @@ from keras_seran import samples
 from keras_seran.cli import main
 from keras_seran.config import TrainConfig
 from keras_seran.training import step_schedule
-from keras_seran.training.callbacks import LAST, STATE_FILE
+from keras_seran.runs import LAST, STATE_FILE
 
 STEPS = 4
 TRAIN_ARGS = ["train", "--data", str(samples.T1_AXIAL_SLAB), "--scale", "2", "--preset", "tiny",

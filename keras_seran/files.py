@@ -1,21 +1,23 @@
-"""Writing results safely: output path checks and atomic NIfTI/PNG writes (no TensorFlow).
+"""File safety: atomic writes and output checks, for every file the package writes (no TensorFlow).
 
 Every file is first written to a hidden temporary file in the destination folder and then moved
 into place with ``os.replace`` (atomic on one file system): the output appears only once it is
 complete, and a failure (or Ctrl-C, or SIGTERM under the command line) leaves nothing behind,
 not even the folders made for it. The input is never overwritten, and an existing output only
-with ``overwrite=True``.
+with ``overwrite=True``. Writers: :func:`save_nifti`, :func:`save_figure`,
+:func:`atomic_save_model`, :func:`atomic_write_json`, and :func:`atomic_path` for anything else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from keras_seran.errors import OutputPathError
+from keras_seran.errors import InputDataError, OutputPathError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -192,6 +194,32 @@ def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> Path:
     with atomic_path(dest) as tmp:
         fig.savefig(str(tmp), format=dest.suffix.lstrip(".") or "png", **kwargs)
     return dest
+
+
+def atomic_save_model(model: Any, path: str | Path) -> None:
+    """Save a Keras model (``.keras``) so that ``path`` is either the old file or the complete
+    new one."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def atomic_write_json(data: dict, path: str | Path) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: str | Path, what: str, advice: str) -> dict:
+    """The JSON object in ``path``; InputDataError naming the file, ``what`` it holds and the
+    ``advice`` when it cannot be read or holds no object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputDataError(path, f"{what} cannot be read ({type(exc).__name__}: {exc}); "
+                                   f"{advice}") from None
+    if not isinstance(data, dict):
+        raise InputDataError(path, f"{what} is not a JSON object; {advice}")
+    return data
 
 
 def output_for_input(input_path: str | Path, output: str | Path) -> Path:
