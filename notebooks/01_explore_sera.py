@@ -38,7 +38,7 @@ import numpy as np
 from IPython.display import Markdown, display
 
 import keras_seran
-from keras_seran import pretrained, samples
+from keras_seran import registry, samples
 
 T0 = time.perf_counter()
 # KERAS_SERAN_SMALL=1: the quick version (tiny preset, few steps, few slices) the tests run.
@@ -48,7 +48,7 @@ print(
     f"keras_seran {keras_seran.__version__}, keras {keras.__version__} "
     f"({keras.backend.backend()}); small settings: {SMALL}"
 )
-print("bundled pretrained SERAN weights:", pretrained.available() or "none")
+print("bundled pretrained SERAN weights:", registry.available() or "none")
 
 
 # %%
@@ -104,7 +104,7 @@ display(Markdown("\n".join(table)))
 # ## The network we look at
 #
 # The bundled pretrained SERAN (`small` preset, trained on a real 1 mm T1 volume whose slices
-# around the bundled slab were held out) is used when `keras_seran.pretrained.available()` lists
+# around the bundled slab were held out) is used when `keras_seran.registry.available()` lists
 # ×2. When the package was installed without its weights, the next cell instead **trains the
 # `tiny` preset briefly** on the other bundled real T1 volume (`samples.T1_LOWRES`, another subject
 # and scanner) through the package's `train` — enough for the attention to become structured, not
@@ -114,10 +114,10 @@ display(Markdown("\n".join(table)))
 # %%
 from pathlib import Path
 
-if f"x{SCALE}" in pretrained.available():
-    model = pretrained.load_pretrained(SCALE)
-    best = pretrained.card(SCALE).get("best_val_psnr_during_training")
-    weights = pretrained.weights_path(SCALE).name
+if f"x{SCALE}" in registry.available():
+    model = registry.load_pretrained(SCALE)
+    best = registry.card(SCALE).get("best_val_psnr_during_training")
+    weights = registry.Bundled(scale=SCALE).weights_path.name
     during = f"; best validation PSNR during training {best:.2f} dB" if best else ""
     SOURCE = f"bundled pretrained SERAN-small ×{SCALE} (`{weights}`{during})"
 else:

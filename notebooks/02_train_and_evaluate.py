@@ -37,7 +37,7 @@ import numpy as np
 from IPython.display import Markdown, display
 
 import keras_seran
-from keras_seran import pretrained, samples
+from keras_seran import registry, samples
 
 T0 = time.perf_counter()
 # KERAS_SERAN_SMALL=1: the quick version (tiny preset, few steps, few slices) the tests run.
@@ -47,7 +47,7 @@ print(
     f"keras_seran {keras_seran.__version__}, keras {keras.__version__} "
     f"({keras.backend.backend()}); small settings: {SMALL}"
 )
-print("bundled pretrained SERAN weights:", pretrained.available() or "none")
+print("bundled pretrained SERAN weights:", registry.available() or "none")
 
 
 # %%
@@ -218,9 +218,9 @@ methods = {
     f"SERAN-{PRESET} (this notebook, {EPOCHS * STEPS} steps)": ev.keras_predictor(best),
 }
 for arch in ("seran", "edsr"):
-    if pretrained.weights_path(SCALE, arch).exists():
+    if registry.Bundled(arch, SCALE).exists():
         methods[f"{arch.upper()}-small (bundled weights)"] = ev.keras_predictor(
-            pretrained.load_pretrained(SCALE, arch=arch)
+            registry.load_pretrained(SCALE, arch=arch)
         )
     else:
         print(f"no bundled {arch} x{SCALE} weights in this installation: row left out")

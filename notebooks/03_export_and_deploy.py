@@ -32,7 +32,7 @@ import numpy as np
 from IPython.display import Markdown, display
 
 import keras_seran
-from keras_seran import pretrained, samples
+from keras_seran import registry, samples
 
 T0 = time.perf_counter()
 # KERAS_SERAN_SMALL=1: the quick version (tiny preset, few steps, few slices) the tests run.
@@ -42,7 +42,7 @@ print(
     f"keras_seran {keras_seran.__version__}, keras {keras.__version__} "
     f"({keras.backend.backend()}); small settings: {SMALL}"
 )
-print("bundled pretrained SERAN weights:", pretrained.available() or "none")
+print("bundled pretrained SERAN weights:", registry.available() or "none")
 
 # %% [markdown]
 # ## Which model, which formats
@@ -62,7 +62,7 @@ from keras_seran import cli
 
 WORK = Path("runs") / time.strftime("nb03_export_%Y%m%d_%H%M%S")  # under the working directory
 WORK.mkdir(parents=True)
-if f"x{SCALE}" in pretrained.available():
+if f"x{SCALE}" in registry.available():
     MODEL = f"x{SCALE}"
     display(Markdown(f"Exporting the **bundled pretrained SERAN-small ×{SCALE}** (`{MODEL}`)."))
 else:
@@ -175,7 +175,7 @@ print("every format within its tolerance:", manifest["parity_ok"])
 # %%
 from keras_seran.data import bicubic_downscale, crop_to_multiple, load_volume, normalize
 from keras_seran.export import LiteRTRunner, OnnxRunner, SavedModelRunner, TensorRTRunner
-from keras_seran.pretrained import load_model
+from keras_seran.registry import load_model
 
 slab, _ = normalize(load_volume(samples.T1_AXIAL_SLAB).data)
 lr = bicubic_downscale(np.ascontiguousarray(crop_to_multiple(slab[:, 8, :], SCALE)), SCALE)
