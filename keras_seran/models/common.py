@@ -8,7 +8,7 @@ from typing import Any, Callable
 import keras
 
 from keras_seran.config import SERANConfig, check_scale, preset_config, with_overrides
-from keras_seran.layers import PixelShuffle
+from keras_seran.layers import PixelShuffle, SERABlock
 
 
 def resolve_config(scale: int | None, preset: str | None, config: SERANConfig | None,
@@ -68,6 +68,15 @@ def residual_groups(x, cfg: SERANConfig, block: Callable[[int, int], keras.layer
         y = conv3x3(cfg.channels, f"group{g}_conv")(y)
         x = keras.layers.Add(name=f"group{g}_skip")([x, y])
     return x
+
+
+def sera_block(cfg: SERANConfig, group: int) -> SERABlock:
+    """Group ``group``'s SERA module with the sizes of ``cfg.sera`` (named ``group{g}_sera``)."""
+    sera = cfg.sera
+    return SERABlock(sera.feature_dim, sera.num_descriptors, reasoning=sera.reasoning,
+                     residual_scale=sera.residual_scale,
+                     residual_scale_init=sera.residual_scale_init,
+                     attention_norm=sera.attention_norm, name=f"group{group}_sera")
 
 
 def reconstruction_tail(trunk, shallow, scale: int, channels: int, out_channels: int = 1):

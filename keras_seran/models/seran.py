@@ -15,7 +15,7 @@ import keras
 from keras_seran.config import SERAConfig, SERANConfig
 from keras_seran.layers import PixelShuffle, ResidualBlock, SERABlock
 from keras_seran.models.common import (conv3x3, lr_input, reconstruction_tail, residual_groups,
-                                       resolve_config)
+                                       resolve_config, sera_block)
 
 
 def seran(scale: int | None = None, preset: str | None = None, *,
@@ -40,16 +40,13 @@ def seran(scale: int | None = None, preset: str | None = None, *,
     cfg = resolve_config(scale, preset, config, "paper", **overrides)
     if return_attention and not with_sera:
         raise ValueError("return_attention needs the SERA modules (with_sera=True)")
-    c, sera = cfg.channels, cfg.sera
+    c = cfg.channels
     inputs = lr_input(cfg.input_channels)
     shallow = conv3x3(c, "shallow_conv")(inputs)
     attention: dict[str, Any] = {}
 
     def sera_module(g: int, y):
-        block = SERABlock(sera.feature_dim, sera.num_descriptors, reasoning=sera.reasoning,
-                          residual_scale=sera.residual_scale,
-                          residual_scale_init=sera.residual_scale_init,
-                          attention_norm=sera.attention_norm, name=f"group{g}_sera")
+        block = sera_block(cfg, g)
         if not return_attention:
             return block(y)
         y, maps = block(y, return_attention=True)
