@@ -1,6 +1,7 @@
 """Check the README and the docs pages the way a newcomer uses them: links resolve, code runs.
 
-Two checks, on README.md and every docs/*.md page by default (or on the Markdown files given):
+Two checks, on README.md, every docs/*.md page and export/README.md by default (or on the
+Markdown files given):
 
 1. **Links** (fast; nothing runs). Every relative link or image outside code, ``[text](path)``,
    ``[text](path#anchor)``, ``[text](#anchor)``, a reference definition ``[name]: path`` or an
@@ -60,8 +61,11 @@ FENCE_RE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
 
 def default_files(repo: Path = REPO) -> list[Path]:
-    """The repository's README.md, then its docs/*.md pages in name order."""
-    return [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
+    """The repository's README.md, its docs/*.md pages in name order, and export/README.md (a
+    pointer to the docs) when present."""
+    pointer = repo / "export" / "README.md"
+    return [repo / "README.md", *sorted((repo / "docs").glob("*.md")),
+            *([pointer] if pointer.is_file() else [])]
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,7 +183,7 @@ def run_blocks(path: Path, timeout: float = 600.0, keep_going: bool = False,
     """Run the runnable blocks of one Markdown file: (failed blocks, number that ran)."""
     blocks = parse_blocks(path.read_text(encoding="utf-8"))
     runnable = [b for b in blocks if not b.skip]
-    print(f"{path}: {len(blocks)} bash/python block(s), {len(runnable)} to run, "
+    print(f"{shown(path)}: {len(blocks)} bash/python block(s), {len(runnable)} to run, "
           f"{len(blocks) - len(runnable)} marked skip", file=out, flush=True)
     if not runnable:
         return [], 0
@@ -227,6 +231,14 @@ _SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:|^//")
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it, else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 @dataclass
 class BrokenLink:
     path: Path
@@ -235,7 +247,7 @@ class BrokenLink:
     problem: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: link '{self.target}': {self.problem}"
+        return f"{shown(self.path)}:{self.line}: link '{self.target}': {self.problem}"
 
 
 def _prose_lines(text: str, blank_code_spans: bool = True) -> list[tuple[int, str]]:
@@ -341,7 +353,7 @@ def link_problems(files: list[Path]) -> list[str]:
     problems = [str(b) for f in files for b in check_links(f, cache)]
     for f in files:
         if f.name == "README.md":
-            problems += [f"{f}: does not link to the docs page {p.relative_to(f.resolve().parent)} "
+            problems += [f"{shown(f)}: does not link to the docs page {p.relative_to(f.resolve().parent)} "
                          "(every docs page must be reachable from the README)"
                          for p in unlinked_pages(f)]
     return problems
@@ -367,7 +379,7 @@ def check(files: list[Path], timeout: float = 600.0, keep_going: bool = False,
             failed, n = run_blocks(f, timeout, keep_going, sub, out)
             ran += n
             if failed:
-                failures.append(f"{', '.join(b.label for b in failed)} of {f}")
+                failures.append(f"{', '.join(b.label for b in failed)} of {shown(f)}")
                 if not keep_going:
                     break
     if problems or failures:
@@ -383,7 +395,7 @@ def check(files: list[Path], timeout: float = 600.0, keep_going: bool = False,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="*", type=Path, metavar="FILE",
-                   help="Markdown files to check (default: README.md and docs/*.md)")
+                   help="Markdown files to check (default: README.md, docs/*.md, export/README.md)")
     p.add_argument("--list", action="store_true", help="list the blocks and their status; run nothing")
     p.add_argument("--links-only", action="store_true",
                    help="check the links and anchors only; run no code")
@@ -404,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             for b in parse_blocks(f.read_text(encoding="utf-8")):
                 status = f"skip{': ' + b.skip_reason if b.skip_reason else ''}" if b.skip else "run"
                 first = next((x for x in b.code.splitlines() if x.strip()), "")
-                print(f"{f.name} {b.label}: {status}  | {first[:70]}")
+                print(f"{shown(f)} {b.label}: {status}  | {first[:70]}")
         return 0
     return check(files, args.timeout, args.keep_going, args.workdir, args.links_only)
 
