@@ -4,6 +4,7 @@ code blocks."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -229,6 +230,35 @@ def test_several_files_run_each_in_its_own_folder(tmp_path):
 # the repository's own README and docs pages
 
 DOC_FILES = checker.default_files(REPO)
+README_MAX_LINES = 160      # issue 18: "about 150 lines" a newcomer reads in minutes
+
+
+def test_repository_links_resolve_and_every_docs_page_is_linked_from_the_readme():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--links-only"], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_readme_stays_short():
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= README_MAX_LINES, (
+        f"README.md has {len(lines)} lines: move details to a docs/ page and link it")
+
+
+def test_readme_results_block_is_what_update_results_writes(tmp_path):
+    """scripts/update_results.py still finds its markers in README.md, and the numbers there are
+    the ones it writes from docs/results.csv and the weight cards (rerun it after an evaluation)."""
+    for rel in ["README.md", "scripts/update_results.py", "docs/results.csv",
+                *(p.relative_to(REPO) for p in (REPO / "keras_seran" / "weights").glob("*.json"))]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, tmp_path / rel)
+    proc = subprocess.run([sys.executable, str(tmp_path / "scripts" / "update_results.py")],
+                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout
+    assert (tmp_path / "README.md").read_text() == (REPO / "README.md").read_text(), (
+        "README.md's results block differs from what scripts/update_results.py writes")
 
 
 @pytest.mark.slow
