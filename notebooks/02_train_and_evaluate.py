@@ -111,7 +111,7 @@ show_patch_rows({"LR patches": lr_batch, "HR patches": hr_batch})
 # `DataConfig(contrast_augment=p)` gives each HR patch, with probability p, a random
 # piecewise-linear intensity table (background kept at 0, brightest knot at 1) *before* its LR is
 # made, so every pair stays exact. The same seed draws the same patches, so here are the patches
-# above, remapped (p = 1). The README measures the trade: a little better on other contrasts and
+# above, remapped (p = 1). docs/experiments.md measures the trade: a little better on other contrasts and
 # scanners, a little worse on the training contrast; the bundled weights do without it.
 
 # %%

@@ -12,7 +12,7 @@ from keras_seran.models import (attention_model, attention_use, count_flops, eff
                                 sera_ablation, seran, seran_param_count)
 from keras_seran.models.seran import config_from_model
 
-PAPER_PARAMS_X2 = 15_502_667  # derived by hand in README.md ("Architecture"), from SERAN.md sizes
+PAPER_PARAMS_X2 = 15_502_667  # derived by hand in docs/architecture.md, from SERAN.md sizes
 
 
 def test_paper_preset_parameter_count_matches_derivation():
