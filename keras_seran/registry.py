@@ -34,10 +34,49 @@ DEGRADATIONS = ("bicubic", "kspace")
 DEFAULT_PRESET = "small"
 
 
+class _WeightFiles:
+    """The files of a bundled network: ``<stem>.weights.h5`` and its card ``<stem>.json``."""
+
+    stem: str
+    name: str
+
+    @property
+    def weights_path(self) -> Path:
+        return WEIGHTS_DIR / f"{self.stem}.weights.h5"
+
+    @property
+    def card_path(self) -> Path:
+        return WEIGHTS_DIR / f"{self.stem}.json"
+
+    def exists(self) -> bool:
+        return self.weights_path.exists()
+
+    def card(self) -> dict:
+        """The JSON card (empty dict when there is none)."""
+        return json.loads(self.card_path.read_text()) if self.card_path.exists() else {}
+
+    def config(self) -> SERANConfig:
+        """The network's sizes as the card records them (so a later change of a preset's
+        defaults cannot pair the weights with another architecture); InputDataError naming the
+        card when it records none."""
+        recorded = self.card().get("model")
+        if not recorded:
+            raise InputDataError(self.card_path, f"the card of the bundled {self.name} weights "
+                                                 "records no network sizes ('model'); the "
+                                                 "installation is damaged")
+        return seran_config_from_dict(recorded)
+
+    def _missing(self) -> InputDataError:
+        return InputDataError(self.weights_path, f"no bundled weights for {self.name}; bundled: "
+                                                 f"{available() or 'none'}. Train your own with "
+                                                 "`keras-seran train` and pass the .keras file "
+                                                 "instead.")
+
+
 @dataclass(frozen=True)
-class Bundled:
-    """One bundled model; UsageError for an architecture, preset, scale or degradation that
-    cannot be bundled."""
+class Bundled(_WeightFiles):
+    """One bundled in-plane model; UsageError for an architecture, preset, scale or degradation
+    that cannot be bundled."""
 
     arch: str = "seran"
     scale: int = 2
@@ -68,32 +107,6 @@ class Bundled:
         arch = "" if self.arch == "seran" else f"{self.arch}-"
         return f"{arch}x{self.scale}{self._suffix.replace('_', '-')}"
 
-    @property
-    def weights_path(self) -> Path:
-        return WEIGHTS_DIR / f"{self.stem}.weights.h5"
-
-    @property
-    def card_path(self) -> Path:
-        return WEIGHTS_DIR / f"{self.stem}.json"
-
-    def exists(self) -> bool:
-        return self.weights_path.exists()
-
-    def card(self) -> dict:
-        """The JSON card (empty dict when there is none)."""
-        return json.loads(self.card_path.read_text()) if self.card_path.exists() else {}
-
-    def config(self) -> SERANConfig:
-        """The network's sizes as the card records them (so a later change of a preset's
-        defaults cannot pair the weights with another architecture); InputDataError naming the
-        card when it records none."""
-        recorded = self.card().get("model")
-        if not recorded:
-            raise InputDataError(self.card_path, f"the card of the bundled {self.name} weights "
-                                                 "records no network sizes ('model'); the "
-                                                 "installation is damaged")
-        return seran_config_from_dict(recorded)
-
     def load(self) -> keras.Model:
         """The network with its bundled weights; InputDataError naming the weights file when
         they are not installed."""
@@ -110,9 +123,49 @@ class Bundled:
         return model
 
 
-def parse(name: str | Path) -> Bundled | None:
+@dataclass(frozen=True)
+class BundledThroughPlane(_WeightFiles):
+    """The bundled through-plane SERAN (:func:`keras_seran.models.throughplane.seran_through_plane`),
+    which restores reformats of thick-slice stacks interpolated along their slice axis."""
+
+    preset: str = DEFAULT_PRESET
+
+    @property
+    def stem(self) -> str:
+        """File stem: ``seran_small_throughplane``."""
+        return f"seran_{self.preset}_throughplane"
+
+    @property
+    def name(self) -> str:
+        return THROUGH_PLANE_NAME
+
+    def build(self) -> keras.Model:
+        """A fresh (untrained) network of the preset's sizes."""
+        from keras_seran.models.throughplane import seran_through_plane
+
+        return seran_through_plane(self.preset)
+
+    def load(self) -> keras.Model:
+        """The network, built from its card, with the bundled weights."""
+        from keras_seran.models.throughplane import seran_through_plane
+
+        if not self.exists():
+            raise self._missing()
+        model = seran_through_plane(config=self.config())
+        model.load_weights(self.weights_path)
+        return model
+
+
+#: the name users type for the bundled through-plane network
+THROUGH_PLANE_NAME = "throughplane"
+THROUGH_PLANE = BundledThroughPlane()
+
+
+def parse(name: str | Path) -> Bundled | BundledThroughPlane | None:
     """The bundled model a name means (``"x2"``, ``"seran-x2"``, ``"edsr-x4"``, ``"x2-kspace"``,
-    ``"seran-x2-kspace"``; any case), or None when it names none."""
+    ``"seran-x2-kspace"``, ``"throughplane"``; any case), or None when it names none."""
+    if str(name).lower() in (THROUGH_PLANE_NAME, f"seran-{THROUGH_PLANE_NAME}"):
+        return THROUGH_PLANE
     parts = str(name).lower().split("-")
     degradation = parts.pop() if len(parts) > 1 and parts[-1] in DEGRADATIONS else DEGRADATIONS[0]
     text = parts.pop().removeprefix("x")
