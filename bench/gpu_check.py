@@ -51,7 +51,7 @@ PRECISIONS = ("float32", "bfloat16", "float16")
 FULL = {"presets": ["small", "paper"], "precisions": list(PRECISIONS), "batch": 16, "patch": 48,
         "steps": 10, "warmup": 2, "infer_sizes": [256, 512], "infer_batch": 8,
         "infer_slices": 32, "numerics_size": 512, "numerics_precisions": ["bfloat16", "float16"],
-        "budget": 30.0, "budget_precision": "bfloat16", "eval_slices": 16, "deadline": 270.0,
+        "budget": 30.0, "budget_precision": "bfloat16", "eval_slices": 16, "deadline": 250.0,
         "group_precisions": False}
 QUICK = {"presets": ["tiny"], "precisions": list(PRECISIONS), "batch": 2, "patch": 16, "steps": 2,
          "warmup": 1, "infer_sizes": [32, 48], "infer_batch": 2, "infer_slices": 4,
@@ -62,6 +62,8 @@ QUICK = {"presets": ["tiny"], "precisions": list(PRECISIONS), "batch": 2, "patch
 #: finite, each map of M sums to 1 over the positions and each D to 1 over the descriptors
 #: within SUM_TOL, and each map of M is within TV_TOL (total variation) of float32's
 SUM_TOL, TV_TOL = 0.01, 0.05
+#: seconds a time-budget run keeps before the --deadline to save, predict and score
+SCORING_RESERVE_S = 40.0
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_VOLUME = Path(os.environ.get("KERAS_SERAN_SHARED_DATA") or ROOT.parent / "shared" / "data"
                      ) / "t1_head_256iso.nii.gz"
@@ -88,8 +90,11 @@ def _enable_jax_cache(cache_dir: str | None) -> None:
     if cache_dir and os.environ.get("KERAS_BACKEND") == "jax":
         import jax
 
-        jax.config.update("jax_compilation_cache_dir", cache_dir)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        try:
+            jax.config.update("jax_compilation_cache_dir", cache_dir)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        except (AttributeError, KeyError, ValueError) as exc:   # an optimisation only
+            print(f"gpu_check: no persistent XLA cache ({exc})", file=sys.stderr)
 
 
 def device_info() -> dict:
@@ -356,9 +361,10 @@ def worker_numerics(task: dict) -> list[dict]:
     return rows
 
 
-def time_budget(seconds: float):
+def time_budget(seconds: float, stop_by: float | None = None):
     """A Keras callback that stops ``fit`` once ``seconds`` have passed since the first step
-    ended (so compiling is not counted); it counts the steps."""
+    ended (so compiling is not counted), or at the wall-clock time ``stop_by``; it counts the
+    steps."""
     import keras
 
     class TimeBudget(keras.callbacks.Callback):
@@ -377,7 +383,7 @@ def time_budget(seconds: float):
             now = time.perf_counter()
             if self.start is None:
                 self.start, self.first_step_s, self.first_loss = now, now - self.begin, loss
-            elif now - self.start >= seconds:
+            elif now - self.start >= seconds or (stop_by and time.time() >= stop_by):
                 self.model.stop_training = True
 
         def on_train_end(self, logs=None):
@@ -400,7 +406,7 @@ def worker_budget_train(task: dict) -> list[dict]:
     train_ds, val_ds = make_pydatasets(task["data"], task["scale"], cfg, tcfg.steps_per_epoch)
     if val_ds is None:
         raise ValueError(f"{task['data']}: no held-out slices to score")
-    budget = time_budget(task["seconds"])
+    budget = time_budget(task["seconds"], task.get("stop_by"))
     run_dir = Path(tempfile.mkdtemp(prefix=f"gpu_check_{task['preset']}_"))
     t0 = time.perf_counter()
     history = train(task["data"], task["scale"], run_dir / "run", preset=task["preset"], data=cfg,
@@ -475,8 +481,15 @@ def default_data() -> tuple[str, int]:
 
 
 def plan(args) -> list[dict]:
-    """The tasks in the order they run: every section on the first backend, then the speed
-    sections on the others (torch), so what matters most is measured first."""
+    """The tasks in the order they run, what matters most first (a --deadline skips the rest):
+    every section runs on the first backend, the speed sections also on the others (torch).
+
+    0. speed rows in ``--budget-precision`` (the mixed precision a GPU trains in);
+    1. numerics of the first preset (``small``: the bundled trained weights);
+    2. the time-budget training runs;
+    3. numerics of the other presets;  4. speed rows in the other precisions;
+    5. the other backends.
+    """
     common = {"scale": args.scale, "data": args.data, "axis": args.axis,
               "batch": args.batch, "patch": args.patch, "jax_cache": args.jax_cache}
     groups = ([args.precisions] if args.group_precisions
@@ -504,7 +517,17 @@ def plan(args) -> list[dict]:
                            seconds=args.budget, precision=args.budget_precision,
                            eval_slices=args.eval_slices)
                       for p in args.presets]
-    return tasks
+
+    def priority(task: dict) -> int:
+        if task["backend"] != args.backends[0]:
+            return 5
+        if task["section"] == "numerics":
+            return 1 if task["preset"] == args.presets[0] else 3
+        if task["section"] == "budget_train":
+            return 2
+        return 0 if args.budget_precision in task["precisions"] else 4
+
+    return sorted(tasks, key=priority)        # stable: section and preset order within each
 
 
 def task_label(task: dict) -> str:
@@ -530,6 +553,11 @@ def run_task(task: dict, args, log, deadline: float, backends_seen: dict) -> tup
     left = deadline - time.monotonic()
     if left < 5:
         return failed_rows(task, f"skipped: past the --deadline of {args.deadline:g} s"), {}
+    if task["section"] == "budget_train":     # stop training in time to score it
+        if left < 2 * SCORING_RESERVE_S:
+            return failed_rows(task, f"skipped: under {2 * SCORING_RESERVE_S:g} s left before "
+                                     "the --deadline"), {}
+        task = dict(task, stop_by=time.time() + left - SCORING_RESERVE_S)
     out_file = Path(args.out) / f".worker_{os.getpid()}.json"
     out_file.unlink(missing_ok=True)
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",

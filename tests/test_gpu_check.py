@@ -29,21 +29,20 @@ def gpu_check():
     return module
 
 
-def test_plan_runs_every_section_on_the_first_backend_and_speed_on_the_others(gpu_check):
+def test_plan_puts_what_matters_first_and_runs_speed_only_on_other_backends(gpu_check):
     args = gpu_check.parse_args(["--backends", "jax", "torch", "--presets", "small", "paper"])
-    tasks = gpu_check.plan(args)
-    jax = [(t["section"], t["preset"], tuple(t.get("precisions") or [t["precision"]]))
-           for t in tasks if t["backend"] == "jax"]
-    # one worker per precision on JAX (its device-memory peak cannot be reset)
-    assert jax[:6] == [("train_speed", p, (q,)) for p in ("small", "paper")
-                       for q in ("float32", "bfloat16", "float16")]
-    assert [s for s, _, _ in jax[6:]] == ["infer_speed"] * 6 + ["numerics"] * 2 + \
-        ["budget_train"] * 2
-    torch = [(t["section"], t["preset"], tuple(t["precisions"]))
-             for t in tasks if t["backend"] == "torch"]
-    assert torch == [(s, p, ("float32", "bfloat16", "float16"))
-                     for s in ("train_speed", "infer_speed") for p in ("small", "paper")]
-    assert tasks.index(next(t for t in tasks if t["backend"] == "torch")) == len(jax)
+    order = [(t["backend"], t["section"], t["preset"],
+              "/".join(t.get("precisions") or [t["precision"]])) for t in gpu_check.plan(args)]
+    speed = ("train_speed", "infer_speed")
+    # one JAX worker per precision (its device-memory peak cannot be reset), torch per preset
+    assert order == [
+        *[("jax", s, p, "bfloat16") for s in speed for p in ("small", "paper")],
+        ("jax", "numerics", "small", "bfloat16/float16"),
+        ("jax", "budget_train", "small", "bfloat16"), ("jax", "budget_train", "paper", "bfloat16"),
+        ("jax", "numerics", "paper", "bfloat16/float16"),
+        *[("jax", s, p, q) for s in speed for p in ("small", "paper")
+          for q in ("float32", "float16")],
+        *[("torch", s, p, "float32/bfloat16/float16") for s in speed for p in ("small", "paper")]]
     # the GPU defaults: the paper's batch and patch, and the 262,144-position numerics slice
     assert (args.batch, args.patch, args.numerics_size, args.scale) == (16, 48, 512, 2)
     quick = gpu_check.parse_args(["--quick", "--batch", "3"])
@@ -79,6 +78,9 @@ def test_rows_after_the_deadline_are_skipped_and_a_failed_backend_once(gpu_check
                                      {"torch": "ModuleNotFoundError: No module named 'torch'"})
         assert rows[0]["status"] == "skipped: torch failed (ModuleNotFoundError: No module " \
                                    "named 'torch')"
+        budget = next(t for t in gpu_check.plan(args) if t["section"] == "budget_train")
+        rows, _ = gpu_check.run_task(budget, args, log, time.monotonic() + 30, {})
+        assert rows[0]["status"] == "skipped: under 80 s left before the --deadline"
         log.write("Traceback (most recent call last):\n  File x\nValueError: bad thing\nexit\n")
         assert gpu_check.last_error(log, 0) == "ValueError: bad thing"
 
