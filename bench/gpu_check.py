@@ -542,14 +542,36 @@ def failed_rows(task: dict, status: str) -> list[dict]:
              "status": status} for p in precisions]
 
 
-def run_task(task: dict, args, log, deadline: float, backends_seen: dict) -> tuple[list, dict]:
-    """Run ``task`` in a subprocess; (rows, device info or {}). ``backends_seen``: backend ->
-    None once it gave a row, or why its first task failed (a backend after the first, e.g.
-    torch not installed, is then skipped with that reason instead of failing every row)."""
+class BackendHealth:
+    """Gives up on a backend that has never given a row: after its first failure for a backend
+    after the first (e.g. torch not installed), after two identical failures for the first (e.g.
+    JAX cannot start: every row would fail alike), so the time goes to rows that can run."""
+
+    def __init__(self, first: str):
+        self.first, self.worked, self.failures = first, set(), {}
+
+    def record(self, backend: str, why: str | None) -> None:
+        if why is None:
+            self.worked.add(backend)
+        else:
+            self.failures.setdefault(backend, []).append(why)
+
+    def given_up(self, backend: str) -> str | None:
+        """Why ``backend`` is given up on, or None."""
+        failures = self.failures.get(backend, [])
+        if backend in self.worked or not failures:
+            return None
+        if backend != self.first or (len(failures) >= 2 and failures[-1] == failures[-2]):
+            return failures[-1]
+        return None
+
+
+def run_task(task: dict, args, log, deadline: float, health: BackendHealth
+             ) -> tuple[list, dict]:
+    """Run ``task`` in a subprocess; (rows, device info or {})."""
     backend = task["backend"]
-    failed_backends = {b: why for b, why in backends_seen.items() if why is not None}
-    if backend in failed_backends:
-        return failed_rows(task, f"skipped: {backend} failed ({failed_backends[backend]})"), {}
+    if health.given_up(backend):
+        return failed_rows(task, f"skipped: {backend} failed ({health.given_up(backend)})"), {}
     left = deadline - time.monotonic()
     if left < 5:
         return failed_rows(task, f"skipped: past the --deadline of {args.deadline:g} s"), {}
@@ -581,14 +603,13 @@ def run_task(task: dict, args, log, deadline: float, backends_seen: dict) -> tup
     if "rows" in result:
         rows = [dict({"backend": backend, "status": "ok", "worker_s": wall}, **r)
                 for r in result["rows"]]
-        backends_seen[backend] = None
+        health.record(backend, None)
         return rows, result["info"]
     if code is None:
         why = f"stopped at the --deadline after {wall:.0f} s"
     else:
         why = result.get("error") or f"exit code {code}: {last_error(log, log_start)}"
-    if backend != args.backends[0] and backend not in backends_seen:
-        backends_seen[backend] = why                 # e.g. torch not installed: say it once
+    health.record(backend, why)
     return failed_rows(task, f"failed: {why}"), {}
 
 
@@ -771,12 +792,12 @@ def main(argv: list[str] | None = None) -> int:
                                 if k not in ("worker", "worker_out")}},
               **{s: [] for s in SECTIONS}}
     tasks = plan(args)
-    backends_seen: dict = {}
+    health = BackendHealth(args.backends[0])
     with open(out / "gpu_check.log", "a") as log:
         for n, task in enumerate(tasks, 1):
             print(f"[{time.monotonic() - start:6.0f} s] {n}/{len(tasks)} {task_label(task)}",
                   flush=True)
-            rows, info = run_task(task, args, log, deadline, backends_seen)
+            rows, info = run_task(task, args, log, deadline, health)
             if info:
                 software = report["meta"].setdefault("software_by_backend", {})
                 software[info["backend"]] = {k: v for k, v in info.items()

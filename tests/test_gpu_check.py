@@ -69,20 +69,28 @@ def test_attention_stats_see_an_overflowed_softmax(gpu_check):
 def test_rows_after_the_deadline_are_skipped_and_a_failed_backend_once(gpu_check, tmp_path):
     args = gpu_check.parse_args(["--quick", "--out", str(tmp_path), "--backends", "jax", "torch"])
     task = gpu_check.plan(args)[0]
+    health = gpu_check.BackendHealth("jax")
     with open(tmp_path / "gpu_check.log", "a") as log:
-        rows, info = gpu_check.run_task(task, args, log, time.monotonic() - 1, {})
+        rows, info = gpu_check.run_task(task, args, log, time.monotonic() - 1, health)
         assert info == {} and [r["precision"] for r in rows] == args.precisions
         assert all(r["status"].startswith("skipped: past the --deadline") for r in rows)
-        torch_task = dict(task, backend="torch")
-        rows, _ = gpu_check.run_task(torch_task, args, log, time.monotonic() + 60,
-                                     {"torch": "ModuleNotFoundError: No module named 'torch'"})
+        budget = next(t for t in gpu_check.plan(args) if t["section"] == "budget_train")
+        rows, _ = gpu_check.run_task(budget, args, log, time.monotonic() + 30, health)
+        assert rows[0]["status"] == "skipped: under 80 s left before the --deadline"
+        health.record("torch", "ModuleNotFoundError: No module named 'torch'")
+        rows, _ = gpu_check.run_task(dict(task, backend="torch"), args, log,
+                                     time.monotonic() + 60, health)
         assert rows[0]["status"] == "skipped: torch failed (ModuleNotFoundError: No module " \
                                    "named 'torch')"
-        budget = next(t for t in gpu_check.plan(args) if t["section"] == "budget_train")
-        rows, _ = gpu_check.run_task(budget, args, log, time.monotonic() + 30, {})
-        assert rows[0]["status"] == "skipped: under 80 s left before the --deadline"
         log.write("Traceback (most recent call last):\n  File x\nValueError: bad thing\nexit\n")
         assert gpu_check.last_error(log, 0) == "ValueError: bad thing"
+    # the first backend is given up only after two identical failures and before any row
+    health.record("jax", "ImportError: a")
+    assert health.given_up("jax") is None
+    health.record("jax", "ImportError: a")
+    assert health.given_up("jax") == "ImportError: a"
+    health.record("jax", None)
+    assert health.given_up("jax") is None
 
 
 def test_markdown_shows_failed_rows_and_every_table(gpu_check):
