@@ -60,7 +60,9 @@ class SecondOrderPooling(keras.layers.Layer):
 
     Call returns ``(V, M)`` with V of shape (B, m, n) and M of shape (B, H, W, n); every M[..., j]
     sums to 1 over the H*W positions. ``attention_norm=True`` computes the attention logits on
-    :func:`rms_normalize` (E) (scale-invariant M); A is always computed on E itself.
+    :func:`rms_normalize` (E) (scale-invariant M); A is always computed on E itself. The softmax
+    and V are computed in float32 under a mixed policy (M is returned in float32, V in the
+    compute dtype).
     """
 
     def __init__(self, feature_dim: int, num_descriptors: int, attention_norm: bool = False,
@@ -84,9 +86,13 @@ class SecondOrderPooling(keras.layers.Layer):
         features = _flatten_positions(self.feature_conv(inputs))            # (B, HW, m)
         keys = rms_normalize(inputs) if self.attention_norm else inputs
         logits = self.attention_conv(keys)                                   # (B, H, W, n)
-        attention = ops.softmax(_flatten_positions(logits), axis=1)         # over HW positions
-        descriptors = ops.matmul(ops.transpose(features, (0, 2, 1)), attention)  # (B, m, n)
-        return descriptors, _unflatten_positions(attention, logits)
+        # float32 under any policy: a float16 sum over HW positions overflows (65,504) once a
+        # map is broad (512x512: 262,144 terms) and the map becomes zeros, and its weights
+        # (~1/HW) are float16 subnormals; bfloat16 sums drift by ~1 %. No-op casts in float32.
+        attention = ops.softmax(ops.cast(_flatten_positions(logits), "float32"), axis=1)
+        descriptors = ops.matmul(ops.transpose(ops.cast(features, "float32"), (0, 2, 1)),
+                                 attention)                                  # (B, m, n)
+        return ops.cast(descriptors, features.dtype), _unflatten_positions(attention, logits)
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = as_shape(input_shape)
