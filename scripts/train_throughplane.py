@@ -64,7 +64,7 @@ def export(run_dir: Path) -> Path:
     """The final epoch's weights into the package, with a JSON card."""
     import keras
 
-    from keras_seran.config import to_dict
+    from keras_seran.config import preset_config, to_dict
     from keras_seran.registry import THROUGH_PLANE
     from keras_seran.runs import LAST, LOG, STATE_FILE
 
@@ -79,7 +79,7 @@ def export(run_dir: Path) -> Path:
         "data": f"{VOLUME.name} (real T1, 1 mm iso), axis-1 slices outside "
                 f"{HELD_OUT[0] - GAP}-{HELD_OUT[1] + GAP - 1}, 2D slices along all three axes",
         "held_out": f"axis-1 slices {HELD_OUT[0]}-{HELD_OUT[1] - 1}",
-        "model": to_dict(THROUGH_PLANE.config()), "degradation": "thick slices along the rows",
+        "model": to_dict(preset_config(PRESET)), "degradation": "thick slices along the rows",
         "thick_slices": settings["thick_slices"], "train": settings["train"],
         "init_from": settings["init_from"], "epochs_completed": state["epoch"],
         "final_val_psnr": float(log[-1].split(",")[log[0].split(",").index("val_psnr")]),
