@@ -59,3 +59,20 @@ def test_psnr_metric_differs_from_the_protocol_only_as_documented(mr_slice):
     metric.update_state(hr[None, ..., None], over[None, ..., None])
     assert float(metric.result()) == pytest.approx(psnr(over, hr), rel=1e-5)
     assert psnr(np.clip(over, 0, 1), hr) > float(metric.result())
+
+
+def test_overshoot_fraction_on_real_mr(mr_slice):
+    from keras_seran.data.degrade import bicubic_upscale, kspace_downscale, kspace_upscale
+    from keras_seran.metrics import overshoot_fraction
+
+    lr = kspace_downscale(mr_slice, 2)
+    nearest = np.repeat(np.repeat(lr, 2, 0), 2, 1)
+    assert overshoot_fraction(lr, nearest, 2) == 0.0             # copies of its own pixels
+    assert overshoot_fraction(lr, bicubic_upscale(lr, 2), 2) < 0.002
+    halo = nearest.copy()
+    halo[100:110, 50:200] = lr.max() * 1.3                       # a bright band over tissue
+    assert overshoot_fraction(lr, halo, 2) == pytest.approx(1500 / halo.size, rel=0.05)
+    zf = kspace_upscale(lr, 2)
+    assert 0 < overshoot_fraction(lr, zf, 2, tolerance=0.0)      # ringing of zero-filling
+    with pytest.raises(ValueError, match="times 2"):
+        overshoot_fraction(lr, zf[:-1], 2)
