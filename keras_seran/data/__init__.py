@@ -1,9 +1,10 @@
 """MR data pipeline: files on disk -> normalised 2D slices -> (LR, HR) pairs for training.
 
-Modules (one concern each): ``io`` (NIfTI/DICOM/PNG/NPY readers, IXI names), ``normalize``
-(per-volume percentile scaling, invertible), ``degrade`` (BI/BD/k-space degradations, Rician noise,
-MATLAB-exact bicubic), ``slices`` (slice extraction, subject-safe train/validation split),
-``pipeline`` (tf.data; imports TensorFlow) and ``pydataset`` (keras.utils.PyDataset, numpy only).
+Modules (one concern each): ``io`` (files on disk: ``io.discovery`` finds them and reads IXI/BIDS
+names, ``io.readers`` reads NIfTI/DICOM/PNG/NPY), ``normalize`` (per-volume percentile scaling,
+invertible), ``degrade`` (BI/BD/k-space degradations, Rician noise, MATLAB-exact bicubic),
+``slices`` (slice extraction, subject-safe train/validation split), ``pipeline`` (tf.data;
+imports TensorFlow) and ``pydataset`` (keras.utils.PyDataset, numpy only).
 
 The TensorFlow-based names (``make_datasets``, ...) and the Keras-based PyDatasets are imported
 lazily on first use, so ``import keras_seran.data`` itself pulls in neither TensorFlow nor Keras.

@@ -19,7 +19,9 @@ import numpy as np
 
 from keras_seran.config import DataConfig
 from keras_seran.data.degrade import crop_to_multiple, degrade
-from keras_seran.data import io as _io
+from keras_seran.data.io.discovery import (SLICE_SUFFIXES, find_volumes, has_contrast, is_hidden,
+                                           is_nifti, subject_of)
+from keras_seran.data.io.readers import check_array, load_any
 from keras_seran.data.normalize import NormStats, fit_normalization
 from keras_seran.errors import InputDataError, UsageError
 
@@ -50,19 +52,20 @@ def split_volumes(paths: Sequence[str | Path], val_fraction: float = 0.1, seed: 
                   group: Any = None) -> tuple[list, list]:
     """Split files into (train, val) by subject, never sharing one.
 
-    Files are grouped by subject (``group``, default :func:`keras_seran.data.io.subject_of`:
+    Files are grouped by subject (``group``, default
+    :func:`~keras_seran.data.io.discovery.subject_of`:
     IXI ``IXI002`` / BIDS ``sub-01``; other names are their own subject);
     ``round(val_fraction * n_subjects)`` subjects (at least 1, at most n - 1) drawn with ``seed``
     go to validation. Both lists keep the input order. ``val_fraction = 0`` -> (all, []).
     Raises InputDataError when a split is asked of fewer than two subjects.
     """
-    subject_of = group or _io.subject_of
+    group_of = group or subject_of
     items = list(paths)
     if val_fraction <= 0:
         return items, []
     if not val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    subjects = sorted({subject_of(p) for p in items})
+    subjects = sorted({group_of(p) for p in items})
     if len(subjects) < 2:
         raise InputDataError(items[0] if items else None,
                              f"cannot split {len(items)} file(s) of {len(subjects)} subject by "
@@ -70,8 +73,8 @@ def split_volumes(paths: Sequence[str | Path], val_fraction: float = 0.1, seed: 
     n_val = int(min(len(subjects) - 1, max(1, round(val_fraction * len(subjects)))))
     perm = np.random.default_rng(seed).permutation(len(subjects))
     val_subjects = {subjects[i] for i in perm[:n_val]}
-    train = [p for p in items if subject_of(p) not in val_subjects]
-    val = [p for p in items if subject_of(p) in val_subjects]
+    train = [p for p in items if group_of(p) not in val_subjects]
+    val = [p for p in items if group_of(p) in val_subjects]
     return train, val
 
 
@@ -79,7 +82,7 @@ def _is_slice_file(name: str) -> bool:
     """Whether ``name`` is a 2D slice file: an image, a DICOM file, or a .npy holding 2D data
     (a .npy may hold a volume: it is read memory-mapped to tell)."""
     suffix = Path(name).suffix.lower()
-    if _io.is_nifti(name) or suffix not in _io.SLICE_SUFFIXES:
+    if is_nifti(name) or suffix not in SLICE_SUFFIXES:
         return False
     if suffix == ".npy":
         try:
@@ -189,20 +192,20 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
         p = Path(s).expanduser()
         if p.is_dir():
             try:
-                found = _io.find_volumes(p, contrast)
+                found = find_volumes(p, contrast)
             except InputDataError as e:
                 slice_files = sorted(q for q in p.iterdir()
-                                     if q.is_file() and not _io.is_hidden(q, p)
-                                     and q.suffix.lower() in _io.SLICE_SUFFIXES)
+                                     if q.is_file() and not is_hidden(q, p)
+                                     and q.suffix.lower() in SLICE_SUFFIXES)
                 if contrast is not None or not slice_files:
                     raise e
                 found = slice_files
         elif p.is_file():
             # a file named on its own (e.g. a shell-expanded glob) obeys ``contrast`` too
-            found = [p] if contrast is None or _io.has_contrast(p, contrast) else []
+            found = [p] if contrast is None or has_contrast(p, contrast) else []
             skipped += not found
         else:
-            found = _io.find_volumes(str(s), contrast)
+            found = find_volumes(str(s), contrast)
         items.extend((str(q), q) for q in found)
     if not items and skipped:
         raise UsageError(f"none of the {skipped} file(s) given has contrast "
@@ -230,9 +233,9 @@ def _load_normalised(name: str, obj: Any, config: DataConfig) -> tuple[np.ndarra
             a = np.squeeze(a)
         if a.ndim not in (2, 3):
             raise InputDataError(name, f"array of shape {obj.shape} is neither a 2D slice nor a 3D volume")
-        _io.check_array(a, name, what="volume" if a.ndim == 3 else "slice")
+        check_array(a, name, what="volume" if a.ndim == 3 else "slice")
     else:
-        a = _io.load_any(obj)
+        a = load_any(obj)
     stats = fit_normalization(a, config.percentiles, path=name)
     return stats.apply(a), stats
 
@@ -288,7 +291,7 @@ def load_slice_sets(sources: Any, scale: int, config: DataConfig | None = None,
     names = [n for n, _ in items]
     train, val = SliceSet(), SliceSet()
     axes = _axes(config)
-    group = _io.subject_of
+    group = subject_of
     n_subjects = len({group(n) for n in names})
     if n_subjects < 2 and len(names) >= 2 and all(map(_is_slice_file, names)):
         # 2D slice files of one subject (sub-01_z050.png, ...): holding some files out is the
