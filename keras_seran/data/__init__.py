@@ -20,9 +20,9 @@ from keras_seran.data.degrade import (DEGRADATIONS, add_rician_noise, bicubic_do
 from keras_seran.data.io import (Volume, find_volumes, load_any, load_dicom_series, load_slice,
                                  load_volume, parse_contrast, parse_ixi_name)
 from keras_seran.data.normalize import NormStats, fit_normalization, normalize
-from keras_seran.data.slices import (SliceSet, extract_slices, load_slice_sets, representative_slices,
-                                     split_single_volume, split_volumes, validation_pairs,
-                                     validation_pairs_from)
+from keras_seran.data.slices import (SliceSet, extract_slices, load_scored_slices, load_slice_sets,
+                                     representative_slices, split_single_volume, split_volumes,
+                                     validation_pairs, validation_pairs_from)
 
 _LAZY = {
     "make_datasets": "keras_seran.data.pipeline",
@@ -57,6 +57,7 @@ __all__ = [
     "lr_hr_pairs",
     # slices
     "SliceSet", "extract_slices", "split_volumes", "split_single_volume", "load_slice_sets",
+    "load_scored_slices",
     "validation_pairs", "validation_pairs_from", "representative_slices",
     # lazy: pipeline (TensorFlow) and pydataset (Keras)
     *_LAZY,
