@@ -10,7 +10,7 @@ Training (:class:`~keras_seran.config.DataConfig`), inference
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,23 +41,22 @@ def input_channels(model: Any) -> int:
     return int(channels) if isinstance(channels, (int, np.integer)) else 1
 
 
-def infer_scale(model: Any) -> int:
-    """The upscaling factor ``s`` of an SR network (N, H, W, C) -> (N, H*s, W*s, C), from one
-    forward pass on a (1, 12, 12, C) image of zeros.
+def probe_scale(run: Callable[[np.ndarray], Any], channels: int = 1, name: Any = "network"
+                ) -> int:
+    """The upscaling factor ``s`` of an SR batch function ``run`` (N, H, W, C) -> (N, H*s, W*s, C),
+    from one call on a (1, 12, 12, C) image of zeros (the output only needs a ``shape``: a numpy
+    array or any backend's tensor). ``name`` names the network in errors.
 
-    Raises ValueError for a model with several outputs (built with ``return_attention=True``?),
-    an output that is not (1, 12 s, 12 s, C), or an upscaling that is not one integer factor.
+    Raises ValueError for several outputs (a model built with ``return_attention=True``?), an
+    output that is not (1, 12 s, 12 s, C), or an upscaling that is not one integer factor.
     """
-    import keras
-
-    name = getattr(model, "name", model)
-    c = input_channels(model)
-    out = model(np.zeros((1, _PROBE, _PROBE, c), dtype=np.float32), training=False)
+    c = int(channels)
+    out = run(np.zeros((1, _PROBE, _PROBE, c), dtype=np.float32))
     if isinstance(out, (dict, list, tuple)):
         raise ValueError(f"model {name!r} has several outputs (built with "
                          "return_attention=True?); give the SR network alone, e.g. seran(...) "
                          "without return_attention")
-    shape = tuple(keras.ops.convert_to_numpy(out).shape)           # any backend
+    shape = tuple(np.shape(out))
     if len(shape) != 4 or shape[-1] != c:
         raise ValueError(f"model {name!r} maps (1, {_PROBE}, {_PROBE}, {c}) to {shape}; expected "
                          f"(1, {_PROBE} s, {_PROBE} s, {c}) (an SR network)")
@@ -66,3 +65,10 @@ def infer_scale(model: Any) -> int:
         raise ValueError(f"model output {shape[1:3]} is not an integer upscaling of "
                          f"({_PROBE}, {_PROBE})")
     return int(sh)
+
+
+def infer_scale(model: Any) -> int:
+    """The upscaling factor ``s`` of a Keras SR model (N, H, W, C) -> (N, H*s, W*s, C): one
+    forward pass (:func:`probe_scale`, whose ValueErrors it raises) with ``training=False``."""
+    return probe_scale(lambda x: model(x, training=False), input_channels(model),
+                       getattr(model, "name", model))

@@ -196,13 +196,18 @@ def balanced_tile(shape2d: tuple[int, int], max_side: int, overlap: int) -> int:
 # memory budget
 
 
+#: Bytes per LR pixel assumed for a network whose layers cannot be inspected.
+UNKNOWN_BYTES_PER_PIXEL = 4.0 * 64 * 8
+
+
 def model_bytes_per_pixel(model) -> float:
     """Rough float32 bytes of activations per LR input pixel of one image for ``model``.
 
     Each layer output counts its channels times the square of the upscaling reached at that layer
     (layers are in topological order; a PixelShuffle / UpSampling2D multiplies it); the sum of the
     six largest is what an eager forward pass keeps alive at once (a layer's input and output, the
-    skip connections, a SERA module's attention maps).
+    skip connections, a SERA module's attention maps). ``UNKNOWN_BYTES_PER_PIXEL`` for a model
+    without inspectable layers.
     """
     per_pixel = []
     area = 1.0
@@ -223,30 +228,35 @@ def model_bytes_per_pixel(model) -> float:
                 continue
             per_pixel.append(float(shape[-1]) * area)
     if not per_pixel:
-        return 4.0 * 64 * 8
+        return UNKNOWN_BYTES_PER_PIXEL
     per_pixel.sort(reverse=True)
     return 4.0 * sum(per_pixel[:6])
+
+
+def tile_side_for_budget(max_memory_mb: float, bytes_per_pixel: float, weights_bytes: float = 0.0,
+                         batch_size: int = 1, safety: float = 1.5, minimum: int = 32) -> int:
+    """Largest LR tile side whose estimated activation memory fits ``max_memory_mb``.
+
+    Estimate: ``bytes_per_pixel`` per LR pixel of one image, times ``safety`` (the framework's
+    allocator and temporaries), times ``batch_size``; twice ``weights_bytes`` is subtracted from
+    the budget first. Returns at least ``minimum``. This is an estimate of the network's working
+    memory, not of the whole process (the volume itself and the runtime come on top).
+    ValueError for a budget that is not a positive number.
+    """
+    if not max_memory_mb or max_memory_mb <= 0:
+        raise ValueError(f"max memory must be a positive number of MB, got {max_memory_mb!r}")
+    budget = float(max_memory_mb) * 2 ** 20 - 2.0 * float(weights_bytes)
+    bpp = float(bytes_per_pixel) * safety * max(1, int(batch_size))
+    side = int(math.sqrt(budget / bpp)) if budget > 0 else 0
+    return max(int(minimum), side)
 
 
 def tile_size_for_memory(max_memory_mb: float, model, batch_size: int = 1,
                          weights_bytes: float | None = None, safety: float = 1.5,
                          minimum: int = 32) -> int:
-    """Largest LR tile side whose estimated activation memory fits ``max_memory_mb``.
-
-    Estimate: ``model_bytes_per_pixel(model)`` per LR pixel, times ``safety`` (TensorFlow's
-    allocator and temporaries), times ``batch_size``; twice the model weights are subtracted from
-    the budget first. Returns at least ``minimum``. This is an estimate of the network's working
-    memory, not of the whole process (the volume itself, Python and TensorFlow come on top).
-    Calibration (CPU, ``bench/bench_inference.py``, ru_maxrss increase during inference): with
-    ``safety=1.5`` the estimate is 1.3-1.45x the measured memory for the tiny, small and paper
-    presets at x2 and x4 (e.g. small x2, 4 slices of 256x256: 576 MB estimated, 426 MB measured).
-    """
-    if not max_memory_mb or max_memory_mb <= 0:
-        raise ValueError(f"max memory must be a positive number of MB, got {max_memory_mb!r}")
-    budget = float(max_memory_mb) * 2 ** 20
+    """:func:`tile_side_for_budget` for a Keras ``model``: :func:`model_bytes_per_pixel` per
+    LR pixel, and (unless ``weights_bytes`` is given) 4 bytes per parameter."""
     if weights_bytes is None:
         weights_bytes = 4.0 * float(getattr(model, "count_params", lambda: 0)())
-    budget -= 2.0 * weights_bytes
-    bpp = model_bytes_per_pixel(model) * safety * max(1, int(batch_size))
-    side = int(math.sqrt(budget / bpp)) if budget > 0 else 0
-    return max(int(minimum), side)
+    return tile_side_for_budget(max_memory_mb, model_bytes_per_pixel(model), weights_bytes,
+                                batch_size, safety, minimum)
