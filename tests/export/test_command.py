@@ -23,7 +23,7 @@ def _leftovers(parent, name):
 
 @pytest.mark.slow
 def test_cli_writes_verified_bundle(tiny_keras_file, tmp_path, capsys):
-    from keras_seran.export.bundle import sha256, verify_hashes
+    from keras_seran.export.manifest import sha256, verify_hashes
 
     out = tmp_path / "bundle"
     rc = command.run(_args(tiny_keras_file, "--out", out, "--formats", "savedmodel,tflite,onnx",
