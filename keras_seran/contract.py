@@ -17,13 +17,10 @@ import numpy as np
 #: Robust normalisation range (percentiles of the whole volume's intensities) mapped to [0, 1].
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
 
-#: Normalised intensities the network is given; what lies beyond bypasses it (bicubic). Real
-#: LR volumes stay (almost) inside (bundled slab: -0.02 to 1.40; another scanner's T1: -0.05 to
-#: 1.57, 8 voxels in a million beyond), so their results are the network's; a spike (a voxel
-#: many times brighter than the tissue) enters the network at 1.5 at most. SERA's image-wide
-#: attention is steeply sensitive to single bright voxels: one voxel of a real 128x128 T1 slice
-#: set to 1.5 / 2 / 3 (beside tissue at ~0.5) moves the far side of the bundled x2 output by
-#: 0.06 / 0.3 / 1 % of the range on average; fed unclipped, a 50x spike moves it by 9 %.
+#: Normalised intensities the network is given; what lies beyond bypasses it (upscaled
+#: bicubically and added back), so a spike (a voxel many times brighter than the tissue) enters
+#: the network at 1.5 at most and cannot disturb the whole slice through SERA's image-wide
+#: attention. Real LR volumes stay (almost) inside (see docs/design-notes.md, contract).
 NETWORK_RANGE: tuple[float, float] = (-0.5, 1.5)
 
 #: Tensor names of exported models (SavedModel signature, ONNX, TensorRT): LR in, SR out.

@@ -62,8 +62,9 @@ def check_integer_output(output_dtype: Any, data: np.ndarray, lo: float, hi: flo
 
 def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: float,
                 scaled: bool = False) -> np.ndarray:
-    """The super-resolved volume in the requested dtype (see :meth:`keras_seran.SuperResolver.predict_volume`);
-    ``output_dtype`` as :func:`check_output_dtype` returns it.
+    """The super-resolved volume in the requested dtype (see
+    :meth:`keras_seran.SuperResolver.predict_volume`); ``output_dtype`` as
+    :func:`check_output_dtype` returns it.
 
     ``scaled``: the input stored scaled integers (:attr:`keras_seran.data.io.Volume.scaled`);
     then "input" keeps float32, since rounding to the stored type would lose the scaling.

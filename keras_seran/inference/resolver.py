@@ -287,8 +287,8 @@ class SuperResolver:
             output_dtype: None / "float32": float32; "input": the input's on-disk dtype when it is
                 an unscaled integer type (values rounded and clipped to its range), else float32;
                 or one of :data:`~keras_seran.inference.output_dtype.NIFTI_DTYPES` ("int16",
-                "uint8", "float64", ...) (:mod:`~keras_seran.inference.output_dtype`). An integer type
-                that cannot hold the input's range, or whose rounding would leave fewer than
+                "uint8", "float64", ...; :mod:`~keras_seran.inference.output_dtype`). An integer
+                type that cannot hold the input's range, or whose rounding would leave fewer than
                 256 grey levels of a non-integer input, is an InputDataError (before any work).
             max_memory_mb: choose batch and tile size from this memory budget (an estimate of the
                 network's activations; see :meth:`plan`).

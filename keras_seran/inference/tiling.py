@@ -12,21 +12,16 @@ complementary (they sum to exactly 1).
 How close this is to whole-slice inference depends on the network:
     * convolution-only networks (EDSR, SRCNN, bicubic): only the receptive field matters; with a
       context margin (``overlap // 4``) wider than the receptive field the result is the same to
-      float32 round-off (bicubic: ~1e-7 of the intensity range); deep networks have a large
-      nominal receptive field but a small effective one (tiny EDSR, overlap 32: ~1e-5);
+      float32 round-off (``CONV_TOLERANCE``);
     * SERAN: every SERA module pools *globally* (a softmax over all positions of the tile), so a
       tile sees slightly different descriptors than the whole slice and the results cannot be
-      equal. Measured on a real 256x256 T1 slice at x2 (mean |tiled - whole| / intensity range),
-      for a tiny SERAN whose attention is at full strength (residual scale 1, random weights):
-      tiles of 128 / overlap 16: ~2e-3; 96: ~7e-3; 64: ~1.1e-2 (the attention's share of the
-      output, so trained weights with a smaller residual scale give less; scale 0.1: <1e-3).
-      The bundled weights (small preset) learned residual scales of ~0.9-1, so their tiles
-      differ from the whole slice by about the attention's share: real T1, x2 (128x128 LR),
-      tiles 96 / overlap 16: mean ~2e-4 (max ~4e-3); tiles 64: ~8e-4 (max ~2e-2); x4 (64x64
-      LR), tiles 48: ~1.6e-3. On the benchmark sets this moves PSNR by at most ~0.07 dB
-      either way (tiles of 48 or 64, x2-x4). ``TILED_TOLERANCE`` (1e-2) is what the tests
-      accept for the worst case (full-strength attention, tiles of 128;
-      ``tests/inference/test_tiling.py``); keep tiles large (>= 96) for SERAN.
+      equal; they differ by up to the attention's share of the output. ``TILED_TOLERANCE`` is
+      what the tests accept for the worst case (full-strength attention, tiles of 128;
+      ``tests/inference/test_tiling.py``); keep tiles large (>= 96) for SERAN. Measurements:
+      docs/design-notes.md (tiling).
+
+The memory budget (:func:`tile_side_for_budget`) is an estimate of the network's activations,
+calibrated with ``bench/bench_inference.py``.
 """
 
 from __future__ import annotations
@@ -37,8 +32,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-#: Mean |tiled - whole| / intensity range accepted for SERAN (global attention; measured on real
-#: MR, see tests/inference/test_tiling.py); convolution-only networks meet CONV_TOLERANCE.
+#: Mean |tiled - whole| / intensity range accepted for SERAN (global attention; checked on real
+#: MR by tests/inference/test_tiling.py); convolution-only networks meet CONV_TOLERANCE.
 TILED_TOLERANCE = 1e-2
 CONV_TOLERANCE = 1e-4
 

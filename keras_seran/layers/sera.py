@@ -7,7 +7,7 @@ residual scaling ``out = E + s * Z``:
 
     E (B,H,W,C) --SecondOrderPooling--> V (B,m,n), M (B,H,W,n)   softmax over the H*W positions
     V           --PrimitiveReasoning--> V* (B,m,n)                graph reasoning over the n nodes
-                                                                  (:mod:`.reasoning`: GloRe or Rs_GCN)
+                                                                  (GloRe or Rs_GCN: .reasoning)
     E, V*       --Excitation---------> Z (B,H,W,C), D (B,H,W,n)  softmax over the n descriptors
     out = E + s * Z     (Z starts at zero: the block starts as the identity)
 
@@ -36,10 +36,10 @@ def rms_normalize(x, epsilon: float = 1e-6):
     """x / sqrt(mean(x^2) + eps) over (H, W, C) of each sample: (B, H, W, C) -> same shape.
 
     Used on E before the attention convs (``attention_norm=True``) so that the softmax
-    temperature does not depend on the intensity scale of the input: on [0, 1] MR the trunk's
-    features have a std of about 0.04, which leaves conv1x1(E) nearly constant and both softmaxes
-    uniform. A single scalar per sample, so conv1x1 of the result is still a linear map of E
-    (the paper's form) with a data-independent temperature. Computed in float32.
+    temperature does not depend on the intensity scale of the input (on [0, 1] MR the trunk's
+    small features leave both softmaxes nearly uniform otherwise). A single scalar per sample,
+    so conv1x1 of the result is still a linear map of E (the paper's form) with a
+    data-independent temperature. Computed in float32.
     """
     x32 = ops.cast(x, "float32")
     mean_square = ops.mean(x32 * x32, axis=(1, 2, 3), keepdims=True)
