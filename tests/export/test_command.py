@@ -56,6 +56,20 @@ def test_cli_writes_verified_bundle(tiny_keras_file, tmp_path, capsys):
     assert verify_hashes(out) == [] and not _leftovers(tmp_path, "bundle")
 
 
+def test_format_registry_exports_what_each_format_builds_on():
+    """TensorRT is built from the ONNX files: asking for it alone exports ONNX first (recorded as
+    not requested); the order is the bundle's whatever the order asked."""
+    from keras_seran.export.bundle import parse_formats
+    from keras_seran.export.formats import FORMAT_REGISTRY, FORMATS, export_steps
+
+    assert FORMATS == ("savedmodel", "tflite", "onnx", "tensorrt")
+    assert export_steps(parse_formats("trt")) == ["onnx", "tensorrt"]
+    assert export_steps(parse_formats("tensorrt,litert,onnx")) == ["tflite", "onnx", "tensorrt"]
+    assert export_steps(["savedmodel"]) == ["savedmodel"]
+    for fmt in FORMAT_REGISTRY.values():
+        assert fmt.writes and fmt.verified and fmt.requires[0] == "tensorflow", fmt.name
+
+
 def test_missing_model_file(tmp_path):
     out = tmp_path / "b"
     with pytest.raises(InputDataError) as err:
