@@ -10,20 +10,17 @@ Training (:class:`~keras_seran.config.DataConfig`), inference
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 #: Robust normalisation range (percentiles of the whole volume's intensities) mapped to [0, 1].
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
 
-#: Normalised intensities the network is given; what lies beyond bypasses it (bicubic). Real
-#: LR volumes stay (almost) inside (bundled slab: -0.02 to 1.40; another scanner's T1: -0.05 to
-#: 1.57, 8 voxels in a million beyond), so their results are the network's; a spike (a voxel
-#: many times brighter than the tissue) enters the network at 1.5 at most. SERA's image-wide
-#: attention is steeply sensitive to single bright voxels: one voxel of a real 128x128 T1 slice
-#: set to 1.5 / 2 / 3 (beside tissue at ~0.5) moves the far side of the bundled x2 output by
-#: 0.06 / 0.3 / 1 % of the range on average; fed unclipped, a 50x spike moves it by 9 %.
+#: Normalised intensities the network is given; what lies beyond bypasses it (upscaled
+#: bicubically and added back), so a spike (a voxel many times brighter than the tissue) enters
+#: the network at 1.5 at most and cannot disturb the whole slice through SERA's image-wide
+#: attention. Real LR volumes stay (almost) inside (see docs/design-notes.md, contract).
 NETWORK_RANGE: tuple[float, float] = (-0.5, 1.5)
 
 #: Tensor names of exported models (SavedModel signature, ONNX, TensorRT): LR in, SR out.
@@ -41,23 +38,22 @@ def input_channels(model: Any) -> int:
     return int(channels) if isinstance(channels, (int, np.integer)) else 1
 
 
-def infer_scale(model: Any) -> int:
-    """The upscaling factor ``s`` of an SR network (N, H, W, C) -> (N, H*s, W*s, C), from one
-    forward pass on a (1, 12, 12, C) image of zeros.
+def probe_scale(run: Callable[[np.ndarray], Any], channels: int = 1, name: Any = "network"
+                ) -> int:
+    """The upscaling factor ``s`` of an SR batch function ``run`` (N, H, W, C) -> (N, H*s, W*s, C),
+    from one call on a (1, 12, 12, C) image of zeros (the output only needs a ``shape``: a numpy
+    array or any backend's tensor). ``name`` names the network in errors.
 
-    Raises ValueError for a model with several outputs (built with ``return_attention=True``?),
-    an output that is not (1, 12 s, 12 s, C), or an upscaling that is not one integer factor.
+    Raises ValueError for several outputs (a model built with ``return_attention=True``?), an
+    output that is not (1, 12 s, 12 s, C), or an upscaling that is not one integer factor.
     """
-    import keras
-
-    name = getattr(model, "name", model)
-    c = input_channels(model)
-    out = model(np.zeros((1, _PROBE, _PROBE, c), dtype=np.float32), training=False)
+    c = int(channels)
+    out = run(np.zeros((1, _PROBE, _PROBE, c), dtype=np.float32))
     if isinstance(out, (dict, list, tuple)):
         raise ValueError(f"model {name!r} has several outputs (built with "
                          "return_attention=True?); give the SR network alone, e.g. seran(...) "
                          "without return_attention")
-    shape = tuple(keras.ops.convert_to_numpy(out).shape)           # any backend
+    shape = tuple(np.shape(out))
     if len(shape) != 4 or shape[-1] != c:
         raise ValueError(f"model {name!r} maps (1, {_PROBE}, {_PROBE}, {c}) to {shape}; expected "
                          f"(1, {_PROBE} s, {_PROBE} s, {c}) (an SR network)")
@@ -66,3 +62,10 @@ def infer_scale(model: Any) -> int:
         raise ValueError(f"model output {shape[1:3]} is not an integer upscaling of "
                          f"({_PROBE}, {_PROBE})")
     return int(sh)
+
+
+def infer_scale(model: Any) -> int:
+    """The upscaling factor ``s`` of a Keras SR model (N, H, W, C) -> (N, H*s, W*s, C): one
+    forward pass (:func:`probe_scale`, whose ValueErrors it raises) with ``training=False``."""
+    return probe_scale(lambda x: model(x, training=False), input_channels(model),
+                       getattr(model, "name", model))

@@ -1,9 +1,10 @@
 """MR data pipeline: files on disk -> normalised 2D slices -> (LR, HR) pairs for training.
 
-Modules (one concern each): ``io`` (NIfTI/DICOM/PNG/NPY readers, IXI names), ``normalize``
-(per-volume percentile scaling, invertible), ``degrade`` (BI/BD/k-space degradations, Rician noise,
-MATLAB-exact bicubic), ``slices`` (slice extraction, subject-safe train/validation split),
-``pipeline`` (tf.data; imports TensorFlow) and ``pydataset`` (keras.utils.PyDataset, numpy only).
+Modules (one concern each): ``io`` (files on disk: ``io.discovery`` finds them and reads IXI/BIDS
+names, ``io.readers`` reads NIfTI/DICOM/PNG/NPY), ``normalize`` (per-volume percentile scaling,
+invertible), ``degrade`` (BI/BD/k-space degradations, Rician noise, MATLAB-exact bicubic),
+``slices`` (slice extraction, subject-safe train/validation split), ``pipeline`` (tf.data;
+imports TensorFlow) and ``pydataset`` (keras.utils.PyDataset, numpy only).
 
 The TensorFlow-based names (``make_datasets``, ...) and the Keras-based PyDatasets are imported
 lazily on first use, so ``import keras_seran.data`` itself pulls in neither TensorFlow nor Keras.
@@ -19,9 +20,9 @@ from keras_seran.data.degrade import (DEGRADATIONS, add_rician_noise, bicubic_do
 from keras_seran.data.io import (Volume, find_volumes, load_any, load_dicom_series, load_slice,
                                  load_volume, parse_contrast, parse_ixi_name)
 from keras_seran.data.normalize import NormStats, fit_normalization, normalize
-from keras_seran.data.slices import (SliceSet, extract_slices, load_slice_sets, representative_slices,
-                                     split_single_volume, split_volumes, validation_pairs,
-                                     validation_pairs_from)
+from keras_seran.data.slices import (SliceSet, extract_slices, load_scored_slices, load_slice_sets,
+                                     representative_slices, split_single_volume, split_volumes,
+                                     validation_pairs, validation_pairs_from)
 
 _LAZY = {
     "make_datasets": "keras_seran.data.pipeline",
@@ -56,6 +57,7 @@ __all__ = [
     "lr_hr_pairs",
     # slices
     "SliceSet", "extract_slices", "split_volumes", "split_single_volume", "load_slice_sets",
+    "load_scored_slices",
     "validation_pairs", "validation_pairs_from", "representative_slices",
     # lazy: pipeline (TensorFlow) and pydataset (Keras)
     *_LAZY,

@@ -19,7 +19,9 @@ import numpy as np
 
 from keras_seran.config import DataConfig
 from keras_seran.data.degrade import crop_to_multiple, degrade
-from keras_seran.data import io as _io
+from keras_seran.data.io.discovery import (SLICE_SUFFIXES, find_volumes, has_contrast, is_hidden,
+                                           is_nifti, subject_of)
+from keras_seran.data.io.readers import check_array, load_any
 from keras_seran.data.normalize import NormStats, fit_normalization
 from keras_seran.errors import InputDataError, UsageError
 
@@ -50,19 +52,20 @@ def split_volumes(paths: Sequence[str | Path], val_fraction: float = 0.1, seed: 
                   group: Any = None) -> tuple[list, list]:
     """Split files into (train, val) by subject, never sharing one.
 
-    Files are grouped by subject (``group``, default :func:`keras_seran.data.io.subject_of`:
+    Files are grouped by subject (``group``, default
+    :func:`~keras_seran.data.io.discovery.subject_of`:
     IXI ``IXI002`` / BIDS ``sub-01``; other names are their own subject);
     ``round(val_fraction * n_subjects)`` subjects (at least 1, at most n - 1) drawn with ``seed``
     go to validation. Both lists keep the input order. ``val_fraction = 0`` -> (all, []).
     Raises InputDataError when a split is asked of fewer than two subjects.
     """
-    subject_of = group or _io.subject_of
+    group_of = group or subject_of
     items = list(paths)
     if val_fraction <= 0:
         return items, []
     if not val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    subjects = sorted({subject_of(p) for p in items})
+    subjects = sorted({group_of(p) for p in items})
     if len(subjects) < 2:
         raise InputDataError(items[0] if items else None,
                              f"cannot split {len(items)} file(s) of {len(subjects)} subject by "
@@ -70,8 +73,8 @@ def split_volumes(paths: Sequence[str | Path], val_fraction: float = 0.1, seed: 
     n_val = int(min(len(subjects) - 1, max(1, round(val_fraction * len(subjects)))))
     perm = np.random.default_rng(seed).permutation(len(subjects))
     val_subjects = {subjects[i] for i in perm[:n_val]}
-    train = [p for p in items if subject_of(p) not in val_subjects]
-    val = [p for p in items if subject_of(p) in val_subjects]
+    train = [p for p in items if group_of(p) not in val_subjects]
+    val = [p for p in items if group_of(p) in val_subjects]
     return train, val
 
 
@@ -79,7 +82,7 @@ def _is_slice_file(name: str) -> bool:
     """Whether ``name`` is a 2D slice file: an image, a DICOM file, or a .npy holding 2D data
     (a .npy may hold a volume: it is read memory-mapped to tell)."""
     suffix = Path(name).suffix.lower()
-    if _io.is_nifti(name) or suffix not in _io.SLICE_SUFFIXES:
+    if is_nifti(name) or suffix not in SLICE_SUFFIXES:
         return False
     if suffix == ".npy":
         try:
@@ -189,20 +192,20 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
         p = Path(s).expanduser()
         if p.is_dir():
             try:
-                found = _io.find_volumes(p, contrast)
+                found = find_volumes(p, contrast)
             except InputDataError as e:
                 slice_files = sorted(q for q in p.iterdir()
-                                     if q.is_file() and not _io.is_hidden(q, p)
-                                     and q.suffix.lower() in _io.SLICE_SUFFIXES)
+                                     if q.is_file() and not is_hidden(q, p)
+                                     and q.suffix.lower() in SLICE_SUFFIXES)
                 if contrast is not None or not slice_files:
                     raise e
                 found = slice_files
         elif p.is_file():
             # a file named on its own (e.g. a shell-expanded glob) obeys ``contrast`` too
-            found = [p] if contrast is None or _io.has_contrast(p, contrast) else []
+            found = [p] if contrast is None or has_contrast(p, contrast) else []
             skipped += not found
         else:
-            found = _io.find_volumes(str(s), contrast)
+            found = find_volumes(str(s), contrast)
         items.extend((str(q), q) for q in found)
     if not items and skipped:
         raise UsageError(f"none of the {skipped} file(s) given has contrast "
@@ -230,9 +233,9 @@ def _load_normalised(name: str, obj: Any, config: DataConfig) -> tuple[np.ndarra
             a = np.squeeze(a)
         if a.ndim not in (2, 3):
             raise InputDataError(name, f"array of shape {obj.shape} is neither a 2D slice nor a 3D volume")
-        _io.check_array(a, name, what="volume" if a.ndim == 3 else "slice")
+        check_array(a, name, what="volume" if a.ndim == 3 else "slice")
     else:
-        a = _io.load_any(obj)
+        a = load_any(obj)
     stats = fit_normalization(a, config.percentiles, path=name)
     return stats.apply(a), stats
 
@@ -254,41 +257,21 @@ def _add_2d(out: SliceSet, img: np.ndarray, name: str, config: DataConfig, stats
         out.add([img], name, [0], -1, stats)
     else:
         warnings.warn(f"{name}: slice skipped, only {frac:.1%} foreground (< min_foreground "
-                      f"{config.min_foreground:.1%})", stacklevel=3)
+                      f"{config.min_foreground:.1%})", stacklevel=4)
 
 
 def _any_at_least(sl: SliceSet, size: int) -> bool:
     return any(x.shape[0] >= size and x.shape[1] >= size for x in sl.slices)
 
 
-def load_slice_sets(sources: Any, scale: int, config: DataConfig | None = None,
-                    min_size: int | None = None, purpose: str = "training"
-                    ) -> tuple[SliceSet, SliceSet]:
-    """Load, normalise, slice and split ``sources`` into (train, val) :class:`SliceSet`s.
-
-    ``sources``: a folder (IXI-style NIfTI files; or 2D PNG/NPY slices), a glob, a file, a 2D/3D
-    numpy array, or a list of these. ``config.contrast`` selects an IXI contrast. Training slices
-    smaller than ``min_size`` (default: the HR patch ``patch_size * scale``) are skipped with a
-    warning; InputDataError when no training slice is left. Validation slices are kept whole
-    (at least ``scale`` pixels each side). Slicing: ``config.slice_axis`` (None: all three axes).
-
-    ``purpose="evaluation"``: ``min_size`` (required) is the smallest slice the caller can score;
-    it filters only the scored set (every slice, in ``train``, when ``val_fraction`` is 0; else
-    the validation slices), and the InputDataError, worded for scoring, comes when that is empty.
-    """
-    if purpose not in ("training", "evaluation"):
-        raise ValueError(f"purpose must be 'training' or 'evaluation', got {purpose!r}")
-    if purpose == "evaluation" and min_size is None:
-        raise ValueError("purpose='evaluation' needs min_size (the smallest slice scored)")
-    config = config or DataConfig()
-    s = int(scale)
-    patch_min = min_size is None
-    min_size = config.patch_size * s if min_size is None else int(min_size)
+def _split_slice_sets(sources: Any, config: DataConfig) -> tuple[SliceSet, SliceSet, str]:
+    """Load, normalise, slice and split ``sources`` into (train, val, where): every slice with
+    enough foreground, whatever its size; ``where`` names the input in error messages."""
     items = _expand_sources(sources, config.contrast)
     names = [n for n, _ in items]
     train, val = SliceSet(), SliceSet()
     axes = _axes(config)
-    group = _io.subject_of
+    group = subject_of
     n_subjects = len({group(n) for n in names})
     if n_subjects < 2 and len(names) >= 2 and all(map(_is_slice_file, names)):
         # 2D slice files of one subject (sub-01_z050.png, ...): holding some files out is the
@@ -319,7 +302,7 @@ def load_slice_sets(sources: Any, scale: int, config: DataConfig | None = None,
             _, kept = extract_slices(a, split_axis, config.min_foreground, config.foreground_threshold)
             if len(kept) == 0:
                 warnings.warn(f"{name}: no slice with enough foreground along axis {split_axis}",
-                              stacklevel=2)
+                              stacklevel=3)
                 continue
             try:
                 tr_pos, va_pos = split_single_volume(len(kept), config.val_fraction, config.val_gap)
@@ -333,35 +316,65 @@ def load_slice_sets(sources: Any, scale: int, config: DataConfig | None = None,
             _add_volume(train, sub, name, axes, config, st)
         if config.val_fraction > 0 and len(val) == 0:
             warnings.warn("no validation slice could be held out (a single 2D image?); training "
-                          "without validation", stacklevel=2)
+                          "without validation", stacklevel=3)
     where = names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)"
-    if purpose == "evaluation":
-        scored_val = config.val_fraction > 0
-        scored = val if scored_val else train
-        n_before = len(scored)
-        if not _any_at_least(scored, max(min_size, 2 * s)):   # the error alone, no warning too
-            kind = "held-out validation slice" if scored_val else "slice"
-            raise InputDataError(where, f"no {kind} left to score: {n_before} slice(s) with "
-                                        f"enough foreground, none at least {min_size}x{min_size} "
-                                        f"(the smallest slice PSNR/SSIM can score at x{s}); use "
-                                        "larger images or another slice axis (--axis)")
-        scored = scored.filter_min_size(max(min_size, 2 * s), what=f"PSNR/SSIM minimum at x{s}")
-        return (train, scored) if scored_val else (scored, val)
-    n_before = len(train)
-    if patch_min:
+    return train, val, where
+
+
+def load_slice_sets(sources: Any, scale: int, config: DataConfig | None = None,
+                    min_size: int | None = None) -> tuple[SliceSet, SliceSet]:
+    """Load, normalise, slice and split ``sources`` into (train, val) :class:`SliceSet`s for
+    training.
+
+    ``sources``: a folder (IXI-style NIfTI files; or 2D PNG/NPY slices), a glob, a file, a 2D/3D
+    numpy array, or a list of these. ``config.contrast`` selects an IXI contrast. Training slices
+    smaller than ``min_size`` (default: the HR patch ``patch_size * scale``) are skipped with a
+    warning; InputDataError when no training slice is left. Validation slices are kept whole
+    (at least ``scale`` pixels each side). Slicing: ``config.slice_axis`` (None: all three axes).
+    """
+    config = config or DataConfig()
+    s = int(scale)
+    train, val, where = _split_slice_sets(sources, config)
+    if min_size is None:
+        min_size = config.patch_size * s
         why = f"patch_size {config.patch_size} x scale {s}"
         what, advice = f"HR patch ({why})", "lower patch_size"
     else:
+        min_size = int(min_size)
         why, what = "the minimum slice size asked", "minimum slice size"
         advice = "use larger images"
     if not _any_at_least(train, min_size):
-        raise InputDataError(where, f"no training slice left: {n_before} slice(s) with enough "
+        raise InputDataError(where, f"no training slice left: {len(train)} slice(s) with enough "
                                     f"foreground, none at least {min_size}x{min_size} ({why}); "
                                     f"{advice}, choose another slice_axis, or lower "
                                     "min_foreground")
     train = train.filter_min_size(min_size, what=what)
     val = val.filter_min_size(2 * s, what="validation minimum")
     return train, val
+
+
+def load_scored_slices(sources: Any, scale: int, min_size: int,
+                       config: DataConfig | None = None) -> SliceSet:
+    """The slices an evaluation scores: the held-out validation slices of ``sources`` when
+    ``config.val_fraction`` > 0 (the split :func:`load_slice_sets` makes), else every slice.
+
+    ``min_size``: the smallest slice the caller can score (at least ``2 * scale`` is kept);
+    smaller ones are skipped with a warning, and InputDataError, worded for scoring, comes when
+    none is left.
+    """
+    config = config or DataConfig()
+    s = int(scale)
+    train, val, where = _split_slice_sets(sources, config)
+    held_out = config.val_fraction > 0
+    scored = val if held_out else train
+    smallest = max(int(min_size), 2 * s)
+    if not _any_at_least(scored, smallest):   # the error alone, no warning too
+        kind = "held-out validation slice" if held_out else "slice"
+        raise InputDataError(where, f"no {kind} left to score: {len(scored)} slice(s) with "
+                                    f"enough foreground, none at least {min_size}x{min_size} "
+                                    f"(the smallest slice PSNR/SSIM can score at x{s}); use "
+                                    "larger images or another slice axis (--axis)")
+    return scored.filter_min_size(smallest, what=f"PSNR/SSIM minimum at x{s}")
 
 
 def validation_pairs_from(val: SliceSet, scale: int, config: DataConfig | None = None

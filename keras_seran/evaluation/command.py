@@ -152,13 +152,12 @@ def _pairs(args, scale: int, cfg) -> dict:
 
     if cfg is None:
         return benchmark_pairs(scale, args.degradation)
-    from keras_seran.data.slices import load_slice_sets, validation_pairs_from
+    from keras_seran.data.slices import load_scored_slices, validation_pairs_from
 
-    train, val = load_slice_sets(args.data, scale, cfg, min_size=min_scored_size(scale),
-                                 purpose="evaluation")
+    scored = load_scored_slices(args.data, scale, min_scored_size(scale), cfg)
     if args.split == "val":
-        return {"val": validation_pairs_from(val, scale, cfg)}
-    return {"data": lr_hr_pairs(train.slices, scale, cfg.degradation)}
+        return {"val": validation_pairs_from(scored, scale, cfg)}
+    return {"data": lr_hr_pairs(scored.slices, scale, cfg.degradation)}
 
 
 def run_data_config(run_dir: Path):

@@ -6,7 +6,8 @@ The one call most users need is :func:`export_bundle` (or ``keras-seran export``
     manifest = export_bundle(model, "bundle_x2", formats="savedmodel,tflite,onnx,tensorrt")
 
 Submodules: :mod:`.savedmodel`, :mod:`.litert`, :mod:`.onnx_export`, :mod:`.tensorrt_engine`,
-:mod:`.parity`, :mod:`.bundle`, :mod:`.command` (the CLI). Names below are imported on first use,
+:mod:`.parity`, :mod:`.formats` (one exporter per format, the registry), :mod:`.manifest`,
+:mod:`.bundle` (the driver), :mod:`.command` (the CLI). Names below are imported on first use,
 so ``import keras_seran.export`` stays cheap (no TensorFlow, ONNX or TensorRT import).
 """
 
@@ -18,8 +19,10 @@ from keras_seran.errors import ExportCheckError as ExportCheckError
 
 _LAZY = {
     # bundle
-    "export_bundle": "bundle", "FORMATS": "bundle", "parse_formats": "bundle",
-    "verify_hashes": "bundle", "load_manifest": "bundle",
+    "export_bundle": "bundle", "parse_formats": "bundle",
+    # formats (the registry) and the manifest
+    "FORMATS": "formats", "FORMAT_REGISTRY": "formats",
+    "verify_hashes": "manifest", "load_manifest": "manifest",
     # savedmodel
     "export_savedmodel": "savedmodel", "SavedModelRunner": "savedmodel",
     # litert

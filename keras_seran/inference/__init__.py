@@ -5,10 +5,12 @@
     img = sr.predict_volume("t1_thick.nii.gz")           # nibabel image, same field of view
     img.to_filename("t1_sr.nii.gz")
 
-Modules: :mod:`.resolver` (SuperResolver), :mod:`.geometry` (affine/header of the upscaled
-grid), :mod:`.tiling` (overlapping tiles and blending), :mod:`.command` / :mod:`.demo`
-(``keras-seran predict`` / ``keras-seran demo``); results are written with
-:mod:`keras_seran.files`.
+Modules: :mod:`.resolver` (SuperResolver, numpy only), :mod:`.network` (the network it runs: a
+numpy batch function), :mod:`.runner` (a Keras model as that function), :mod:`.volume` (inputs
+as checked volumes, slice axis), :mod:`.output_dtype` (dtype of the written volume),
+:mod:`.geometry` (affine/header of the upscaled grid), :mod:`.tiling` (overlapping tiles and
+blending), :mod:`.command` / :mod:`.demo` (``keras-seran predict`` / ``keras-seran demo``);
+results are written with :mod:`keras_seran.files`.
 Its submodules load lazily: importing it loads none of them (Keras itself loads with
 ``keras_seran``, which registers the layers).
 """
@@ -20,7 +22,8 @@ from typing import Any
 _LAZY = {
     "SuperResolver": ("keras_seran.inference.resolver", "SuperResolver"),
     "predict_volume": ("keras_seran.inference.resolver", "predict_volume"),
-    "as_volume": ("keras_seran.inference.resolver", "as_volume"),
+    "as_volume": ("keras_seran.inference.volume", "as_volume"),
+    "Network": ("keras_seran.inference.network", "Network"),
     "run_demo": ("keras_seran.inference.demo", "run_demo"),
     "predict_paths": ("keras_seran.inference.command", "predict_paths"),
     "upscale_affine": ("keras_seran.inference.geometry", "upscale_affine"),

@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
                                             and args.max_memory > 0):
         raise UsageError(f"--max-memory must be a finite positive number of MB, got "
                          f"{args.max_memory}")
-    from keras_seran.inference.resolver import check_output_dtype
+    from keras_seran.inference.output_dtype import check_output_dtype
 
     check_output_dtype(args.output_dtype, what="--output-dtype")
     # Check the input and every output path before the (slow) model load; a single input file
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     preloaded = {}
     if not src.is_dir():
         from keras_seran.data.io import is_nifti
-        from keras_seran.inference.resolver import as_volume
+        from keras_seran.inference.volume import as_volume
 
         if src.exists() and not is_nifti(src):
             raise InputDataError(src, f"not a NIfTI file (suffix {''.join(src.suffixes) or 'none'}; "

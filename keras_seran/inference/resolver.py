@@ -6,7 +6,12 @@ training), the slices go through the network in batches (whole or in overlapping
 result is mapped back to the input's intensity units and written with an affine and header
 describing the finer grid over the same field of view (:mod:`keras_seran.inference.geometry`).
 
-Keras (and its backend) loads with ``keras_seran``, which registers the layers.
+The network is a numpy batch function (:class:`~keras_seran.inference.network.Network`):
+(N, h, w, 1) float32 -> (N, h*s, w*s, 1) float32. This module and the ones it imports at load
+time (volume, output dtype, tiling, geometry, the data readers) use numpy and nibabel only; a
+Keras model is adapted by :mod:`keras_seran.inference.runner`, imported when one is given, and
+the Keras constructors (:meth:`SuperResolver.from_pretrained`, :meth:`~SuperResolver.from_file`,
+:meth:`~SuperResolver.from_spec`) import the weights registry (and so Keras) when called.
 """
 
 from __future__ import annotations
@@ -17,24 +22,31 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_seran.contract import DEFAULT_PERCENTILES, NETWORK_RANGE, infer_scale, input_channels
+from keras_seran.contract import DEFAULT_PERCENTILES, NETWORK_RANGE
+from keras_seran.data.degrade import bicubic_upscale
+from keras_seran.data.normalize import check_percentiles, fit_normalization
 from keras_seran.errors import InputDataError, UsageError
 from keras_seran.inference import geometry, tiling
-from keras_seran.inference.runner import batch_runner
+from keras_seran.inference.ensemble import ensembled
+from keras_seran.inference.network import as_network
+from keras_seran.inference.output_dtype import cast_output, check_integer_output, check_output_dtype
+from keras_seran.inference.volume import as_volume, slice_axis
 
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_OVERLAP = 16          # LR pixels shared by neighbouring tiles
 MIN_TILE = 64                 # smallest tile a memory budget may choose (global attention: see tiling)
-IN_MEMORY = "<in-memory image>"
 
 
 class SuperResolver:
-    """Super-resolve 2D MR slices and whole NIfTI volumes with a Keras SR network.
+    """Super-resolve 2D MR slices and whole NIfTI volumes with an SR network.
 
     Args:
-        model: a Keras model (N, H, W, 1) -> (N, H*s, W*s, 1) working on intensities normalised
-            to [0, 1] (any network of :mod:`keras_seran.models`).
-        scale: its upscaling factor; inferred from one forward pass when None, checked otherwise.
+        model: the network, working on intensities normalised as the input contract says
+            (:mod:`keras_seran.contract`): a Keras model (N, H, W, 1) -> (N, H*s, W*s, 1) (any
+            network of :mod:`keras_seran.models`), a numpy batch function of that signature, or
+            a :class:`~keras_seran.inference.network.Network`.
+        scale: its upscaling factor; measured by one forward pass when None, checked otherwise
+            (ValueError when it differs).
         percentiles: the robust intensity range mapped to [0, 1] (per volume, or per slice in
             :meth:`predict_slice`); the training default.
         clip_input: clip normalised inputs to [0, 1] (as in training) and drop what lies
@@ -47,31 +59,26 @@ class SuperResolver:
             small over/undershoot of the network at sharp edges, e.g. negative magnitudes).
         self_ensemble: average the network over the 8 flips/rotations of each slice
             (:mod:`~keras_seran.inference.ensemble`; "SERAN+"): 8x the time, a little sharper.
+
+    Attributes: ``model`` (as given), ``network`` (its Network), ``scale``.
     """
 
     def __init__(self, model: Any, scale: int | None = None, *,
                  percentiles: tuple[float, float] = DEFAULT_PERCENTILES, clip_input: bool = False,
                  clip_output: bool = True, self_ensemble: bool = False):
         self.model = model
-        self._forward = batch_runner(model)   # (B, h, w) -> (B, h*s, w*s), one pass
-        if input_channels(model) != 1:
-            raise ValueError(f"model {getattr(model, 'name', model)!r} takes "
-                             f"{input_channels(model)} channels; SuperResolver needs a "
-                             "grayscale SR network (N, H, W, 1) -> (N, H*s, W*s, 1)")
-        inferred = infer_scale(model)
-        if scale is not None and int(scale) != inferred:
-            raise ValueError(f"model {getattr(model, 'name', '')!r} upscales by {inferred}, "
-                             f"not by the requested scale {scale}")
-        self.scale = inferred
-        from keras_seran.data.normalize import check_percentiles
-
+        self.network = as_network(model, scale)
+        self.scale = self.network.scale
+        run = self.network.run
+        # (B, h, w) -> (B, h*s, w*s), one pass
+        self._forward = lambda batch: np.asarray(run(batch[..., None]), np.float32)[..., 0]
         self.percentiles = check_percentiles(percentiles)
         self.clip_input = bool(clip_input)
         self.clip_output = bool(clip_output)
         self.self_ensemble = bool(self_ensemble)
 
     def __repr__(self) -> str:
-        return (f"SuperResolver(model={getattr(self.model, 'name', type(self.model).__name__)!r}, "
+        return (f"SuperResolver(model={self.network.name!r}, "
                 f"scale={self.scale}, percentiles={self.percentiles}, "
                 f"clip_input={self.clip_input}, clip_output={self.clip_output}, "
                 f"self_ensemble={self.self_ensemble})")
@@ -84,7 +91,7 @@ class SuperResolver:
                         degradation: str = "bicubic", **kwargs: Any) -> "SuperResolver":
         """The bundled pretrained weights for ``scale`` (2, 3 or 4), trained on ``degradation``
         ("bicubic", the paper's; "kspace", a scanner's lower-resolution acquisition): see
-        :mod:`keras_seran.registry`. No network access."""
+        :mod:`keras_seran.registry`. No network access; imports Keras."""
         from keras_seran.registry import load_pretrained
 
         return cls(load_pretrained(scale, arch=arch, preset=preset, degradation=degradation),
@@ -92,7 +99,8 @@ class SuperResolver:
 
     @classmethod
     def from_file(cls, path: str | Path, scale: int | None = None, **kwargs: Any) -> "SuperResolver":
-        """A saved ``.keras`` model (or a bundled name such as ``"x2"``)."""
+        """A saved ``.keras`` model (or a bundled name such as ``"x2"``); imports Keras.
+        InputDataError naming the file when it is not a grayscale SR model."""
         from keras_seran.registry import load_model
 
         model = load_model(path)
@@ -124,8 +132,6 @@ class SuperResolver:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """(B, h, w) normalised float32 -> (B, h*s, w*s) float32 (self-ensembled if asked)."""
-        from keras_seran.inference.ensemble import ensembled
-
         return ensembled(self._forward, self.self_ensemble)(batch)
 
     def predict_normalized(self, slices: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,
@@ -147,8 +153,6 @@ class SuperResolver:
         out = self._predict_inside(inside, batch_size, tile_size, overlap, on_progress)
         beyond = x - inside
         if beyond.any():
-            from keras_seran.data.degrade import bicubic_upscale
-
             out += bicubic_upscale(beyond, self.scale)
         return out
 
@@ -211,8 +215,6 @@ class SuperResolver:
     # volumes
 
     def _fit(self, data: np.ndarray, path: Any):
-        from keras_seran.data.normalize import fit_normalization
-
         return fit_normalization(data, self.percentiles, clip=self.clip_input, path=path)
 
     def _finish(self, y: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -229,7 +231,8 @@ class SuperResolver:
         one fits the estimated budget (the batch shrinks to what fits); otherwise tiles, one at
         a time: the budget left after the blend's HR buffers
         (:func:`~keras_seran.inference.tiling.hr_buffer_bytes`) bounds the tile
-        (:func:`~keras_seran.inference.tiling.tile_size_for_memory`), and the tile is the
+        (:func:`~keras_seran.inference.tiling.tile_side_for_budget`, with the network's memory
+        estimate), and the tile is the
         smallest that covers the slice with the fewest tiles that bound allows
         (:func:`~keras_seran.inference.tiling.balanced_tile`); never below ``MIN_TILE`` (a
         warning says when that exceeds the budget).
@@ -239,7 +242,9 @@ class SuperResolver:
             return int(tile_size), batch_size
         if not max_memory_mb:
             return None, batch_size
-        side = tiling.tile_size_for_memory(max_memory_mb, self.model, batch_size=1, minimum=1)
+        net = self.network
+        side = tiling.tile_side_for_budget(max_memory_mb, net.bytes_per_pixel, net.weights_bytes,
+                                           batch_size=1, minimum=1)
         per_slice = shape2d[0] * shape2d[1]
         fit = (side * side) // per_slice
         if fit >= 1:
@@ -247,8 +252,9 @@ class SuperResolver:
         # tiling: the blend's HR buffers come out of the budget too, then the fewest tiles
         # that fit, each as small as that count allows
         buffers_mb = tiling.hr_buffer_bytes(shape2d, self.scale) / 2 ** 20
-        side = tiling.tile_size_for_memory(max(max_memory_mb - buffers_mb, 1e-3), self.model,
-                                           batch_size=1, minimum=1)
+        side = tiling.tile_side_for_budget(max(max_memory_mb - buffers_mb, 1e-3),
+                                           net.bytes_per_pixel, net.weights_bytes, batch_size=1,
+                                           minimum=1)
         tile = max(tiling.balanced_tile(shape2d, side, overlap), MIN_TILE)
         if tile <= overlap:
             raise UsageError(f"a memory budget of {max_memory_mb:g} MB allows tiles of "
@@ -269,7 +275,8 @@ class SuperResolver:
         """Super-resolve a 3D volume slice by slice; returns a ``nibabel.Nifti1Image``.
 
         Args:
-            img: a path to a NIfTI file, a nibabel image, or a :class:`keras_seran.data.io.Volume`.
+            img: a path to a NIfTI file, a nibabel image, or a :class:`keras_seran.data.io.Volume`
+                (:func:`~keras_seran.inference.volume.as_volume`).
             axis: the slice axis (0, 1, 2); the two other axes are upscaled. Default: the
                 through-plane axis (:func:`~keras_seran.inference.geometry.choose_slice_axis`:
                 the thick-slice axis; the last axis for isotropic voxels).
@@ -279,8 +286,9 @@ class SuperResolver:
             progress: show a tqdm progress bar (slices).
             output_dtype: None / "float32": float32; "input": the input's on-disk dtype when it is
                 an unscaled integer type (values rounded and clipped to its range), else float32;
-                or one of ``NIFTI_DTYPES`` ("int16", "uint8", "float64", ...). An integer type
-                that cannot hold the input's range, or whose rounding would leave fewer than
+                or one of :data:`~keras_seran.inference.output_dtype.NIFTI_DTYPES` ("int16",
+                "uint8", "float64", ...; :mod:`~keras_seran.inference.output_dtype`). An integer
+                type that cannot hold the input's range, or whose rounding would leave fewer than
                 256 grey levels of a non-integer input, is an InputDataError (before any work).
             max_memory_mb: choose batch and tile size from this memory budget (an estimate of the
                 network's activations; see :meth:`plan`).
@@ -294,7 +302,7 @@ class SuperResolver:
         vol = as_volume(img)
         data = vol.data
         if axis is None:
-            axis = _slice_axis(vol)
+            axis = slice_axis(vol)
         try:
             axis = geometry.normalize_axis(axis)
         except ValueError as e:
@@ -336,7 +344,7 @@ class SuperResolver:
         out = files.check_output_path(output_path, input_path, overwrite)
         vol = as_volume(volume if volume is not None else input_path)
         kwargs.setdefault("axis", None)
-        axis = kwargs["axis"] if kwargs["axis"] is not None else _slice_axis(vol)
+        axis = kwargs["axis"] if kwargs["axis"] is not None else slice_axis(vol)
         kwargs["axis"] = axis
         result = self.predict_volume(vol, **kwargs)
         files.save_nifti(result, out)
@@ -352,122 +360,6 @@ class SuperResolver:
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def _slice_axis(vol: Any) -> int:
-    """The through-plane axis of a Volume; InputDataError naming it for unusable voxel sizes.
-
-    The voxel sizes are the affine's (the matrix the output geometry is built from; nibabel's
-    ``img.affine`` is the sform when set), so a header whose pixdim (qform) disagrees with its
-    sform cannot get one axis upscaled while the written affine says another is the thick one.
-    An identity affine (an in-memory volume without one) leaves the choice to ``vol.zooms``.
-    """
-    affine = np.asarray(vol.affine, dtype=np.float64)
-    use_affine = affine.shape == (4, 4) and not np.allclose(affine, np.eye(4))
-    sizes = geometry.voxel_sizes(affine) if use_affine else vol.zooms
-    try:
-        return geometry.choose_slice_axis(sizes)
-    except ValueError as e:
-        where = "affine" if use_affine else "voxel sizes (pixdim)"
-        raise InputDataError(vol.path or None, f"{e}: the {where} is invalid; fix the header or "
-                                               "give the slice axis (--axis)") from None
-
-
-def as_volume(img: Any):
-    """A :class:`keras_seran.data.io.Volume` from a path, a nibabel image or a Volume (validated)."""
-    from keras_seran.data import io
-
-    if isinstance(img, io.Volume):
-        return img
-    if isinstance(img, (str, Path)):
-        return io.load_volume(img)
-    if hasattr(img, "dataobj") and hasattr(img, "affine"):
-        name = img.get_filename() if hasattr(img, "get_filename") else None
-        path = name or IN_MEMORY
-        dtype = img.get_data_dtype() if hasattr(img, "get_data_dtype") else np.dtype(np.float32)
-        if getattr(dtype, "fields", None) is not None or np.issubdtype(dtype, np.complexfloating):
-            raise InputDataError(path, f"image holds {dtype} voxels (complex or RGB), not "
-                                       "real-valued intensities")
-        a = np.asarray(img.dataobj, dtype=np.float32)
-        a = io.volume_array(a, path)
-        zooms = tuple(float(z) for z in geometry.voxel_sizes(img.affine))
-        header = getattr(img, "header", None)
-        if header is not None and len(header.get_zooms()) >= 3:
-            zooms = tuple(float(z) for z in header.get_zooms()[:3])
-        return io.Volume(np.ascontiguousarray(a), np.asarray(img.affine, dtype=np.float64),
-                         header, "" if path == IN_MEMORY else str(path), zooms,
-                         io.has_scaling(img))
-    raise TypeError(f"expected a NIfTI path, a nibabel image or a Volume, got {type(img).__name__}")
-
-
-#: numpy dtypes a NIfTI-1 file stores as real-valued voxels (what ``--output-dtype`` accepts).
-NIFTI_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-                "float32", "float64")
-
-
-def check_output_dtype(output_dtype: Any, what: str = "output dtype") -> Any:
-    """None, "input", or the numpy dtype of a NIfTI-storable real type; else UsageError
-    (checked before any work: the command line calls it, ``what="--output-dtype"``, before
-    loading the model)."""
-    if output_dtype is None or (isinstance(output_dtype, str) and output_dtype == "input"):
-        return output_dtype
-    try:
-        dt = np.dtype(output_dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt.name not in NIFTI_DTYPES:
-        raise UsageError(f"{what} {output_dtype!r}: choose 'input' or one of "
-                         f"{', '.join(NIFTI_DTYPES)}")
-    return dt
-
-
-#: Fewest grey levels an integer output may keep of a non-integer input (8 bits).
-MIN_INTEGER_LEVELS = 256
-
-
-def check_integer_output(output_dtype: Any, data: np.ndarray, lo: float, hi: float,
-                         path: Any = None) -> None:
-    """InputDataError when an explicitly named integer ``output_dtype`` would destroy the data:
-    the input's range [lo, hi] does not fit the type (it would saturate), or the input is not
-    whole numbers and spans fewer than ``MIN_INTEGER_LEVELS`` integers (rounding would leave a
-    few grey levels, e.g. a scaled int16 of range 0-2.5 -> 0, 1, 2, 3)."""
-    if output_dtype is None or isinstance(output_dtype, str) or not np.issubdtype(output_dtype,
-                                                                                   np.integer):
-        return
-    info = np.iinfo(output_dtype)
-    name = np.dtype(output_dtype).name
-    if lo < info.min or hi > info.max:
-        raise InputDataError(path, f"intensities span [{lo:g}, {hi:g}], beyond what {name} "
-                                   f"holds ([{info.min}, {info.max}]): the output would "
-                                   "saturate; choose float32, 'input' or a wider integer type")
-    if hi - lo < MIN_INTEGER_LEVELS and not np.array_equal(data, np.rint(data)):
-        raise InputDataError(path, f"intensities are not whole numbers and span [{lo:g}, {hi:g}]: "
-                                   f"rounding to {name} would keep about {int(hi - lo) + 1} grey "
-                                   "level(s); choose float32 or 'input'")
-
-
-def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: float,
-                scaled: bool = False) -> np.ndarray:
-    """The super-resolved volume in the requested dtype (see :meth:`SuperResolver.predict_volume`);
-    ``output_dtype`` as :func:`check_output_dtype` returns it.
-
-    ``scaled``: the input stored scaled integers (:attr:`keras_seran.data.io.Volume.scaled`);
-    then "input" keeps float32, since rounding to the stored type would lose the scaling.
-    """
-    if output_dtype is None:
-        return y.astype(np.float32, copy=False)
-    if isinstance(output_dtype, str):       # "input"
-        dt = np.dtype(header.get_data_dtype()) if header is not None else np.dtype(np.float32)
-        if not np.issubdtype(dt, np.integer) or scaled:
-            dt = np.dtype(np.float32)   # scaled integers: keep the float values
-    else:
-        dt = output_dtype
-    if np.issubdtype(dt, np.integer):
-        info = np.iinfo(dt)
-        r = np.rint(y)
-        np.clip(r, max(info.min, np.floor(lo)), min(info.max, np.ceil(hi)), out=r)
-        return r.astype(dt)
-    return y.astype(dt, copy=False)          # a float type (check_output_dtype allows no other)
 
 
 def whole_slices(update: Callable[[int], Any]) -> Callable[[float], None]:
@@ -494,5 +386,6 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 def predict_volume(model_or_resolver: Any, img: Any, **kwargs: Any) -> Any:
     """Functional form: ``SuperResolver(model).predict_volume(img, **kwargs)``."""
-    r = model_or_resolver if isinstance(model_or_resolver, SuperResolver) else SuperResolver(model_or_resolver)
+    r = (model_or_resolver if isinstance(model_or_resolver, SuperResolver)
+         else SuperResolver(model_or_resolver))
     return r.predict_volume(img, **kwargs)

@@ -1,8 +1,10 @@
-"""Run a Keras SR model on batches of 2D slices: the one place that calls the network.
+"""Run a Keras SR model on batches of 2D slices: the one place that calls a Keras network.
 
-Both :class:`~keras_seran.inference.SuperResolver` and the evaluation protocol
+Both :class:`~keras_seran.inference.SuperResolver` (through :func:`keras_network`, the Keras
+adapter of its :class:`~keras_seran.inference.network.Network`) and the evaluation protocol
 (:func:`~keras_seran.evaluation.protocol.keras_predictor`) go through :func:`batch_runner`, so
-they run a model the same way (and fall back the same way).
+they run a model the same way (and fall back the same way). The only inference module that
+imports Keras.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_seran.contract import infer_scale, input_channels
 from keras_seran.inference.ensemble import BatchFn
+from keras_seran.inference.network import Network
+from keras_seran.inference.tiling import model_bytes_per_pixel
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -43,3 +48,20 @@ def batch_runner(model: keras.Model) -> BatchFn:
         return np.asarray(y, dtype=np.float32)[..., 0]
 
     return run
+
+
+def keras_network(model: keras.Layer) -> Network:
+    """``model`` as the resolver's :class:`~keras_seran.inference.network.Network`: its batch
+    function (:func:`batch_runner` on (N, h, w, 1)), scale (one probe pass), name and memory
+    estimate. ValueError for a model that is not a grayscale SR network (N, H, W, 1) ->
+    (N, H*s, W*s, 1)."""
+    name = getattr(model, "name", type(model).__name__)
+    if input_channels(model) != 1:
+        raise ValueError(f"model {name!r} takes {input_channels(model)} channels; "
+                         "SuperResolver needs a grayscale SR network (N, H, W, 1) -> "
+                         "(N, H*s, W*s, 1)")
+    scale = infer_scale(model)
+    run = batch_runner(model)
+    return Network(lambda x: run(x[..., 0])[..., None], scale, name,
+                   model_bytes_per_pixel(model),
+                   4.0 * float(getattr(model, "count_params", lambda: 0)()))

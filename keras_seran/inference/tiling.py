@@ -12,21 +12,16 @@ complementary (they sum to exactly 1).
 How close this is to whole-slice inference depends on the network:
     * convolution-only networks (EDSR, SRCNN, bicubic): only the receptive field matters; with a
       context margin (``overlap // 4``) wider than the receptive field the result is the same to
-      float32 round-off (bicubic: ~1e-7 of the intensity range); deep networks have a large
-      nominal receptive field but a small effective one (tiny EDSR, overlap 32: ~1e-5);
+      float32 round-off (``CONV_TOLERANCE``);
     * SERAN: every SERA module pools *globally* (a softmax over all positions of the tile), so a
       tile sees slightly different descriptors than the whole slice and the results cannot be
-      equal. Measured on a real 256x256 T1 slice at x2 (mean |tiled - whole| / intensity range),
-      for a tiny SERAN whose attention is at full strength (residual scale 1, random weights):
-      tiles of 128 / overlap 16: ~2e-3; 96: ~7e-3; 64: ~1.1e-2 (the attention's share of the
-      output, so trained weights with a smaller residual scale give less; scale 0.1: <1e-3).
-      The bundled weights (small preset) learned residual scales of ~0.9-1, so their tiles
-      differ from the whole slice by about the attention's share: real T1, x2 (128x128 LR),
-      tiles 96 / overlap 16: mean ~2e-4 (max ~4e-3); tiles 64: ~8e-4 (max ~2e-2); x4 (64x64
-      LR), tiles 48: ~1.6e-3. On the benchmark sets this moves PSNR by at most ~0.07 dB
-      either way (tiles of 48 or 64, x2-x4). ``TILED_TOLERANCE`` (1e-2) is what the tests
-      accept for the worst case (full-strength attention, tiles of 128;
-      ``tests/inference/test_tiling.py``); keep tiles large (>= 96) for SERAN.
+      equal; they differ by up to the attention's share of the output. ``TILED_TOLERANCE`` is
+      what the tests accept for the worst case (full-strength attention, tiles of 128;
+      ``tests/inference/test_tiling.py``); keep tiles large (>= 96) for SERAN. Measurements:
+      docs/design-notes.md (tiling).
+
+The memory budget (:func:`tile_side_for_budget`) is an estimate of the network's activations,
+calibrated with ``bench/bench_inference.py``.
 """
 
 from __future__ import annotations
@@ -37,8 +32,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-#: Mean |tiled - whole| / intensity range accepted for SERAN (global attention; measured on real
-#: MR, see tests/inference/test_tiling.py); convolution-only networks meet CONV_TOLERANCE.
+#: Mean |tiled - whole| / intensity range accepted for SERAN (global attention; checked on real
+#: MR by tests/inference/test_tiling.py); convolution-only networks meet CONV_TOLERANCE.
 TILED_TOLERANCE = 1e-2
 CONV_TOLERANCE = 1e-4
 
@@ -196,13 +191,18 @@ def balanced_tile(shape2d: tuple[int, int], max_side: int, overlap: int) -> int:
 # memory budget
 
 
+#: Bytes per LR pixel assumed for a network whose layers cannot be inspected.
+UNKNOWN_BYTES_PER_PIXEL = 4.0 * 64 * 8
+
+
 def model_bytes_per_pixel(model) -> float:
     """Rough float32 bytes of activations per LR input pixel of one image for ``model``.
 
     Each layer output counts its channels times the square of the upscaling reached at that layer
     (layers are in topological order; a PixelShuffle / UpSampling2D multiplies it); the sum of the
     six largest is what an eager forward pass keeps alive at once (a layer's input and output, the
-    skip connections, a SERA module's attention maps).
+    skip connections, a SERA module's attention maps). ``UNKNOWN_BYTES_PER_PIXEL`` for a model
+    without inspectable layers.
     """
     per_pixel = []
     area = 1.0
@@ -223,30 +223,35 @@ def model_bytes_per_pixel(model) -> float:
                 continue
             per_pixel.append(float(shape[-1]) * area)
     if not per_pixel:
-        return 4.0 * 64 * 8
+        return UNKNOWN_BYTES_PER_PIXEL
     per_pixel.sort(reverse=True)
     return 4.0 * sum(per_pixel[:6])
+
+
+def tile_side_for_budget(max_memory_mb: float, bytes_per_pixel: float, weights_bytes: float = 0.0,
+                         batch_size: int = 1, safety: float = 1.5, minimum: int = 32) -> int:
+    """Largest LR tile side whose estimated activation memory fits ``max_memory_mb``.
+
+    Estimate: ``bytes_per_pixel`` per LR pixel of one image, times ``safety`` (the framework's
+    allocator and temporaries), times ``batch_size``; twice ``weights_bytes`` is subtracted from
+    the budget first. Returns at least ``minimum``. This is an estimate of the network's working
+    memory, not of the whole process (the volume itself and the runtime come on top).
+    ValueError for a budget that is not a positive number.
+    """
+    if not max_memory_mb or max_memory_mb <= 0:
+        raise ValueError(f"max memory must be a positive number of MB, got {max_memory_mb!r}")
+    budget = float(max_memory_mb) * 2 ** 20 - 2.0 * float(weights_bytes)
+    bpp = float(bytes_per_pixel) * safety * max(1, int(batch_size))
+    side = int(math.sqrt(budget / bpp)) if budget > 0 else 0
+    return max(int(minimum), side)
 
 
 def tile_size_for_memory(max_memory_mb: float, model, batch_size: int = 1,
                          weights_bytes: float | None = None, safety: float = 1.5,
                          minimum: int = 32) -> int:
-    """Largest LR tile side whose estimated activation memory fits ``max_memory_mb``.
-
-    Estimate: ``model_bytes_per_pixel(model)`` per LR pixel, times ``safety`` (TensorFlow's
-    allocator and temporaries), times ``batch_size``; twice the model weights are subtracted from
-    the budget first. Returns at least ``minimum``. This is an estimate of the network's working
-    memory, not of the whole process (the volume itself, Python and TensorFlow come on top).
-    Calibration (CPU, ``bench/bench_inference.py``, ru_maxrss increase during inference): with
-    ``safety=1.5`` the estimate is 1.3-1.45x the measured memory for the tiny, small and paper
-    presets at x2 and x4 (e.g. small x2, 4 slices of 256x256: 576 MB estimated, 426 MB measured).
-    """
-    if not max_memory_mb or max_memory_mb <= 0:
-        raise ValueError(f"max memory must be a positive number of MB, got {max_memory_mb!r}")
-    budget = float(max_memory_mb) * 2 ** 20
+    """:func:`tile_side_for_budget` for a Keras ``model``: :func:`model_bytes_per_pixel` per
+    LR pixel, and (unless ``weights_bytes`` is given) 4 bytes per parameter."""
     if weights_bytes is None:
         weights_bytes = 4.0 * float(getattr(model, "count_params", lambda: 0)())
-    budget -= 2.0 * weights_bytes
-    bpp = model_bytes_per_pixel(model) * safety * max(1, int(batch_size))
-    side = int(math.sqrt(budget / bpp)) if budget > 0 else 0
-    return max(int(minimum), side)
+    return tile_side_for_budget(max_memory_mb, model_bytes_per_pixel(model), weights_bytes,
+                                batch_size, safety, minimum)

@@ -2,9 +2,12 @@
 
 from keras_seran.layers.blocks import (ChannelAttention, PixelShuffle, ResidualBlock,
                                        ResidualChannelAttentionBlock)
-from keras_seran.layers.sera import Excitation, PrimitiveReasoning, SecondOrderPooling, SERABlock
+from keras_seran.layers.reasoning import (GloReReasoning, PrimitiveReasoning, RsGCNReasoning,
+                                          primitive_reasoning)
+from keras_seran.layers.sera import Excitation, SecondOrderPooling, SERABlock
 
 __all__ = [
-    "SecondOrderPooling", "PrimitiveReasoning", "Excitation", "SERABlock",
+    "SecondOrderPooling", "PrimitiveReasoning", "GloReReasoning", "RsGCNReasoning",
+    "primitive_reasoning", "Excitation", "SERABlock",
     "ResidualBlock", "ChannelAttention", "ResidualChannelAttentionBlock", "PixelShuffle",
 ]

@@ -7,6 +7,7 @@ residual scaling ``out = E + s * Z``:
 
     E (B,H,W,C) --SecondOrderPooling--> V (B,m,n), M (B,H,W,n)   softmax over the H*W positions
     V           --PrimitiveReasoning--> V* (B,m,n)                graph reasoning over the n nodes
+                                                                  (GloRe or Rs_GCN: .reasoning)
     E, V*       --Excitation---------> Z (B,H,W,C), D (B,H,W,n)  softmax over the n descriptors
     out = E + s * Z     (Z starts at zero: the block starts as the identity)
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_seran.layers.reasoning import primitive_reasoning
 from keras_seran.layers.shapes import as_shape, is_multi_shape
 
 PACKAGE = "keras_seran"
@@ -34,10 +36,10 @@ def rms_normalize(x, epsilon: float = 1e-6):
     """x / sqrt(mean(x^2) + eps) over (H, W, C) of each sample: (B, H, W, C) -> same shape.
 
     Used on E before the attention convs (``attention_norm=True``) so that the softmax
-    temperature does not depend on the intensity scale of the input: on [0, 1] MR the trunk's
-    features have a std of about 0.04, which leaves conv1x1(E) nearly constant and both softmaxes
-    uniform. A single scalar per sample, so conv1x1 of the result is still a linear map of E
-    (the paper's form) with a data-independent temperature. Computed in float32.
+    temperature does not depend on the intensity scale of the input (on [0, 1] MR the trunk's
+    small features leave both softmaxes nearly uniform otherwise). A single scalar per sample,
+    so conv1x1 of the result is still a linear map of E (the paper's form) with a
+    data-independent temperature. Computed in float32.
     """
     x32 = ops.cast(x, "float32")
     mean_square = ops.mean(x32 * x32, axis=(1, 2, 3), keepdims=True)
@@ -110,81 +112,6 @@ class SecondOrderPooling(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PrimitiveReasoning(keras.layers.Layer):
-    """Primitive relationship reasoning (PRR): a graph convolution over the n descriptors.
-
-    Input and output: (B, m, n), descriptors as the columns.
-
-    - ``reasoning="glore"`` (default; GloRe, Chen et al. CVPR 2019): node-wise linear map across
-      the n nodes (a learned n x n adjacency A_g) with a residual, then a state-wise linear map
-      over the m dimensions with ReLU: ``V* = relu(W_s ((I - A_g) V))``.
-    - ``reasoning="rs_gcn"`` (Rs_GCN, Li et al. ICCV 2019, as in PRRGAN): affinity between nodes
-      ``R = theta(V)^T phi(V) / n``, ``V* = V + W_r(R g(V))``, W_r a projection and a batch norm
-      whose scale starts at zero, so the module starts as the identity.
-    """
-
-    def __init__(self, reasoning: str = "glore", inter_dim: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        if reasoning not in ("glore", "rs_gcn"):
-            raise ValueError(f"reasoning must be 'glore' or 'rs_gcn', got {reasoning!r}")
-        self.reasoning = reasoning
-        self.inter_dim = None if inter_dim is None else int(inter_dim)
-
-    def build(self, input_shape):
-        _, m, n = as_shape(input_shape)
-        if m is None or n is None:
-            raise ValueError(f"PrimitiveReasoning needs static (m, n), got {input_shape}")
-        self._m, self._n = m, n
-        if self.reasoning == "glore":
-            self.node_kernel = self.add_weight(name="node_kernel", shape=(n, n),
-                                               initializer="glorot_uniform")
-            self.node_bias = self.add_weight(name="node_bias", shape=(n,), initializer="zeros")
-            self.state_kernel = self.add_weight(name="state_kernel", shape=(m, m),
-                                                initializer="glorot_uniform")
-        else:
-            d = self.inter_dim or max(1, m // 2)
-            self._d = d
-            self.theta = keras.layers.Dense(d, name="theta", dtype=self.dtype_policy)
-            self.phi = keras.layers.Dense(d, name="phi", dtype=self.dtype_policy)
-            self.g = keras.layers.Dense(d, name="g", dtype=self.dtype_policy)
-            self.w_r = keras.layers.Dense(m, name="w_r", dtype=self.dtype_policy)
-            self.w_r_norm = keras.layers.BatchNormalization(gamma_initializer="zeros",
-                                                            name="w_r_norm",
-                                                            dtype=self.dtype_policy)
-            for layer in (self.theta, self.phi, self.g):
-                layer.build((None, n, m))
-            self.w_r.build((None, n, d))
-            self.w_r_norm.build((None, n, m))
-        super().build(input_shape)
-
-    def call(self, inputs, training=None):
-        if self.reasoning == "glore":
-            # (I - A_g) V: mix the n nodes of every state row, subtract from the identity path.
-            mixed = ops.matmul(inputs, ops.transpose(self.node_kernel)) + self.node_bias
-            graph = ops.transpose(inputs - mixed, (0, 2, 1))                      # (B, n, m)
-            # W_s (.): the state-wise map, written as (B, n, m) @ (m, m) like a Dense layer.
-            return ops.transpose(ops.relu(ops.matmul(graph, self.state_kernel)), (0, 2, 1))
-        nodes = ops.transpose(inputs, (0, 2, 1))                                  # (B, n, m)
-        affinity = ops.matmul(self.theta(nodes), ops.transpose(self.phi(nodes), (0, 2, 1)))
-        affinity = affinity / float(self._n)                                      # (B, n, n)
-        reasoned = self.w_r_norm(self.w_r(ops.matmul(affinity, self.g(nodes))), training=training)
-        return ops.transpose(nodes + reasoned, (0, 2, 1))
-
-    def compute_output_shape(self, input_shape):
-        return as_shape(input_shape)
-
-    def flops(self, input_shape) -> int:
-        _, m, n = as_shape(input_shape)
-        if self.reasoning == "glore":
-            return 2 * m * n * n + 2 * m * m * n
-        d = self.inter_dim or max(1, m // 2)
-        return 3 * 2 * n * m * d + 2 * n * n * d * 2 + 2 * n * d * m
-
-    def get_config(self):
-        return {**super().get_config(), "reasoning": self.reasoning, "inter_dim": self.inter_dim}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
 class Excitation(keras.layers.Layer):
     """Excitation: distribute the reasoned descriptors back to every position (A^2-Nets "distribute").
 
@@ -249,15 +176,15 @@ class SERABlock(keras.layers.Layer):
     """The SERA module: squeeze -> reasoning -> excitation, with residual scaling.
 
     ``out = E + s * Z`` with s a learnable scalar (``residual_scale=None``, starting at
-    ``residual_scale_init``) or a fixed constant. ``attention_norm=True`` computes both softmaxes'
-    logits on the RMS-normalised E (see :func:`rms_normalize`); the layer default is False so
-    that files saved before the option existed reload unchanged (models built by
-    :func:`keras_seran.models.seran` take it from :class:`keras_seran.config.SERAConfig`). The excitation's output conv starts at zero, so
-    the block starts as the identity (stable deep training): at the first step only that conv
-    gets a gradient, and every other weight of the module as soon as it is nonzero (for
-    ``rs_gcn``, theta/phi/g/w_r once the reasoning's zero-initialised batch norm has moved too).
-    (Starting s itself at 0 instead, our first design, left the attention weights almost
-    without gradient: trained that way, s stayed below 3e-3 and the modules were inert.)
+    ``residual_scale_init``) or a fixed constant. ``reasoning`` names the PRR step ("glore" or
+    "rs_gcn", :func:`~keras_seran.layers.reasoning.primitive_reasoning`). ``attention_norm=True``
+    computes both softmaxes' logits on the RMS-normalised E (see :func:`rms_normalize`); the layer
+    default is False so that files saved before the option existed reload unchanged (models built
+    by :func:`keras_seran.models.seran` take it from :class:`keras_seran.config.SERAConfig`). The
+    excitation's output conv starts at zero, so the block starts as the identity: at the first
+    step only that conv gets a gradient, and every other weight of the module as soon as it is
+    nonzero (for ``rs_gcn``, theta/phi/g/w_r once the reasoning's zero-initialised batch norm
+    has moved too).
 
     Input (B, H, W, C) -> output (B, H, W, C). With ``return_attention=True`` the call returns
     ``(out, {"attention_maps": M, "descriptors": V, "reasoned_descriptors": V*,
@@ -277,7 +204,7 @@ class SERABlock(keras.layers.Layer):
         self.squeeze = SecondOrderPooling(self.feature_dim, self.num_descriptors,
                                           attention_norm=self.attention_norm, name="squeeze",
                                           dtype=self.dtype_policy)
-        self.reason = PrimitiveReasoning(reasoning, name="reasoning", dtype=self.dtype_policy)
+        self.reason = primitive_reasoning(reasoning, name="reasoning", dtype=self.dtype_policy)
         self.excite = Excitation(self.num_descriptors, zero_init=True,
                                  attention_norm=self.attention_norm, name="excitation",
                                  dtype=self.dtype_policy)

@@ -11,8 +11,8 @@ from keras_seran import samples
 from keras_seran.config import DataConfig
 from keras_seran.data.io import parse_ixi_name
 from keras_seran.data.normalize import normalize
-from keras_seran.data.slices import (extract_slices, load_slice_sets, split_single_volume,
-                                     split_volumes)
+from keras_seran.data.slices import (extract_slices, load_scored_slices, load_slice_sets,
+                                     split_single_volume, split_volumes)
 from keras_seran.errors import InputDataError, UsageError
 
 
@@ -138,7 +138,7 @@ def test_small_slices_message_for_evaluation(slab_raw):
     cfg = DataConfig(slice_axis=0, val_fraction=0.0)
     with pytest.raises(InputDataError) as ei, warnings.catch_warnings():
         warnings.simplefilter("error")       # the error alone, no skipped-slices warning too
-        load_slice_sets(samples.T1_AXIAL_SLAB, 4, cfg, min_size=20, purpose="evaluation")
+        load_scored_slices(samples.T1_AXIAL_SLAB, 4, 20, cfg)
     msg = str(ei.value)
     assert msg.startswith(str(samples.T1_AXIAL_SLAB)) and "no slice left to score" in msg
     assert "20x20" in msg and "x4" in msg and "patch" not in msg and "training" not in msg
@@ -176,3 +176,22 @@ def test_volumes_in_npy_files_of_one_subject_are_not_split_by_file(tmp_path):
                                                          val_gap=2, slice_axis=1))
     # one subject: each volume gives training slices and a held-out end slab, as before
     assert set(train.source_files) == set(val.source_files) and len(set(val.source_files)) == 2
+
+
+def test_scored_slices_are_the_held_out_split_or_every_slice():
+    """Evaluation scores the validation slices of the training split (same config), or every
+    slice when nothing is held out; slices below the scoring minimum are left out."""
+    import dataclasses
+
+    cfg = DataConfig(slice_axis=1, patch_size=24, val_fraction=0.2, val_gap=4)
+    train, val = load_slice_sets(samples.T1_AXIAL_SLAB, 2, cfg)
+    scored = load_scored_slices(samples.T1_AXIAL_SLAB, 2, 20, cfg)
+    assert scored.indices == val.indices and len(scored) >= 1
+    assert all(np.array_equal(a, b) for a, b in zip(scored.slices, val.slices))
+    every = load_scored_slices(samples.T1_AXIAL_SLAB, 2, 20,
+                               dataclasses.replace(cfg, val_fraction=0.0))
+    assert set(every.indices) >= set(train.indices) | set(val.indices)
+    with pytest.warns(UserWarning, match="PSNR/SSIM minimum at x2"):   # axis 0: 16 x 256
+        thin = load_scored_slices(samples.T1_AXIAL_SLAB, 2, 20,
+                                  DataConfig(slice_axis=None, val_fraction=0.0))
+    assert thin.axes and 0 not in thin.axes

@@ -17,7 +17,7 @@ TOL = parity.TOLERANCES
 
 
 def test_layout_and_manifest_hashes(full_bundle):
-    from keras_seran.export.bundle import sha256, verify_hashes
+    from keras_seran.export.manifest import sha256, verify_hashes
 
     out, manifest = full_bundle
     on_disk = json.loads((out / "manifest.json").read_text())
@@ -256,9 +256,9 @@ def test_missing_export_modules_are_named_before_any_work(monkeypatch):
 
 def test_a_bad_opset_fails_before_any_conversion(untrained_tiny, tmp_path, monkeypatch):
     """export_bundle (the library path, not only the command) checks the opset first."""
-    from keras_seran.export import bundle, onnx_export
+    from keras_seran.export import bundle, formats, onnx_export
 
-    monkeypatch.setattr(bundle, "export_savedmodel",
+    monkeypatch.setattr(formats, "export_savedmodel",
                         lambda *a, **k: pytest.fail("converted before checking the opset"))
     with pytest.raises(ValueError, match=f"opset must be between {onnx_export.MIN_OPSET} and "
                                          f"{onnx_export.MAX_OPSET}"):

@@ -23,7 +23,7 @@ def _leftovers(parent, name):
 
 @pytest.mark.slow
 def test_cli_writes_verified_bundle(tiny_keras_file, tmp_path, capsys):
-    from keras_seran.export.bundle import sha256, verify_hashes
+    from keras_seran.export.manifest import sha256, verify_hashes
 
     out = tmp_path / "bundle"
     rc = command.run(_args(tiny_keras_file, "--out", out, "--formats", "savedmodel,tflite,onnx",
@@ -54,6 +54,20 @@ def test_cli_writes_verified_bundle(tiny_keras_file, tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["formats_requested"] == ["savedmodel"] and not (out / "tflite").exists()
     assert verify_hashes(out) == [] and not _leftovers(tmp_path, "bundle")
+
+
+def test_format_registry_exports_what_each_format_builds_on():
+    """TensorRT is built from the ONNX files: asking for it alone exports ONNX first (recorded as
+    not requested); the order is the bundle's whatever the order asked."""
+    from keras_seran.export.bundle import parse_formats
+    from keras_seran.export.formats import FORMAT_REGISTRY, FORMATS, export_steps
+
+    assert FORMATS == ("savedmodel", "tflite", "onnx", "tensorrt")
+    assert export_steps(parse_formats("trt")) == ["onnx", "tensorrt"]
+    assert export_steps(parse_formats("tensorrt,litert,onnx")) == ["tflite", "onnx", "tensorrt"]
+    assert export_steps(["savedmodel"]) == ["savedmodel"]
+    for fmt in FORMAT_REGISTRY.values():
+        assert fmt.writes and fmt.verified and fmt.requires[0] == "tensorflow", fmt.name
 
 
 def test_missing_model_file(tmp_path):

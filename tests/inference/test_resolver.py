@@ -288,3 +288,33 @@ def test_shared_256_volume(bicubic_model, shared_t1_256, tmp_path):
     mid = np.asarray(back.dataobj[:, :, 128])
     assert 0 <= mid.min() and mid.max() <= 248
     assert [p.name for p in tmp_path.iterdir()] == ["sr.nii"]
+
+
+def test_a_numpy_batch_function_is_a_network(tiny_seran, lowres):
+    """The resolver's network contract: (N, h, w, 1) float32 -> (N, h*s, w*s, 1), numpy; a
+    function running the Keras model gives the Keras model's result."""
+    from keras_seran.inference.network import Network, as_network
+
+    calls = []
+
+    def network(x):
+        calls.append(x.shape)
+        assert x.dtype == np.float32 and x.ndim == 4 and x.shape[-1] == 1
+        return np.asarray(tiny_seran(x, training=False))
+
+    img = lowres.slicer[40:90, 30:100, 30:32]
+    by_function = SuperResolver(network)
+    assert by_function.scale == 2 and isinstance(by_function.network, Network)
+    got = np.asarray(by_function.predict_volume(img, axis=2).dataobj)
+    want = np.asarray(SuperResolver(tiny_seran).predict_volume(img, axis=2).dataobj)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * np.ptp(want))
+    assert (2, 50, 70, 1) in calls                            # one batch of both slices
+    keras_net = as_network(tiny_seran)
+    assert keras_net.name == tiny_seran.name and keras_net.bytes_per_pixel > 0
+    assert as_network(keras_net) is keras_net
+    with pytest.raises(ValueError, match="upscales by 2, not by the requested scale 3"):
+        SuperResolver(network, scale=3)
+    with pytest.raises(ValueError, match=r"maps \(1, 12, 12, 1\) to \(1, 12, 12\)"):
+        SuperResolver(lambda x: x[..., 0])
+    with pytest.raises(TypeError, match="batch function"):
+        SuperResolver("not a network")

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_seran.layers import (Excitation, PrimitiveReasoning, SecondOrderPooling, SERABlock)
+from keras_seran.layers import (Excitation, GloReReasoning, PrimitiveReasoning, RsGCNReasoning,
+                                SecondOrderPooling, SERABlock, primitive_reasoning)
 
 
 def softmax(x, axis):
@@ -91,7 +92,7 @@ def test_attention_norm_makes_both_softmaxes_independent_of_the_feature_scale(mr
 def test_glore_reasoning_matches_formula():
     rng = np.random.default_rng(1)
     v = rng.standard_normal((2, 4, 3)).astype("float32")     # (B, m=4, n=3)
-    layer = PrimitiveReasoning("glore")
+    layer = GloReReasoning()
     layer.build(v.shape)
     a_g = rng.standard_normal((3, 3)).astype("float32")
     b_g = rng.standard_normal(3).astype("float32")
@@ -106,12 +107,22 @@ def test_glore_reasoning_matches_formula():
 def test_rs_gcn_reasoning_starts_as_identity_and_learns_affinity():
     rng = np.random.default_rng(2)
     v = rng.standard_normal((2, 8, 5)).astype("float32")
-    layer = PrimitiveReasoning("rs_gcn")
+    layer = RsGCNReasoning()
     layer.build(v.shape)
     np.testing.assert_allclose(np.asarray(layer(v)), v, atol=1e-6)  # W_r's norm scale starts at 0
     gamma = layer.w_r_norm.gamma
     gamma.assign(np.ones(gamma.shape, "float32"))
     assert not np.allclose(np.asarray(layer(v)), v, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind, cls", [("glore", GloReReasoning), ("rs_gcn", RsGCNReasoning)])
+def test_reasoning_is_chosen_by_name(kind, cls):
+    layer = primitive_reasoning(kind, name="probe")
+    assert type(layer) is cls and isinstance(layer, PrimitiveReasoning) and layer.name == "probe"
+    block = SERABlock(feature_dim=6, num_descriptors=3, reasoning=kind)
+    assert type(block.reason) is cls and block.get_config()["reasoning"] == kind
+    with pytest.raises(ValueError, match="reasoning must be 'glore' or 'rs_gcn', got 'gcn'"):
+        SERABlock(feature_dim=6, num_descriptors=3, reasoning="gcn")
 
 
 def test_sera_block_starts_as_identity_and_scales_residual(mr_slice):
@@ -154,8 +165,8 @@ def test_sera_never_builds_a_positions_by_positions_matrix():
 
 LAYERS = [
     (SecondOrderPooling, dict(feature_dim=6, num_descriptors=3), (1, 5, 7, 4)),
-    (PrimitiveReasoning, dict(reasoning="glore"), (1, 6, 3)),
-    (PrimitiveReasoning, dict(reasoning="rs_gcn", inter_dim=2), (1, 6, 3)),
+    (GloReReasoning, dict(), (1, 6, 3)),
+    (RsGCNReasoning, dict(inter_dim=2), (1, 6, 3)),
     (SERABlock, dict(feature_dim=6, num_descriptors=3, reasoning="rs_gcn", residual_scale=0.5),
      (1, 5, 7, 4)),
     (SERABlock, dict(feature_dim=6, num_descriptors=3, residual_scale_init=0.3), (1, 5, 7, 4)),

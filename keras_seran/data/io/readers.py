@@ -1,36 +1,24 @@
-"""Reading MR images from disk: NIfTI volumes, DICOM series, 2D slices (PNG/NPY/DICOM), IXI names.
+"""Reading MR images into numpy: NIfTI volumes, DICOM series, 2D slices (PNG/TIFF/JPEG, NPY,
+DICOM), each checked (:func:`volume_array`, :func:`check_array`) before it is returned.
 
 Every problem with an input file raises :class:`~keras_seran.errors.InputDataError` whose message
-reads ``"<path>: <problem>; <what to do>"``. Nothing here imports TensorFlow.
+reads ``"<path>: <problem>; <what to do>"``. Nothing here imports TensorFlow; nibabel, pydicom
+and Pillow are imported by the reader that needs them.
 """
 
 from __future__ import annotations
 
-import glob as _glob
 import gzip
-import re
 import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from keras_seran.config import CONTRASTS
+from keras_seran.data.io.discovery import SLICE_SUFFIXES, is_hidden, is_nifti, looks_like_dicom
 from keras_seran.errors import InputDataError
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-SLICE_SUFFIXES = (".png", ".npy", ".dcm", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-IXI_CONTRASTS = CONTRASTS   # the contrasts IXI names carry (BIDS names: T1, T2, PD)
-
-# IXI file names: IXI<3 digits>-<site>-<4 digits>-<contrast>[-<volume>].nii[.gz]
-# e.g. IXI002-Guys-0828-T1.nii.gz, IXI012-HH-1211-T2.nii.gz, IXI002-Guys-0828-DTI-00.nii.gz
-_IXI_RE = re.compile(
-    r"^(?P<subject>IXI\d{3})-(?P<site>[A-Za-z]+)-(?P<session>\d{4})-(?P<contrast>T1|T2|PD|MRA|DTI)"
-    r"(?:-(?P<index>\d+))?(?:\.nii(?:\.gz)?)?$",
-    re.IGNORECASE,
-)
 
 
 @dataclass
@@ -57,145 +45,6 @@ class Volume:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape)
-
-
-# --------------------------------------------------------------------------------------------
-# names
-
-
-def _name(path: str | Path) -> str:
-    return Path(path).name
-
-
-def is_nifti(path: str | Path) -> bool:
-    """True when the file name ends with .nii or .nii.gz (case-insensitive)."""
-    n = _name(path).lower()
-    return n.endswith(".nii") or n.endswith(".nii.gz")
-
-
-def strip_nifti_suffix(name: str) -> str:
-    low = name.lower()
-    for suf in (".nii.gz", ".nii"):
-        if low.endswith(suf):
-            return name[: -len(suf)]
-    return name
-
-
-def parse_ixi_name(name: str | Path) -> tuple[str, str] | None:
-    """``"IXI002-Guys-0828-T1.nii.gz"`` -> ``("IXI002", "T1")``; None when not an IXI name.
-
-    The subject id (IXI + 3 digits) identifies the person: every contrast of one subject shares it,
-    which is what a train/validation split must keep together.
-    """
-    m = _IXI_RE.match(_name(name))
-    if not m:
-        return None
-    return m.group("subject").upper(), m.group("contrast").upper()
-
-
-# BIDS-like suffixes, e.g. sub-01_T1w.nii.gz, sub-01_ses-1_T2w.nii.gz, sub-01_PD.nii.gz
-_BIDS_RE = re.compile(r"^(?P<subject>sub-[A-Za-z0-9]+).*_(?P<contrast>T1w|T2w|PDw|PD)(?:\.nii(?:\.gz)?)?$")
-
-
-def parse_contrast(name: str | Path) -> tuple[str, str] | None:
-    """(subject_id, contrast) from an IXI name, or else a BIDS name (``sub-01_T1w`` -> T1); or None."""
-    parsed = parse_ixi_name(name)
-    if parsed:
-        return parsed
-    m = _BIDS_RE.match(_name(name))
-    if m:
-        c = m.group("contrast").upper().rstrip("W")
-        return m.group("subject"), c
-    return None
-
-
-#: A subject id at the start of a file name, whatever follows it: IXI (IXI002-Guys-0828-...) or
-#: BIDS (sub-01_ses-1_...), so a skull-stripped ``IXI002-...-T1_brain`` or a ``sub-01_FLAIR``
-#: stays with the rest of its subject in a split.
-_SUBJECT_RE = re.compile(r"^(?:(?P<ixi>IXI\d{3})(?=[-_.])|(?P<bids>sub-[A-Za-z0-9]+)(?=[_.]))",
-                         re.IGNORECASE)
-
-
-def subject_of(path: str | Path) -> str:
-    """The subject a file belongs to: the IXI or BIDS subject id its name starts with, whatever
-    contrast or suffix follows (every file of a subject must land on one side of a split), else
-    the file path itself."""
-    m = _SUBJECT_RE.match(_name(path))
-    if m:
-        return m.group("ixi").upper() if m.group("ixi") else m.group("bids")
-    return str(path)
-
-
-def _looks_like_dicom(p: Path) -> bool:
-    if p.suffix.lower() in (".dcm", ".ima"):
-        return True
-    try:
-        with open(p, "rb") as f:
-            head = f.read(132)
-        return len(head) == 132 and head[128:132] == b"DICM"
-    except OSError:
-        return False
-
-
-def is_hidden(path: str | Path, root: str | Path) -> bool:
-    """Whether ``path`` or a folder between ``root`` and it is hidden (name starting with ".");
-    temporary files of interrupted writes (``.NAME.XXXX.tmp.nii.gz``) are hidden."""
-    rel = Path(path).relative_to(root)
-    return any(part.startswith(".") for part in rel.parts)
-
-
-def has_contrast(path: str | Path, contrast: str) -> bool:
-    """Whether the IXI/BIDS name of ``path`` carries ``contrast`` ("T1", "t2", ...)."""
-    return (parse_contrast(path) or (None, None))[1] == contrast.upper()
-
-
-def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str | None = None
-                 ) -> list[Path]:
-    """Sorted list of the NIfTI files a user points at.
-
-    ``dir_or_glob``: a folder (searched recursively for *.nii / *.nii.gz, hidden files and
-    folders left out: they are our temporary files or other tools' leftovers), a glob pattern
-    (``"data/IXI*-T2.nii.gz"``), a single file, or a list of any of these. A folder holding no NIfTI
-    but DICOM files is returned as one DICOM series. ``contrast`` ("T1", "T2", "PD", ...) keeps the
-    files whose IXI (or BIDS) name carries that contrast.
-
-    Raises InputDataError when nothing matches (naming what was searched and what was found).
-    """
-    if isinstance(dir_or_glob, (list, tuple)):
-        out: set[Path] = set()
-        for item in dir_or_glob:
-            out.update(find_volumes(item, contrast))
-        return sorted(out)
-    src = str(dir_or_glob)
-    p = Path(src).expanduser()
-    if p.is_dir():
-        found = sorted(q for q in p.rglob("*")
-                       if q.is_file() and is_nifti(q) and not is_hidden(q, p))
-        if not found:
-            dicoms = [q for q in p.iterdir()
-                      if q.is_file() and not is_hidden(q, p) and _looks_like_dicom(q)]
-            if dicoms:
-                return [p]
-            raise InputDataError(p, "folder holds no NIfTI file (*.nii, *.nii.gz) and no DICOM "
-                                    "series; point at the folder of your volumes or use a glob")
-    elif p.is_file():
-        found = [p]
-    elif any(ch in src for ch in "*?["):
-        found = sorted(Path(q) for q in _glob.glob(str(p), recursive=True) if Path(q).is_file())
-        if not found:
-            raise InputDataError(src, "glob pattern matches no file; check the pattern and folder")
-    else:
-        raise InputDataError(p, "no such file or folder; check the path")
-    if contrast is None:
-        return found
-    want = contrast.upper()
-    kept = [q for q in found if has_contrast(q, want)]
-    if not kept:
-        seen = sorted({c for q in found if (c := (parse_contrast(q) or (None, None))[1])})
-        raise InputDataError(src, f"no file with contrast {want!r} among {len(found)} file(s); "
-                                  f"contrasts found: {seen or 'none (names not IXI/BIDS style)'}; "
-                                  "use contrast=None to take every file")
-    return kept
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,7 +236,7 @@ def load_dicom_series(folder: str | Path) -> Volume:
     """
     folder = Path(folder)
     files = sorted(q for q in folder.iterdir()
-                   if q.is_file() and not is_hidden(q, folder) and _looks_like_dicom(q))
+                   if q.is_file() and not is_hidden(q, folder) and looks_like_dicom(q))
     if not files:
         raise InputDataError(folder, "folder holds no DICOM file (*.dcm or files with a DICM "
                                      "preamble)")
@@ -476,7 +325,7 @@ def load_slice(path: str | Path) -> np.ndarray:
         a = _load_npy(p)
     elif is_nifti(p):
         a, _ = _read_nifti_array(p)
-    elif suf in (".dcm", ".ima") or _looks_like_dicom(p):
+    elif suf in (".dcm", ".ima") or looks_like_dicom(p):
         a = _dicom_pixels(_read_dicom(p), p)
     elif suf in SLICE_SUFFIXES:
         a = _load_pil(p)

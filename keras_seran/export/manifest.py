@@ -1,0 +1,202 @@
+"""``manifest.json``: what a bundle holds and how it was checked, and the checks of its files.
+
+Keys, in the order written: ``manifest_version``, ``created`` (UTC), ``model`` (name, source,
+scale, parameters, SERAN config, GFLOPs), ``scale``, ``input_contract`` (tensor names, shapes,
+range, the intensity normalisation and its inverse, int8 I/O quantisation when asked),
+``calibration`` (int8 calibration slices, or None), ``signature``, ``formats_requested``,
+``formats`` (one entry per exported format), ``parity`` (:func:`~keras_seran.export.parity.
+parity_report`), ``parity_ok``, ``versions`` and ``files`` (sha256 and size of every other file
+of the bundle).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from keras_seran.contract import (DEFAULT_PERCENTILES, INPUT_NAME, NETWORK_RANGE, OUTPUT_NAME,
+                                  SIGNATURE)
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------
+# files
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_hashes(root: str | Path, exclude: Sequence[str] = (MANIFEST,)) -> dict[str, dict]:
+    """``{relative posix path: {"sha256", "bytes"}}`` of every file under ``root``."""
+    root = Path(root)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and rel not in exclude:
+            out[rel] = {"sha256": sha256(p), "bytes": p.stat().st_size}
+    return out
+
+
+def load_manifest(bundle_dir: str | Path) -> dict:
+    return json.loads((Path(bundle_dir) / MANIFEST).read_text())
+
+
+def verify_hashes(bundle_dir: str | Path) -> list[str]:
+    """Files of a bundle whose sha256 differs from its manifest, or that are missing/unlisted."""
+    root = Path(bundle_dir)
+    listed = load_manifest(root)["files"]
+    actual = file_hashes(root)
+    bad = [f"{k}: hash mismatch" for k, v in listed.items()
+           if k in actual and actual[k]["sha256"] != v["sha256"]]
+    bad += [f"{k}: missing" for k in listed if k not in actual]
+    bad += [f"{k}: not in the manifest" for k in actual if k not in listed]
+    return bad
+
+
+# --------------------------------------------------------------------------------------------
+# content
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of everything that made or runs the bundle."""
+    from importlib import metadata
+
+    def v(*names):
+        for n in names:
+            try:
+                return metadata.version(n)
+            except metadata.PackageNotFoundError:
+                continue
+        return None
+
+    import keras
+    import tensorflow as tf
+
+    from keras_seran import __version__
+
+    return {"keras_seran": __version__, "keras": keras.__version__,
+            "tensorflow": tf.__version__, "onnx": v("onnx"), "onnxruntime": v("onnxruntime"),
+            "tf2onnx": v("tf2onnx"), "ai_edge_litert": v("ai-edge-litert"),
+            "tensorrt": v("tensorrt", "tensorrt-cu12", "tensorrt-cu11"), "numpy": np.__version__,
+            "python": sys.version.split()[0]}
+
+
+def input_contract(model, scale: int, input_size: tuple[int, int] | None,
+                   int8_io: dict | None = None) -> dict:
+    """The ``input_contract`` entry: what a runtime feeds the exported network and how to read
+    its output (``input_size``: the LR size of fixed-size LiteRT files, None when dynamic;
+    ``int8_io``: the int8 interface's quantisation, when one was exported)."""
+    channels = int(model.inputs[0].shape[-1])
+    h, w = input_size if input_size is not None else ("H", "W")
+    out_h = h * scale if isinstance(h, int) else f"H*{scale}"
+    out_w = w * scale if isinstance(w, int) else f"W*{scale}"
+    lo, hi = DEFAULT_PERCENTILES
+    a, b = NETWORK_RANGE
+    contract = {
+        "input": {"name": INPUT_NAME, "shape": [1, h, w, channels], "dtype": "float32",
+                  "layout": "NHWC", "range": [float(a), float(b)],
+                  "dynamic_hw": input_size is None,
+                  "note": "SavedModel and ONNX also take any batch size and any H, W; the LiteRT "
+                          "files take batch 1 and " + ("any H, W (resize the input tensor)"
+                                                       if input_size is None else
+                                                       f"exactly {h}x{w}")},
+        "intensity_normalisation": {
+            "method": "robust percentile, per volume",
+            "percentiles": [lo, hi],
+            "forward": f"x_norm = clip((x - p{lo:g}) / (p{hi:g} - p{lo:g}), {a:g}, {b:g}) with p "
+                       "the percentiles of the whole volume's intensities (tissue lies in [0, 1]; "
+                       "the margin keeps bright structures, the clip keeps a hot pixel from "
+                       "disturbing the whole slice through the global attention)",
+            "percentile_method": "numpy.percentile over every voxel of the volume (linear "
+                                 "interpolation); if the two percentiles coincide (a volume "
+                                 "almost all background), the volume's min and max instead",
+            "beyond_range": "keras_seran's SuperResolver adds the clipped-off part back, "
+                            "upscaled bicubically (optional)",
+            "int8_note": "int8 models were calibrated on real MR slices normalised this way "
+                         "(bright structures above 1 included), so they cover the range real "
+                         "volumes reach; a value far beyond it saturates",
+            "inverse": f"x = x_norm * (p{hi:g} - p{lo:g}) + p{lo:g}",
+        },
+        "output": {"name": OUTPUT_NAME, "shape": [1, out_h, out_w, channels], "dtype": "float32",
+                   "layout": "NHWC", "range": [float(a), float(b)],
+                   "note": "same normalised units as the input: apply the inverse normalisation "
+                           "with the input volume's percentiles, then clip to the volume's "
+                           "intensity range (as SuperResolver does)"},
+        "scale": int(scale),
+    }
+    if int8_io:
+        contract["int8_io"] = int8_io
+    return contract
+
+
+def model_info(model, scale: int, source: str | None) -> dict:
+    """The ``model`` entry: name, source, scale, parameters; the SERAN config and GFLOPs per
+    256x256 output where they can be read."""
+    info = {"name": model.name, "source": source, "scale": int(scale),
+            "parameters": int(model.count_params())}
+    try:
+        from keras_seran.config import to_dict
+        from keras_seran.models.seran import config_from_model
+        info["config"] = to_dict(config_from_model(model))
+    except Exception:  # not a SERAN model: baselines export too
+        pass
+    try:
+        from keras_seran.models import count_flops
+        info["gflops_per_256x256_output"] = count_flops(model, (256 // scale, 256 // scale)) / 1e9
+    except Exception:  # pragma: no cover - FLOP counting is informative only
+        pass
+    return info
+
+
+def build_manifest(model, scale: int, *, model_source: str | None,
+                   input_size: tuple[int, int] | None, int8_io: dict | None,
+                   calibration: dict | None, requested: list[str], formats: dict[str, dict],
+                   parity: dict, parity_ok: bool) -> dict:
+    """The manifest of a bundle, without ``files`` (:func:`write_manifest` adds them)."""
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": model_info(model, scale, model_source),
+        "scale": scale,
+        "input_contract": input_contract(model, scale, input_size, int8_io),
+        "calibration": calibration,
+        "signature": {"name": SIGNATURE, "input": INPUT_NAME, "output": OUTPUT_NAME},
+        "formats_requested": requested,
+        "formats": formats,
+        "parity": parity,
+        "parity_ok": parity_ok,
+        "versions": versions(),
+    }
+
+
+def write_manifest(root: Path, manifest: dict) -> dict:
+    """Add the hashes of every file under ``root`` to ``manifest`` and write it there; returns
+    it."""
+    manifest["files"] = file_hashes(root)
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+    return manifest
+
+
+def _json_default(o: Any):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

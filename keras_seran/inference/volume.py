@@ -1,0 +1,63 @@
+"""The volume adapter: whatever a user passes as a volume -> a checked
+:class:`keras_seran.data.io.Volume`, and the axis it is sliced along (numpy only; nibabel
+objects are used as they come, not imported).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_seran.data.io import Volume, has_scaling, load_volume, volume_array
+from keras_seran.errors import InputDataError
+from keras_seran.inference import geometry
+
+#: What messages call an image that has no file.
+IN_MEMORY = "<in-memory image>"
+
+
+def as_volume(img: Any) -> Volume:
+    """A :class:`keras_seran.data.io.Volume` from a path (:func:`~keras_seran.data.io.load_volume`),
+    a nibabel image or a Volume (returned as it is); checked like a file (InputDataError naming
+    the file, or ``IN_MEMORY``), TypeError for anything else."""
+    if isinstance(img, Volume):
+        return img
+    if isinstance(img, (str, Path)):
+        return load_volume(img)
+    if hasattr(img, "dataobj") and hasattr(img, "affine"):
+        name = img.get_filename() if hasattr(img, "get_filename") else None
+        path = name or IN_MEMORY
+        dtype = img.get_data_dtype() if hasattr(img, "get_data_dtype") else np.dtype(np.float32)
+        if getattr(dtype, "fields", None) is not None or np.issubdtype(dtype, np.complexfloating):
+            raise InputDataError(path, f"image holds {dtype} voxels (complex or RGB), not "
+                                       "real-valued intensities")
+        a = np.asarray(img.dataobj, dtype=np.float32)
+        a = volume_array(a, path)
+        zooms = tuple(float(z) for z in geometry.voxel_sizes(img.affine))
+        header = getattr(img, "header", None)
+        if header is not None and len(header.get_zooms()) >= 3:
+            zooms = tuple(float(z) for z in header.get_zooms()[:3])
+        return Volume(np.ascontiguousarray(a), np.asarray(img.affine, dtype=np.float64), header,
+                      "" if path == IN_MEMORY else str(path), zooms, has_scaling(img))
+    raise TypeError(f"expected a NIfTI path, a nibabel image or a Volume, got {type(img).__name__}")
+
+
+def slice_axis(vol: Volume) -> int:
+    """The through-plane axis of a Volume; InputDataError naming it for unusable voxel sizes.
+
+    The voxel sizes are the affine's (the matrix the output geometry is built from; nibabel's
+    ``img.affine`` is the sform when set), so a header whose pixdim (qform) disagrees with its
+    sform cannot get one axis upscaled while the written affine says another is the thick one.
+    An identity affine (an in-memory volume without one) leaves the choice to ``vol.zooms``.
+    """
+    affine = np.asarray(vol.affine, dtype=np.float64)
+    use_affine = affine.shape == (4, 4) and not np.allclose(affine, np.eye(4))
+    sizes = geometry.voxel_sizes(affine) if use_affine else vol.zooms
+    try:
+        return geometry.choose_slice_axis(sizes)
+    except ValueError as e:
+        where = "affine" if use_affine else "voxel sizes (pixdim)"
+        raise InputDataError(vol.path or None, f"{e}: the {where} is invalid; fix the header or "
+                                               "give the slice axis (--axis)") from None
