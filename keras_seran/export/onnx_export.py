@@ -27,15 +27,13 @@ import numpy as np
 from keras_seran.contract import INPUT_NAME
 from keras_seran.errors import ExportCheckError
 from keras_seran.export.savedmodel import input_spec, serving_fn
+from keras_seran.export.tensorrt_engine import TENSORRT8_MAX_OPSET
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
 #: The newest opset tf2onnx converts to (``max(tf2onnx.constants.OPSET_TO_IR_VERSION)``; a test
 #: keeps the two in step). Kept here so the command line can check ``--opset`` without TensorFlow.
 MAX_OPSET = 18
-#: The newest opset the ONNX parser of TensorRT 8.x reads (onnx-tensorrt's operator table:
-#: "TensorRT 8.6 supports operators up to Opset 17"); JetPack 5 and 6.0 ship TensorRT 8.5 / 8.6.
-TENSORRT8_MAX_OPSET = 17
 
 VARIANTS: tuple[str, ...] = ("float32", "float16", "int8")
 #: Precision class of each variant, for the parity tolerances (:data:`parity.TOLERANCES`).
@@ -51,9 +49,9 @@ DequantizeLinear Div Dropout Elu Equal Erf Exp Expand EyeLike Flatten Floor Gath
 GatherND Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GRU HardSigmoid
 Identity If ImageScaler InstanceNormalization IsNaN LeakyRelu Less LessOrEqual Log LogSoftmax Loop
 LRN LSTM LpNormalization LpPool MatMul Max MaxPool Mean Min Mul Neg Not Or Pad ParametricSoftplus
-Pow PRelu QuantizeLinear Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean
-ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize RNN Round ScaledTanh Scan
-Scatter ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax Softplus
+Pow PRelu QuantizeLinear Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax
+ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize RNN Round ScaledTanh
+Scan Scatter ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax Softplus
 Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose
 Unsqueeze Upsample Where Xor
 """.split())
