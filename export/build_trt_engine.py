@@ -31,6 +31,7 @@ def _tensorrt_engine():
     if MODULE.exists():
         spec = importlib.util.spec_from_file_location("keras_seran_tensorrt_engine", MODULE)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module      # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
     from keras_seran.export import tensorrt_engine
