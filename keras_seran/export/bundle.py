@@ -7,8 +7,9 @@ Layout of ``out_dir``::
     build_engines.sh     trtexec lines to build the TensorRT engines on the target (tensorrt)
     savedmodel/          SavedModel, signature serving_default: lr -> sr, dynamic B, H, W
     tflite/<name>_{float32,float16,dynamic_int8,int8}.tflite   builtin ops only
-    onnx/<name>_float32.onnx, onnx/<name>_int8_qdq.onnx        opset 17-18, dynamic H, W
+    onnx/<name>_{float32,float16}.onnx, onnx/<name>_int8_qdq.onnx   opset 17-18, dynamic H, W
     engines/<name>_{fp16,int8}.engine                          only where TensorRT + a GPU exist
+    README.md            what the bundle holds, which input its weights suit, how to build engines
 
 The bundle is built in a hidden temporary folder beside ``out_dir`` and renamed into place at the
 end, so a failure never leaves a partial bundle; a non-empty ``out_dir`` is refused unless
@@ -42,6 +43,7 @@ ALIASES = {"litert": "tflite", "saved_model": "savedmodel", "tf_saved_model": "s
 MANIFEST = "manifest.json"
 PARITY_MD = "parity.md"
 BUILD_SCRIPT = "build_engines.sh"
+README = "README.md"
 MANIFEST_VERSION = 1
 
 
@@ -67,8 +69,8 @@ def parse_formats(formats: str | Iterable[str]) -> list[str]:
 REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "savedmodel": ("tensorflow",),
     "tflite": ("tensorflow", "ai_edge_litert"),
-    "onnx": ("tensorflow", "tf2onnx", "onnx", "onnxruntime"),
-    "tensorrt": ("tensorflow", "tf2onnx", "onnx", "onnxruntime"),
+    "onnx": ("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxconverter_common"),
+    "tensorrt": ("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxconverter_common"),
 }
 
 
@@ -321,8 +323,9 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
                         inputs=[model_source] if model_source else ())
     tflite_variants = litert.check_variants(tflite_variants)
     onnx_variants = onnx_export.check_variants(onnx_variants)
-    if "tensorrt" in fmts and "float32" not in onnx_variants:
-        onnx_variants = ["float32", *onnx_variants]
+    if "tensorrt" in fmts:   # fp16 engines: float32 ONNX (TensorRT 8/10), float16 ONNX (11)
+        onnx_variants = [v for v in onnx_export.VARIANTS
+                         if v in {*onnx_variants, "float32", "float16"}]
     if "onnx" in fmts or "tensorrt" in fmts:
         opset = onnx_export.check_opset(opset)   # before the SavedModel and LiteRT conversions
     scale = int(scale or infer_scale(model))
@@ -398,8 +401,11 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
             fp32 = tmp / "onnx" / f"{stem}_float32.onnx"
             say(f"onnx: converting (opset {opset})")
             variants["float32"] = onnx_export.export_onnx(model, fp32, opset=opset)
+            if "float16" in onnx_variants:
+                variants["float16"] = onnx_export.export_float16(
+                    fp32, tmp / "onnx" / f"{stem}_float16.onnx")
             if "int8" in onnx_variants:
-                say("onnx: int8 QDQ calibration on MR slices")
+                say("onnx: int8 QDQ calibration on MR slices (TensorRT's Q/DQ placement)")
                 variants["int8"] = onnx_export.quantize_qdq(
                     fp32, tmp / "onnx" / f"{stem}_int8_qdq.onnx", calibration)
             if "float32" not in onnx_variants:
@@ -410,7 +416,7 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
                 name = f"onnx/{variant}"
                 runners[name] = onnx_export.OnnxRunner(tmp / info["file"], num_threads=num_threads)
                 precisions[name] = onnx_export.PRECISION[variant]
-                onnx_files[{"float32": "fp16", "int8": "int8"}[variant]] = info["file"]
+                onnx_files[variant] = info["file"]
             entries["onnx"] = {"status": "ok", "requested": "onnx" in fmts, "opset": int(opset),
                                "tensorrt_ops_checked": True, "variants": variants}
 
@@ -420,7 +426,7 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
                 say(f"tensorrt: note: ONNX opset {opset} needs {requires}")
             script = tensorrt_engine.build_engines_script(
                 onnx_files, trt_profiles, stem=stem, channels=int(model.inputs[0].shape[-1]),
-                requires=requires)
+                requires=requires, opset=opset)
             (tmp / BUILD_SCRIPT).write_text(script)
             os.chmod(tmp / BUILD_SCRIPT, 0o755)
             profiles_json = [[list(a), list(b), list(c)] for a, b, c in trt_profiles]
@@ -437,7 +443,13 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
                              note="engines are specific to this GPU and TensorRT version; "
                                   "rebuild on the target with build_engines.sh")
                 lr_hw = tuple(parity_pairs[0][0].shape[1:3])
-                for precision, onnx_file in onnx_files.items():
+                import tensorrt
+
+                for precision in tensorrt_engine.PRECISIONS:
+                    plan = tensorrt_engine.build_plan(tensorrt.__version__, precision)
+                    if plan.onnx not in onnx_files:
+                        continue
+                    onnx_file = onnx_files[plan.onnx]
                     engine = tmp / "engines" / tensorrt_engine.engine_name(stem, precision,
                                                                            trt_profiles[0], 1)
                     info = tensorrt_engine.build_engine(
@@ -470,17 +482,20 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "model": _model_info(model, scale, model_source),
+            "model": {**_model_info(model, scale, model_source),
+                      **weights_guidance(model_source)},
             "scale": scale,
             "input_contract": input_contract(model, scale, input_size, int8_io_info),
             "calibration": calibration_info,
             "signature": {"name": SIGNATURE, "input": INPUT_NAME, "output": OUTPUT_NAME},
             "formats_requested": fmts,
             "formats": entries,
+            "fixed_size": fixed_size_files(entries, input_size, trt_profiles),
             "parity": report,
             "parity_ok": not failed,
             "versions": versions(),
         }
+        (tmp / README).write_text(bundle_readme(manifest))
         manifest["files"] = file_hashes(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
         _commit(tmp, out)
@@ -494,6 +509,96 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
         raise
     say(f"bundle written to {out}")
     return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# manifest: which input the weights suit, which files are fixed-size; the bundle's README
+
+
+#: Which input each degradation's weights are for (keras_seran.registry.DEGRADATIONS).
+SUITED_INPUT = {
+    "bicubic": "the paper's protocol: LR made by bicubic downscaling of an image (downscaled "
+               "pictures, benchmarks); not a scanner's own low-resolution acquisition",
+    "kspace": "scanner images from k-space truncated acquisitions (a smaller acquisition matrix "
+              "reconstructed at its own size): what a console acquires at low resolution",
+}
+
+
+def weights_guidance(model_source: str | None) -> dict:
+    """``{"degradation", "suited_input"}`` for a bundled model name (``x2``, ``x2-kspace``);
+    for a model file, that the degradation is whatever it was trained on."""
+    from keras_seran import registry
+
+    named = registry.parse(model_source) if model_source else None
+    if named is None or (model_source and Path(model_source).exists()):
+        return {"degradation": None,
+                "suited_input": "not recorded: a model file; it suits the degradation it was "
+                                "trained on (bundled weights: " + "; ".join(
+                                    f"{k}: {v}" for k, v in SUITED_INPUT.items()) + ")"}
+    return {"degradation": named.degradation, "suited_input": SUITED_INPUT[named.degradation]}
+
+
+def fixed_size_files(entries: dict, input_size: tuple[int, int] | None,
+                     trt_profiles: Sequence[tensorrt_engine.Profile]) -> dict:
+    """Which of the bundle's models take one LR size only (GPU delegates, NPUs and DLA want
+    that): ``{"files": {path: [1, H, W, C]}, "engines": {...}, "dynamic": [...]}``."""
+    files, dynamic = {}, []
+    for info in entries.get("tflite", {}).get("variants", {}).values():
+        shape = info["input"]["shape"]
+        if -1 in shape:
+            dynamic.append(info["file"])
+        else:
+            files[info["file"]] = shape
+    dynamic += [info["file"] for info in entries.get("onnx", {}).get("variants", {}).values()]
+    out = {"input_size": list(input_size) if input_size else None, "files": files,
+           "dynamic": dynamic}
+    if "tensorrt" in entries:
+        fixed = [list(p[0]) for p in trt_profiles if p[0] == p[1] == p[2]]
+        out["engines"] = {"fixed_lr_hw": fixed, "note": "engines whose profile has min = opt = "
+                          "max take that LR size only (build_engines.sh)"}
+    return out
+
+
+def bundle_readme(manifest: dict) -> str:
+    """README.md of a bundle: its files, which input the weights suit, how to build engines."""
+    m, fixed = manifest["model"], manifest["fixed_size"]
+    c = manifest["input_contract"]
+    lines = [f"# {m['name']} x{manifest['scale']} export bundle", "",
+             f"Model: {m['name']} (source: {m.get('source') or 'unknown'}), "
+             f"{m['parameters']} parameters.", "",
+             "## Which input these weights suit", "",
+             f"Degradation trained on: {m.get('degradation') or 'not recorded'}. "
+             f"Suited input: {m['suited_input']}.", "",
+             "## Interface", "",
+             f"Input `{c['input']['name']}` {c['input']['shape']} float32 NHWC, normalised per "
+             f"volume to [0, 1] (percentiles {c['intensity_normalisation']['percentiles']}) and "
+             f"clipped to {c['input']['range']}; output `{c['output']['name']}` "
+             f"{c['output']['shape']} in the same units (manifest.json: input_contract).", "",
+             "## Files", ""]
+    for name in manifest["formats"]:
+        lines.append(f"- {name}: " + ("ok" if manifest["formats"][name]["status"] == "ok"
+                                      else f"skipped ({manifest['formats'][name].get('reason')})"))
+    if fixed["files"]:
+        lines += ["", "Fixed-size files (one LR size only): "
+                  + ", ".join(f"`{f}` {s}" for f, s in fixed["files"].items()) + "."]
+    if fixed["dynamic"]:
+        lines += ["", "Dynamic H, W: " + ", ".join(f"`{f}`" for f in fixed["dynamic"]) + "."]
+    onnx = manifest["formats"].get("onnx", {}).get("variants", {})
+    if "int8" in onnx:
+        q = onnx["int8"]["quantization"]
+        lines += ["", f"int8 Q/DQ placement: {q['placement']}: {q['rules']}."]
+    if "tensorrt" in manifest["formats"]:
+        lines += ["", "## TensorRT engines", "",
+                  "Build them on the target (an engine is tied to its GPU and TensorRT version): "
+                  "`./build_engines.sh`. The script asks trtexec its version: TensorRT 8.x builds "
+                  "fp16 from the float32 ONNX with `--fp16` and int8 from the Q/DQ ONNX with "
+                  "`--int8 --fp16`; 10.x builds fp16 with `--fp16` and the Q/DQ ONNX with "
+                  "`--stronglyTyped`; 11 builds fp16 from the float16 ONNX and int8 from the Q/DQ "
+                  "ONNX, strongly typed, without precision flags.",
+                  f"Needs {manifest['formats']['tensorrt']['requires']}."]
+    lines += ["", "Parity with Keras on held-out real MR slices: parity.md. File hashes: "
+              "manifest.json.", ""]
+    return "\n".join(lines)
 
 
 def _json_default(o):

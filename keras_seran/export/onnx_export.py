@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -268,8 +269,10 @@ def export_float16(fp32_path: str | Path, out_path: str | Path) -> dict:
 
     proto = onnx.load(str(fp32_path))
     keep_float = _rms_norm_nodes(proto)
-    half = float16.convert_float_to_float16(proto, keep_io_types=True,
-                                            node_block_list=keep_float)
+    with warnings.catch_warnings():   # weights below fp16's 1e-7 floor are clamped to it
+        warnings.filterwarnings("ignore", category=UserWarning, module="onnxconverter_common")
+        half = float16.convert_float_to_float16(proto, keep_io_types=True,
+                                                node_block_list=keep_float)
     _name_dynamic_axes(half)
     half.producer_name = "keras_seran"
     out_path = Path(out_path)

@@ -1,8 +1,8 @@
 """Parity of exported models with the Keras model, on real MR slices (numpy; no TensorFlow).
 
 Every exported format is a *runner*: a callable mapping an LR batch (1, h, w, 1) float32 (the
-input contract's normalised units) to the SR batch (1, h*s, w*s, 1). :func:`parity_report` runs the Keras reference and each runner
-on the same real MR slices and reports, per format:
+input contract's normalised units) to the SR batch (1, h*s, w*s, 1). :func:`parity_report` runs
+the Keras reference and each runner on the same real MR slices and reports, per format:
 
     max_abs_diff / mean_abs_diff   of the raw outputs against Keras (over all slices)
     psnr                           of the exported output against the HR slice (mean over slices)
