@@ -162,8 +162,8 @@ def test_float16_variant_keeps_the_rms_norm_float32(tiny_onnx_pair):
     info = export_float16(folder / "m.onnx", folder / "h.onnx")
     proto = onnx.load(str(folder / "h.onnx"))
     ops = {n.name: n.op_type for n in proto.graph.node}
-    assert sorted(ops[n] for n in info["float32_nodes"] if ops[n] == "ReduceMean") == [
-        "ReduceMean"] * 3
+    means = {n for n, op in ops.items() if op == "ReduceMean"}   # one per SERA block
+    assert means and means <= set(info["float32_nodes"])
     assert info["input"]["dtype"] == "float32" and info["output"]["dtype"] == "float32"
     y32, y16 = OnnxRunner(folder / "m.onnx")(cal[0]), OnnxRunner(folder / "h.onnx")(cal[0])
     assert y16.dtype == np.float32 and 0 < np.abs(y16 - y32).max() < 1e-2
