@@ -515,12 +515,14 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
 # manifest: which input the weights suit, which files are fixed-size; the bundle's README
 
 
-#: Which input each degradation's weights are for (keras_seran.registry.DEGRADATIONS).
+#: Which input each degradation's weights are for (keras_seran.registry.DEGRADATIONS), and the
+#: through-plane network.
 SUITED_INPUT = {
     "bicubic": "the paper's protocol: LR made by bicubic downscaling of an image (downscaled "
                "pictures, benchmarks); not a scanner's own low-resolution acquisition",
     "kspace": "scanner images from k-space truncated acquisitions (a smaller acquisition matrix "
               "reconstructed at its own size): what a console acquires at low resolution",
+    "throughplane": "reformats of thick-slice stacks interpolated along their slice axis",
 }
 
 
@@ -534,8 +536,10 @@ def weights_guidance(model_source: str | None) -> dict:
         return {"degradation": None,
                 "suited_input": "not recorded: a model file; it suits the degradation it was "
                                 "trained on (bundled weights: " + "; ".join(
-                                    f"{k}: {v}" for k, v in SUITED_INPUT.items()) + ")"}
-    return {"degradation": named.degradation, "suited_input": SUITED_INPUT[named.degradation]}
+                                    f"{k}: {SUITED_INPUT[k]}" for k in registry.DEGRADATIONS)
+                                + ")"}
+    degradation = getattr(named, "degradation", None)     # (none for the through-plane net)
+    return {"degradation": degradation, "suited_input": SUITED_INPUT[degradation or named.name]}
 
 
 def fixed_size_files(entries: dict, input_size: tuple[int, int] | None,
