@@ -59,9 +59,10 @@ Unsqueeze Upsample Where Xor
 
 FORBIDDEN_OPS: frozenset[str] = frozenset({"Einsum"})
 
-#: (op type, input index) pairs that TensorRT's parser wants as initializers/constants.
+#: (op type, input index) pairs that TensorRT's parser wants as initializers/constants
+#: (ReduceMean's axes, an input from opset 18: "must be an initializer" in onnx-tensorrt 10.x).
 _CONSTANT_INPUTS = {("Conv", 1), ("ConvTranspose", 1), ("Slice", 3), ("Squeeze", 1),
-                    ("Unsqueeze", 1)}
+                    ("Unsqueeze", 1), ("ReduceMean", 1)}
 
 
 def check_variants(variants: Iterable[str]) -> list[str]:
