@@ -3,6 +3,7 @@
 
     python bench/bench_export.py [--preset small] [--scale 2] [--threads 2] [--repeats 10]
                                  [--keep DIR]
+    python bench/bench_export.py --int8 x2 [--modelopt-python PY]     (int8 placements)
 
 For each format of a bundle made by ``keras_seran.export.export_bundle`` (SavedModel, LiteRT
 float32/float16/dynamic_int8/int8, ONNX float32/int8 QDQ on onnxruntime) plus the Keras model:
@@ -15,6 +16,16 @@ float32/float16/dynamic_int8/int8, ONNX float32/int8 QDQ on onnxruntime) plus th
 
 Weights are random (latency does not depend on them); int8 is calibrated on real MR slices all
 the same. The small preset finishes in a few minutes on 2 cores.
+
+``--int8 MODEL`` (a bundled name such as ``x2`` or a .keras file) compares int8 models of trained
+weights instead: the ONNX Q/DQ placements (``nvidia``: TensorRT's recommendations, the export's
+default; ``onnxruntime``: quantize_static's default, the previous one; with ``--modelopt-python``
+also NVIDIA Model Optimizer's ONNX PTQ run by that interpreter, e.g. a venv with
+``nvidia-modelopt[onnx]``, which brings torch and onnxruntime-gpu and so stays out of this
+environment) and the LiteRT full-int8 model. Per model: Q/DQ counts, Q/DQ before a softmax and on
+scalars, PSNR drop vs Keras on the held-out slices of the bundled slab (onnxruntime with all its
+graph optimizations, and without its int8 kernel fusions, i.e. the exact Q/DQ arithmetic TensorRT
+follows), and CPU latency for the LR slice.
 """
 
 from __future__ import annotations
@@ -79,7 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output-size", type=int, default=256, help="output slice side (default 256)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="keep the bundle in this folder (must be absent or empty)")
+    ap.add_argument("--int8", metavar="MODEL", default=None,
+                    help="compare int8 placements of a trained model (bundled name or .keras)")
+    ap.add_argument("--modelopt-python", default=None, metavar="PY",
+                    help="with --int8: a Python that has nvidia-modelopt[onnx] installed")
     args = ap.parse_args(argv)
+    if args.int8 is not None:
+        _set_threads(args.threads)
+        return int8_table(args.int8, args.threads, args.repeats, args.modelopt_python)
     if args.keep is not None:   # pathlib only: nothing may import numpy/TF before _set_threads
         if args.keep.exists() and not args.keep.is_dir():
             ap.error(f"--keep {args.keep}: is a file, not a folder")
@@ -146,6 +164,98 @@ def main(argv: list[str] | None = None) -> int:
     print("\nlatency: median of %d runs after 2 warm-ups, batch 1, output %dx%d; int8 GFLOP/s "
           "counts the same FLOPs as float." % (args.repeats, out_side, out_side))
     del rows
+    tmp.cleanup()
+    return 0
+
+
+def _psnr_drop(run, keras_outs, pairs, scale: int) -> tuple[float, float]:
+    """(PSNR drop vs Keras in dB, mean |difference|) of ``run`` on ``pairs``."""
+    import numpy as np
+
+    from keras_seran.export.parity import _psnr
+
+    outs = [run(lr) for lr, _ in pairs]
+    drop = float(np.mean([_psnr(k, hr, scale) - _psnr(o, hr, scale)
+                          for o, k, (_, hr) in zip(outs, keras_outs, pairs)]))
+    return drop, float(np.mean([np.abs(o - k).mean() for o, k in zip(outs, keras_outs)]))
+
+
+def _ort_runner(path: Path, threads: int, fused: bool):
+    """onnxruntime CPU session: all graph optimizations, or without the int8 kernel fusions
+    (QDQSelectorActionTransformer, QDQS8ToU8Transformer): plain Q/DQ arithmetic."""
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.log_severity_level = 3
+    off = [] if fused else ["QDQSelectorActionTransformer", "QDQS8ToU8Transformer"]
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=off)
+    return lambda x: sess.run(None, {"lr": np.asarray(x, np.float32)})[0]
+
+
+def int8_table(model_spec: str, threads: int, repeats: int, modelopt_python: str | None) -> int:
+    import subprocess
+
+    import numpy as np
+
+    from keras_seran.contract import infer_scale
+    from keras_seran.export import litert, onnx_export, parity
+    from keras_seran.export.qdq import qdq_structure
+    from keras_seran.registry import load_model
+
+    model = load_model(model_spec)
+    scale = infer_scale(model)
+    pairs = parity.parity_pairs(scale)
+    cal = parity.calibration_inputs(scale)
+    keras_outs = [np.asarray(model(lr)) for lr, _ in pairs]
+    tmp = tempfile.TemporaryDirectory(prefix="bench_int8_")
+    root = Path(tmp.name)
+    fp32 = root / "float32.onnx"
+    onnx_export.export_onnx(model, fp32)
+    files = {"float32": fp32}
+    for placement in onnx_export.PLACEMENTS:
+        files[placement] = root / f"int8_{placement}.onnx"
+        onnx_export.quantize_qdq(fp32, files[placement], cal, placement=placement)
+    if modelopt_python:
+        np.savez(root / "calib.npz", lr=np.concatenate(cal))
+        mo = root / "int8_modelopt.onnx"
+        res = subprocess.run([modelopt_python, "-m", "modelopt.onnx.quantization",
+                              "--onnx_path", str(fp32), "--quantize_mode", "int8",
+                              "--calibration_method", "max", "--calibration_data_path",
+                              str(root / "calib.npz"), "--calibration_eps", "cpu",
+                              "--high_precision_dtype", "fp32", "--output_path", str(mo)],
+                             capture_output=True, text=True)
+        if res.returncode == 0 and mo.exists():
+            files["modelopt (max, fp32)"] = mo
+        else:
+            print(f"modelopt failed: {res.stderr[-800:]}")
+    tfl = litert.export_tflite(model, root / "tflite", ["int8"], representative=cal)
+    x = pairs[0][0]
+    print(f"\nint8 on {len(pairs)} held-out slices of the bundled slab ({model_spec}, "
+          f"x{scale}, LR {x.shape[1]}x{x.shape[2]}); Keras PSNR "
+          f"{np.mean([parity._psnr(k, hr, scale) for k, (_, hr) in zip(keras_outs, pairs)]):.3f}"
+          f" dB; CPU {threads} threads\n")
+    print("| model | Q | DQ | Q/DQ before softmax | Q/DQ on scalars | drop, ort (dB) | "
+          "drop, exact Q/DQ (dB) | mean abs diff | latency, ort (ms) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, path in files.items():
+        fused = _ort_runner(path, threads, fused=True)
+        drop, diff = _psnr_drop(fused, keras_outs, pairs, scale)
+        exact, _ = _psnr_drop(_ort_runner(path, threads, fused=False), keras_outs, pairs, scale)
+        lat = median_latency(fused, x, repeats)
+        s = qdq_structure(path)
+        print(f"| onnx {name} | {s['quantize_linear']} | {s['dequantize_linear']} | "
+              f"{len(s['softmax_with_quantized_input'])} | {len(s['scalar_qdq'])} | "
+              f"{drop:+.3f} | {exact:+.3f} | {diff:.2e} | {lat * 1e3:.1f} |")
+    run = litert.LiteRTRunner(root / "tflite" / tfl["int8"]["file"], num_threads=threads)
+    drop, diff = _psnr_drop(run, keras_outs, pairs, scale)
+    print(f"| litert int8 (full integer) | | | all int8 | | {drop:+.3f} | | {diff:.2e} | "
+          f"{median_latency(run, x, repeats) * 1e3:.1f} |")
+    print("\ndrop, ort: onnxruntime CPU with every graph optimization (on x86 without VNNI its "
+          "u8s8 int8 kernels can saturate); exact Q/DQ: without the int8 kernel fusions, the "
+          "arithmetic the Q/DQ graph defines (TensorRT accumulates int8 products in int32).")
     tmp.cleanup()
     return 0
 

@@ -7,8 +7,9 @@ Layout of ``out_dir``::
     build_engines.sh     trtexec lines to build the TensorRT engines on the target (tensorrt)
     savedmodel/          SavedModel, signature serving_default: lr -> sr, dynamic B, H, W
     tflite/<name>_{float32,float16,dynamic_int8,int8}.tflite   builtin ops only
-    onnx/<name>_float32.onnx, onnx/<name>_int8_qdq.onnx        opset 17-18, dynamic H, W
+    onnx/<name>_{float32,float16}.onnx, onnx/<name>_int8_qdq.onnx   opset 17-18, dynamic H, W
     engines/<name>_{fp16,int8}.engine                          only where TensorRT + a GPU exist
+    README.md            what the bundle holds, which input its weights suit, how to build engines
 
 Each format is exported by its function in :mod:`.formats` (the registry), the manifest is
 written by :mod:`.manifest`; :func:`export_bundle` checks the arguments, runs the exporters,
@@ -187,8 +188,9 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
                         inputs=[model_source] if model_source else ())
     tflite_variants = litert.check_variants(tflite_variants)
     onnx_variants = onnx_export.check_variants(onnx_variants)
-    if "tensorrt" in fmts and "float32" not in onnx_variants:
-        onnx_variants = ["float32", *onnx_variants]
+    if "tensorrt" in fmts:   # fp16 engines: float32 ONNX (TensorRT 8/10), float16 ONNX (11)
+        onnx_variants = [v for v in onnx_export.VARIANTS
+                         if v in {*onnx_variants, "float32", "float16"}]
     if "onnx" in fmts or "tensorrt" in fmts:
         opset = onnx_export.check_opset(opset)   # before the SavedModel and LiteRT conversions
     scale = int(scale or infer_scale(model))
@@ -217,7 +219,8 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
             model, scale, model_source=model_source, input_size=input_size,
             int8_io=job.int8_io_info, calibration=calibration_info, requested=fmts,
             formats=entries, parity=report,
-            parity_ok=all(v["ok"] for v in report["formats"].values())))
+            parity_ok=all(v["ok"] for v in report["formats"].values()),
+            trt_profiles=trt_profiles))
         _commit(tmp, out)
     except BaseException:
         _discard(tmp, made)

@@ -23,14 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {DEFAULT_FORMATS})")
     parser.add_argument("--input-size", metavar="HxW", default=None,
                         help="fixed LR input size of the LiteRT models (default: dynamic H, W); "
-                             "also the default TensorRT profile")
+                             "also the default TensorRT profile (min = opt = max); the manifest's "
+                             "fixed_size lists the fixed-size files")
     parser.add_argument("--int8-io", action="store_true",
                         help="full-int8 LiteRT model with int8 input/output (default float32; "
                              "the manifest gives the int8 scale and zero point)")
     parser.add_argument("--tflite-variants", default="float32,float16,dynamic_int8,int8",
                         help="LiteRT precisions (default all four)")
-    parser.add_argument("--onnx-variants", default="float32,int8",
-                        help="ONNX precisions: float32, int8 (QDQ) (default both)")
+    parser.add_argument("--onnx-variants", default="float32,float16,int8",
+                        help="ONNX precisions: float32, float16 (fp16 inside, float32 "
+                             "interface), int8 (QDQ) (default all three)")
     parser.add_argument("--opset", type=int, default=17,
                         help="ONNX opset, 17 or 18 (default 17; TensorRT 8.x, JetPack 5/6.0, "
                              "reads up to 17)")

@@ -27,8 +27,8 @@ class BundleJob:
 
     ``runners`` / ``precisions``: name (``"tflite/int8"``) -> parity runner / precision class
     (a key of :data:`keras_seran.export.parity.TOLERANCES`) of every model written;
-    ``onnx_files``: TensorRT precision ("fp16", "int8") -> the ONNX file its engine is built
-    from; ``int8_io``: the quantisation of a LiteRT int8 interface (for the input contract).
+    ``onnx_files``: ONNX variant ("float32", "float16", "int8") -> its file (the TensorRT
+    engines are built from them, :func:`keras_seran.export.tensorrt_engine.build_plan`); ``int8_io``: the quantisation of a LiteRT int8 interface (for the input contract).
     """
 
     model: Any
@@ -97,8 +97,11 @@ def export_onnx_format(job: BundleJob) -> dict:
     fp32 = job.tmp / "onnx" / f"{job.stem}_float32.onnx"
     job.say(f"onnx: converting (opset {job.opset})")
     variants["float32"] = onnx_export.export_onnx(job.model, fp32, opset=job.opset)
+    if "float16" in job.onnx_variants:
+        variants["float16"] = onnx_export.export_float16(
+            fp32, job.tmp / "onnx" / f"{job.stem}_float16.onnx")
     if "int8" in job.onnx_variants:
-        job.say("onnx: int8 QDQ calibration on MR slices")
+        job.say("onnx: int8 QDQ calibration on MR slices (TensorRT's Q/DQ placement)")
         variants["int8"] = onnx_export.quantize_qdq(
             fp32, job.tmp / "onnx" / f"{job.stem}_int8_qdq.onnx", job.calibration)
     if "float32" not in job.onnx_variants:
@@ -109,7 +112,7 @@ def export_onnx_format(job: BundleJob) -> dict:
         job.verify(f"onnx/{variant}",
                    onnx_export.OnnxRunner(job.tmp / info["file"], num_threads=job.num_threads),
                    onnx_export.PRECISION[variant])
-        job.onnx_files[{"float32": "fp16", "int8": "int8"}[variant]] = info["file"]
+        job.onnx_files[variant] = info["file"]
     return {"status": "ok", "requested": "onnx" in job.requested, "opset": int(job.opset),
             "tensorrt_ops_checked": True, "variants": variants}
 
@@ -119,7 +122,8 @@ def export_tensorrt_format(job: BundleJob) -> dict:
     if job.opset > onnx_export.TENSORRT8_MAX_OPSET:
         job.say(f"tensorrt: note: ONNX opset {job.opset} needs {requires}")
     script = tensorrt_engine.build_engines_script(
-        job.onnx_files, job.trt_profiles, stem=job.stem, channels=job.channels, requires=requires)
+        job.onnx_files, job.trt_profiles, stem=job.stem, channels=job.channels, requires=requires,
+        opset=job.opset)
     (job.tmp / BUILD_SCRIPT).write_text(script)
     os.chmod(job.tmp / BUILD_SCRIPT, 0o755)
     profiles_json = [[list(a), list(b), list(c)] for a, b, c in job.trt_profiles]
@@ -136,7 +140,13 @@ def export_tensorrt_format(job: BundleJob) -> dict:
                  note="engines are specific to this GPU and TensorRT version; "
                       "rebuild on the target with build_engines.sh")
     lr_hw = tuple(job.parity_pairs[0][0].shape[1:3])
-    for precision, onnx_file in job.onnx_files.items():
+    import tensorrt
+
+    for precision in tensorrt_engine.PRECISIONS:
+        plan = tensorrt_engine.build_plan(tensorrt.__version__, precision)
+        if plan.onnx not in job.onnx_files:
+            continue
+        onnx_file = job.onnx_files[plan.onnx]
         engine = job.tmp / "engines" / tensorrt_engine.engine_name(job.stem, precision,
                                                                    job.trt_profiles[0], 1)
         info = tensorrt_engine.build_engine(
@@ -182,14 +192,16 @@ FORMAT_REGISTRY: dict[str, Format] = {f.name: f for f in (
            verified="each variant at its precision's tolerance (LiteRT interpreter)",
            requires=("tensorflow", "ai_edge_litert")),
     Format("onnx", export_onnx_format,
-           writes="onnx/<name>_float32.onnx, onnx/<name>_int8_qdq.onnx (TensorRT-compatible ops)",
+           writes="onnx/<name>_{float32,float16}.onnx, onnx/<name>_int8_qdq.onnx "
+                  "(TensorRT-compatible ops; TensorRT's Q/DQ placement)",
            verified="each variant at its precision's tolerance (onnxruntime)",
-           requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime")),
+           requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxconverter_common")),
     Format("tensorrt", export_tensorrt_format,
            writes="build_engines.sh (trtexec lines); engines/<name>_{fp16,int8}.engine where "
                   "TensorRT and a GPU exist",
            verified="each engine built here, when the parity size is within its profiles",
-           requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime"), builds_on=("onnx",)),
+           requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxconverter_common"),
+           builds_on=("onnx",)),
 )}
 
 FORMATS: tuple[str, ...] = tuple(FORMAT_REGISTRY)

@@ -11,9 +11,9 @@ Variants (``VARIANTS``):
                    zero point). Everything is int8 here, the SERA softmaxes included (builtin
                    int8 softmax, output step 1/256): the attention over H*W positions, whose
                    entries are ~1/(H*W), mostly rounds to 0. On the bundled x2 weights this
-                   costs about 0.18 dB (0.08-0.20 dB over x2-x4, parity report); the ONNX int8
-                   model keeps the attention float, and ``dynamic_int8`` (about 0.01 dB) keeps
-                   every activation float
+                   costs about 0.18 dB (0.10-0.18 dB over x2-x4); the ONNX int8 model keeps the
+                   softmax logits and attention products float (0.09-0.14 dB), and
+                   ``dynamic_int8`` (about 0.01 dB) keeps every activation float
 
 Every conversion goes through a SavedModel with a (1, H, W, 1) signature (H, W fixed when an
 input size is asked for, dynamic otherwise) and ``tf.lite.TFLiteConverter.from_saved_model`` with

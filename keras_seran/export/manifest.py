@@ -25,6 +25,8 @@ from keras_seran.contract import (DEFAULT_PERCENTILES, INPUT_NAME, NETWORK_RANGE
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+#: the bundle's own README: its files, which input its weights suit, how to build engines
+README = "README.md"
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,18 +166,19 @@ def model_info(model, scale: int, source: str | None) -> dict:
 def build_manifest(model, scale: int, *, model_source: str | None,
                    input_size: tuple[int, int] | None, int8_io: dict | None,
                    calibration: dict | None, requested: list[str], formats: dict[str, dict],
-                   parity: dict, parity_ok: bool) -> dict:
+                   parity: dict, parity_ok: bool, trt_profiles: Sequence = ()) -> dict:
     """The manifest of a bundle, without ``files`` (:func:`write_manifest` adds them)."""
     return {
         "manifest_version": MANIFEST_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": model_info(model, scale, model_source),
+        "model": {**model_info(model, scale, model_source), **weights_guidance(model_source)},
         "scale": scale,
         "input_contract": input_contract(model, scale, input_size, int8_io),
         "calibration": calibration,
         "signature": {"name": SIGNATURE, "input": INPUT_NAME, "output": OUTPUT_NAME},
         "formats_requested": requested,
         "formats": formats,
+        "fixed_size": fixed_size_files(formats, input_size, trt_profiles),
         "parity": parity,
         "parity_ok": parity_ok,
         "versions": versions(),
@@ -183,11 +186,106 @@ def build_manifest(model, scale: int, *, model_source: str | None,
 
 
 def write_manifest(root: Path, manifest: dict) -> dict:
-    """Add the hashes of every file under ``root`` to ``manifest`` and write it there; returns
-    it."""
+    """Write the bundle's README (:func:`bundle_readme`), add the hashes of every file under
+    ``root`` to ``manifest`` and write it there; returns it."""
+    (root / README).write_text(bundle_readme(manifest))
     manifest["files"] = file_hashes(root)
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
     return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# which input the weights suit, which files are fixed-size; the bundle's README
+
+
+#: Which input each degradation's weights are for (keras_seran.registry.DEGRADATIONS), and the
+#: through-plane network.
+SUITED_INPUT = {
+    "bicubic": "the paper's protocol: LR made by bicubic downscaling of an image (downscaled "
+               "pictures, benchmarks); not a scanner's own low-resolution acquisition",
+    "kspace": "scanner images from k-space truncated acquisitions (a smaller acquisition matrix "
+              "reconstructed at its own size): what a console acquires at low resolution",
+    "throughplane": "reformats of thick-slice stacks interpolated along their slice axis",
+}
+
+
+def weights_guidance(model_source: str | None) -> dict:
+    """``{"degradation", "suited_input"}`` for a bundled model name (``x2``, ``x2-kspace``);
+    for a model file, that the degradation is whatever it was trained on."""
+    from keras_seran import registry
+
+    named = registry.parse(model_source) if model_source else None
+    if named is None or (model_source and Path(model_source).exists()):
+        return {"degradation": None,
+                "suited_input": "not recorded: a model file; it suits the degradation it was "
+                                "trained on (bundled weights: " + "; ".join(
+                                    f"{k}: {SUITED_INPUT[k]}" for k in registry.DEGRADATIONS)
+                                + ")"}
+    degradation = getattr(named, "degradation", None)     # (none for the through-plane net)
+    return {"degradation": degradation, "suited_input": SUITED_INPUT[degradation or named.name]}
+
+
+def fixed_size_files(entries: dict, input_size: tuple[int, int] | None,
+                     trt_profiles: Sequence) -> dict:
+    """Which of the bundle's models take one LR size only (GPU delegates, NPUs and DLA want
+    that): ``{"files": {path: [1, H, W, C]}, "engines": {...}, "dynamic": [...]}``."""
+    files, dynamic = {}, []
+    for info in entries.get("tflite", {}).get("variants", {}).values():
+        shape = info["input"]["shape"]
+        if -1 in shape:
+            dynamic.append(info["file"])
+        else:
+            files[info["file"]] = shape
+    dynamic += [info["file"] for info in entries.get("onnx", {}).get("variants", {}).values()]
+    out = {"input_size": list(input_size) if input_size else None, "files": files,
+           "dynamic": dynamic}
+    if "tensorrt" in entries:
+        fixed = [list(p[0]) for p in trt_profiles if p[0] == p[1] == p[2]]
+        out["engines"] = {"fixed_lr_hw": fixed, "note": "engines whose profile has min = opt = "
+                          "max take that LR size only (build_engines.sh)"}
+    return out
+
+
+def bundle_readme(manifest: dict) -> str:
+    """README.md of a bundle: its files, which input the weights suit, how to build engines."""
+    m, fixed = manifest["model"], manifest["fixed_size"]
+    c = manifest["input_contract"]
+    lines = [f"# {m['name']} x{manifest['scale']} export bundle", "",
+             f"Model: {m['name']} (source: {m.get('source') or 'unknown'}), "
+             f"{m['parameters']} parameters.", "",
+             "## Which input these weights suit", "",
+             f"Degradation trained on: {m.get('degradation') or 'not recorded'}. "
+             f"Suited input: {m['suited_input']}.", "",
+             "## Interface", "",
+             f"Input `{c['input']['name']}` {c['input']['shape']} float32 NHWC, normalised per "
+             f"volume to [0, 1] (percentiles {c['intensity_normalisation']['percentiles']}) and "
+             f"clipped to {c['input']['range']}; output `{c['output']['name']}` "
+             f"{c['output']['shape']} in the same units (manifest.json: input_contract).", "",
+             "## Files", ""]
+    for name in manifest["formats"]:
+        lines.append(f"- {name}: " + ("ok" if manifest["formats"][name]["status"] == "ok"
+                                      else f"skipped ({manifest['formats'][name].get('reason')})"))
+    if fixed["files"]:
+        lines += ["", "Fixed-size files (one LR size only): "
+                  + ", ".join(f"`{f}` {s}" for f, s in fixed["files"].items()) + "."]
+    if fixed["dynamic"]:
+        lines += ["", "Dynamic H, W: " + ", ".join(f"`{f}`" for f in fixed["dynamic"]) + "."]
+    onnx = manifest["formats"].get("onnx", {}).get("variants", {})
+    if "int8" in onnx:
+        q = onnx["int8"]["quantization"]
+        lines += ["", f"int8 Q/DQ placement: {q['placement']}: {q['rules']}."]
+    if "tensorrt" in manifest["formats"]:
+        lines += ["", "## TensorRT engines", "",
+                  "Build them on the target (an engine is tied to its GPU and TensorRT version): "
+                  "`./build_engines.sh`. The script asks trtexec its version: TensorRT 8.x builds "
+                  "fp16 from the float32 ONNX with `--fp16` and int8 from the Q/DQ ONNX with "
+                  "`--int8 --fp16`; 10.x builds fp16 with `--fp16` and the Q/DQ ONNX with "
+                  "`--stronglyTyped`; 11 builds fp16 from the float16 ONNX and int8 from the Q/DQ "
+                  "ONNX, strongly typed, without precision flags.",
+                  f"Needs {manifest['formats']['tensorrt']['requires']}."]
+    lines += ["", "Parity with Keras on held-out real MR slices: parity.md. File hashes: "
+              "manifest.json.", ""]
+    return "\n".join(lines)
 
 
 def _json_default(o: Any):

@@ -8,14 +8,18 @@
   TensorRT 8.4, Jetson JetPack 5 and later), never ``Einsum``, and the parser's restrictions that
   matter here hold (Conv weights, Slice/Squeeze/Unsqueeze axes are initializers; Q/DQ zero points
   are 0 and int8, i.e. symmetric, as TensorRT's explicit quantization requires).
-* :func:`quantize_qdq` makes the int8 variant: onnxruntime ``quantize_static`` in
-  ``QuantFormat.QDQ`` with symmetric int8 activations, per-channel symmetric int8 weights,
-  calibrated on real MR slices. TensorRT 10/11 read these Q/DQ pairs as explicit quantization.
+* :func:`export_float16` makes the float16 variant (fp16 inside, float32 interface): the source
+  of fp16 engines on a strongly typed TensorRT (11 has no fp16 builder flag).
+* :func:`quantize_qdq` makes the int8 variant: Q/DQ pairs placed by TensorRT's recommendations
+  (:mod:`keras_seran.export.qdq`), symmetric int8 activations, per-channel symmetric int8
+  weights, calibrated on real MR slices. TensorRT 8.6 (``--int8``) and 10/11 (strongly typed)
+  read these Q/DQ pairs as explicit quantization.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -24,18 +28,17 @@ import numpy as np
 from keras_seran.contract import INPUT_NAME
 from keras_seran.errors import ExportCheckError
 from keras_seran.export.savedmodel import input_spec, serving_fn
+from keras_seran.export.tensorrt_engine import TENSORRT8_MAX_OPSET
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
 #: The newest opset tf2onnx converts to (``max(tf2onnx.constants.OPSET_TO_IR_VERSION)``; a test
 #: keeps the two in step). Kept here so the command line can check ``--opset`` without TensorFlow.
 MAX_OPSET = 18
-#: The newest opset the ONNX parser of TensorRT 8.x reads (onnx-tensorrt's operator table:
-#: "TensorRT 8.6 supports operators up to Opset 17"); JetPack 5 and 6.0 ship TensorRT 8.5 / 8.6.
-TENSORRT8_MAX_OPSET = 17
 
-VARIANTS: tuple[str, ...] = ("float32", "int8")
-PRECISION = {"float32": "float32", "int8": "int8"}
+VARIANTS: tuple[str, ...] = ("float32", "float16", "int8")
+#: Precision class of each variant, for the parity tolerances (:data:`parity.TOLERANCES`).
+PRECISION = {"float32": "float32", "float16": "float16_compute", "int8": "int8"}
 
 #: ONNX op types that TensorRT's ONNX parser supports (onnx-tensorrt ``docs/operators.md``,
 #: TensorRT 8.4+; restrictions that apply to this model are checked separately). ``Einsum`` is
@@ -47,18 +50,19 @@ DequantizeLinear Div Dropout Elu Equal Erf Exp Expand EyeLike Flatten Floor Gath
 GatherND Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GRU HardSigmoid
 Identity If ImageScaler InstanceNormalization IsNaN LeakyRelu Less LessOrEqual Log LogSoftmax Loop
 LRN LSTM LpNormalization LpPool MatMul Max MaxPool Mean Min Mul Neg Not Or Pad ParametricSoftplus
-Pow PRelu QuantizeLinear Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean
-ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize RNN Round ScaledTanh Scan
-Scatter ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax Softplus
+Pow PRelu QuantizeLinear Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax
+ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize RNN Round ScaledTanh
+Scan Scatter ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax Softplus
 Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose
 Unsqueeze Upsample Where Xor
 """.split())
 
 FORBIDDEN_OPS: frozenset[str] = frozenset({"Einsum"})
 
-#: (op type, input index) pairs that TensorRT's parser wants as initializers/constants.
+#: (op type, input index) pairs that TensorRT's parser wants as initializers/constants
+#: (ReduceMean's axes, an input from opset 18: "must be an initializer" in onnx-tensorrt 10.x).
 _CONSTANT_INPUTS = {("Conv", 1), ("ConvTranspose", 1), ("Slice", 3), ("Squeeze", 1),
-                    ("Unsqueeze", 1)}
+                    ("Unsqueeze", 1), ("ReduceMean", 1)}
 
 
 def check_variants(variants: Iterable[str]) -> list[str]:
@@ -225,6 +229,64 @@ def assert_tensorrt_compatible(model_or_path, where: str | Path | None = None) -
 
 
 # --------------------------------------------------------------------------------------------
+# float16 (strongly typed TensorRT: precision comes from the ONNX types)
+
+
+def _rms_norm_nodes(proto) -> list[str]:
+    """The nodes of every RMS normalisation (x * 1/sqrt(mean(x*x) + eps)): the layer computes it
+    in float32 (:func:`keras_seran.layers.sera.rms_normalize`), so the float16 model keeps it so."""
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    found: set[str] = set()
+    for mean in (n for n in proto.graph.node if n.op_type == "ReduceMean"):
+        square = producer.get(mean.input[0])
+        if square is None or square.op_type != "Mul" or square.input[0] != square.input[1]:
+            continue
+        chain, node = [square, mean], mean
+        while True:
+            nxt = consumers.get(node.output[0], [])
+            if len(nxt) != 1 or nxt[0].op_type not in ("Add", "Sqrt", "Reciprocal", "Rsqrt"):
+                break
+            node = nxt[0]
+            chain.append(node)
+        chain += [n for n in consumers.get(node.output[0], []) if n.op_type == "Mul"]
+        found |= {n.name for n in chain}
+    return sorted(found)
+
+
+def export_float16(fp32_path: str | Path, out_path: str | Path) -> dict:
+    """The float16 variant of a float32 ONNX: fp16 weights and compute, float32 ``lr``/``sr``
+    (casts at the interface), the RMS normalisations kept float32.
+
+    This is what a strongly typed TensorRT network (TensorRT 11, which has no fp16 builder
+    flag, or ``--stronglyTyped`` on 10) builds an fp16 engine from. Converted with
+    onnxconverter-common's ``convert_float_to_float16(keep_io_types=True)``.
+    """
+    import onnx
+    from onnxconverter_common import float16
+
+    proto = onnx.load(str(fp32_path))
+    keep_float = _rms_norm_nodes(proto)
+    with warnings.catch_warnings():   # weights below fp16's 1e-7 floor are clamped to it
+        warnings.filterwarnings("ignore", category=UserWarning, module="onnxconverter_common")
+        half = float16.convert_float_to_float16(proto, keep_io_types=True,
+                                                node_block_list=keep_float)
+    _name_dynamic_axes(half)
+    half.producer_name = "keras_seran"
+    out_path = Path(out_path)
+    onnx.save(half, str(out_path))
+    onnx.checker.check_model(str(out_path), full_check=True)
+    ops = assert_tensorrt_compatible(half, where=out_path)
+    opset = next((o.version for o in half.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return {"file": out_path.name, "opset": int(opset), "ops": ops, **describe_io(half),
+            "compute": "float16 (float32 interface and RMS normalisation)",
+            "float32_nodes": keep_float}
+
+
+# --------------------------------------------------------------------------------------------
 # int8 QDQ
 
 
@@ -245,10 +307,16 @@ class _Calibration:
 #: Ops that only move or reshape data: a softmax's output passes through them unchanged in value.
 _LAYOUT_OPS = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Cast"}
 
+#: Q/DQ placements :func:`quantize_qdq` knows: ``nvidia`` (TensorRT's recommendations, see
+#: :mod:`keras_seran.export.qdq`; the default) and ``onnxruntime`` (``quantize_static``'s default
+#: placement with the softmaxes and their products excluded; the placement before it, kept to
+#: compare).
+PLACEMENTS = ("nvidia", "onnxruntime")
+
 
 def float_attention_nodes(model_or_path) -> list[str]:
-    """Names of the nodes that must stay float in an int8 model: every Softmax, the reshapes and
-    transposes its output passes through, and the products that consume it."""
+    """Names of every Softmax, the reshapes and transposes its output passes through, and the
+    products that consume it (excluded from the ``onnxruntime`` placement)."""
     proto = _load(model_or_path)
     consumers: dict[str, list] = {}
     for node in proto.graph.node:
@@ -267,23 +335,47 @@ def float_attention_nodes(model_or_path) -> list[str]:
     return sorted(found)
 
 
-def quantize_qdq(fp32_path: str | Path, out_path: str | Path,
-                 calibration: Sequence[np.ndarray], per_channel: bool = True,
-                 op_types_to_quantize: Sequence[str] | None = None) -> dict:
-    """Static int8 QDQ quantization of an ONNX model, calibrated on ``calibration`` LR slices.
-
-    Symmetric int8 activations (zero point 0) and per-channel symmetric int8 weights (TensorRT's
-    explicit-quantization requirements), MinMax calibration. ``op_types_to_quantize`` defaults to
-    every op type onnxruntime's QDQ quantizer handles. The softmaxes and the products that
-    consume them (:func:`float_attention_nodes`) stay float: an attention map over H*W positions
-    has entries of about 1 / (H*W), far below one int8 step of its [0, 1] range, so quantizing
-    it would zero almost all of the SERA pooling weights.
-    """
-    import tempfile
-
+def _quantize_onnxruntime(src: Path, out_path: Path, calibration, per_channel: bool) -> dict:
+    """onnxruntime ``quantize_static`` (QDQ, symmetric int8, MinMax), softmaxes excluded. Its
+    placement puts Q/DQ pairs after every quantizable op and on the softmax logits and scalars."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
+    keep_float = float_attention_nodes(src)
+    quantize_static(str(src), str(out_path), _Calibration(calibration),
+                    quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                   # biases stay float: TensorRT takes no int32 Q/DQ
+                                   "QuantizeBias": False})
+    return {"placement": "onnxruntime",
+            "rules": "onnxruntime quantize_static default: Q/DQ after every quantizable op "
+                     "(softmax logits and scalars included), softmaxes and their products "
+                     "excluded", "kept_float": {n: "softmax or its product" for n in keep_float}}
+
+
+def quantize_qdq(fp32_path: str | Path, out_path: str | Path,
+                 calibration: Sequence[np.ndarray], placement: str = "nvidia",
+                 per_channel: bool = True) -> dict:
+    """Static int8 QDQ model of a float32 ONNX, calibrated on ``calibration`` LR slices.
+
+    Symmetric int8 activations (zero point 0, per tensor, max calibration) and symmetric int8
+    weights per output channel: TensorRT's explicit-quantization requirements.
+    ``placement="nvidia"`` places the Q/DQ pairs by TensorRT's recommendations
+    (:mod:`keras_seran.export.qdq`: inputs of Conv and weighted MatMul, skip inputs of residual
+    adds; softmax logits, attention products and scalars float); ``"onnxruntime"`` is
+    ``quantize_static``'s placement (``per_channel`` applies to it only). Returns a description
+    whose ``quantization`` says which placement and why, with :func:`qdq.qdq_structure`.
+    """
+    import tempfile
+
+    import onnx
+
+    from keras_seran.export import qdq
+
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     if not calibration:
         raise ValueError("int8 QDQ quantization needs calibration MR slices")
     fp32_path, out_path = Path(fp32_path), Path(out_path)
@@ -296,35 +388,29 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path,
             src = pre
         except Exception:  # pragma: no cover - pre-processing is an optimisation only
             src = fp32_path
-        keep_float = float_attention_nodes(src)
-        quantize_static(str(src), str(out_path), _Calibration(calibration),
-                        quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        op_types_to_quantize=list(op_types_to_quantize) if op_types_to_quantize
-                        else None,
-                        nodes_to_exclude=keep_float,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                       # biases stay float: TensorRT takes no int32 Q/DQ
-                                       "QuantizeBias": False})
-    import onnx
-
+        if placement == "nvidia":
+            how = qdq.quantize_nvidia(src, out_path, calibration)
+        else:
+            how = _quantize_onnxruntime(src, out_path, calibration, per_channel)
     proto = onnx.load(str(out_path))
     _name_dynamic_axes(proto)  # shape inference renames them
     proto.producer_name = "keras_seran"
     onnx.save(proto, str(out_path))
     onnx.checker.check_model(str(out_path), full_check=True)
     ops = assert_tensorrt_compatible(proto, where=out_path)
-    n_q = sum(n.op_type == "QuantizeLinear" for n in proto.graph.node)
-    n_dq = sum(n.op_type == "DequantizeLinear" for n in proto.graph.node)
+    structure = qdq.qdq_structure(proto)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     return {"file": out_path.name, "opset": int(opset), "ops": ops, **describe_io(proto),
             "quantization": {"format": "QDQ", "activations": "int8 symmetric per-tensor",
                              "weights": "int8 symmetric "
-                                        + ("per-channel" if per_channel else "per-tensor"),
-                             "calibration": "MinMax", "calibration_slices": len(calibration),
-                             "float_nodes": keep_float,
-                             "quantize_linear": n_q, "dequantize_linear": n_dq}}
+                                        + ("per-channel" if per_channel or placement == "nvidia"
+                                           else "per-tensor"),
+                             "calibration": "max (symmetric)",
+                             "calibration_slices": len(calibration), **how,
+                             "float_nodes": sorted(how["kept_float"]),
+                             "structure": structure,
+                             "quantize_linear": structure["quantize_linear"],
+                             "dequantize_linear": structure["dequantize_linear"]}}
 
 
 class OnnxRunner:
@@ -349,6 +435,8 @@ class OnnxRunner:
         return self.session.run(None, {self.input_name: np.asarray(lr, np.float32)})[0]
 
 
-__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET", "TENSORRT8_MAX_OPSET", "tensorrt_requirement", "TENSORRT_ONNX_OPS", "FORBIDDEN_OPS",
-           "VARIANTS", "check_opset", "export_onnx", "quantize_qdq", "float_attention_nodes",
-           "tensorrt_problems", "assert_tensorrt_compatible", "onnx_op_types", "OnnxRunner"]
+__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET", "TENSORRT8_MAX_OPSET",
+           "tensorrt_requirement", "TENSORRT_ONNX_OPS", "FORBIDDEN_OPS", "VARIANTS", "PLACEMENTS",
+           "check_opset", "export_onnx", "export_float16", "quantize_qdq",
+           "float_attention_nodes", "tensorrt_problems", "assert_tensorrt_compatible",
+           "onnx_op_types", "OnnxRunner"]

@@ -12,6 +12,7 @@ from keras_seran.export import parity
 pytestmark = pytest.mark.slow
 
 FLOAT32 = ["savedmodel", "tflite/float32", "onnx/float32"]
+FLOAT16 = ["tflite/float16", "onnx/float16"]
 INT8 = ["tflite/int8", "onnx/int8"]
 TOL = parity.TOLERANCES
 
@@ -28,7 +29,8 @@ def test_layout_and_manifest_hashes(full_bundle):
     for rel in ("parity.md", "build_engines.sh", "savedmodel/saved_model.pb",
                 "tflite/seran_x2_float32.tflite", "tflite/seran_x2_float16.tflite",
                 "tflite/seran_x2_dynamic_int8.tflite", "tflite/seran_x2_int8.tflite",
-                "onnx/seran_x2_float32.onnx", "onnx/seran_x2_int8_qdq.onnx"):
+                "onnx/seran_x2_float32.onnx", "onnx/seran_x2_float16.onnx",
+                "onnx/seran_x2_int8_qdq.onnx", "README.md"):
         assert rel in manifest["files"], rel
     assert not list(out.parent.glob(".bundle_x2.*")), "temporary folder left behind"
 
@@ -64,9 +66,26 @@ def test_float32_formats_match_keras(full_bundle):
 
 def test_float16_psnr_drop(full_bundle):
     _, m = full_bundle
-    e = m["parity"]["formats"]["tflite/float16"]
-    assert abs(e["psnr_drop"]) <= TOL["float16"]["psnr_drop"]
-    assert e["max_abs_diff"] <= TOL["float16"]["max_abs_diff"]
+    for name in FLOAT16:
+        e = m["parity"]["formats"][name]
+        tol = TOL[e["precision"]]
+        assert abs(e["psnr_drop"]) <= tol["psnr_drop"], (name, e)
+        for key in ("max_abs_diff", "mean_abs_diff"):
+            assert key not in tol or e[key] <= tol[key], (name, e)
+        assert e["ok"]
+
+
+def test_onnx_float16_is_half_inside_with_a_float32_interface(full_bundle):
+    import onnx
+
+    out, m = full_bundle
+    info = m["formats"]["onnx"]["variants"]["float16"]
+    proto = onnx.load(str(out / info["file"]))
+    assert info["input"]["dtype"] == info["output"]["dtype"] == "float32"
+    inits = {t.name: t.data_type for t in proto.graph.initializer}
+    kernels = {inits[n.input[1]] for n in proto.graph.node if n.op_type == "Conv"}
+    assert kernels == {onnx.TensorProto.FLOAT16}          # every conv kernel is fp16
+    assert info["float32_nodes"] and all("sera" in n for n in info["float32_nodes"])
 
 
 def test_int8_psnr_drop_and_still_beats_bicubic(full_bundle):
@@ -199,6 +218,42 @@ def test_onnx_int8_keeps_the_attention_float(full_bundle):
     recorded = m["formats"]["onnx"]["variants"]["int8"]["quantization"]["float_nodes"]
     assert {n.name for n in softmaxes} <= set(recorded)
     assert any("MatMul" in name for name in recorded)
+
+
+def test_onnx_int8_follows_tensorrt_placement_rules(full_bundle):
+    """No Q/DQ before a Softmax, none on scalars or biases (residual scale, RMS epsilon, GloRe
+    node bias); every Conv input and weighted MatMul input quantized; every residual add's skip
+    input quantized; no Q/DQ around a softmax's product."""
+    import onnx
+    from onnx import numpy_helper
+
+    from keras_seran.export.qdq import qdq_structure
+
+    out, m = full_bundle
+    q = m["formats"]["onnx"]["variants"]["int8"]["quantization"]
+    assert q["placement"] == "nvidia" and "Softmax" in q["rules"]
+    proto = onnx.load(str(out / m["formats"]["onnx"]["variants"]["int8"]["file"]))
+    s = qdq_structure(proto)
+    for rule in ("softmax_with_quantized_input", "scalar_qdq", "conv_unquantized",
+                 "weighted_matmul_unquantized", "residual_add_unquantized",
+                 "attention_matmul_quantized"):
+        assert s[rule] == [], (rule, s[rule])
+    assert s == q["structure"]
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    consumers: dict[str, list] = {}
+    for n in proto.graph.node:
+        for i, name in enumerate(n.input):
+            consumers.setdefault(name, []).append((n.op_type, i))
+    for n in proto.graph.node:       # constants behind a DQ are Conv / MatMul weights only
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
+            assert inits[n.input[0]].dtype == np.int8
+            assert {c for c in consumers[n.output[0]]} <= {("Conv", 1), ("MatMul", 0),
+                                                            ("MatMul", 1)}, n.name
+        if n.op_type == "QuantizeLinear":
+            assert n.input[0] not in inits, n.name
+    adds = [n for n in proto.graph.node if n.op_type == "Add"
+            and not any(i in inits for i in n.input)]
+    assert len(adds) >= 3                        # residual blocks, SERA and the long skip
 
 
 def test_tensorrt_entry(full_bundle):

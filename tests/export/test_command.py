@@ -247,14 +247,65 @@ def test_main_cli_maps_errors_to_exit_code(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_fixed_input_size(tiny_keras_file, tmp_path):
+    """--input-size: the LiteRT file takes 64x48 only, the TensorRT profile is min = opt = max,
+    the ONNX files stay dynamic; the manifest's fixed_size and the README say which is which."""
+    import numpy as np
+
+    from keras_seran.export.litert import LiteRTRunner
+    from keras_seran.export.onnx_export import OnnxRunner
+
     out = tmp_path / "fixed"
-    assert command.run(_args(tiny_keras_file, "--out", out, "--formats", "litert",
-                             "--tflite-variants", "float32", "--input-size", "64x48",
-                             "--quiet")) == 0
+    assert command.run(_args(tiny_keras_file, "--out", out, "--formats", "litert,tensorrt",
+                             "--tflite-variants", "float32", "--onnx-variants", "float32",
+                             "--input-size", "64x48", "--quiet")) == 0
     m = json.loads((out / "manifest.json").read_text())
     assert m["formats"]["tflite"]["variants"]["float32"]["input"]["shape"] == [1, 64, 48, 1]
     assert m["input_contract"]["input"]["shape"] == [1, 64, 48, 1]
     assert m["parity"]["lr_shape"] == [1, 64, 48, 1] and m["parity_ok"]
+    fixed = m["fixed_size"]
+    tfl = "tflite/seran_x2_float32.tflite"
+    assert fixed["input_size"] == [64, 48] and fixed["files"] == {tfl: [1, 64, 48, 1]}
+    run = LiteRTRunner(out / tfl)                                   # LiteRT: one size only
+    assert run(np.zeros((1, 64, 48, 1), np.float32)).shape == (1, 128, 96, 1)
+    with pytest.raises(ValueError, match="does not fit"):
+        run(np.zeros((1, 48, 64, 1), np.float32))
+    assert fixed["engines"]["fixed_lr_hw"] == [[64, 48]]           # TensorRT: min = opt = max
+    script = (out / "build_engines.sh").read_text()
+    for kind in ("min", "opt", "max"):
+        assert script.count(f"--{kind}Shapes=lr:1x64x48x1") == 2    # fp16 and int8 lines
+    onnx_files = {"onnx/seran_x2_float32.onnx", "onnx/seran_x2_float16.onnx"}
+    assert onnx_files <= set(fixed["dynamic"])                     # ONNX: any size
+    assert OnnxRunner(out / "onnx/seran_x2_float32.onnx")(
+        np.zeros((1, 40, 56, 1), np.float32)).shape == (1, 80, 112, 1)
+    assert f"`{tfl}` [1, 64, 48, 1]" in (out / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_kspace_weights_export_by_name(trained_tiny, tmp_path, monkeypatch):
+    """`keras-seran export x2-kspace` goes through the registry like the bicubic weights; the
+    manifest and README say the weights suit k-space truncated scanner images. The real
+    seran_small_x2_kspace weights are used when installed, else a tiny model saved under that
+    name in a stand-in weights folder."""
+    from keras_seran import registry
+    from keras_seran.config import to_dict
+    from keras_seran.export.manifest import weights_guidance
+    from keras_seran.models.seran import config_from_model
+
+    if not registry.Bundled(scale=2, degradation="kspace").exists():
+        weights = tmp_path / "weights"
+        weights.mkdir()
+        trained_tiny.save_weights(weights / "seran_small_x2_kspace.weights.h5")
+        (weights / "seran_small_x2_kspace.json").write_text(json.dumps(
+            {"model": to_dict(config_from_model(trained_tiny)), "degradation": "kspace"}))
+        monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
+    out = tmp_path / "kspace_bundle"
+    assert command.run(_args("x2-kspace", "--out", out, "--formats", "onnx",
+                             "--onnx-variants", "float32", "--quiet")) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["model"]["source"] == "x2-kspace" and m["model"]["degradation"] == "kspace"
+    assert "k-space truncated" in m["model"]["suited_input"] and m["parity_ok"]
+    assert "k-space truncated" in (out / "README.md").read_text()
+    assert "bicubic downscaling" in weights_guidance("x2")["suited_input"]
 
 
 def _script(name):
@@ -286,4 +337,8 @@ def test_trt_script_without_tensorrt_prints_trtexec(tmp_path, capsys):
                                               "--int8", "--profile", "32x32:64x64:128x128"])
     cap = capsys.readouterr()
     assert rc == 3 and "cannot build here" in cap.err
-    assert "--optShapes=lr:1x64x64x1" in cap.out and "--int8" in cap.out
+    assert "--optShapes=lr:1x64x64x1" in cap.out
+    by_release = dict(zip(("8", "10", "11"), cap.out.split("# TensorRT ")[1:]))
+    assert by_release["8"].rstrip().endswith("--int8 --fp16")
+    assert by_release["10"].rstrip().endswith("--stronglyTyped")
+    assert "--int8" not in by_release["11"] and "--fp16" not in by_release["11"]
