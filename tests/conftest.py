@@ -11,6 +11,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+pytest.register_assert_rewrite("tests.layer_checks")  # detailed failures from the shared helper
+
 from tests.real_mr import bundled_slab_slices  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
