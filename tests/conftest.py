@@ -8,11 +8,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from keras_seran import samples  # noqa: E402
+pytest.register_assert_rewrite("tests.layer_checks")  # detailed failures from the shared helper
+
+from tests.real_mr import bundled_slab_slices  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,10 +35,9 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def slab_slices() -> np.ndarray:
-    """The bundled real T1 slab as (16, 256, 256) float32 axial slices scaled to [0, 1]."""
-    data = np.asanyarray(nib.load(samples.T1_AXIAL_SLAB).dataobj).astype(np.float32)
-    data = np.clip(data / np.percentile(data, 99.5), 0.0, 1.0)
-    return np.moveaxis(data, 1, 0)
+    """The bundled real T1 slab as (16, 256, 256) float32 axial slices scaled to [0, 1]
+    (read-only)."""
+    return bundled_slab_slices()
 
 
 @pytest.fixture(scope="session")

@@ -100,6 +100,12 @@ class SecondOrderPooling(keras.layers.Layer):
         b, h, w, _ = as_shape(input_shape)
         return (b, self.feature_dim, self.num_descriptors), (b, h, w, self.num_descriptors)
 
+    def compute_output_spec(self, inputs):
+        # M is float32 under any policy (see call): the symbolic dtype says so too
+        descriptors, maps = self.compute_output_shape(inputs.shape)
+        return (keras.KerasTensor(descriptors, dtype=self.compute_dtype),
+                keras.KerasTensor(maps, dtype="float32"))
+
     def flops(self, input_shape) -> int:
         _, h, w, c = as_shape(input_shape)
         hw = h * w

@@ -1,13 +1,13 @@
-"""Shared blocks: shapes, residual behaviour, pixel shuffle order, config round trips."""
+"""Shared blocks: residual behaviour, pixel shuffle order, and the shared layer checks."""
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 
 from keras_seran.layers import (ChannelAttention, PixelShuffle, ResidualBlock,
                                 ResidualChannelAttentionBlock)
+from tests.layer_checks import run_layer_test
 
 
 def test_pixel_shuffle_places_channels_as_subpixels():
@@ -37,19 +37,20 @@ def test_channel_attention_rescales_each_channel_in_0_1(mr_slice):
     assert np.all((per_channel > 0) & (per_channel < 1))
 
 
-@pytest.mark.parametrize("layer", [ResidualBlock(8, res_scale=0.1),
-                                   ResidualChannelAttentionBlock(8, reduction=4),
-                                   ChannelAttention(reduction=4), PixelShuffle(3)])
-def test_block_config_round_trip(layer):
-    x = np.random.default_rng(0).standard_normal((1, 5, 6, 18)).astype("float32")
-    x = x[..., :8] if not isinstance(layer, PixelShuffle) else x
-    out = layer(x)
-    clone = layer.__class__.from_config(layer.get_config())
-    clone(x)
-    clone.set_weights(layer.get_weights())
-    np.testing.assert_allclose(np.asarray(clone(x)), np.asarray(out), rtol=1e-6)
-    assert keras.saving.get_registered_name(layer.__class__).startswith("keras_seran>")
-    # the declared output shape is the computed one, also with a list and unknown H, W
-    assert tuple(layer.compute_output_shape(list(x.shape))) == tuple(out.shape)
-    declared = layer.compute_output_shape((None, None, None, x.shape[-1]))
-    assert declared[-1] == out.shape[-1]
+B = 2
+LAYER_CASES = [
+    pytest.param(ResidualBlock, dict(channels=16, res_scale=0.1), (B, 24, 20, 16),
+                 (B, 24, 20, 16), id="ResidualBlock"),
+    # 16 channels / 2: eight hidden units, none dead at the start on these features
+    pytest.param(ChannelAttention, dict(reduction=2), (B, 24, 20, 16), (B, 24, 20, 16),
+                 id="ChannelAttention"),
+    pytest.param(ResidualChannelAttentionBlock, dict(channels=16, reduction=2), (B, 24, 20, 16),
+                 (B, 24, 20, 16), id="ResidualChannelAttentionBlock"),
+    pytest.param(PixelShuffle, dict(factor=2), (B, 12, 10, 8), (B, 24, 20, 2), id="PixelShuffle"),
+    pytest.param(PixelShuffle, dict(factor=3), (B, 8, 6, 9), (B, 24, 18, 1), id="PixelShuffle-x3"),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, input_shape, output_shape", LAYER_CASES)
+def test_shared_layer_checks(cls, kwargs, input_shape, output_shape):
+    run_layer_test(cls, kwargs, input_shape, output_shape)

@@ -1,13 +1,15 @@
-"""SERA layers: hand-computed values on tiny inputs, softmax axes, identity start, configs."""
+"""SERA layers: hand-computed values on tiny inputs, softmax axes, identity start, learning,
+float32 attention under mixed precision, and the shared layer checks."""
 
 from __future__ import annotations
 
+import cv2
 import keras
 import numpy as np
 import pytest
 
-from keras_seran.layers import (Excitation, GloReReasoning, PrimitiveReasoning, RsGCNReasoning,
-                                SecondOrderPooling, SERABlock, primitive_reasoning)
+from keras_seran.layers import Excitation, SecondOrderPooling, SERABlock
+from tests.layer_checks import run_layer_test
 
 
 def softmax(x, axis):
@@ -89,42 +91,6 @@ def test_attention_norm_makes_both_softmaxes_independent_of_the_feature_scale(mr
                                rtol=1e-4, atol=1e-7)
 
 
-def test_glore_reasoning_matches_formula():
-    rng = np.random.default_rng(1)
-    v = rng.standard_normal((2, 4, 3)).astype("float32")     # (B, m=4, n=3)
-    layer = GloReReasoning()
-    layer.build(v.shape)
-    a_g = rng.standard_normal((3, 3)).astype("float32")
-    b_g = rng.standard_normal(3).astype("float32")
-    w_s = rng.standard_normal((4, 4)).astype("float32")
-    layer.set_weights([a_g, b_g, w_s])
-    out = np.asarray(layer(v))
-    for i in range(2):
-        graph = v[i] - (v[i] @ a_g.T + b_g)                  # (I - A_g) V, nodes mixed per state
-        np.testing.assert_allclose(out[i], np.maximum(w_s.T @ graph, 0), rtol=1e-4, atol=1e-5)
-
-
-def test_rs_gcn_reasoning_starts_as_identity_and_learns_affinity():
-    rng = np.random.default_rng(2)
-    v = rng.standard_normal((2, 8, 5)).astype("float32")
-    layer = RsGCNReasoning()
-    layer.build(v.shape)
-    np.testing.assert_allclose(np.asarray(layer(v)), v, atol=1e-6)  # W_r's norm scale starts at 0
-    gamma = layer.w_r_norm.gamma
-    gamma.assign(np.ones(gamma.shape, "float32"))
-    assert not np.allclose(np.asarray(layer(v)), v, atol=1e-3)
-
-
-@pytest.mark.parametrize("kind, cls", [("glore", GloReReasoning), ("rs_gcn", RsGCNReasoning)])
-def test_reasoning_is_chosen_by_name(kind, cls):
-    layer = primitive_reasoning(kind, name="probe")
-    assert type(layer) is cls and isinstance(layer, PrimitiveReasoning) and layer.name == "probe"
-    block = SERABlock(feature_dim=6, num_descriptors=3, reasoning=kind)
-    assert type(block.reason) is cls and block.get_config()["reasoning"] == kind
-    with pytest.raises(ValueError, match="reasoning must be 'glore' or 'rs_gcn', got 'gcn'"):
-        SERABlock(feature_dim=6, num_descriptors=3, reasoning="gcn")
-
-
 def test_sera_block_starts_as_identity_and_scales_residual(mr_slice):
     x = np.stack([mr_slice[100:116, 100:120]] * 8, axis=-1)[None]  # real MR, (1, 16, 20, 8)
     learnable = SERABlock(feature_dim=6, num_descriptors=4)
@@ -140,67 +106,11 @@ def test_sera_block_starts_as_identity_and_scales_residual(mr_slice):
     assert np.abs(np.asarray(z)).max() > 1e-4
 
 
-def test_every_sera_weight_learns_from_the_first_steps(slab_slices):
-    """Regression: with s = 0 at the start, the attention weights got no gradient and stayed
-    at their initial values through training. Now each SERA variable moves within two steps."""
-    x = np.stack([s[80:112, 80:112] for s in slab_slices[:4]])[..., None]
-    inputs = keras.Input((None, None, 1))
-    h = keras.layers.Conv2D(8, 3, padding="same")(inputs)
-    block = SERABlock(feature_dim=6, num_descriptors=4)
-    outputs = keras.layers.Conv2D(1, 3, padding="same")(block(h))
-    model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.SGD(0.1), loss="mae")
-    before = {v.path: np.array(v) for v in block.weights}
-    model.fit(x, x * 0.5 + 0.1, batch_size=4, epochs=2, verbose=0)
-    for v in block.weights:
-        assert not np.array_equal(before[v.path], np.array(v)), f"{v.path} did not learn"
-
-
 def test_sera_never_builds_a_positions_by_positions_matrix():
     """Linear cost: no intermediate grows like (H*W)^2 (checked through the FLOP count)."""
     block = SERABlock(feature_dim=8, num_descriptors=4)
     small, large = block.flops((1, 32, 32, 16)), block.flops((1, 64, 64, 16))
     assert large == pytest.approx(4 * small, rel=0.01)
-
-
-LAYERS = [
-    (SecondOrderPooling, dict(feature_dim=6, num_descriptors=3), (1, 5, 7, 4)),
-    (GloReReasoning, dict(), (1, 6, 3)),
-    (RsGCNReasoning, dict(inter_dim=2), (1, 6, 3)),
-    (SERABlock, dict(feature_dim=6, num_descriptors=3, reasoning="rs_gcn", residual_scale=0.5),
-     (1, 5, 7, 4)),
-    (SERABlock, dict(feature_dim=6, num_descriptors=3, residual_scale_init=0.3), (1, 5, 7, 4)),
-    (Excitation, dict(num_descriptors=3, zero_init=True), None),
-    (SERABlock, dict(feature_dim=6, num_descriptors=3), (1, 5, 7, 4)),
-    (SERABlock, dict(feature_dim=6, num_descriptors=3, attention_norm=True), (1, 5, 7, 4)),
-    (SecondOrderPooling, dict(feature_dim=6, num_descriptors=3, attention_norm=True),
-     (1, 5, 7, 4)),
-]
-
-
-@pytest.mark.parametrize("cls,kwargs,shape", LAYERS)
-def test_layer_config_round_trip(cls, kwargs, shape):
-    layer = cls(**kwargs, name="probe")
-    rng = np.random.default_rng(0)
-    if shape is None:  # Excitation: [features, descriptors]
-        x = [rng.standard_normal((1, 5, 7, 4)).astype("float32"),
-             rng.standard_normal((1, 6, 3)).astype("float32")]
-    else:
-        x = rng.standard_normal(shape).astype("float32")
-    out = layer(x)
-    clone = cls.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    clone(x)
-    clone.set_weights(layer.get_weights())
-    for a, b in zip(keras.tree.flatten(out), keras.tree.flatten(clone(x))):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
-    # registered under the package: serialisation by name works
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert type(restored) is cls
-    # the symbolic output shape(s) are the computed ones
-    spec = keras.tree.map_structure(lambda a: keras.KerasTensor(a.shape), x)
-    declared = [tuple(o.shape) for o in keras.tree.flatten(layer.compute_output_spec(spec))]
-    assert declared == [tuple(o.shape) for o in keras.tree.flatten(out)]
 
 
 def test_configs_saved_before_attention_norm_reload_without_it():
@@ -211,9 +121,66 @@ def test_configs_saved_before_attention_norm_reload_without_it():
     assert not restored.excite.attention_norm
 
 
-def test_excitation_config_round_trip():
-    layer = Excitation(num_descriptors=3, name="probe")
-    clone = Excitation.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    clone.build([[1, 4, 4, 5], [1, 6, 3]])  # build() receives lists on reload
-    assert clone.output_conv.filters == 5
+def _pooling(policy: str) -> SecondOrderPooling:
+    layer = SecondOrderPooling(8, 4, attention_norm=True, dtype=policy)
+    layer.build((None, None, None, 4))
+    rng = np.random.default_rng(0)
+    feature_kernel = rng.normal(0, 0.5, (1, 1, 4, 8))
+    # gentle logits (about 0..0.8 over the slice): a broad attention, as trained maps often are
+    attention_kernel = np.linspace(0.05, 0.3, 16).reshape(1, 1, 4, 4)
+    layer.set_weights([feature_kernel, np.zeros(8), attention_kernel, np.zeros(4)])
+    return layer
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_attention_over_262144_positions_sums_to_one_under_mixed_precision(mr_slice, policy):
+    """At 512x512 the softmax sums 262,144 terms: in float16 that sum passes 65,504 as soon as the
+    map is not peaked, the denominator becomes inf and the map all zeros (seen with the bundled x2
+    weights at 512x512 LR, bench/gpu_check.py: 4 of 48 maps lost). The layer computes that
+    softmax and the pooling in float32 under any policy."""
+    big = cv2.resize(mr_slice, (512, 512), interpolation=cv2.INTER_CUBIC)
+    # four channels of real MR: intensity, its square, its root, its complement
+    x = np.stack([big, big ** 2, np.sqrt(np.clip(big, 0, None)), 1 - big], -1)[None]
+    v32, m32 = (np.asarray(t, "float64") for t in _pooling("float32")(x.astype("float32")))
+    v, m = (np.asarray(keras.ops.convert_to_numpy(t), "float64") for t in _pooling(policy)(x))
+    sums32 = m32.reshape(-1, 4).sum(axis=0)
+    np.testing.assert_allclose(sums32, 1.0, atol=1e-4)
+    # a float16 denominator would overflow here: the float32 sum of exp(logit - max) is > 65,504
+    logits = np.einsum("...c,cn->...n", x / np.sqrt(np.mean(x ** 2)), np.linspace(
+        0.05, 0.3, 16).reshape(4, 4)).reshape(-1, 4)
+    assert np.exp(logits - logits.max(axis=0)).sum(axis=0).min() > 65504
+    sums = m.reshape(-1, 4).sum(axis=0)
+    np.testing.assert_allclose(sums, 1.0, atol=0.01)
+    tv = 0.5 * np.abs(m - m32).reshape(-1, 4).sum(axis=0)
+    assert tv.max() < 0.02
+    np.testing.assert_allclose(v, v32, rtol=0.02, atol=0.02 * np.abs(v32).max())
+
+
+B = 2
+POOLING_SHAPES = ((B, 6, 4), (B, 24, 20, 4))           # V (B, m, n), M (B, H, W, n)
+LAYER_CASES = [
+    pytest.param(SecondOrderPooling, dict(feature_dim=6, num_descriptors=4), (B, 24, 20, 8),
+                 POOLING_SHAPES, id="SecondOrderPooling"),
+    pytest.param(SecondOrderPooling, dict(feature_dim=6, num_descriptors=4, attention_norm=True),
+                 (B, 24, 20, 8), POOLING_SHAPES, id="SecondOrderPooling-attention_norm"),
+    pytest.param(Excitation, dict(num_descriptors=4), [(B, 24, 20, 8), (B, 6, 4)],
+                 ((B, 24, 20, 8), (B, 24, 20, 4)), id="Excitation"),
+    pytest.param(Excitation, dict(num_descriptors=4, zero_init=True, attention_norm=True),
+                 [(B, 24, 20, 8), (B, 6, 4)], ((B, 24, 20, 8), (B, 24, 20, 4)),
+                 id="Excitation-zero_init-attention_norm"),
+    pytest.param(SERABlock, dict(feature_dim=6, num_descriptors=4), (B, 24, 20, 8),
+                 (B, 24, 20, 8), id="SERABlock"),
+    pytest.param(SERABlock, dict(feature_dim=6, num_descriptors=4, reasoning="rs_gcn",
+                                 residual_scale=0.5), (B, 24, 20, 8), (B, 24, 20, 8),
+                 id="SERABlock-rs_gcn-fixed_scale"),
+    pytest.param(SERABlock, dict(feature_dim=6, num_descriptors=4, attention_norm=True,
+                                 residual_scale_init=0.3), (B, 24, 20, 8), (B, 24, 20, 8),
+                 id="SERABlock-attention_norm"),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, input_shape, output_shape", LAYER_CASES)
+def test_shared_layer_checks(cls, kwargs, input_shape, output_shape):
+    # the attention maps M of the pooling stay float32 under a mixed policy (see above)
+    float32_outputs = (1,) if cls is SecondOrderPooling else ()
+    run_layer_test(cls, kwargs, input_shape, output_shape, float32_outputs=float32_outputs)
