@@ -24,8 +24,9 @@ import socket
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from keras_seran.errors import InputDataError, OutputPathError
 
@@ -339,10 +340,13 @@ def read_json(path: str | Path, what: str, advice: str) -> dict:
 
 def output_for_input(input_path: str | Path, output: str | Path) -> Path:
     """The output file for one input: ``output`` itself when it names a NIfTI file, else a file of
-    the input's name inside the folder ``output`` (an existing folder, or a path ending in '/')."""
+    the input's name inside the folder ``output`` (an existing folder, or a path ending in '/');
+    an input that is not NIfTI (a DICOM series folder, a .dcm file) gives ``<its stem>.nii.gz``."""
     out = Path(output).expanduser()
     if out.is_dir() or str(output).endswith(("/", os.sep)):
-        return out / Path(input_path).name
+        src = Path(input_path)
+        name = src.name if nifti_suffix(src) else f"{src.stem if src.suffix else src.name}.nii.gz"
+        return out / name
     if nifti_suffix(out) is None:
         raise OutputPathError(out, "output must be a .nii/.nii.gz file or an existing folder "
                                    "(end the path with '/' to create one)")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import glob as _glob
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from keras_seran.errors import InputDataError
 from keras_seran.files import is_temporary
@@ -114,6 +114,17 @@ def check_not_temporary(path: str | Path) -> None:
                                    "input; use the finished file")
 
 
+def is_series_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder :func:`find_volumes` takes as one DICOM volume: it holds
+    DICOM files (directly; hidden ones left out) and no NIfTI file (at any depth)."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return False
+    if any(q.is_file() and is_nifti(q) and not is_hidden(q, p) for q in p.rglob("*")):
+        return False
+    return any(q.is_file() and not is_hidden(q, p) and looks_like_dicom(q) for q in p.iterdir())
+
+
 def has_contrast(path: str | Path, contrast: str) -> bool:
     """Whether the IXI/BIDS name of ``path`` carries ``contrast`` ("T1", "t2", ...)."""
     return (parse_contrast(path) or (None, None))[1] == contrast.upper()
@@ -142,9 +153,7 @@ def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str |
         found = sorted(q for q in p.rglob("*")
                        if q.is_file() and is_nifti(q) and not is_hidden(q, p))
         if not found:
-            dicoms = [q for q in p.iterdir()
-                      if q.is_file() and not is_hidden(q, p) and looks_like_dicom(q)]
-            if dicoms:
+            if is_series_folder(p):
                 return [p]
             raise InputDataError(p, "folder holds no NIfTI file (*.nii, *.nii.gz) and no DICOM "
                                     "series; point at the folder of your volumes or use a glob")
