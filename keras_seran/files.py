@@ -6,6 +6,12 @@ complete, and a failure (or Ctrl-C, or SIGTERM under the command line) leaves no
 not even the folders made for it. The input is never overwritten, and an existing output only
 with ``overwrite=True``. Writers: :func:`save_nifti`, :func:`save_figure`,
 :func:`atomic_save_model`, :func:`atomic_write_json`, and :func:`atomic_path` for anything else.
+
+Temporary files are named ``.keras-seran-tmp-<pid>@<host>.<random>-<final name>``
+(:data:`TEMP_PREFIX`, :func:`is_temporary`): hidden, so no input discovery lists them, and
+recognisable, so a process killed mid-write (``kill -9``, power loss) leaves a file the next
+write into that folder removes (:func:`remove_leftovers`: its writer is gone, or it is older
+than :data:`LEFTOVER_AGE_S`).
 """
 
 from __future__ import annotations
@@ -13,9 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import socket
 import tempfile
+import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from keras_seran.errors import InputDataError, OutputPathError
 
@@ -33,6 +44,105 @@ def nifti_suffix(path: str | Path) -> str | None:
 
 def _full_suffix(path: Path) -> str:
     return nifti_suffix(path) or path.suffix
+
+
+# --------------------------------------------------------------------------------------------
+# temporary files and their leftovers
+
+#: Start of every temporary file name this package makes (hidden: a leading dot).
+TEMP_PREFIX = ".keras-seran-tmp-"
+#: A temporary file untouched this long (seconds) is a leftover whatever wrote it.
+LEFTOVER_AGE_S = 3600.0
+#: ``.keras-seran-tmp-<pid>@<host>.<random>-<name>`` (the host name holds no dot)
+_TEMP_RE = re.compile(r"^\.keras-seran-tmp-(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.")
+#: The earlier naming, ``.<name>.<8 random>.tmp<suffix of name>`` (no writer recorded: age only).
+_LEGACY_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[^/]*)$")
+
+
+def _host() -> str:
+    """This machine's name as it goes into temporary file names ([A-Za-z0-9-], 32 at most)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32]
+
+
+def temp_prefix() -> str:
+    """The name start of this process's temporary files: ``.keras-seran-tmp-<pid>@<host>.``."""
+    return f"{TEMP_PREFIX}{os.getpid()}@{_host()}."
+
+
+def is_temporary(path: str | Path) -> bool:
+    """Whether ``path`` names a temporary file of this package (being written now, or left by
+    an interrupted write): never an input, never a result."""
+    name = Path(path).name
+    if name.startswith(TEMP_PREFIX):
+        return True
+    m = _LEGACY_TEMP_RE.match(name)
+    return bool(m) and _full_suffix(Path(m.group("name"))) == m.group("suffix")
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether the process that made temporary file ``name`` has ended (same machine only;
+    POSIX only: elsewhere, and for a process of another user or machine, False)."""
+    m = _TEMP_RE.match(name)
+    if not m or os.name != "posix" or m.group("host") != _host():
+        return False
+    try:
+        os.kill(int(m.group("pid")), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, OSError):
+        return False
+    return False
+
+
+def find_leftovers(folder: str | Path, max_age_s: float = LEFTOVER_AGE_S) -> list[Path]:
+    """The temporary files in ``folder`` (not its subfolders) left by interrupted writes: those
+    whose writer process is gone (same machine) or untouched for ``max_age_s`` seconds.
+
+    A temporary file a live process is writing right now is not one of them.
+    """
+    d = Path(folder).expanduser()
+    out = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(d))
+    except OSError:
+        return []
+    for e in entries:
+        if not is_temporary(e.name):
+            continue
+        try:
+            if not e.is_file(follow_symlinks=False):
+                continue
+            age = now - e.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if _writer_gone(e.name) or age > max_age_s:
+            out.append(d / e.name)
+    return sorted(out)
+
+
+def remove_leftovers(folder: str | Path, max_age_s: float = LEFTOVER_AGE_S) -> list[Path]:
+    """Remove :func:`find_leftovers` of ``folder``; one warning line names what was removed
+    (and what could not be). Returns the removed files."""
+    removed, kept = [], []
+    for f in find_leftovers(folder, max_age_s):
+        try:
+            f.unlink()
+            removed.append(f)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            kept.append(f)
+    if removed or kept:
+        names = ", ".join(f.name for f in removed[:3]) + (" ..." if len(removed) > 3 else "")
+        msg = (f"{Path(folder)}: removed {len(removed)} temporary file(s) left by an "
+               f"interrupted earlier write ({names})" if removed else "")
+        if kept:
+            msg += ("; " if msg else f"{Path(folder)}: ") + (
+                f"cannot remove {len(kept)} leftover temporary file(s) "
+                f"({', '.join(f.name for f in kept[:3])}); delete them by hand")
+        warnings.warn(msg, stacklevel=2)     # attributed to this package: one line in the CLI
+    return removed
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -84,7 +194,7 @@ def _probe(folder: Path, named: Path) -> None:
                                      "not writable (permission denied); choose a folder you can "
                                      "write to or fix its permissions")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".keras-seran-probe-", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix="-probe", dir=folder)
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
@@ -119,16 +229,22 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None,
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` (same suffix); on success move it onto ``path``.
 
-    On any exception (Ctrl-C and SIGTERM included) the temporary file is removed, ``path`` is
-    left as it was, and the folders made here for it are removed again while still empty.
+    The temporary file is ``.keras-seran-tmp-<pid>@<host>.<random>-<name>`` (see
+    :func:`is_temporary`); leftovers of interrupted writes in that folder are removed first
+    (:func:`remove_leftovers`). On any exception (Ctrl-C and SIGTERM included) the temporary
+    file is removed, ``path`` is left as it was, and the folders made here for it are removed
+    again while still empty.
     """
     dest = Path(path).expanduser()
-    suffix = _full_suffix(dest)
     made = _missing_dirs(dest.parent)
+    if not made:
+        remove_leftovers(dest.parent)
     try:
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}",
+            # the final name (its end when long: it carries the suffix writers go by) keeps
+            # the file name within the usual 255-byte limit
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=f"-{dest.name[-160:]}",
                                        dir=dest.parent)
         except OSError as e:
             raise OutputPathError(dest, f"cannot create a file in {dest.parent} "
@@ -224,10 +340,13 @@ def read_json(path: str | Path, what: str, advice: str) -> dict:
 
 def output_for_input(input_path: str | Path, output: str | Path) -> Path:
     """The output file for one input: ``output`` itself when it names a NIfTI file, else a file of
-    the input's name inside the folder ``output`` (an existing folder, or a path ending in '/')."""
+    the input's name inside the folder ``output`` (an existing folder, or a path ending in '/');
+    an input that is not NIfTI (a DICOM series folder, a .dcm file) gives ``<its stem>.nii.gz``."""
     out = Path(output).expanduser()
     if out.is_dir() or str(output).endswith(("/", os.sep)):
-        return out / Path(input_path).name
+        src = Path(input_path)
+        name = src.name if nifti_suffix(src) else f"{src.stem if src.suffix else src.name}.nii.gz"
+        return out / name
     if nifti_suffix(out) is None:
         raise OutputPathError(out, "output must be a .nii/.nii.gz file or an existing folder "
                                    "(end the path with '/' to create one)")

@@ -32,7 +32,7 @@ BUILDS_ON: dict[str, tuple[str, ...]] = {
     "layers": ("config",),
     "models": ("layers",),
     "registry": ("models",),               # bundled weights: name -> weights, card, network
-    "data": ("config", "samples"),
+    "data": ("config", "samples", "files"),   # files: which names are temporary files
     "inference": ("data", "registry", "files", "devices", "metrics"),
     "training": ("data", "registry", "runs", "devices", "metrics"),
     "evaluation": ("inference", "runs"),

@@ -1,4 +1,5 @@
-"""``keras-seran predict INPUT OUTPUT``: super-resolve one NIfTI file or a folder of them.
+"""``keras-seran predict INPUT OUTPUT``: super-resolve one NIfTI file or a folder of them (or
+one DICOM volume: a folder holding one series, or a multi-frame file; written as NIfTI).
 
     keras-seran predict t1_thick.nii.gz t1_sr.nii.gz --scale 2
     keras-seran predict scans/ scans_sr/ --model my_seran_x3.keras --tile-size 128
@@ -19,13 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from keras_seran.devices import select_device
-from keras_seran.errors import InputDataError, KerasSeranError, OutputPathError, UsageError
+from keras_seran.errors import (
+    InputDataError,
+    KerasSeranError,
+    OutputPathError,
+    UsageError,
+)
 
 PROG = "keras-seran predict"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="a NIfTI file (.nii, .nii.gz) or a folder of them")
+    parser.add_argument("input", help="a NIfTI file (.nii, .nii.gz), a folder of them, a folder "
+                                      "holding one DICOM series or a multi-frame DICOM file")
     parser.add_argument("output", help="output NIfTI file, or folder (for a folder input, or a "
                                        "file input with an existing folder / a path ending in '/')")
     parser.add_argument("--scale", type=int, choices=(2, 3, 4), default=None,
@@ -73,17 +80,14 @@ def plan_outputs(input_path: str | Path, output: str | Path, overwrite: bool = F
     for an output equal to an input, an existing output without ``overwrite``, or an unwritable
     output folder.
     """
-    from keras_seran.data.io import find_volumes, is_nifti
+    from keras_seran.data.io import find_volumes, is_series_folder
     from keras_seran.files import ensure_writable_dir, output_for_input, same_file
 
     src = Path(input_path).expanduser()
     if not src.exists():
         raise InputDataError(src, "no such file or folder; check the path")
-    if src.is_dir():
+    if src.is_dir() and not is_series_folder(src):      # a DICOM series folder is one volume
         files = find_volumes(src)
-        if any(f.is_dir() for f in files):
-            raise InputDataError(src, "folder holds a DICOM series, not NIfTI files; convert it "
-                                      "first (e.g. dcm2niix -z y -o OUT FOLDER)")
         out_dir = Path(output).expanduser()
         if out_dir.exists() and not out_dir.is_dir():
             raise OutputPathError(out_dir, "input is a folder, so the output must be a folder, "
@@ -98,9 +102,6 @@ def plan_outputs(input_path: str | Path, output: str | Path, overwrite: bool = F
             raise InputDataError(src, "folder holds no NIfTI file outside the output folder")
         pairs = [(f, out_dir / f.relative_to(src)) for f in files]
     else:
-        if not is_nifti(src):
-            raise InputDataError(src, f"not a NIfTI file (suffix {''.join(src.suffixes) or 'none'}; "
-                                      "expected .nii or .nii.gz); convert it first (e.g. dcm2niix)")
         pairs = [(src, output_for_input(src, output))]
     for f, o in pairs:
         if same_file(f, o):
@@ -190,13 +191,11 @@ def run(args: argparse.Namespace) -> int:
     # is read here (once), so a bad one fails before anything is built or created.
     src = Path(args.input).expanduser()
     preloaded = {}
-    if not src.is_dir():
-        from keras_seran.data.io import is_nifti
+    from keras_seran.data.io import is_series_folder
+
+    if not src.is_dir() or is_series_folder(src):
         from keras_seran.inference.volume import as_volume
 
-        if src.exists() and not is_nifti(src):
-            raise InputDataError(src, f"not a NIfTI file (suffix {''.join(src.suffixes) or 'none'}; "
-                                      "expected .nii or .nii.gz); convert it first (e.g. dcm2niix)")
         preloaded[str(src)] = as_volume(src)
     pairs = plan_outputs(args.input, args.output, args.overwrite)
     preloaded = {str(f): preloaded[str(src)] for f, _ in pairs if str(src) in preloaded}

@@ -116,7 +116,8 @@ def upscaled_header(header: Any, out_shape: Sequence[int], scale: int, axes: Seq
 
     The qform and the sform are each mapped by :func:`upscale_affine` (their codes are kept; a
     header with neither gets the new ``affine`` as an aligned sform/qform), the voxel sizes
-    (pixdim) shrink by ``scale`` along ``axes``, the shape and data type are those of the output,
+    (pixdim) shrink by ``scale`` along ``axes``, the shape and data type are those of the output
+    (little-endian, whatever the input's byte order; a NIfTI-2 header stays NIfTI-2),
     and the intensity scaling (scl_slope/inter) and cal_min/max are reset (data written as is).
     ``affine`` is the input image's affine (it wins over a header that disagrees with it).
     """
@@ -135,8 +136,10 @@ def resampled_header(header: Any, out_shape: Sequence[int], vox_map: np.ndarray,
     """
     import nibabel as nib
 
-    if isinstance(header, nib.Nifti1Header):
+    if isinstance(header, nib.Nifti1Header):   # NIfTI-1, or NIfTI-2 (a subclass): kept as it is
         hdr = header.copy()
+        if hdr.endianness != "<":     # written in the standard little-endian, whatever came in
+            hdr = hdr.as_byteswapped("<")
     else:
         hdr = nib.Nifti1Header()
         if header is not None:  # another format (Analyze, MGH, ...): keep what converts
@@ -184,7 +187,8 @@ def resampled_header(header: Any, out_shape: Sequence[int], vox_map: np.ndarray,
 
 def upscaled_image(data: np.ndarray, affine: np.ndarray, header: Any, scale: int,
                    slice_axis: int) -> Any:
-    """A ``nibabel.Nifti1Image`` of ``data`` (already upscaled in-plane) with updated geometry.
+    """A NIfTI image of ``data`` (already upscaled in-plane) with updated geometry: NIfTI-2 for a
+    NIfTI-2 input, else NIfTI-1 (:func:`resampled_image`).
 
     ``affine``/``header`` are those of the input volume; ``slice_axis`` the axis that was not upscaled.
     """
@@ -203,11 +207,15 @@ def downscaled_image(data: np.ndarray, affine: np.ndarray, header: Any, scale: i
 
 def resampled_image(data: np.ndarray, affine: np.ndarray, header: Any, vox_map: np.ndarray,
                     descrip: str | None = None) -> Any:
+    """A NIfTI image of ``data`` resampled on the grid ``vox_map`` (:func:`resampled_header`):
+    a ``Nifti2Image`` for a NIfTI-2 input header, else a ``Nifti1Image``; little-endian."""
     import nibabel as nib
 
+    data = data.astype(data.dtype.newbyteorder("="), copy=False)       # native byte order
     hdr = resampled_header(header, data.shape, vox_map, affine, data.dtype, descrip)
     new_affine = np.asarray(affine, dtype=np.float64) @ np.asarray(vox_map, dtype=np.float64)
-    img = nib.Nifti1Image(data, new_affine, header=hdr, dtype=data.dtype)
+    klass = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
+    img = klass(data, new_affine, header=hdr, dtype=data.dtype)
     img.header.set_zooms(hdr.get_zooms())
     return img
 

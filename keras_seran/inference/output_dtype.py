@@ -71,8 +71,9 @@ def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: fl
     """
     if output_dtype is None:
         return y.astype(np.float32, copy=False)
-    if isinstance(output_dtype, str):       # "input"
+    if isinstance(output_dtype, str):       # "input": its type, in native byte order
         dt = np.dtype(header.get_data_dtype()) if header is not None else np.dtype(np.float32)
+        dt = dt.newbyteorder("=")
         if not np.issubdtype(dt, np.integer) or scaled:
             dt = np.dtype(np.float32)   # scaled integers: keep the float values
     else:

@@ -183,13 +183,22 @@ class SuperResolver:
                       overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
         """Super-resolve one 2D image in any intensity range: (H, W) -> (H*s, W*s) float32, same units.
 
-        The slice is normalised by its own robust percentiles, run through the network and mapped
-        back. Raises UsageError for a non-2D, empty or non-finite array.
+        A single channel axis, last ``(H, W, 1)`` or first ``(1, H, W)``, is accepted and kept:
+        ``(H*s, W*s, 1)`` / ``(1, H*s, W*s)``. The slice is normalised by its own robust
+        percentiles, run through the network and mapped back. A constant slice (e.g. the empty
+        background at the end of a volume, when looping over its slices) comes back as the same
+        constant, upscaled; a constant *volume* (or file) holds nothing to super-resolve and is an
+        InputDataError in :meth:`predict_volume` and on the command line. Raises UsageError for
+        a non-2D (or several-channel), empty or non-finite array.
         """
         a = np.asarray(arr2d)
+        if a.ndim == 3 and a.shape[-1] == 1:
+            return self.predict_slice(a[..., 0], tile_size, overlap)[..., None]
+        if a.ndim == 3 and a.shape[0] == 1:
+            return self.predict_slice(a[0], tile_size, overlap)[None]
         if a.ndim != 2:
-            raise UsageError(f"predict_slice expects one 2D image (H, W), got shape "
-                             f"{a.shape}; for a 3D volume use predict_volume()")
+            raise UsageError(f"predict_slice expects one 2D image (H, W) (or (H, W, 1)), got "
+                             f"shape {a.shape}; for a 3D volume use predict_volume()")
         if a.size == 0:
             raise UsageError(f"empty image of shape {a.shape}")
         if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
@@ -272,11 +281,17 @@ class SuperResolver:
                        batch_size: int = DEFAULT_BATCH_SIZE, tile_size: int | None = None,
                        overlap: int = DEFAULT_OVERLAP, progress: bool = False,
                        output_dtype: Any = None, max_memory_mb: float | None = None) -> Any:
-        """Super-resolve a 3D volume slice by slice; returns a ``nibabel.Nifti1Image``.
+        """Super-resolve a 3D volume slice by slice; returns a ``nibabel.Nifti1Image``
+        (a ``Nifti2Image`` for a NIfTI-2 input), little-endian.
 
         Args:
-            img: a path to a NIfTI file, a nibabel image, or a :class:`keras_seran.data.io.Volume`
-                (:func:`~keras_seran.inference.volume.as_volume`).
+            img: a path (a NIfTI file, a folder holding one DICOM series, a multi-frame DICOM
+                file), a nibabel image, a 3D numpy array (no geometry: identity affine, 1 mm
+                voxels, so the slice axis defaults to the last; wrap it as
+                ``nib.Nifti1Image(arr, affine)`` to give the real one), or a
+                :class:`keras_seran.data.io.Volume`
+                (:func:`~keras_seran.inference.volume.as_volume`). A constant volume is an
+                InputDataError, as on the command line.
             axis: the slice axis (0, 1, 2); the two other axes are upscaled. Default: the
                 through-plane axis (:func:`~keras_seran.inference.geometry.choose_slice_axis`:
                 the thick-slice axis; the last axis for isotropic voxels).

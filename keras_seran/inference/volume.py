@@ -18,14 +18,31 @@ from keras_seran.inference import geometry
 IN_MEMORY = "<in-memory image>"
 
 
+#: The geometry a bare numpy array gets: 1 mm voxels on the identity affine (as a .npy file).
+ARRAY_AFFINE = np.eye(4)
+
+
 def as_volume(img: Any) -> Volume:
-    """A :class:`keras_seran.data.io.Volume` from a path (:func:`~keras_seran.data.io.load_volume`),
-    a nibabel image or a Volume (returned as it is); checked like a file (InputDataError naming
-    the file, or ``IN_MEMORY``), TypeError for anything else."""
+    """A :class:`keras_seran.data.io.Volume` from a path (:func:`~keras_seran.data.io.load_volume`:
+    NIfTI, a DICOM series folder or multi-frame file, .npy), a nibabel image, a 3D numpy array
+    or a Volume (returned as it is); checked like a file (InputDataError naming the file, or
+    ``IN_MEMORY``).
+
+    A numpy array has no geometry: it gets ``ARRAY_AFFINE`` (identity, 1 mm isotropic voxels,
+    as a .npy file), so the slice axis defaults to the last one; pass ``axis=``, or a
+    ``nib.Nifti1Image(arr, affine)`` with the real affine, to say otherwise. TypeError, saying
+    what to pass, for anything else.
+    """
     if isinstance(img, Volume):
         return img
     if isinstance(img, (str, Path)):
         return load_volume(img)
+    if isinstance(img, np.ndarray):
+        if not np.issubdtype(img.dtype, np.number) or np.iscomplexobj(img):
+            raise InputDataError(IN_MEMORY, f"array of dtype {img.dtype} is not real-valued "
+                                            "intensities")
+        a = volume_array(np.asarray(img, dtype=np.float32), IN_MEMORY)
+        return Volume(np.ascontiguousarray(a), ARRAY_AFFINE.copy(), None, "", (1.0, 1.0, 1.0))
     if hasattr(img, "dataobj") and hasattr(img, "affine"):
         name = img.get_filename() if hasattr(img, "get_filename") else None
         path = name or IN_MEMORY
@@ -41,7 +58,10 @@ def as_volume(img: Any) -> Volume:
             zooms = tuple(float(z) for z in header.get_zooms()[:3])
         return Volume(np.ascontiguousarray(a), np.asarray(img.affine, dtype=np.float64), header,
                       "" if path == IN_MEMORY else str(path), zooms, has_scaling(img))
-    raise TypeError(f"expected a NIfTI path, a nibabel image or a Volume, got {type(img).__name__}")
+    raise TypeError(f"cannot use a {type(img).__name__} as a volume: pass a NIfTI/DICOM path, a "
+                    "nibabel image (e.g. nib.Nifti1Image(array, affine), which keeps the voxel "
+                    "sizes), a 3D numpy array (1 mm voxels assumed) or a "
+                    "keras_seran.data.io.Volume")
 
 
 def slice_axis(vol: Volume) -> int:

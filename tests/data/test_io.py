@@ -298,9 +298,12 @@ def test_values_beyond_float32_are_named_as_such(tmp_path, slab_raw):
 
 
 def test_find_volumes_skips_hidden_files(tmp_path):
-    """Leftovers of interrupted writes (.NAME.XXXX.tmp.nii.gz) and hidden folders are no inputs."""
+    """Leftovers of interrupted writes (.keras-seran-tmp-..., and the earlier
+    .NAME.XXXXXXXX.tmp.nii.gz) and hidden folders are no inputs."""
     shutil.copy(samples.T1_LOWRES, tmp_path / "v1.nii.gz")
-    (tmp_path / ".v2.nii.gz.ab12.tmp.nii.gz").write_bytes(samples.T1_LOWRES.read_bytes()[:500])
+    (tmp_path / ".v2.nii.gz.ab12cd34.tmp.nii.gz").write_bytes(samples.T1_LOWRES.read_bytes()[:500])
+    (tmp_path / ".keras-seran-tmp-99@host.ab12cd34-v4.nii.gz").write_bytes(
+        samples.T1_LOWRES.read_bytes()[:500])
     (tmp_path / ".cache").mkdir()
     shutil.copy(samples.T1_LOWRES, tmp_path / ".cache" / "v3.nii.gz")
     assert find_volumes(tmp_path) == [tmp_path / "v1.nii.gz"]

@@ -447,7 +447,8 @@ def test_sigterm_mid_write_leaves_nothing(tiny_keras_file, small_lowres_file, tm
             time.sleep(0.2)
         assert marker.exists(), proc.communicate(timeout=5)
         tmp_file = Path(marker.read_text())
-        assert tmp_file.name.startswith(".v1.nii.gz.") and tmp_file.exists()
+        assert tmp_file.name.startswith(".keras-seran-tmp-") and tmp_file.exists()
+        assert tmp_file.name.endswith("-v1.nii.gz")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import glob as _glob
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from keras_seran.errors import InputDataError
+from keras_seran.files import is_temporary
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SLICE_SUFFIXES = (".png", ".npy", ".dcm", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -98,9 +99,30 @@ def looks_like_dicom(p: Path) -> bool:
 
 def is_hidden(path: str | Path, root: str | Path) -> bool:
     """Whether ``path`` or a folder between ``root`` and it is hidden (name starting with ".");
-    temporary files of interrupted writes (``.NAME.XXXX.tmp.nii.gz``) are hidden."""
+    this package's temporary files (``.keras-seran-tmp-...``, being written or left by an
+    interrupted write: :func:`keras_seran.files.is_temporary`) are hidden."""
     rel = Path(path).relative_to(root)
     return any(part.startswith(".") for part in rel.parts)
+
+
+def check_not_temporary(path: str | Path) -> None:
+    """InputDataError when ``path`` is a temporary file of this package (an incomplete write,
+    :func:`keras_seran.files.is_temporary`): named on its own, it is still no input."""
+    if is_temporary(path):
+        raise InputDataError(path, "is a temporary file of an unfinished keras-seran write "
+                                   "(being written, or left by an interrupted run), not an "
+                                   "input; use the finished file")
+
+
+def is_series_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder :func:`find_volumes` takes as one DICOM volume: it holds
+    DICOM files (directly; hidden ones left out) and no NIfTI file (at any depth)."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return False
+    if any(q.is_file() and is_nifti(q) and not is_hidden(q, p) for q in p.rglob("*")):
+        return False
+    return any(q.is_file() and not is_hidden(q, p) and looks_like_dicom(q) for q in p.iterdir())
 
 
 def has_contrast(path: str | Path, contrast: str) -> bool:
@@ -131,16 +153,16 @@ def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str |
         found = sorted(q for q in p.rglob("*")
                        if q.is_file() and is_nifti(q) and not is_hidden(q, p))
         if not found:
-            dicoms = [q for q in p.iterdir()
-                      if q.is_file() and not is_hidden(q, p) and looks_like_dicom(q)]
-            if dicoms:
+            if is_series_folder(p):
                 return [p]
             raise InputDataError(p, "folder holds no NIfTI file (*.nii, *.nii.gz) and no DICOM "
                                     "series; point at the folder of your volumes or use a glob")
     elif p.is_file():
+        check_not_temporary(p)
         found = [p]
     elif any(ch in src for ch in "*?["):
-        found = sorted(Path(q) for q in _glob.glob(str(p), recursive=True) if Path(q).is_file())
+        found = sorted(Path(q) for q in _glob.glob(str(p), recursive=True)
+                       if Path(q).is_file() and not is_temporary(q))
         if not found:
             raise InputDataError(src, "glob pattern matches no file; check the pattern and folder")
     else:

@@ -1,5 +1,7 @@
-"""Reading MR images into numpy: NIfTI volumes, DICOM series, 2D slices (PNG/TIFF/JPEG, NPY,
-DICOM), each checked (:func:`volume_array`, :func:`check_array`) before it is returned.
+"""Reading MR images into numpy: NIfTI volumes, DICOM volumes (a folder holding one series, or a
+multi-frame file: :mod:`.dicom`), 2D slices (PNG/TIFF/JPEG, NPY, one DICOM image), each checked
+(:func:`volume_array`, :func:`check_array`) before it is returned. Other formats get advice
+that fits them (:func:`format_advice`).
 
 Every problem with an input file raises :class:`~keras_seran.errors.InputDataError` whose message
 reads ``"<path>: <problem>; <what to do>"``. Nothing here imports TensorFlow; nibabel, pydicom
@@ -17,7 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from keras_seran.data.io.discovery import SLICE_SUFFIXES, is_hidden, is_nifti, looks_like_dicom
+from keras_seran.data.io.dicom import (
+    frame_count,
+    load_dicom_slice,
+    load_dicom_volume,
+    read_dicom,
+)
+from keras_seran.data.io.discovery import (
+    SLICE_SUFFIXES,
+    check_not_temporary,
+    is_nifti,
+    looks_like_dicom,
+)
 from keras_seran.errors import InputDataError
 
 
@@ -28,7 +41,8 @@ class Volume:
     Attributes:
         data: float32 array (X, Y, Z), in the file's intensity units (NIfTI scaling applied).
         affine: (4, 4) voxel-to-world matrix (identity when the source has none).
-        header: the nibabel header (NIfTI) or None (DICOM, numpy).
+        header: the nibabel NIfTI header (of the file; for DICOM one made from the scanner
+            geometry, sform/qform code "scanner"), or None (numpy).
         path: the file (or DICOM folder) it was read from.
         zooms: voxel size in mm along the three axes.
         scaled: the file stores integers with a scaling (NIfTI scl_slope/scl_inter other than
@@ -171,25 +185,27 @@ def has_scaling(img: Any) -> bool:
 
 
 def load_volume(path: str | Path) -> Volume:
-    """Read a 3D MR volume: NIfTI (.nii, .nii.gz), a 3D .npy array, or a folder of one DICOM series.
+    """Read a 3D MR volume: NIfTI (.nii, .nii.gz), a 3D .npy array (identity affine, 1 mm
+    voxels), a folder holding one DICOM series, or a multi-frame DICOM file
+    (:func:`load_dicom_series`).
 
     A 4D NIfTI whose last axis has length 1 is squeezed to 3D. Raises InputDataError (naming the file)
     for: a missing file, a file that is not NIfTI, a truncated/corrupt file, 4D data holding more than
     one volume, a 1-voxel-thick or zero-size axis, NaN/Inf voxels, values beyond the float32 range,
-    a constant image.
+    a constant image, a temporary file of an unfinished write; for another format it says what
+    to do instead (:func:`format_advice`: a PNG is a slice, MHA needs converting, ...).
     """
     p = Path(path).expanduser()
     if not p.exists():
         raise InputDataError(p, "file does not exist; check the path")
-    if p.is_dir():
+    check_not_temporary(p)
+    if p.is_dir() or (not is_nifti(p) and looks_like_dicom(p)):
         return load_dicom_series(p)
     if p.suffix.lower() == ".npy":
         a = volume_array(_load_npy(p), p)
         return Volume(a, np.eye(4), None, str(p), (1.0, 1.0, 1.0))
     if not is_nifti(p):
-        raise InputDataError(p, f"not a NIfTI file (suffix {''.join(p.suffixes) or 'none'}; expected "
-                                ".nii or .nii.gz); convert it (e.g. dcm2niix) or use load_slice() for "
-                                "2D images")
+        raise InputDataError(p, format_advice(p, want="volume"))
     a, img = _read_nifti_array(p)
     a = volume_array(a, p)
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
@@ -200,77 +216,71 @@ def load_volume(path: str | Path) -> Volume:
                   img.header, str(p), zooms, has_scaling(img))  # type: ignore[arg-type]
 
 
+#: Formats nibabel reads (suffix -> name): a converted NIfTI keeps their geometry.
+_NIBABEL_FORMATS = {".mgz": "FreeSurfer MGH", ".mgh": "FreeSurfer MGH", ".mnc": "MINC",
+                    ".hdr": "Analyze/NIfTI pair", ".img": "Analyze/NIfTI pair",
+                    ".par": "Philips PAR/REC", ".rec": "Philips PAR/REC"}
+#: Formats SimpleITK (ITK) reads.
+_ITK_FORMATS = {".mha": "MetaImage", ".mhd": "MetaImage", ".nrrd": "NRRD", ".nhdr": "NRRD"}
+
+
+def format_advice(path: str | Path, want: str = "volume") -> str:
+    """Why ``path`` (not NIfTI, DICOM or .npy) cannot be read as a ``want`` ("volume" or
+    "slice"), and what to do, by its suffix: a 2D picture (PNG, TIFF, JPEG, BMP) is one slice
+    (:func:`load_slice`, ``SuperResolver.predict_slice``); MetaImage/NRRD convert with SimpleITK;
+    MGH/MINC/Analyze/PAR convert with nibabel (or pass ``nib.load(path)`` to predict_volume)."""
+    p = Path(path)
+    suf = p.suffix.lower()
+    suffix = "".join(p.suffixes[-2:]) or "none"
+    if want == "volume" and suf in SLICE_SUFFIXES and suf not in (".npy", ".dcm"):
+        kind = suf.lstrip(".").upper()
+        return (f"is a 2D {kind} image, not a 3D volume: read it with load_slice() and "
+                "super-resolve it with SuperResolver.predict_slice (the command line takes "
+                "NIfTI volumes and DICOM series)")
+    convert = "save it as NIfTI (.nii.gz)"
+    if suf in _ITK_FORMATS:
+        return (f"{_ITK_FORMATS[suf]} ({suf}) is not read here; {convert}, e.g. with SimpleITK: "
+                f"sitk.WriteImage(sitk.ReadImage('{p.name}'), 'out.nii.gz')")
+    if suf in _NIBABEL_FORMATS:
+        use = " or pass nib.load(path) to SuperResolver.predict_volume" if want == "volume" else ""
+        return (f"{_NIBABEL_FORMATS[suf]} ({suf}) is not read here; {convert} with nibabel: "
+                f"nib.save(nib.load('{p.name}'), 'out.nii.gz'){use}")
+    if want == "slice":
+        return (f"unsupported slice file type (suffix {suffix}); use PNG, TIFF, JPEG, NPY, one "
+                "DICOM image or a single-slice NIfTI")
+    return (f"not a NIfTI file (suffix {suffix}; expected .nii or .nii.gz, a folder holding one "
+            "DICOM series, a multi-frame DICOM file or a 3D .npy array); save it as NIfTI "
+            "first")
+
+
 # --------------------------------------------------------------------------------------------
 # DICOM
 
 
-def _dicom_pixels(ds: Any, path: Path) -> np.ndarray:
-    try:
-        a = ds.pixel_array.astype(np.float32)
-    except Exception as e:  # pydicom raises many kinds (missing handler, bad length, ...)
-        raise InputDataError(path, f"DICOM pixel data cannot be decoded ({type(e).__name__}: {e}); "
-                                   "install the decoder it needs (e.g. pylibjpeg) or re-export "
-                                   "uncompressed") from None
-    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-    inter = float(getattr(ds, "RescaleIntercept", 0) or 0)
-    return a * slope + inter
+def load_dicom_series(path: str | Path) -> Volume:
+    """A DICOM volume as a :class:`Volume`: ``path`` is a folder holding one series of 2D
+    images, or one multi-frame (enhanced) file; sorted along the slice normal, with the scanner
+    geometry as a RAS+ affine and a NIfTI header (sform/qform code "scanner"), so a result
+    written as NIfTI lies where the scan was. Layout (rows, columns, slices); what is refused:
+    :mod:`keras_seran.data.io.dicom`."""
+    import nibabel as nib
 
-
-def _read_dicom(path: Path) -> Any:
-    try:
-        import pydicom
-    except ImportError:
-        raise InputDataError(path, "reading DICOM needs pydicom: pip install pydicom") from None
-    try:
-        return pydicom.dcmread(str(path))
-    except Exception as e:
-        raise InputDataError(path, f"cannot read as DICOM ({type(e).__name__}: {e})") from None
-
-
-def load_dicom_series(folder: str | Path) -> Volume:
-    """Stack the 2D DICOM files of one folder into a volume (X=rows, Y=cols, Z=slices).
-
-    Slices are ordered by their position along the slice normal (ImagePositionPatient ·
-    normal of ImageOrientationPatient), else by InstanceNumber. The affine is left as identity
-    scaled by the voxel size (use dcm2niix for a fully oriented NIfTI).
-    """
-    folder = Path(folder)
-    files = sorted(q for q in folder.iterdir()
-                   if q.is_file() and not is_hidden(q, folder) and looks_like_dicom(q))
-    if not files:
-        raise InputDataError(folder, "folder holds no DICOM file (*.dcm or files with a DICM "
-                                     "preamble)")
-    items = []
-    for f in files:
-        ds = _read_dicom(f)
-        if "PixelData" not in ds:
-            continue
-        key: float
-        try:
-            iop = np.asarray(ds.ImageOrientationPatient, dtype=np.float64)
-            ipp = np.asarray(ds.ImagePositionPatient, dtype=np.float64)
-            key = float(np.dot(np.cross(iop[:3], iop[3:]), ipp))
-        except (AttributeError, ValueError, TypeError):
-            key = float(getattr(ds, "InstanceNumber", len(items)) or len(items))
-        items.append((key, f, ds))
-    if not items:
-        raise InputDataError(folder, "no DICOM file in the folder holds pixel data")
-    items.sort(key=lambda t: t[0])
-    arrays = [_dicom_pixels(ds, f) for _, f, ds in items]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1 or arrays[0].ndim != 2:
-        raise InputDataError(folder, f"DICOM files have different or non-2D shapes {sorted(shapes)}; "
-                                     "the folder must hold one series of 2D slices")
-    a = np.stack(arrays, axis=-1)
-    ds0 = items[0][2]
-    try:
-        dr, dc = (float(v) for v in ds0.PixelSpacing)
-    except (AttributeError, ValueError, TypeError):
-        dr = dc = 1.0
-    dz = float(np.median(np.diff([k for k, _, _ in items]))) if len(items) > 1 else 1.0
-    dz = abs(dz) or float(getattr(ds0, "SliceThickness", 1.0) or 1.0)
-    a = volume_array(a, folder)
-    return Volume(a.astype(np.float32), np.diag([dr, dc, dz, 1.0]), None, str(folder), (dr, dc, dz))
+    p = Path(path).expanduser()
+    dv = load_dicom_volume(p)
+    a = volume_array(dv.data, p)
+    header = nib.Nifti1Header()
+    header.set_data_shape(a.shape)
+    stored = dv.stored_dtype
+    header.set_data_dtype(stored if np.issubdtype(stored, np.integer) and not dv.scaled
+                          and stored.itemsize <= 4 else np.float32)
+    header.set_sform(dv.affine, code="scanner")
+    m = dv.affine[:3, :3] / np.asarray(dv.zooms)
+    rigid = np.allclose(m.T @ m, np.eye(3), atol=1e-4)       # no shear (gantry tilt)
+    header.set_qform(dv.affine if rigid else None, code="scanner" if rigid else "unknown")
+    header.set_zooms(dv.zooms)
+    header.set_xyzt_units("mm")
+    return Volume(np.ascontiguousarray(a, dtype=np.float32), dv.affine, header, str(p),
+                  dv.zooms, dv.scaled)
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,29 +319,31 @@ def _load_pil(p: Path) -> np.ndarray:
 
 
 def load_slice(path: str | Path) -> np.ndarray:
-    """Read one 2D MR slice as float32 (H, W): PNG/TIFF/JPEG (grey), .npy, a DICOM file, or a NIfTI
-    with a single slice (one axis of length 1).
+    """Read one 2D MR slice as float32 (H, W): PNG/TIFF/JPEG (grey), .npy, one DICOM image
+    (rows, columns; RescaleSlope/Intercept applied), or a NIfTI with a single slice (one axis of
+    length 1).
 
     Raises InputDataError naming the file for a missing/unreadable file, a non-2D array,
-    NaN/Inf pixels or a constant image.
+    NaN/Inf pixels or a constant image; a multi-frame DICOM (a volume) or a Siemens mosaic is
+    refused with what to use instead.
     """
     p = Path(path).expanduser()
     if not p.exists():
         raise InputDataError(p, "file does not exist; check the path")
     if p.is_dir():
         raise InputDataError(p, "is a folder, not a 2D image file; use load_volume() for a DICOM series")
+    check_not_temporary(p)
     suf = p.suffix.lower()
     if suf == ".npy":
         a = _load_npy(p)
     elif is_nifti(p):
         a, _ = _read_nifti_array(p)
-    elif suf in (".dcm", ".ima") or looks_like_dicom(p):
-        a = _dicom_pixels(_read_dicom(p), p)
+    elif looks_like_dicom(p):
+        a = load_dicom_slice(p)
     elif suf in SLICE_SUFFIXES:
         a = _load_pil(p)
     else:
-        raise InputDataError(p, f"unsupported slice file type {suf or '(no suffix)'}; use PNG, NPY, "
-                                "DICOM or a single-slice NIfTI")
+        raise InputDataError(p, format_advice(p, want="slice"))
     if a.ndim > 2:
         a = np.squeeze(a)
     if a.ndim != 2:
@@ -342,13 +354,17 @@ def load_slice(path: str | Path) -> np.ndarray:
 
 
 def load_any(path: str | Path) -> np.ndarray:
-    """A 3D volume or a 2D slice as float32 array, chosen by file type (NIfTI/DICOM folder -> 3D,
-    PNG/DICOM file -> 2D, .npy/single-slice NIfTI -> by its shape)."""
+    """A 3D volume or a 2D slice as float32 array, chosen by file type (NIfTI/DICOM folder/
+    multi-frame DICOM -> 3D, PNG/single-frame DICOM -> 2D, .npy/single-slice NIfTI -> by its
+    shape)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise InputDataError(p, "file does not exist; check the path")
     if p.is_dir():
         return load_volume(p).data
+    if not is_nifti(p) and looks_like_dicom(p):
+        many = frame_count(read_dicom(p, pixels=False)) > 1
+        return load_volume(p).data if many else load_slice(p)
     if p.suffix.lower() == ".npy":
         a = _load_npy(p)
         return load_volume(p).data if np.squeeze(a).ndim == 3 else load_slice(p)
