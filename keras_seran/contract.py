@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 #: Robust normalisation range (percentiles of the whole volume's intensities) mapped to [0, 1].
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
 
@@ -36,6 +34,8 @@ _PROBE = 12   # side of the zero image the scale is measured on
 
 def input_channels(model: Any) -> int:
     """Channels of ``model``'s input (the last axis of its first input; 1 when not known)."""
+    import numpy as np  # here, not at the top: the command line's --help imports this module
+
     inputs = getattr(model, "inputs", None)
     channels = inputs[0].shape[-1] if inputs else None
     return int(channels) if isinstance(channels, (int, np.integer)) else 1
@@ -49,6 +49,7 @@ def infer_scale(model: Any) -> int:
     an output that is not (1, 12 s, 12 s, C), or an upscaling that is not one integer factor.
     """
     import keras
+    import numpy as np
 
     name = getattr(model, "name", model)
     c = input_channels(model)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_seran.config import check_reasoning
 from keras_seran.layers.shapes import as_shape, is_multi_shape
 
 PACKAGE = "keras_seran"
@@ -119,9 +120,7 @@ class PrimitiveReasoning(keras.layers.Layer):
 
     def __init__(self, reasoning: str = "glore", inter_dim: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if reasoning not in ("glore", "rs_gcn"):
-            raise ValueError(f"reasoning must be 'glore' or 'rs_gcn', got {reasoning!r}")
-        self.reasoning = reasoning
+        self.reasoning = check_reasoning(reasoning)
         self.inter_dim = None if inter_dim is None else int(inter_dim)
 
     def build(self, input_shape):
