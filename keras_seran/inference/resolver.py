@@ -17,13 +17,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_seran.contract import DEFAULT_PERCENTILES, NETWORK_RANGE, infer_scale, input_channels
+from keras_seran.config import (DEFAULT_PRESET, DEFAULT_SCALE, NIFTI_DTYPES, InferenceConfig,
+                                check_data_consistency, check_percentiles)
+from keras_seran.contract import NETWORK_RANGE, infer_scale, input_channels
 from keras_seran.errors import InputDataError, UsageError
 from keras_seran.inference import geometry, tiling
 from keras_seran.inference.runner import batch_runner
 
-DEFAULT_BATCH_SIZE = 8
-DEFAULT_OVERLAP = 16          # LR pixels shared by neighbouring tiles
+DEFAULT_BATCH_SIZE = InferenceConfig.batch_size
+DEFAULT_OVERLAP = InferenceConfig.overlap          # LR pixels shared by neighbouring tiles
 MIN_TILE = 64                 # smallest tile a memory budget may choose (global attention: see tiling)
 IN_MEMORY = "<in-memory image>"
 
@@ -47,11 +49,17 @@ class SuperResolver:
             small over/undershoot of the network at sharp edges, e.g. negative magnitudes).
         self_ensemble: average the network over the 8 flips/rotations of each slice
             (:mod:`~keras_seran.inference.ensemble`; "SERAN+"): 8x the time, a little sharper.
+        data_consistency: None (off), or the weight in [0, 1] of k-space data consistency
+            (:func:`~keras_seran.inference.consistency.kspace_consistency`) applied to each
+            slice's normalised network output: 1 puts the measured centre of the spectrum back
+            exactly, less blends it (for a k-space-truncated acquisition, not a bicubic one).
     """
 
     def __init__(self, model: Any, scale: int | None = None, *,
-                 percentiles: tuple[float, float] = DEFAULT_PERCENTILES, clip_input: bool = False,
-                 clip_output: bool = True, self_ensemble: bool = False):
+                 percentiles: tuple[float, float] = InferenceConfig.percentiles,
+                 clip_input: bool = False, clip_output: bool = True,
+                 self_ensemble: bool = InferenceConfig.self_ensemble,
+                 data_consistency: float | None = InferenceConfig.data_consistency):
         self.model = model
         self._forward = batch_runner(model)   # (B, h, w) -> (B, h*s, w*s), one pass
         if input_channels(model) != 1:
@@ -63,25 +71,26 @@ class SuperResolver:
             raise ValueError(f"model {getattr(model, 'name', '')!r} upscales by {inferred}, "
                              f"not by the requested scale {scale}")
         self.scale = inferred
-        from keras_seran.data.normalize import check_percentiles
-
         self.percentiles = check_percentiles(percentiles)
         self.clip_input = bool(clip_input)
         self.clip_output = bool(clip_output)
         self.self_ensemble = bool(self_ensemble)
+        self.data_consistency = (None if data_consistency is None
+                                 else check_data_consistency(data_consistency))
 
     def __repr__(self) -> str:
         return (f"SuperResolver(model={getattr(self.model, 'name', type(self.model).__name__)!r}, "
                 f"scale={self.scale}, percentiles={self.percentiles}, "
                 f"clip_input={self.clip_input}, clip_output={self.clip_output}, "
-                f"self_ensemble={self.self_ensemble})")
+                f"self_ensemble={self.self_ensemble}, data_consistency={self.data_consistency})")
 
     # ----------------------------------------------------------------------------------------
     # construction
 
     @classmethod
-    def from_pretrained(cls, scale: int = 2, preset: str = "small", arch: str = "seran",
-                        degradation: str = "bicubic", **kwargs: Any) -> "SuperResolver":
+    def from_pretrained(cls, scale: int = DEFAULT_SCALE, preset: str = DEFAULT_PRESET,
+                        arch: str = "seran", degradation: str = InferenceConfig.degradation,
+                        **kwargs: Any) -> "SuperResolver":
         """The bundled pretrained weights for ``scale`` (2, 3 or 4), trained on ``degradation``
         ("bicubic", the paper's; "kspace", a scanner's lower-resolution acquisition): see
         :mod:`keras_seran.registry`. No network access."""
@@ -104,12 +113,13 @@ class SuperResolver:
     @classmethod
     def from_spec(cls, spec: str | Path | None, scale: int | None = None, **kwargs: Any
                   ) -> "SuperResolver":
-        """``None`` -> pretrained weights for ``scale`` (default 2); a bundled name (``"x3"``,
+        """``None`` -> pretrained weights for ``scale`` (default ``DEFAULT_SCALE``, trained on
+        ``InferenceConfig.degradation``); a bundled name (``"x3"``,
         ``"edsr-x4"``, ``"x2-kspace"``) -> those weights; a path -> that file."""
         from keras_seran.registry import parse
 
         if spec is None:
-            return cls.from_pretrained(scale or 2, **kwargs)
+            return cls.from_pretrained(scale or DEFAULT_SCALE, **kwargs)
         named = parse(spec)
         if named is not None and not Path(str(spec)).exists():
             if scale is not None and int(scale) != named.scale:
@@ -134,7 +144,8 @@ class SuperResolver:
         """Network output of (N, H, W) normalised slices: (N, H*s, W*s) float32.
 
         Values beyond ``NETWORK_RANGE`` bypass the network: it sees them clipped, and the
-        clipped-off part is upscaled by bicubic interpolation and added to its output.
+        clipped-off part is upscaled by bicubic interpolation and added to its output. With
+        ``data_consistency`` the measured k-space centre of each slice is then put back.
 
         ``tile_size`` (LR pixels): cut slices larger than that into overlapping tiles
         (:func:`~keras_seran.inference.tiling.predict_tiled`). ``on_progress(k)`` receives the
@@ -150,6 +161,10 @@ class SuperResolver:
             from keras_seran.data.degrade import bicubic_upscale
 
             out += bicubic_upscale(beyond, self.scale)
+        if self.data_consistency is not None:
+            from keras_seran.inference.consistency import kspace_consistency
+
+            out = kspace_consistency(out, x, self.scale, self.data_consistency)
         return out
 
     def _predict_inside(self, x: np.ndarray, batch_size: int, tile_size: int | None,
@@ -398,11 +413,6 @@ def as_volume(img: Any):
                          header, "" if path == IN_MEMORY else str(path), zooms,
                          io.has_scaling(img))
     raise TypeError(f"expected a NIfTI path, a nibabel image or a Volume, got {type(img).__name__}")
-
-
-#: numpy dtypes a NIfTI-1 file stores as real-valued voxels (what ``--output-dtype`` accepts).
-NIFTI_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-                "float32", "float64")
 
 
 def check_output_dtype(output_dtype: Any, what: str = "output dtype") -> Any:

@@ -270,11 +270,15 @@ def test_scale_and_model_disagree(tiny_keras_file, small_lowres_file, tmp_path, 
 
 
 @pytest.mark.parametrize("extra, expected", [
-    (["--overlap", "-4", "--tile-size", "20"], "--overlap must be 0 or more"),
-    (["--output-dtype", "bogus"], "--output-dtype 'bogus'"),
-    (["--output-dtype", "float16"], "--output-dtype 'float16'"),
-    (["--max-memory", "inf"], "--max-memory must be a finite positive number of MB, got inf"),
-    (["--max-memory", "nan"], "--max-memory must be a finite positive number of MB, got nan"),
+    (["--overlap", "-4", "--tile-size", "20"], "--overlap must be an integer >= 0, got -4"),
+    (["--tile-size", "16"], "--tile-size 16 must be larger than overlap 16"),
+    (["--output-dtype", "bogus"], "--output-dtype must be one of input, uint8"),
+    (["--output-dtype", "float16"], "float64; got 'float16'"),
+    (["--max-memory", "inf"], "--max-memory must be a finite number > 0, got inf"),
+    (["--max-memory", "nan"], "--max-memory must be a finite number > 0, got nan"),
+    (["--percentiles", "99", "1"], "--percentiles must be two numbers 0 <= low < high <= 100"),
+    (["--data-consistency", "1.5"], "--data-consistency must be a finite number in [0, 1]"),
+    (["--degradation", "kspace"], "--degradation picks one of the bundled models, and --model"),
 ])
 def test_bad_options_fail_before_the_model_loads(extra, expected, small_lowres_file, tmp_path,
                                                  capsys):
@@ -282,7 +286,7 @@ def test_bad_options_fail_before_the_model_loads(extra, expected, small_lowres_f
     rc = _predict(small_lowres_file, tmp_path / "new" / "o.nii.gz", "--model",
                   tmp_path / "absent.keras", *extra)
     err = capsys.readouterr().err
-    assert rc == 2 and expected in err and "absent.keras" not in err
+    assert rc == 2 and expected in err and "absent.keras" not in err, err
     assert not (tmp_path / "new").exists()
 
 
