@@ -187,7 +187,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    prog = ["keras-seran"]
+    named = next((a for a in argv if a in COMMANDS), None)     # before parsing: for the message
+    prog = ["keras-seran" + (f" {named}" if named else "")]
     with _exit_at_once(prog):
         args = build_parser(argv).parse_args(argv)
         prog[0] = f"keras-seran {args.command}"
