@@ -290,6 +290,40 @@ def test_bad_options_fail_before_the_model_loads(extra, expected, small_lowres_f
     assert not (tmp_path / "new").exists()
 
 
+def test_missing_kspace_weights_are_one_line_naming_the_file(small_lowres_file, tmp_path,
+                                                            capsys):
+    """--degradation kspace picks the bundled k-space weights; while they are not installed, one
+    line names the missing .weights.h5 and nothing is written."""
+    from keras_seran.registry import Bundled
+
+    weights = Bundled(scale=2, degradation="kspace")
+    if weights.exists():
+        pytest.skip("the kspace weights are installed")
+    rc = _predict(small_lowres_file, tmp_path / "new" / "o.nii.gz", "--degradation", "kspace")
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and str(weights.weights_path) in err, err
+    assert not (tmp_path / "new").exists()
+
+
+def test_model_and_degradation_must_agree(small_lowres_file, tmp_path, capsys):
+    rc = _predict(small_lowres_file, tmp_path / "o.nii.gz", "--model", "x2", "--degradation",
+                  "kspace")
+    err = capsys.readouterr().err
+    assert rc == 2 and "--model x2 is trained on bicubic, not --degradation kspace" in err
+    assert_no_output(tmp_path)
+
+
+def test_data_consistency_reaches_the_network_output(tiny_keras_file, small_lowres_file,
+                                                     tmp_path, capsys):
+    plain, dc = tmp_path / "plain.nii.gz", tmp_path / "dc.nii.gz"
+    assert _predict(small_lowres_file, plain, "--model", tiny_keras_file) == 0
+    assert _predict(small_lowres_file, dc, "--model", tiny_keras_file,
+                    "--data-consistency") == 0, capsys.readouterr().err
+    a, b = (np.asarray(nib.load(str(p)).dataobj) for p in (plain, dc))
+    assert a.shape == b.shape == (256, 256, 10)
+    assert np.abs(a - b).max() > 1e-3 * np.abs(a).max()
+
+
 def test_memory_budget_smaller_than_the_overlap(tiny_keras_file, small_lowres_file, tmp_path,
                                                 capsys):
     rc = _predict(small_lowres_file, tmp_path / "o.nii.gz", "--model", tiny_keras_file,
