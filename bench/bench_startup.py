@@ -1,4 +1,4 @@
-"""Start-up time of the command line: ``keras-seran --help`` / ``--version`` and ``import keras_seran``.
+"""Start-up time of the command line (``keras-seran --help``, ``--version``, ``import keras_seran``).
 
     python bench/bench_startup.py                 # 7 runs each, median
     python bench/bench_startup.py --runs 15 --with-keras
@@ -54,8 +54,8 @@ def main() -> None:
     args = p.parse_args()
     if args.runs < 1:
         p.error("--runs must be at least 1")
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     cases = dict(CASES)
     if args.with_keras:
         cases["import keras (not done by the above)"] = ["-c", "import keras"]

@@ -13,7 +13,7 @@ import pytest
 from keras_seran import config
 from keras_seran.config import (DEFAULT_PRESET, LITERT_VARIANTS, DataConfig, ExportConfig,
                                 InferenceConfig, RunConfig, TrainConfig, config_from_args)
-from keras_seran.errors import UsageError
+from keras_seran.errors import InputDataError, UsageError
 
 #: command -> the configs its flags come from (evaluate and demo take a few fields only)
 COMMAND_CONFIGS = {"predict": (InferenceConfig,), "export": (ExportConfig,),
@@ -216,3 +216,25 @@ def test_the_tensorrt_module_restates_the_default_profile_exactly():
     from keras_seran.export import tensorrt_engine
 
     assert tuple(tensorrt_engine.DEFAULT_PROFILES) == config.DEFAULT_TRT_PROFILES
+
+
+def test_a_config_file_can_give_the_training_data(tmp_path, capsys):
+    """train --data is required unless --resume or a --config file with "sources" gives it;
+    relative sources are relative to the file."""
+    import json
+
+    from keras_seran.cli import main
+    from keras_seran.training.command import read_config_file
+
+    cfg = tmp_path / "cfg" / "run.json"
+    cfg.parent.mkdir()
+    cfg.write_text(json.dumps({"sources": ["scans/*.nii.gz", "/data/ixi"], "train": {}}))
+    assert read_config_file(cfg)["sources"] == [str(cfg.parent / "scans/*.nii.gz"), "/data/ixi"]
+    cfg.write_text(json.dumps({"sources": 3}))
+    with pytest.raises(InputDataError, match='"sources" must be a path or glob'):
+        read_config_file(cfg)
+    cfg.write_text(json.dumps({"train": {"epochs": 1}}))
+    rc = main(["train", "--out", str(tmp_path / "run"), "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no training data: pass --data" in err and '"sources"' in err
+    assert not (tmp_path / "run").exists()
