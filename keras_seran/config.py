@@ -77,6 +77,16 @@ def check_scale(scale: Any) -> int:
     return scale
 
 
+def check_factor(scale: Any) -> int:
+    """``scale`` as an int if it is a whole number >= 1 (any factor: the degradations and the
+    output geometry work for every one, not only the trained ``SUPPORTED_SCALES``), else
+    ValueError."""
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or int(scale) != scale \
+            or int(scale) < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    return int(scale)
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 

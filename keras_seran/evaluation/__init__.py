@@ -6,27 +6,18 @@ for its command module) loads no Keras.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
 
-_LAZY = {
-    "Scores": "keras_seran.evaluation.protocol",
-    "benchmark_pairs": "keras_seran.evaluation.protocol",
-    "benchmark_slices": "keras_seran.evaluation.protocol",
-    "bicubic_predictor": "keras_seran.evaluation.protocol",
-    "keras_predictor": "keras_seran.evaluation.protocol",
-    "score_pairs": "keras_seran.evaluation.protocol",
-    "Row": "keras_seran.evaluation.table",
-    "to_csv": "keras_seran.evaluation.table",
-    "to_markdown": "keras_seran.evaluation.table",
-}
+_PROTOCOL = ("Scores", "benchmark_pairs", "benchmark_slices", "bicubic_predictor",
+             "keras_predictor", "score_pairs")
+_LAZY = {**dict.fromkeys(_PROTOCOL, "keras_seran.evaluation.protocol"),
+         **dict.fromkeys(("Row", "to_csv", "to_markdown"), "keras_seran.evaluation.table")}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'keras_seran.evaluation' has no attribute {name!r}")
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
 
 
 __all__ = ["Scores", "Row", "score_pairs", "keras_predictor", "bicubic_predictor",

@@ -6,24 +6,19 @@ its command module) loads no Keras.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
 
-_LAZY = {
-    "RunCheckpoint": "keras_seran.training.callbacks",
-    "compile_model": "keras_seran.training.optim",
-    "make_optimizer": "keras_seran.training.optim",
-    "step_schedule": "keras_seran.training.optim",
-    "build_model": "keras_seran.training.trainer",
-    "train": "keras_seran.training.trainer",
-}
+#: module -> the names it gives
+_FROM = {"keras_seran.training.callbacks": ("RunCheckpoint",),
+         "keras_seran.training.optim": ("compile_model", "make_optimizer", "step_schedule"),
+         "keras_seran.training.trainer": ("build_model", "train")}
+_LAZY = {name: module for module, names in _FROM.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'keras_seran.training' has no attribute {name!r}")
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
 
 
 __all__ = ["train", "build_model", "compile_model", "make_optimizer", "step_schedule",
