@@ -1,30 +1,47 @@
 """Typed configurations: the single source of truth for every default in the package.
 
-Every component (model builder, data pipeline, trainer, command line) reads its defaults from
-these dataclasses; nothing else in the package hard-codes a size, a learning rate or a patch size.
+Every component (model builder, data pipeline, trainer, inference, export, command line) reads its
+defaults from these dataclasses; nothing else in the package hard-codes a size, a learning rate or
+a patch size, and each rule on a value is checked here once. The command-line flags are derived
+from the fields (:func:`add_config_arguments`): a field declared with :func:`setting` carries its
+help text and argparse details, so a flag's default, choices and help have one source.
 The values follow Zhang et al., CVPR 2021 (SERAN) where the paper fixes them; the places where the
 paper's text is silent are *decisions* of ours, documented in ``README.md`` ("Faithfulness").
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
 import numbers
+import re
+import types
+import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from keras_seran.contract import DEFAULT_PERCENTILES
+from keras_seran.errors import UsageError
 
 SUPPORTED_SCALES = (2, 3, 4)
+DEFAULT_SCALE = 2
+#: The network size every builder, the trainer and the bundled weights default to. "small", not
+#: the paper's RCAN-sized trunk: it is the size of every bundled model (so ``seran()`` matches
+#: ``seran_small_x2.weights.h5``), it trains on a CPU, and the paper's is one word away
+#: (``preset="paper"``).
+DEFAULT_PRESET = "small"
 #: deterministic degradations: an HR image has one LR (evaluation, ``degrade``)
 DEGRADATIONS = ("bicubic", "blur", "kspace")
 #: what training may draw from: the deterministic ones, and "blind", a per-sample mix of them
 TRAINING_DEGRADATIONS = (*DEGRADATIONS, "blind")
 #: the kinds a "blind" sample is drawn from, in the order of ``AcquisitionConfig.blind_mix``
 BLIND_KINDS = ("kspace", "bicubic", "blur")
+#: degradations the bundled weights are trained on; the first has no suffix in names and files
+BUNDLED_DEGRADATIONS = ("bicubic", "kspace")
 #: networks ``keras-seran train`` can train (bicubic has no weights); rir = SERAN w/o SERA
 TRAINABLE_ARCHS = ("seran", "edsr", "rcan", "rir", "srcnn")
 MIXED_PRECISION_KINDS = ("float16", "bfloat16")   # compute types of mixed-precision training
@@ -32,6 +49,25 @@ MIXED_PRECISION_KINDS = ("float16", "bfloat16")   # compute types of mixed-preci
 CONTRASTS = ("T1", "T2", "PD", "MRA", "DTI")
 ReasoningKind = Literal["glore", "rs_gcn"]
 REASONING_KINDS = ("glore", "rs_gcn")
+SLICE_AXES = (0, 1, 2)
+#: where inference runs: the CPU, the GPU, or whatever the Keras backend finds
+DEVICES = ("auto", "cpu", "gpu")
+#: numpy dtypes a NIfTI-1 file stores as real-valued voxels (what ``--output-dtype`` accepts,
+#: besides "input": the input's own integer type)
+NIFTI_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+                "float32", "float64")
+
+
+def setting(default: Any, help: str, **cli: Any) -> Any:
+    """A dataclass field that is also a command-line flag (see :func:`add_config_arguments`).
+
+    ``help``: the flag's help text (its default is appended unless it is None/False, or
+    ``default_text`` says how to show it; "" shows none). ``cli``: ``flag`` (default
+    ``--field-name``) and any :meth:`argparse.ArgumentParser.add_argument` keyword (``choices``,
+    ``metavar``, ``nargs``, ``const``, ``type``, ``action``); type and choices are otherwise taken
+    from the field's annotation.
+    """
+    return field(default=default, metadata={"help": help, **cli})
 
 
 def check_scale(scale: Any) -> int:
@@ -39,6 +75,16 @@ def check_scale(scale: Any) -> int:
     if not _is_int(scale) or scale not in SUPPORTED_SCALES:
         raise ValueError(f"scale must be an integer, one of {SUPPORTED_SCALES}; got {scale!r}")
     return scale
+
+
+def check_factor(scale: Any) -> int:
+    """``scale`` as an int if it is a whole number >= 1 (any factor: the degradations and the
+    output geometry work for every one, not only the trained ``SUPPORTED_SCALES``), else
+    ValueError."""
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or int(scale) != scale \
+            or int(scale) < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    return int(scale)
 
 
 def _is_int(v: Any) -> bool:
@@ -83,6 +129,57 @@ def check_number(name: str, value: Any, low: float = -math.inf, high: float = ma
         raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
 
 
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
+    """ValueError unless ``value`` is one of ``allowed`` (exactly: 2.0 is not 2, "CPU" is not
+    "cpu")."""
+    allowed = tuple(allowed)
+    if not any(value == a and type(value) is type(a) for a in allowed):
+        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def check_choices(name: str, values: Any, allowed: Iterable[str],
+                  aliases: dict[str, str] | None = None) -> tuple[str, ...]:
+    """A selection from ``allowed``: ``values`` as a comma-separated string or an iterable of names
+    (any case, ``aliases`` mapped), returned in the order of ``allowed`` without repeats;
+    ValueError naming the unknown ones, or for an empty selection."""
+    allowed, aliases = tuple(allowed), aliases or {}
+    try:
+        items = values.split(",") if isinstance(values, str) else list(values)
+    except TypeError:
+        items = None
+    if items is None or not all(isinstance(v, str) for v in items):
+        raise ValueError(f"{name} must be names from {', '.join(allowed)}; got {values!r}")
+    names = [aliases.get(v.strip().lower(), v.strip().lower()) for v in items if v.strip()]
+    bad = [v for v in names if v not in allowed]
+    if bad:
+        raise ValueError(f"{name}: unknown {', '.join(map(repr, bad))}; choose from "
+                         f"{', '.join(allowed)}")
+    if not names:
+        raise ValueError(f"{name}: none given; choose from {', '.join(allowed)}")
+    return tuple(a for a in allowed if a in names)
+
+
+def check_reasoning(reasoning: Any) -> str:
+    """``reasoning`` if it is one of :data:`REASONING_KINDS`, else ValueError."""
+    if reasoning not in REASONING_KINDS:
+        raise ValueError(f"reasoning must be one of {REASONING_KINDS}, got {reasoning!r}")
+    return reasoning
+
+
+def check_percentiles(percentiles: Any) -> tuple[float, float]:
+    """``(low, high)`` as floats if two numbers with ``0 <= low < high <= 100``, else ValueError
+    (the robust normalisation range of training, inference and the export manifest)."""
+    try:
+        lo_hi = () if isinstance(percentiles, (str, bytes)) else tuple(percentiles)
+    except TypeError:
+        lo_hi = ()
+    if len(lo_hi) != 2 or not all(map(_is_number, lo_hi)) or \
+            not 0 <= lo_hi[0] < lo_hi[1] <= 100:
+        raise ValueError(f"percentiles must be two numbers 0 <= low < high <= 100, got "
+                         f"{percentiles!r}")
+    return float(lo_hi[0]), float(lo_hi[1])
+
+
 @dataclass(frozen=True)
 class SERAConfig:
     """Sizes of one squeeze-and-excitation reasoning attention (SERA) module.
@@ -113,8 +210,7 @@ class SERAConfig:
     def __post_init__(self) -> None:
         check_int("feature_dim", self.feature_dim, 1)
         check_int("num_descriptors", self.num_descriptors, 1)
-        if self.reasoning not in REASONING_KINDS:
-            raise ValueError(f"reasoning must be one of {REASONING_KINDS}, got {self.reasoning!r}")
+        check_reasoning(self.reasoning)
         check_number("residual_scale", self.residual_scale, optional=True)
         check_number("residual_scale_init", self.residual_scale_init)
         check_bool("attention_norm", self.attention_norm)
@@ -134,7 +230,7 @@ class SERANConfig:
         res_scale: scaling of each residual block's branch (1.0 as in RCAN/EDSR-baseline).
     """
 
-    scale: int = 2
+    scale: int = DEFAULT_SCALE
     channels: int = 64
     num_groups: int = 10
     blocks_per_group: int = 20
@@ -167,7 +263,25 @@ PRESETS: dict[str, SERANConfig] = {
 }
 
 
-def preset_config(preset: str = "paper", scale: int = 2, **overrides: Any) -> SERANConfig:
+@dataclass(frozen=True)
+class RunConfig:
+    """The network a training run trains (``run_config.json``'s "arch", "preset" and "scale")."""
+
+    scale: int = setting(DEFAULT_SCALE, "upscaling factor", choices=SUPPORTED_SCALES)
+    arch: str = setting("seran", "network to train; rir: SERAN without its SERA modules (the "
+                                 "'w/o SERA' ablation)", choices=TRAINABLE_ARCHS)
+    preset: str = setting(DEFAULT_PRESET, "network size: paper (the paper's RCAN-sized trunk), "
+                                          "small (CPU-trainable, the bundled weights' size), tiny",
+                          choices=tuple(PRESETS))
+
+    def __post_init__(self) -> None:
+        check_scale(self.scale)
+        check_choice("arch", self.arch, TRAINABLE_ARCHS)
+        check_choice("preset", self.preset, tuple(PRESETS))
+
+
+def preset_config(preset: str = DEFAULT_PRESET, scale: int = DEFAULT_SCALE,
+                  **overrides: Any) -> SERANConfig:
     """Return the named preset at ``scale`` with any field overridden (:func:`with_overrides`)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -284,22 +398,33 @@ class DataConfig:
         seed: seed for shuffling, patch positions and augmentation.
     """
 
-    patch_size: int = 48
-    batch_size: int = 16
-    degradation: Literal["bicubic", "blur", "kspace", "blind"] = "bicubic"
-    noise_sigma: float = 0.0
+    patch_size: int = setting(48, "LR patch side, the paper's", metavar="PX")
+    batch_size: int = setting(16, "patches per batch, the paper's", metavar="N")
+    degradation: Literal["bicubic", "blur", "kspace", "blind"] = setting(
+        "bicubic", "how LR patches are made from HR: bicubic (the paper's BI), blur (Gaussian "
+        "blur then decimation, BD), kspace (centre crop of the spectrum, as a lower-resolution "
+        "acquisition) or blind (a per-sample mix of them, with scanner effects)")
+    noise_sigma: float = setting(0.0, "Rician noise sigma, [0, 1] units", flag="--noise",
+                                 metavar="SIGMA")
     acquisition: AcquisitionConfig | None = None
-    slice_axis: int | None = 2
+    slice_axis: int | None = setting(2, "slice axis of the volumes", flag="--axis",
+                                     choices=SLICE_AXES)
     min_foreground: float = 0.1
     foreground_threshold: float = 0.05
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
-    val_fraction: float = 0.1
+    val_fraction: float = setting(
+        0.1, "fraction of the subjects held out for validation (at least one; one subject: a "
+             "slab at the end of each volume; 2D slice files of one subject: of the files)",
+        metavar="FRACTION")
     val_gap: int = 8
     augment: bool = True
-    contrast_augment: float = 0.0
+    contrast_augment: float = setting(
+        0.0, "probability of a random intensity remapping per HR patch, so a network trained "
+             "on one contrast generalises to others", metavar="PROB")
     contrast_knots: int = 6
-    contrast: str | None = None
-    seed: int = 0
+    contrast: str | None = setting(
+        None, f"IXI/BIDS contrast to select by file name: {', '.join(CONTRASTS)} (any case)")
+    seed: int = setting(0, "seed of the split, patch positions and augmentation", metavar="N")
 
     def __post_init__(self) -> None:
         check_int("patch_size", self.patch_size, 4)
@@ -326,12 +451,8 @@ class DataConfig:
                              f"got {self.slice_axis!r}")
         check_number("min_foreground", self.min_foreground, 0.0, 1.0)
         check_number("foreground_threshold", self.foreground_threshold, 0.0, 1.0)
-        lo_hi = tuple(self.percentiles) if isinstance(self.percentiles, (list, tuple)) else ()
-        if len(lo_hi) != 2 or not all(map(_is_number, lo_hi)) or not 0 <= lo_hi[0] < lo_hi[1] <= 100:
-            raise ValueError(f"percentiles must be two numbers 0 <= low < high <= 100, got "
-                             f"{self.percentiles!r}")
         # a tuple, as declared: a config read back from JSON (a list) equals the original
-        object.__setattr__(self, "percentiles", lo_hi)
+        object.__setattr__(self, "percentiles", check_percentiles(self.percentiles))
         check_number("val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
         check_int("val_gap", self.val_gap, 0)
         check_bool("augment", self.augment)
@@ -420,19 +541,26 @@ class TrainConfig:
     AVX512-BF16 units). Variables stay float32 and the reconstruction conv computes in float32.
     """
 
-    epochs: int = 1000
-    steps_per_epoch: int = 1000
-    learning_rate: float = 1e-4
-    lr_decay_epochs: int = 200
+    epochs: int = setting(1000, "epochs to train in all", metavar="N")
+    steps_per_epoch: int = setting(1000, "batches per epoch", metavar="N")
+    learning_rate: float = setting(1e-4, "initial learning rate, the paper's", flag="--lr")
+    lr_decay_epochs: int = setting(200, "halve the lr every N epochs, the paper's", metavar="N")
     lr_decay_factor: float = 0.5
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-8
-    clipnorm: float | None = None
-    mixed_precision: bool | Literal["float16", "bfloat16"] = False
-    distribute: bool = False
-    early_stop_patience: int | None = None
-    checkpoint_every_epochs: int = 1
+    clipnorm: float | None = setting(None, "clip gradients to this global norm", metavar="NORM")
+    mixed_precision: bool | Literal["float16", "bfloat16"] = setting(
+        False, "mixed-precision training (no value: float16 on a GPU, bfloat16 on a CPU)",
+        nargs="?", const=True, choices=MIXED_PRECISION_KINDS)
+    distribute: bool = setting(False, "tf.distribute.MirroredStrategy over all visible GPUs "
+                                      "(tensorflow backend only)", flag="--multi-gpu")
+    early_stop_patience: int | None = setting(
+        None, "stop after PATIENCE epochs without a better val_psnr (psnr without validation "
+              "data)", flag="--early-stop", metavar="PATIENCE", default_text="no early stop")
+    checkpoint_every_epochs: int = setting(
+        1, "write last.keras every EPOCHS epochs, and at the end of training",
+        flag="--checkpoint-every", metavar="EPOCHS")
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, 1)
@@ -453,6 +581,242 @@ class TrainConfig:
                              f"got {self.mixed_precision!r}")
 
 
+def check_data_consistency(weight: Any, name: str = "data_consistency") -> float:
+    """``weight`` as a float if it is a number in [0, 1] (1: the measured k-space centre replaces
+    the network's; below 1: a blend), else ValueError."""
+    check_number(name, weight, 0.0, 1.0)
+    return float(weight)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How a volume is super-resolved (``keras-seran predict``, ``SuperResolver``).
+
+    Attributes:
+        scale: upscaling factor; None: the model's (the bundled weights: ``DEFAULT_SCALE``).
+        degradation: what the bundled weights to use were trained on: "bicubic" (the paper's
+            BI) or "kspace" (k-space truncation: a scanner's lower-resolution acquisition).
+        slice_axis: axis the volume is cut along (the other two are upscaled); None: the
+            thick-slice axis.
+        tile_size: LR tile side for slices too large for memory (None: whole slices).
+        overlap: LR pixels shared by neighbouring tiles.
+        batch_size: slices (or tiles) per network call.
+        max_memory_mb: memory budget (MB) that picks batch and tile size (None: no budget).
+        percentiles: robust intensity range of each volume mapped to [0, 1] (as in training).
+        self_ensemble: average over the 8 flips/rotations of each slice ("SERAN+").
+        data_consistency: None (off) or the weight in [0, 1] of k-space data consistency
+            (:mod:`keras_seran.inference.consistency`), applied per slice to the normalised
+            network output.
+        output_dtype: "float32", "input" or one of :data:`NIFTI_DTYPES`.
+        device: "auto", "cpu" or "gpu".
+    """
+
+    scale: int | None = setting(None, "upscaling factor", choices=SUPPORTED_SCALES,
+                                default_text=f"the model's; {DEFAULT_SCALE} with the bundled "
+                                             "weights")
+    degradation: Literal["bicubic", "kspace"] = setting(
+        "bicubic", "which bundled weights to use: those trained on bicubic downscaling (the "
+                   "paper's BI) or on k-space truncation (a scanner's lower-resolution "
+                   "acquisition); not with --model, which names its weights")
+    slice_axis: int | None = setting(
+        None, "slice axis; the other two are upscaled", flag="--axis", choices=SLICE_AXES,
+        default_text="the thick-slice axis, i.e. the one of distinct voxel size; the last if "
+                     "isotropic")
+    tile_size: int | None = setting(None, "cut slices into overlapping tiles of PX x PX LR "
+                                          "pixels", metavar="PX", default_text="whole slices")
+    overlap: int = setting(16, "overlap of neighbouring tiles in LR pixels", metavar="PX")
+    batch_size: int = setting(8, "slices (or tiles) per batch", metavar="N")
+    max_memory_mb: float | None = setting(
+        None, "memory budget in MB for the network and the tile blending (not the volume "
+              "itself): picks the batch, or the smallest tile giving the fewest tiles (at least "
+              "64 px)", flag="--max-memory", metavar="MB")
+    percentiles: tuple[float, float] = setting(
+        DEFAULT_PERCENTILES, "robust intensity range of each volume (percentiles) mapped to "
+                             "[0, 1], as in training", metavar=("LOW", "HIGH"))
+    self_ensemble: bool = setting(False, "average the network over the 8 flips/rotations of "
+                                         "each slice (8x slower, slightly better; 'SERAN+')")
+    data_consistency: float | None = setting(
+        None, "k-space data consistency, for k-space-truncated (lower-resolution) acquisitions: "
+              "the measured centre of each slice's spectrum replaces the network's (WEIGHT 1, "
+              "the value when none is given) or is blended in (0 < WEIGHT < 1, for noisy data)",
+        nargs="?", const=1.0, metavar="WEIGHT", default_text="off")
+    output_dtype: str = setting(
+        "float32", "output voxel type: float32, 'input' (the input's integer type, rounded and "
+                   "clipped; float32 if the file stores scaled integers) or one of "
+                   f"{', '.join(d for d in NIFTI_DTYPES if d != 'float32')} (an integer type "
+                   "too small for the input's range, or too coarse for a non-integer input, is "
+                   "refused)")
+    device: Literal["auto", "cpu", "gpu"] = setting(
+        "auto", "run on the CPU, the GPU, or whatever the Keras backend finds (auto; "
+                "KERAS_BACKEND picks tensorflow, jax or torch)")
+
+    def __post_init__(self) -> None:
+        if self.scale is not None:
+            check_scale(self.scale)
+        check_choice("degradation", self.degradation, BUNDLED_DEGRADATIONS)
+        if self.slice_axis is not None:
+            check_choice("slice_axis", self.slice_axis, SLICE_AXES)
+        check_int("tile_size", self.tile_size, 1, optional=True)
+        check_int("overlap", self.overlap, 0)
+        check_int("batch_size", self.batch_size, 1)
+        if self.tile_size is not None and self.tile_size <= self.overlap:
+            raise ValueError(f"tile_size {self.tile_size} must be larger than overlap "
+                             f"{self.overlap}")
+        check_number("max_memory_mb", self.max_memory_mb, 0.0, low_open=True, optional=True)
+        object.__setattr__(self, "percentiles", check_percentiles(self.percentiles))
+        check_bool("self_ensemble", self.self_ensemble)
+        if self.data_consistency is not None:
+            check_data_consistency(self.data_consistency)
+        check_choice("output_dtype", self.output_dtype, ("input", *NIFTI_DTYPES))
+        check_choice("device", self.device, DEVICES)
+
+
+#: export formats, in bundle order, and the other names they go by
+EXPORT_FORMATS = ("savedmodel", "tflite", "onnx", "tensorrt")
+EXPORT_FORMAT_ALIASES = {"litert": "tflite", "saved_model": "savedmodel",
+                         "tf_saved_model": "savedmodel", "trt": "tensorrt"}
+#: LiteRT precisions (:mod:`keras_seran.export.litert`) and ONNX ones (int8: QDQ)
+LITERT_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
+ONNX_VARIANTS = ("float32", "float16", "int8")
+#: ONNX opsets: tf2onnx writes up to MAX_OPSET (``max(tf2onnx.constants.OPSET_TO_IR_VERSION)``;
+#: a test keeps the two in step); the ONNX parser of TensorRT 8.x reads up to
+#: TENSORRT8_MAX_OPSET (onnx-tensorrt's operator table: "TensorRT 8.6 supports operators up to
+#: Opset 17"; JetPack 5 and 6.0 ship TensorRT 8.5 / 8.6).
+MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 17, 17, 18
+TENSORRT8_MAX_OPSET = 17
+HW = tuple[int, int]
+TrtProfile = tuple[HW, HW, HW]
+#: Default TensorRT optimization profile, LR (H, W): min, opt, max (x2 of 256 x 256 slices is
+#: opt). ``export/tensorrt_engine.py`` restates it (that module loads without the package); a
+#: test keeps the two equal.
+DEFAULT_TRT_PROFILES: tuple[TrtProfile, ...] = (((16, 16), (128, 128), (256, 256)),)
+
+
+def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
+    """``"savedmodel,litert"`` or a list -> canonical format names in bundle order; UsageError
+    naming an unknown format and the valid ones."""
+    try:
+        return check_choices("formats", formats, EXPORT_FORMATS, EXPORT_FORMAT_ALIASES)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (litert = tflite)") from None
+
+
+def check_opset(opset: Any) -> int:
+    """``opset`` if tf2onnx can write it and TensorRT can read it, else ValueError."""
+    if not _is_int(opset) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"opset must be between {MIN_OPSET} and {MAX_OPSET} (the newest tf2onnx "
+                         f"writes), got {opset}")
+    return int(opset)
+
+
+def needs_calibration(formats: Iterable[str], tflite_variants: Iterable[str],
+                      onnx_variants: Iterable[str]) -> bool:
+    """Whether any requested model is full int8 (LiteRT int8, ONNX QDQ), i.e. needs calibration."""
+    fmts = set(formats)
+    return ("tflite" in fmts and "int8" in set(tflite_variants)) or (
+        bool(fmts & {"onnx", "tensorrt"}) and "int8" in set(onnx_variants))
+
+
+def _hw(name: str, value: Any) -> HW:
+    pair = tuple(value) if isinstance(value, (list, tuple)) else ()
+    if len(pair) != 2 or not all(_is_int(v) and v >= 1 for v in pair):
+        raise ValueError(f"{name} must be two integers >= 1 (H, W), got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What ``keras-seran export`` writes (:func:`keras_seran.export.export_bundle`).
+
+    Attributes:
+        formats: of :data:`EXPORT_FORMATS` (a comma-separated string is accepted; aliases such
+            as "litert" mapped), kept in bundle order.
+        input_size: fixed (H, W) LR input of the LiteRT models (None: dynamic); also the
+            default TensorRT profile.
+        int8_io: full-int8 LiteRT model with int8 input/output (needs tflite and its int8).
+        tflite_variants, onnx_variants: precisions, of :data:`LITERT_VARIANTS` /
+            :data:`ONNX_VARIANTS`.
+        opset: ONNX opset, MIN_OPSET..MAX_OPSET.
+        trt_profiles: TensorRT optimization profiles ((min, opt, max) LR (H, W) each; checked by
+            ``tensorrt_engine.check_profiles``); None: one of ``input_size``, else
+            :data:`DEFAULT_TRT_PROFILES`.
+        calibration: volume or slice whose slices calibrate the int8 models (None: the bundled
+            real T1 slab); only when an int8 model is requested.
+        calibration_axis: its slice axis.
+        scale: the SR factor the model must have (None: any).
+        threads: CPU threads of the parity runs.
+        strict: fail when a format misses its parity tolerance.
+    """
+
+    formats: tuple[str, ...] = setting(
+        EXPORT_FORMATS, f"comma-separated: {', '.join(EXPORT_FORMATS)} (litert = tflite)")
+    input_size: tuple[int, int] | None = setting(
+        None, "fixed LR input size of the LiteRT models; also the default TensorRT profile "
+              "(min = opt = max); the manifest's fixed_size lists the fixed-size files",
+        metavar="HxW", type=str, default_text="dynamic H, W")
+    int8_io: bool = setting(False, "full-int8 LiteRT model with int8 input/output (default "
+                                   "float32; the manifest gives the int8 scale and zero point)")
+    tflite_variants: tuple[str, ...] = setting(
+        LITERT_VARIANTS, "comma-separated LiteRT precisions: float32; float16 (fp16 weights); "
+                         "dynamic_int8 (int8 weights, float activations); int8 (full integer, "
+                         "calibrated on real MR slices)")
+    onnx_variants: tuple[str, ...] = setting(
+        ONNX_VARIANTS, "comma-separated ONNX precisions: float32; float16 (fp16 inside, float32 "
+                       "interface: what TensorRT 11 builds fp16 engines from); int8 (QDQ, "
+                       "calibrated)")
+    opset: int = setting(DEFAULT_OPSET, f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (TensorRT 8.x, "
+                                        f"JetPack 5/6.0, reads up to {TENSORRT8_MAX_OPSET})",
+                         metavar="N")
+    trt_profiles: tuple[tuple[tuple[int, int], ...], ...] | None = setting(
+        None, "TensorRT optimization profile of LR sizes, e.g. 64x64:128x128:256x256 "
+              "(repeatable)", flag="--trt-profile", action="append", type=str,
+        metavar="MIN:OPT:MAX", default_text="HxW:HxW:HxW of --input-size, else " + " ".join(
+            ":".join(f"{h}x{w}" for h, w in p) for p in DEFAULT_TRT_PROFILES))
+    calibration: str | Path | None = setting(
+        None, "MR volume (.nii/.nii.gz, DICOM folder) or 2D slice (PNG, .npy) whose slices "
+              "calibrate int8", type=Path, metavar="NIFTI",
+        default_text="the bundled real T1 slab")
+    calibration_axis: int = setting(2, "slice axis of --calibration", metavar="AXIS")
+    scale: int | None = setting(None, "expected SR factor: an error unless the model's "
+                                      "(inferred from it)", metavar="S")
+    threads: int = setting(2, "CPU threads for the parity runs", metavar="N")
+    strict: bool = setting(False, "fail (exit 1, no bundle) when a format misses its parity "
+                                  "tolerance")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "formats", parse_formats(self.formats))
+        for name, allowed in (("tflite_variants", LITERT_VARIANTS),
+                              ("onnx_variants", ONNX_VARIANTS)):
+            object.__setattr__(self, name, check_choices(name, getattr(self, name), allowed))
+        check_opset(self.opset)
+        if self.input_size is not None:
+            object.__setattr__(self, "input_size", _hw("input_size", self.input_size))
+        if self.trt_profiles is not None:
+            profiles = self.trt_profiles if isinstance(self.trt_profiles, (list, tuple)) else ()
+            if not profiles or not all(isinstance(p, (list, tuple)) and len(p) == 3
+                                       for p in profiles):
+                raise ValueError(f"trt_profiles must be (min, opt, max) (H, W) sizes, got "
+                                 f"{self.trt_profiles!r}")
+            object.__setattr__(self, "trt_profiles", tuple(
+                tuple(_hw("trt_profiles", hw) for hw in p) for p in profiles))
+        check_int("calibration_axis", self.calibration_axis, 0)
+        check_int("scale", self.scale, 1, optional=True)
+        check_int("threads", self.threads, 1)
+        check_bool("int8_io", self.int8_io)
+        check_bool("strict", self.strict)
+        if self.int8_io and not ("tflite" in self.formats and "int8" in self.tflite_variants):
+            raise ValueError("int8_io applies to the full-int8 LiteRT model: it needs tflite in "
+                             "formats and int8 in tflite_variants")
+        if self.calibration is not None and not self.needs_calibration:
+            raise ValueError("calibration calibrates the int8 models and none is requested: add "
+                             "int8 to tflite_variants (with tflite) or onnx_variants (with onnx "
+                             "or tensorrt)")
+
+    @property
+    def needs_calibration(self) -> bool:
+        return needs_calibration(self.formats, self.tflite_variants, self.onnx_variants)
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass."""
     return dataclasses.asdict(cfg)
@@ -466,3 +830,114 @@ def seran_config_from_dict(d: dict[str, Any]) -> SERANConfig:
 
 def save_json(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# command-line flags derived from the configs
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+
+
+def _dest(f: dataclasses.Field) -> str:
+    return _flag(f).lstrip("-").replace("-", "_")
+
+
+def _flagged(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        sep = "," if all(isinstance(v, str) for v in value) else " "
+        return sep.join(map(_show, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _argparse_kwargs(hint: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """argparse keywords for a field of type ``hint`` (``spec``, the field's own, win)."""
+    kw = dict(spec)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = members[0] if len(members) == 1 else None
+    if "choices" not in kw and typing.get_origin(hint) is Literal:
+        kw["choices"] = typing.get_args(hint)
+    if "type" in kw or kw.get("action") is not None:
+        return kw
+    if "choices" in kw:
+        kw["type"] = type(kw["choices"][0])
+    elif hint is bool:
+        kw["action"] = "store_true"
+    elif typing.get_origin(hint) is tuple:
+        members = typing.get_args(hint)
+        if members[-1] is Ellipsis:             # a selection: comma-separated
+            kw["type"] = lambda text: tuple(v.strip() for v in text.split(","))
+            kw.setdefault("metavar", "A,B,...")
+        else:
+            kw.setdefault("nargs", len(members))
+            kw["type"] = members[0]
+    elif hint in (int, float, str):
+        kw["type"] = hint
+    return kw
+
+
+def add_config_arguments(parser: Any, cls: type, names: Iterable[str] | None = None, *,
+                         defaults: bool = False,
+                         overrides: dict[str, dict[str, Any]] | None = None) -> None:
+    """Add a flag to ``parser`` (or an argument group) for each field of the config dataclass
+    ``cls`` declared with :func:`setting` (or those in ``names``, in that order).
+
+    The flag's type and choices follow the field's annotation (``int | None`` -> int, a
+    ``Literal`` -> its values, ``bool`` -> a switch, ``tuple[float, float]`` -> two numbers,
+    ``tuple[str, ...]`` -> a comma-separated list) unless the field's metadata says otherwise;
+    its help is the field's with the field's default appended. The parsed default is None (a flag
+    not given can be told apart from one given, e.g. for a resumed run), or with ``defaults`` the
+    field's default. ``overrides``: per field, metadata that replaces the field's (e.g. another
+    help text or fewer choices for one command).
+    """
+    fields = {f.name: f for f in _flagged(cls)}
+    hints = typing.get_type_hints(cls)
+    for name in (fields if names is None else names):
+        f = fields[name]
+        spec = {**f.metadata, **(overrides or {}).get(name, {})}
+        flag = spec.pop("flag", "--" + name.replace("_", "-"))
+        text = spec.pop("help")
+        shown = spec.pop("default_text",
+                         None if f.default is None or f.default is False else _show(f.default))
+        if shown:
+            text = f"{text} (default: {shown})"
+        parser.add_argument(flag, default=f.default if defaults else None,
+                            help=text.replace("%", "%%"), **_argparse_kwargs(hints[name], spec))
+
+
+def flag_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """{field: value} of the flags of ``cls`` given on the command line (not None in ``args``)."""
+    out = {}
+    for f in _flagged(cls):
+        value = getattr(args, _dest(f), None)
+        if value is not None:
+            out[f.name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def with_flag_names(message: str, cls: type, names: Iterable[str]) -> str:
+    """``message`` with the given field names of ``cls`` written as their flags
+    ("overlap must be ..." -> "--overlap must be ...")."""
+    flags = {f.name: _flag(f) for f in _flagged(cls) if f.name in set(names)}
+    if not flags:
+        return message
+    pattern = r"(?<![-\w])(" + "|".join(map(re.escape, sorted(flags, key=len, reverse=True))) \
+        + r")\b"
+    return re.sub(pattern, lambda m: flags[m.group(1)], message)
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **values: Any) -> Any:
+    """``cls`` from its defaults, then ``values`` (e.g. flags parsed by the command itself), then
+    the flags given in ``args``; a bad value is a UsageError naming the flag."""
+    given = flag_values(cls, args)
+    given = {k: v for k, v in given.items() if k not in values}
+    try:
+        return cls(**{**values, **given})
+    except (TypeError, ValueError) as exc:
+        raise UsageError(with_flag_names(str(exc), cls, [*given, *values])) from None

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import numpy as np
-
 #: Robust normalisation range (percentiles of the whole volume's intensities) mapped to [0, 1].
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
 
@@ -33,12 +31,14 @@ _PROBE = 12   # side of the zero image the scale is measured on
 
 def input_channels(model: Any) -> int:
     """Channels of ``model``'s input (the last axis of its first input; 1 when not known)."""
+    import numpy as np  # here, not at the top: the command line's --help imports this module
+
     inputs = getattr(model, "inputs", None)
     channels = inputs[0].shape[-1] if inputs else None
     return int(channels) if isinstance(channels, (int, np.integer)) else 1
 
 
-def probe_scale(run: Callable[[np.ndarray], Any], channels: int = 1, name: Any = "network"
+def probe_scale(run: Callable[[Any], Any], channels: int = 1, name: Any = "network"
                 ) -> int:
     """The upscaling factor ``s`` of an SR batch function ``run`` (N, H, W, C) -> (N, H*s, W*s, C),
     from one call on a (1, 12, 12, C) image of zeros (the output only needs a ``shape``: a numpy
@@ -47,6 +47,8 @@ def probe_scale(run: Callable[[np.ndarray], Any], channels: int = 1, name: Any =
     Raises ValueError for several outputs (a model built with ``return_attention=True``?), an
     output that is not (1, 12 s, 12 s, C), or an upscaling that is not one integer factor.
     """
+    import numpy as np  # here, not at the top: the command line's --help imports this module
+
     c = int(channels)
     out = run(np.zeros((1, _PROBE, _PROBE, c), dtype=np.float32))
     if isinstance(out, (dict, list, tuple)):

@@ -22,16 +22,15 @@ from pathlib import Path
 
 import keras
 
-from keras_seran.config import (PRESETS, SUPPORTED_SCALES, SERANConfig, check_scale,
-                                seran_config_from_dict)
+from keras_seran.config import (BUNDLED_DEGRADATIONS, DEFAULT_PRESET, DEFAULT_SCALE, PRESETS,
+                                SUPPORTED_SCALES, SERANConfig, check_scale, seran_config_from_dict)
 from keras_seran.errors import InputDataError, UsageError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"
 ARCHS = ("seran", "edsr")
 #: degradations bundled weights are trained on; the first has no suffix in names and files
-DEGRADATIONS = ("bicubic", "kspace")
-DEFAULT_PRESET = "small"
+DEGRADATIONS = BUNDLED_DEGRADATIONS
 
 
 class _WeightFiles:
@@ -79,9 +78,9 @@ class Bundled(_WeightFiles):
     that cannot be bundled."""
 
     arch: str = "seran"
-    scale: int = 2
+    scale: int = DEFAULT_SCALE
     preset: str = DEFAULT_PRESET
-    degradation: str = "bicubic"
+    degradation: str = DEGRADATIONS[0]
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
@@ -116,8 +115,8 @@ class Bundled(_WeightFiles):
             raise InputDataError(self.weights_path,
                                  f"no bundled {self.arch} weights for x{self.scale} (preset "
                                  f"{self.preset!r}, degradation {self.degradation!r}); bundled: "
-                                 f"{available() or 'none'}. Train your own with `keras-seran "
-                                 "train` and pass the .keras file instead.")
+                                 f"{', '.join(available()) or 'none'}. Train your own with "
+                                 "`keras-seran train` and pass the .keras file instead.")
         model = {"seran": seran, "edsr": edsr}[self.arch](config=self.config())
         model.load_weights(self.weights_path)
         return model
@@ -188,14 +187,15 @@ def available() -> list[str]:
             and m.degradation == d]
 
 
-def card(scale: int = 2, arch: str = "seran", preset: str = DEFAULT_PRESET,
-         degradation: str = "bicubic") -> dict:
+def card(scale: int = DEFAULT_SCALE, arch: str = "seran", preset: str = DEFAULT_PRESET,
+         degradation: str = DEGRADATIONS[0]) -> dict:
     """The JSON card of a bundled model (empty dict when it has none)."""
     return Bundled(arch, scale, preset, degradation).card()
 
 
-def load_pretrained(scale: int = 2, arch: str = "seran", preset: str = DEFAULT_PRESET,
-                    degradation: str = "bicubic") -> keras.Model:
+def load_pretrained(scale: int = DEFAULT_SCALE, arch: str = "seran",
+                    preset: str = DEFAULT_PRESET, degradation: str = DEGRADATIONS[0]
+                    ) -> keras.Model:
     """Build the network from its card and load its bundled weights (see :meth:`Bundled.load`)."""
     return Bundled(arch, scale, preset, degradation).load()
 

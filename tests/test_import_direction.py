@@ -38,6 +38,7 @@ BUILDS_ON: dict[str, tuple[str, ...]] = {
     "evaluation": ("inference", "runs"),
     "export": ("data", "registry", "files", "devices", "metrics"),
     "cli": ("evaluation", "training", "export"),
+    "__main__": ("cli",),                  # python -m keras_seran
     ROOT: ("cli",),
 }
 #: What any module may take from the package root: metadata, not code.

@@ -39,6 +39,7 @@ from typing import Literal
 import numpy as np
 
 from keras_seran.config import DEGRADATIONS  # noqa: F401  (the one list, re-exported here)
+from keras_seran.config import check_factor
 
 DegradationKind = Literal["bicubic", "blur", "kspace"]
 
@@ -67,12 +68,6 @@ def bd_kernel_size(scale: int, sigma: float = BD_SIGMA) -> int:
 # helpers
 
 
-def _check_scale(scale: int) -> int:
-    if isinstance(scale, bool) or int(scale) != scale or int(scale) < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    return int(scale)
-
-
 def _as_image(img: np.ndarray) -> np.ndarray:
     a = np.asarray(img)
     if a.ndim not in (2, 3):
@@ -87,7 +82,7 @@ def crop_to_multiple(img: np.ndarray, scale: int) -> np.ndarray:
 
     (…, H, W) -> (…, H - H % s, W - W % s). Returns a view (no copy).
     """
-    s = _check_scale(scale)
+    s = check_factor(scale)
     a = np.asarray(img)
     h, w = a.shape[-2:]
     return a[..., : h - h % s, : w - w % s]
@@ -169,7 +164,7 @@ def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
 
     (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32 (HR cropped to a multiple of s).
     """
-    s = _check_scale(scale)
+    s = check_factor(scale)
     a = crop_to_multiple(_as_image(img), s)
     h, w = a.shape[-2:]
     if h < s or w < s:
@@ -182,7 +177,7 @@ def bicubic_upscale(img: np.ndarray, scale: int) -> np.ndarray:
 
     (H, W) or (N, H, W) -> (H*s, W*s) or (N, H*s, W*s), float32.
     """
-    s = _check_scale(scale)
+    s = check_factor(scale)
     a = _as_image(img)
     h, w = a.shape[-2:]
     return _apply(a, imresize_weights(h, h * s, float(s)), imresize_weights(w, w * s, float(s)))
@@ -230,7 +225,7 @@ def blur_downscale(img: np.ndarray, scale: int, sigma: float = BD_SIGMA,
 
     (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32.
     """
-    s = _check_scale(scale)
+    s = check_factor(scale)
     a = crop_to_multiple(_as_image(img), s)
     h, w = a.shape[-2:]
     mh, mw = blur_downscale_matrices(h, w, s, sigma, kernel_size)
@@ -240,7 +235,7 @@ def blur_downscale(img: np.ndarray, scale: int, sigma: float = BD_SIGMA,
 def blur_downscale_matrices(h: int, w: int, scale: int, sigma: float = BD_SIGMA,
                             kernel_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(Mh, Mw) with ``blur_downscale(img) == Mh @ img @ Mw.T`` for an (h, w) image."""
-    s = _check_scale(scale)
+    s = check_factor(scale)
     size = bd_kernel_size(s, sigma) if kernel_size is None else int(kernel_size)
     # the rows of the blur at the block centres: i*s + floor(s/2) for an odd kernel, one less
     # for an even one (its centre is half a pixel after the tap); a fresh, writable copy
@@ -329,7 +324,7 @@ def kspace_downscale(img: np.ndarray, scale: int) -> np.ndarray:
 
     (H, W) or (N, H, W) -> (H//s, W//s) or (N, H//s, W//s), float32.
     """
-    s = _check_scale(scale)
+    s = check_factor(scale)
     a = crop_to_multiple(_as_image(img), s)
     h, w = a.shape[-2:]
     y = fourier_resample(a, h // s, axis=-2)
@@ -344,7 +339,7 @@ def kspace_upscale(img: np.ndarray, scale: int) -> np.ndarray:
     MR), with the same block-centred convention (LR pixel i at HR position i*s + (s - 1)/2).
     (H, W) or (N, H, W) -> (H*s, W*s) or (N, H*s, W*s), float32.
     """
-    s = _check_scale(scale)
+    s = check_factor(scale)
     a = _as_image(img)
     h, w = a.shape[-2:]
     y = fourier_resample(a, h * s, axis=-2)
@@ -381,7 +376,7 @@ def degradation_matrices(h: int, w: int, scale: int, kind: str = "bicubic"
 
     h and w must be multiples of ``scale``. Used by the TensorFlow pipeline to make LR on the fly.
     """
-    s = _check_scale(scale)
+    s = check_factor(scale)
     if h % s or w % s:
         raise ValueError(f"size ({h}, {w}) is not a multiple of scale {s}; crop_to_multiple first")
     kind = _check_kind(kind)

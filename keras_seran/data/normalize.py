@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from keras_seran.config import check_percentiles
 from keras_seran.contract import DEFAULT_PERCENTILES
 from keras_seran.errors import InputDataError
 
@@ -52,18 +52,6 @@ class NormStats:
 
     def to_dict(self) -> dict:
         return {"low": float(self.low), "high": float(self.high), "clip": bool(self.clip)}
-
-
-def check_percentiles(percentiles: Any) -> tuple[float, float]:
-    """``(low, high)`` as floats if ``0 <= low < high <= 100``, else ValueError."""
-    try:
-        lo_p, hi_p = (float(p) for p in percentiles)
-    except (TypeError, ValueError):
-        raise ValueError(f"percentiles must be two numbers (low, high), got {percentiles!r}"
-                         ) from None
-    if not 0.0 <= lo_p < hi_p <= 100.0:
-        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles!r}")
-    return lo_p, hi_p
 
 
 def fit_normalization(arr: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,

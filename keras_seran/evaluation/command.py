@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from keras_seran.config import DEGRADATIONS, SUPPORTED_SCALES
+from keras_seran.config import DEGRADATIONS, SUPPORTED_SCALES, DataConfig, add_config_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,12 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-bicubic", action="store_true", help="leave bicubic out of the table")
     p.add_argument("--self-ensemble", action="store_true",
                    help="also score each model's x8 self-ensemble (rows NAME+)")
-    p.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic",
-                   help="how LR slices are made from HR: bicubic (the paper's BI, default), "
-                        "blur (Gaussian blur then decimation, BD) or kspace (centre crop of the "
-                        "spectrum, as a lower-resolution acquisition); match the models' training")
-    p.add_argument("--axis", type=int, default=2, choices=[0, 1, 2],
-                   help="slice axis for --data volumes (default 2)")
+    add_config_arguments(p, DataConfig, ["degradation", "slice_axis"], defaults=True, overrides={
+        "degradation": {"choices": DEGRADATIONS,
+                        "help": "how LR slices are made from HR: bicubic (the paper's BI), blur "
+                                "(Gaussian blur then decimation, BD) or kspace (centre crop of "
+                                "the spectrum, as a lower-resolution acquisition); match the "
+                                "models' training"},
+        "slice_axis": {"help": "slice axis for --data volumes"}})
     p.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     p.add_argument("--csv", type=Path, help="also write per-set results as CSV here")
 
@@ -130,7 +131,6 @@ def _load_models(models: list[tuple[str, str]], scales: list[int]) -> dict:
 def _data_config(args):
     """The DataConfig that slices and splits ``--data`` (None without it): the run's with
     ``--run``, else ``--axis`` / ``--degradation`` and the default split for ``--split val``."""
-    from keras_seran.config import DataConfig
     from keras_seran.errors import InputDataError
 
     if args.run is not None:

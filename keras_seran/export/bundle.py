@@ -28,6 +28,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from keras_seran import config
+from keras_seran.config import EXPORT_FORMAT_ALIASES as ALIASES  # noqa: F401  (public name)
+from keras_seran.config import ExportConfig, needs_calibration
 from keras_seran.contract import infer_scale
 from keras_seran.errors import ExportCheckError, OutputPathError, UsageError
 from keras_seran.export import litert, onnx_export, parity, tensorrt_engine
@@ -35,8 +38,6 @@ from keras_seran.export.formats import FORMAT_REGISTRY, FORMATS, BundleJob, expo
 from keras_seran.export.manifest import MANIFEST, build_manifest, write_manifest
 from keras_seran.files import ensure_writable_dir
 
-ALIASES = {"litert": "tflite", "saved_model": "savedmodel", "tf_saved_model": "savedmodel",
-           "trt": "tensorrt"}
 PARITY_MD = "parity.md"
 
 
@@ -45,16 +46,7 @@ def parse_formats(formats: str | Iterable[str]) -> list[str]:
 
     Raises :class:`UsageError` naming an unknown format and the valid ones.
     """
-    items = formats.split(",") if isinstance(formats, str) else list(formats)
-    names = [ALIASES.get(str(f).strip().lower(), str(f).strip().lower()) for f in items]
-    names = [n for n in names if n]
-    bad = [n for n in names if n not in FORMATS]
-    if bad:
-        raise UsageError(f"unknown export format(s) {', '.join(map(repr, bad))}; choose "
-                         f"from {', '.join(FORMATS)} (litert = tflite)")
-    if not names:
-        raise UsageError(f"no export format given; choose from {', '.join(FORMATS)}")
-    return [f for f in FORMATS if f in names]
+    return list(config.parse_formats(formats))
 
 
 def check_requirements(formats: Iterable[str]) -> None:
@@ -73,14 +65,6 @@ def check_requirements(formats: Iterable[str]) -> None:
     if missing:
         raise UsageError(f"export to {', '.join(formats)} needs {', '.join(missing)} "
                          "(not installed): pip install 'keras-seran[tf,export]'")
-
-
-def needs_calibration(formats: Iterable[str], tflite_variants: Iterable[str],
-                      onnx_variants: Iterable[str]) -> bool:
-    """Whether any requested model is full int8 (LiteRT int8, ONNX QDQ), i.e. needs calibration."""
-    fmts = set(formats)
-    return ("tflite" in fmts and "int8" in set(tflite_variants)) or (
-        bool(fmts & {"onnx", "tensorrt"}) and "int8" in set(onnx_variants))
 
 
 def check_out_dir(out_dir: str | Path, overwrite: bool = False,
@@ -152,7 +136,8 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
                   onnx_variants: Iterable[str] = onnx_export.VARIANTS,
                   opset: int = onnx_export.DEFAULT_OPSET,
                   trt_profiles: Sequence[tensorrt_engine.Profile] | None = None,
-                  overwrite: bool = False, strict: bool = False, num_threads: int = 2,
+                  overwrite: bool = False, strict: bool = ExportConfig.strict,
+                  num_threads: int = ExportConfig.threads,
                   model_source: str | None = None, calibration_source: str | None = None,
                   log: Callable[[str], None] | None = None) -> dict:
     """Export ``model`` to every format in ``formats``, check each against Keras, write a bundle.

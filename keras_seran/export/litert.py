@@ -31,12 +31,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from keras_seran.config import LITERT_VARIANTS, check_choices
 from keras_seran.contract import INPUT_NAME, SIGNATURE
 from keras_seran.errors import ExportCheckError
 from keras_seran.export.parity import fit_to_size
 from keras_seran.export.savedmodel import export_savedmodel
 
-VARIANTS: tuple[str, ...] = ("float32", "float16", "dynamic_int8", "int8")
+VARIANTS: tuple[str, ...] = LITERT_VARIANTS
 
 #: Precision class of each variant, for the parity tolerances (:data:`parity.TOLERANCES`).
 PRECISION = {"float32": "float32", "float16": "float16", "dynamic_int8": "dynamic_int8",
@@ -44,11 +45,8 @@ PRECISION = {"float32": "float32", "float16": "float16", "dynamic_int8": "dynami
 
 
 def check_variants(variants: Iterable[str]) -> list[str]:
-    out = [str(v).strip().lower() for v in variants]
-    bad = [v for v in out if v not in VARIANTS]
-    if bad:
-        raise ValueError(f"unknown LiteRT variant(s) {bad}; choose from {list(VARIANTS)}")
-    return out
+    """The LiteRT variants asked for, in ``VARIANTS`` order; ValueError naming unknown ones."""
+    return list(check_choices("LiteRT variants", variants, VARIANTS))
 
 
 def _representative(inputs: Sequence[np.ndarray], input_size: tuple[int, int] | None):

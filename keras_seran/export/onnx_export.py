@@ -25,18 +25,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from keras_seran.config import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET  # noqa: F401  (public names)
+from keras_seran.config import ONNX_VARIANTS, TENSORRT8_MAX_OPSET, check_choices, check_opset
 from keras_seran.contract import INPUT_NAME
 from keras_seran.errors import ExportCheckError
 from keras_seran.export.savedmodel import input_spec, serving_fn
 from keras_seran.export.tensorrt_engine import TENSORRT8_MAX_OPSET
 
-DEFAULT_OPSET = 17
-MIN_OPSET = 17
-#: The newest opset tf2onnx converts to (``max(tf2onnx.constants.OPSET_TO_IR_VERSION)``; a test
-#: keeps the two in step). Kept here so the command line can check ``--opset`` without TensorFlow.
-MAX_OPSET = 18
-
-VARIANTS: tuple[str, ...] = ("float32", "float16", "int8")
+# Opsets and variants are settings of ExportConfig (keras_seran.config), checked there.
+VARIANTS: tuple[str, ...] = ONNX_VARIANTS
 #: Precision class of each variant, for the parity tolerances (:data:`parity.TOLERANCES`).
 PRECISION = {"float32": "float32", "float16": "float16_compute", "int8": "int8"}
 
@@ -66,11 +63,8 @@ _CONSTANT_INPUTS = {("Conv", 1), ("ConvTranspose", 1), ("Slice", 3), ("Squeeze",
 
 
 def check_variants(variants: Iterable[str]) -> list[str]:
-    out = [str(v).strip().lower() for v in variants]
-    bad = [v for v in out if v not in VARIANTS]
-    if bad:
-        raise ValueError(f"unknown ONNX variant(s) {bad}; choose from {list(VARIANTS)}")
-    return out
+    """The ONNX variants asked for, in ``VARIANTS`` order; ValueError naming unknown ones."""
+    return list(check_choices("ONNX variants", variants, VARIANTS))
 
 
 def _quiet_tf2onnx():
@@ -88,14 +82,6 @@ def _name_dynamic_axes(proto) -> None:
             for d, n in zip(dims, names):
                 if not d.HasField("dim_value"):
                     d.dim_param = n
-
-
-def check_opset(opset: int) -> int:
-    """``opset`` if tf2onnx can write it and TensorRT can read it, else ValueError."""
-    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
-        raise ValueError(f"opset must be between {MIN_OPSET} and {MAX_OPSET} (the newest tf2onnx "
-                         f"writes), got {opset}")
-    return int(opset)
 
 
 def tensorrt_requirement(opset: int) -> str:

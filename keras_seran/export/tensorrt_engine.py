@@ -40,7 +40,7 @@ INPUT_NAME = "lr"   # keras_seran.contract.INPUT_NAME, restated: this module loa
 PRECISIONS = ("fp16", "int8")
 #: The newest ONNX opset the parser of TensorRT 8.x reads (onnx-tensorrt's operator table:
 #: "TensorRT 8.6 supports operators up to Opset 17"); JetPack 5 ships TensorRT 8.5 / 8.6.
-TENSORRT8_MAX_OPSET = 17
+TENSORRT8_MAX_OPSET = 17   # keras_seran.config.TENSORRT8_MAX_OPSET, restated (standalone module)
 
 
 class TensorRTUnavailable(RuntimeError):

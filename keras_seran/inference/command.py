@@ -4,6 +4,7 @@ one DICOM volume: a folder holding one series, or a multi-frame file; written as
     keras-seran predict t1_thick.nii.gz t1_sr.nii.gz --scale 2
     keras-seran predict scans/ scans_sr/ --model my_seran_x3.keras --tile-size 128
     keras-seran predict big.nii.gz out/ --max-memory 2000 --device cpu
+    keras-seran predict t1_2mm.nii.gz t1_sr.nii.gz --degradation kspace --data-consistency
 
 A folder is searched recursively for *.nii / *.nii.gz; the results go to the output folder under
 the same relative names. Outputs are written atomically, never over the input, and over an
@@ -13,19 +14,14 @@ existing file only with ``--overwrite``. Runs on any Keras backend (TensorFlow, 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from keras_seran.devices import select_device
-from keras_seran.errors import (
-    InputDataError,
-    KerasSeranError,
-    OutputPathError,
-    UsageError,
-)
+from keras_seran.config import (BUNDLED_DEGRADATIONS, DEFAULT_SCALE, InferenceConfig,
+                                add_config_arguments, config_from_args)
+from keras_seran.errors import InputDataError, KerasSeranError, OutputPathError, UsageError
 
 PROG = "keras-seran predict"
 
@@ -35,37 +31,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                       "holding one DICOM series or a multi-frame DICOM file")
     parser.add_argument("output", help="output NIfTI file, or folder (for a folder input, or a "
                                        "file input with an existing folder / a path ending in '/')")
-    parser.add_argument("--scale", type=int, choices=(2, 3, 4), default=None,
-                        help="upscaling factor (default: the model's; 2 with the bundled weights)")
     parser.add_argument("--model", default=None,
-                        help="bundled weights by name (x2, x3, x4) or a .keras file "
-                             "(default: bundled weights for --scale)")
-    parser.add_argument("--axis", type=int, choices=(0, 1, 2), default=None,
-                        help="slice axis; the other two are upscaled (default: the thick-slice "
-                             "axis, i.e. the one of distinct voxel size; the last if isotropic)")
-    parser.add_argument("--tile-size", type=int, default=None, metavar="PX",
-                        help="cut slices into overlapping tiles of PX x PX LR pixels")
-    parser.add_argument("--overlap", type=int, default=16, metavar="PX",
-                        help="overlap of neighbouring tiles in LR pixels (default 16)")
-    parser.add_argument("--max-memory", type=float, default=None, metavar="MB",
-                        help="memory budget in MB for the network and the tile blending (not the "
-                             "volume itself): picks the batch, or the smallest tile giving the "
-                             "fewest tiles (at least 64 px)")
-    parser.add_argument("--batch-size", type=int, default=8, help="slices per batch (default 8)")
-    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
-                        help="run on the CPU, the GPU, or whatever the Keras backend finds "
-                             "(default; KERAS_BACKEND picks tensorflow, jax or torch)")
-    parser.add_argument("--output-dtype", default="float32",
-                        help="float32 (default), 'input' (the input's integer type, rounded and "
-                             "clipped; float32 if the file stores scaled integers) or one of "
-                             "uint8, int8, int16, uint16, int32, uint32, int64, uint64, float64 "
-                             "(an integer type too small for the input's range, or too coarse "
-                             "for a non-integer input, is refused)")
-    parser.add_argument("--self-ensemble", action="store_true",
-                        help="average the network over the 8 flips/rotations of each slice "
-                             "(8x slower, slightly better; 'SERAN+')")
+                        help="bundled weights by name (x2, x3, x4, x2-kspace) or a .keras file "
+                             "(default: the bundled weights for --scale and --degradation)")
+    add_config_arguments(parser, InferenceConfig)
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def load_resolver(args: argparse.Namespace, cfg: InferenceConfig):
+    """The SuperResolver of ``--model``, or of the bundled weights for ``--scale`` and
+    ``--degradation``; UsageError when ``--degradation`` contradicts ``--model``, and
+    InputDataError naming the weights file when those weights are not installed."""
+    from keras_seran.inference.resolver import SuperResolver
+    from keras_seran.registry import parse
+
+    options = {"self_ensemble": cfg.self_ensemble, "percentiles": cfg.percentiles,
+               "data_consistency": cfg.data_consistency}
+    if args.model is None:
+        return SuperResolver.from_pretrained(cfg.scale or DEFAULT_SCALE,
+                                             degradation=cfg.degradation, **options)
+    if args.degradation is not None:
+        named = None if Path(args.model).exists() else parse(args.model)
+        if named is None:
+            raise UsageError("--degradation picks one of the bundled models, and --model names "
+                             "a model file: drop --degradation")
+        if named.degradation != args.degradation:
+            raise UsageError(f"--model {args.model} is trained on {named.degradation}, not "
+                             f"--degradation {args.degradation}: drop one of them")
+    return SuperResolver.from_spec(args.model, cfg.scale, **options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,20 +167,7 @@ def format_summary(s: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.overlap < 0:
-        raise UsageError(f"--overlap must be 0 or more, got {args.overlap}")
-    if args.tile_size is not None and args.tile_size <= args.overlap:
-        raise UsageError(f"--tile-size {args.tile_size} must be larger than --overlap "
-                         f"{args.overlap}")
-    if args.max_memory is not None and not (math.isfinite(args.max_memory)
-                                            and args.max_memory > 0):
-        raise UsageError(f"--max-memory must be a finite positive number of MB, got "
-                         f"{args.max_memory}")
-    from keras_seran.inference.output_dtype import check_output_dtype
-
-    check_output_dtype(args.output_dtype, what="--output-dtype")
+    cfg = config_from_args(InferenceConfig, args)       # every option checked before any work
     # Check the input and every output path before the (slow) model load; a single input file
     # is read here (once), so a bad one fails before anything is built or created.
     src = Path(args.input).expanduser()
@@ -200,20 +181,20 @@ def run(args: argparse.Namespace) -> int:
     pairs = plan_outputs(args.input, args.output, args.overwrite)
     preloaded = {str(f): preloaded[str(src)] for f, _ in pairs if str(src) in preloaded}
 
-    device = select_device(args.device)
-    from keras_seran.inference.resolver import SuperResolver
+    from keras_seran.devices import select_device
 
-    resolver = SuperResolver.from_spec(args.model, args.scale, self_ensemble=args.self_ensemble)
+    device = select_device(cfg.device)
+    resolver = load_resolver(args, cfg)
     errors: list[KerasSeranError] = []
     summaries = predict_paths(
         resolver, args.input, args.output, overwrite=args.overwrite,
-        progress=not args.no_progress, stop_on_error=False, errors=errors, axis=args.axis,
-        batch_size=args.batch_size, tile_size=args.tile_size, overlap=args.overlap,
-        output_dtype=args.output_dtype,
-        max_memory_mb=args.max_memory, preloaded=preloaded)
+        progress=not args.no_progress, stop_on_error=False, errors=errors, axis=cfg.slice_axis,
+        batch_size=cfg.batch_size, tile_size=cfg.tile_size, overlap=cfg.overlap,
+        output_dtype=cfg.output_dtype, max_memory_mb=cfg.max_memory_mb, preloaded=preloaded)
     for e in errors:
         print(f"{PROG}: error: {e}", file=sys.stderr)
-    model_name = args.model or f"bundled x{resolver.scale}"
+    model_name = args.model or f"bundled x{resolver.scale}" + (
+        "" if cfg.degradation == BUNDLED_DEGRADATIONS[0] else f" {cfg.degradation}")
     for s in summaries:
         print(format_summary(s))
     total = time.perf_counter() - t0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_seran.config import check_data_consistency
 from keras_seran.data.degrade import kspace_downscale, kspace_upscale
 
 
@@ -24,8 +25,7 @@ def kspace_consistency(sr: np.ndarray, lr: np.ndarray, scale: int, weight: float
                        ) -> np.ndarray:
     """``sr`` (..., H s, W s) with the centre of its spectrum set to (``weight`` = 1) or blended
     towards (``weight`` < 1) that of the measured ``lr`` (..., H, W); float32, same shape as sr."""
-    if not 0.0 <= float(weight) <= 1.0:
-        raise ValueError(f"data-consistency weight must be in [0, 1], got {weight!r}")
+    weight = check_data_consistency(weight, "data-consistency weight")
     sr = np.asarray(sr, np.float32)
     lr = np.asarray(lr, np.float32)
     s = int(scale)

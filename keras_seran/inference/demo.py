@@ -24,25 +24,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from keras_seran.config import (BUNDLED_DEGRADATIONS, DEFAULT_SCALE, InferenceConfig,
+                                add_config_arguments)
 
 SLICE_AXIS = 1
 DEFAULT_OUT = "seran_demo"
+#: the LR input is made by bicubic downscaling, so the bundled weights trained on it are used
+DEGRADATION = BUNDLED_DEGRADATIONS[0]
+STEPS = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"output folder (default ./{DEFAULT_OUT})")
-    parser.add_argument("--scale", type=int, choices=(2, 3, 4), default=2,
-                        help="upscaling factor (default 2)")
+    add_config_arguments(parser, InferenceConfig, ["scale", "device"],
+                         overrides={"scale": {"default_text": str(DEFAULT_SCALE)}})
     parser.add_argument("--model", default=None,
                         help="a .keras file, or a bundled name such as x3 or edsr-x2, instead "
                              "of the bundled SERAN weights for --scale")
-    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress lines and bar, only the results")
 
 
-def _display(img2d: np.ndarray) -> np.ndarray:
+def _display(img2d):
     """Slab slice (x: L, z: A) -> radiological display (anterior up, patient's left on the right)."""
+    import numpy as np
+
     return np.asarray(img2d).T[::-1]
 
 
@@ -51,10 +58,14 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
     """Run the demo; returns paths (``lr``, ``sr``, ``png``, ``out_dir``) and metrics.
 
     ``model``: None for the bundled pretrained weights, a Keras model, a SuperResolver, or a
-    ``.keras`` path (tests inject a small untrained model here). Metric keys: ``psnr_bicubic``,
+    ``.keras`` path (tests inject a small untrained model here). ``progress``: a line per step
+    and a progress bar over the slices; ``verbose``: the files written and the scores. Metric
+    keys: ``psnr_bicubic``,
     ``psnr_seran``, ``ssim_bicubic``, ``ssim_seran``, ``psnr_nearest`` (mean over the slices) and
     the same with ``_mid`` for the middle slice; plus ``seconds`` and ``scale``.
     """
+    import numpy as np
+
     from keras_seran import files, samples
     from keras_seran.data.degrade import bicubic_downscale, bicubic_upscale, crop_to_multiple
     from keras_seran.data.io import load_volume
@@ -66,10 +77,12 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
 
     t0 = time.perf_counter()
     s = int(scale)
+    step = _stepper(progress)
+    step(f"loading {'the bundled SERAN weights' if model is None else 'the model'} (x{s})")
     if isinstance(model, SuperResolver):
         resolver = model
     elif model is None:
-        resolver = SuperResolver.from_pretrained(s)
+        resolver = SuperResolver.from_pretrained(s, degradation=DEGRADATION)
     elif isinstance(model, (str, Path)):
         resolver = SuperResolver.from_file(model, scale=s)
     else:
@@ -83,6 +96,7 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
     sr_path = out / f"t1_slab_seran_x{s}.nii.gz"
     png_path = out / f"t1_slab_compare_x{s}.png"
 
+    step(f"making the LR input: bicubic x1/{s} of each slice of the bundled T1 slab")
     hr_vol = load_volume(samples.T1_AXIAL_SLAB)
     # HR slices (N, H, W) along the slice axis, cropped at the bottom/right to multiples of s
     hr_slices = crop_to_multiple(np.moveaxis(hr_vol.data, SLICE_AXIS, 0), s)
@@ -92,12 +106,14 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
     lr_img = geometry.downscaled_image(lr, hr_vol.affine, hr_vol.header, s, SLICE_AXIS)
     files.save_nifti(lr_img, lr_path)
 
+    step(f"super-resolving {len(lr_slices)} slices of {_shape(lr_slices.shape[1:])} pixels")
     sr_img = resolver.predict_volume(lr_path, axis=SLICE_AXIS, progress=progress)
     files.save_nifti(sr_img, sr_path)
     sr_slices = np.moveaxis(np.asarray(sr_img.dataobj, dtype=np.float32), SLICE_AXIS, 0)
     bic_slices = bicubic_upscale(lr_slices, s)
     near_slices = np.repeat(np.repeat(lr_slices, s, axis=1), s, axis=2)
 
+    step("scoring (PSNR/SSIM against the HR slab) and drawing the figure")
     stats = fit_normalization(hr, clip=True)
     ref = stats.apply(hr_slices)
     est = {"nearest": stats.apply(near_slices), "bicubic": stats.apply(bic_slices),
@@ -142,6 +158,17 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
     return result
 
 
+def _stepper(enabled: bool):
+    """``step(text)`` printing "[k/STEPS] text" when ``enabled``, else nothing."""
+    done = [0]
+
+    def step(text: str) -> None:
+        done[0] += 1
+        if enabled:
+            print(f"[{done[0]}/{STEPS}] {text}", flush=True)
+    return step
+
+
 def _shape(shape) -> str:
     return "x".join(str(int(n)) for n in shape)
 
@@ -150,7 +177,7 @@ def _zooms(z) -> str:
     return "x".join(f"{float(v):g}" for v in z[:3]) + " mm"
 
 
-def _write_figure(path: Path, s: int, hr_mid: np.ndarray, est: dict, mid: int, r: dict) -> None:
+def _write_figure(path: Path, s: int, hr_mid, est: dict, mid: int, r: dict) -> None:
     # A bare Figure renders with the Agg canvas: no pyplot, no GUI backend, no global state.
     from matplotlib.figure import Figure
 
@@ -177,6 +204,7 @@ def _write_figure(path: Path, s: int, hr_mid: np.ndarray, est: dict, mid: int, r
 def run(args: argparse.Namespace) -> int:
     from keras_seran.devices import select_device
 
-    select_device(getattr(args, "device", "auto"))
-    run_demo(args.out, args.scale, model=args.model, progress=False, verbose=True)
+    select_device(args.device or InferenceConfig.device)
+    run_demo(args.out, args.scale or DEFAULT_SCALE, model=args.model,
+             progress=not args.no_progress, verbose=True)
     return 0

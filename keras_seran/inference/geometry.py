@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from keras_seran.config import check_factor
+
 #: Two voxel sizes closer than this (relative) count as equal when choosing the slice axis.
 ZOOM_RTOL = 1e-3
 
@@ -64,7 +66,7 @@ def choose_slice_axis(zooms: Sequence[float]) -> int:
 
 def upscale_matrix(scale: int, axes: Sequence[int]) -> np.ndarray:
     """(4, 4) voxel->voxel map from output (upscaled) indices to input indices along ``axes``."""
-    s = float(_check_scale(scale))
+    s = float(check_factor(scale))
     m = np.eye(4)
     for a in axes:
         m[a, a] = 1.0 / s
@@ -220,7 +222,3 @@ def resampled_image(data: np.ndarray, affine: np.ndarray, header: Any, vox_map: 
     return img
 
 
-def _check_scale(scale: int) -> int:
-    if isinstance(scale, bool) or int(scale) != scale or int(scale) < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    return int(scale)

@@ -12,11 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_seran.config import NIFTI_DTYPES  # noqa: F401  (public name; the one definition)
 from keras_seran.errors import InputDataError, UsageError
-
-#: numpy dtypes a NIfTI-1 file stores as real-valued voxels (what ``--output-dtype`` accepts).
-NIFTI_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-                "float32", "float64")
 
 
 def check_output_dtype(output_dtype: Any, what: str = "output dtype") -> Any:

@@ -22,9 +22,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from keras_seran.contract import DEFAULT_PERCENTILES, NETWORK_RANGE
+from keras_seran.config import (DEFAULT_PRESET, DEFAULT_SCALE, InferenceConfig,
+                                check_data_consistency, check_percentiles)
+from keras_seran.contract import NETWORK_RANGE
 from keras_seran.data.degrade import bicubic_upscale
-from keras_seran.data.normalize import check_percentiles, fit_normalization
+from keras_seran.data.normalize import fit_normalization
 from keras_seran.errors import InputDataError, UsageError
 from keras_seran.inference import geometry, tiling
 from keras_seran.inference.ensemble import ensembled
@@ -32,8 +34,8 @@ from keras_seran.inference.network import as_network
 from keras_seran.inference.output_dtype import cast_output, check_integer_output, check_output_dtype
 from keras_seran.inference.volume import as_volume, slice_axis
 
-DEFAULT_BATCH_SIZE = 8
-DEFAULT_OVERLAP = 16          # LR pixels shared by neighbouring tiles
+DEFAULT_BATCH_SIZE = InferenceConfig.batch_size
+DEFAULT_OVERLAP = InferenceConfig.overlap          # LR pixels shared by neighbouring tiles
 MIN_TILE = 64                 # smallest tile a memory budget may choose (global attention: see tiling)
 
 
@@ -59,13 +61,19 @@ class SuperResolver:
             small over/undershoot of the network at sharp edges, e.g. negative magnitudes).
         self_ensemble: average the network over the 8 flips/rotations of each slice
             (:mod:`~keras_seran.inference.ensemble`; "SERAN+"): 8x the time, a little sharper.
+        data_consistency: None (off), or the weight in [0, 1] of k-space data consistency
+            (:func:`~keras_seran.inference.consistency.kspace_consistency`) applied to each
+            slice's normalised network output: 1 puts the measured centre of the spectrum back
+            exactly, less blends it (for a k-space-truncated acquisition, not a bicubic one).
 
     Attributes: ``model`` (as given), ``network`` (its Network), ``scale``.
     """
 
     def __init__(self, model: Any, scale: int | None = None, *,
-                 percentiles: tuple[float, float] = DEFAULT_PERCENTILES, clip_input: bool = False,
-                 clip_output: bool = True, self_ensemble: bool = False):
+                 percentiles: tuple[float, float] = InferenceConfig.percentiles,
+                 clip_input: bool = False, clip_output: bool = True,
+                 self_ensemble: bool = InferenceConfig.self_ensemble,
+                 data_consistency: float | None = InferenceConfig.data_consistency):
         self.model = model
         self.network = as_network(model, scale)
         self.scale = self.network.scale
@@ -76,19 +84,22 @@ class SuperResolver:
         self.clip_input = bool(clip_input)
         self.clip_output = bool(clip_output)
         self.self_ensemble = bool(self_ensemble)
+        self.data_consistency = (None if data_consistency is None
+                                 else check_data_consistency(data_consistency))
 
     def __repr__(self) -> str:
         return (f"SuperResolver(model={self.network.name!r}, "
                 f"scale={self.scale}, percentiles={self.percentiles}, "
                 f"clip_input={self.clip_input}, clip_output={self.clip_output}, "
-                f"self_ensemble={self.self_ensemble})")
+                f"self_ensemble={self.self_ensemble}, data_consistency={self.data_consistency})")
 
     # ----------------------------------------------------------------------------------------
     # construction
 
     @classmethod
-    def from_pretrained(cls, scale: int = 2, preset: str = "small", arch: str = "seran",
-                        degradation: str = "bicubic", **kwargs: Any) -> "SuperResolver":
+    def from_pretrained(cls, scale: int = DEFAULT_SCALE, preset: str = DEFAULT_PRESET,
+                        arch: str = "seran", degradation: str = InferenceConfig.degradation,
+                        **kwargs: Any) -> "SuperResolver":
         """The bundled pretrained weights for ``scale`` (2, 3 or 4), trained on ``degradation``
         ("bicubic", the paper's; "kspace", a scanner's lower-resolution acquisition): see
         :mod:`keras_seran.registry`. No network access; imports Keras."""
@@ -112,12 +123,13 @@ class SuperResolver:
     @classmethod
     def from_spec(cls, spec: str | Path | None, scale: int | None = None, **kwargs: Any
                   ) -> "SuperResolver":
-        """``None`` -> pretrained weights for ``scale`` (default 2); a bundled name (``"x3"``,
+        """``None`` -> pretrained weights for ``scale`` (default ``DEFAULT_SCALE``, trained on
+        ``InferenceConfig.degradation``); a bundled name (``"x3"``,
         ``"edsr-x4"``, ``"x2-kspace"``) -> those weights; a path -> that file."""
         from keras_seran.registry import parse
 
         if spec is None:
-            return cls.from_pretrained(scale or 2, **kwargs)
+            return cls.from_pretrained(scale or DEFAULT_SCALE, **kwargs)
         named = parse(spec)
         if named is not None and not Path(str(spec)).exists():
             if scale is not None and int(scale) != named.scale:
@@ -140,7 +152,8 @@ class SuperResolver:
         """Network output of (N, H, W) normalised slices: (N, H*s, W*s) float32.
 
         Values beyond ``NETWORK_RANGE`` bypass the network: it sees them clipped, and the
-        clipped-off part is upscaled by bicubic interpolation and added to its output.
+        clipped-off part is upscaled by bicubic interpolation and added to its output. With
+        ``data_consistency`` the measured k-space centre of each slice is then put back.
 
         ``tile_size`` (LR pixels): cut slices larger than that into overlapping tiles
         (:func:`~keras_seran.inference.tiling.predict_tiled`). ``on_progress(k)`` receives the
@@ -154,6 +167,10 @@ class SuperResolver:
         beyond = x - inside
         if beyond.any():
             out += bicubic_upscale(beyond, self.scale)
+        if self.data_consistency is not None:
+            from keras_seran.inference.consistency import kspace_consistency
+
+            out = kspace_consistency(out, x, self.scale, self.data_consistency)
         return out
 
     def _predict_inside(self, x: np.ndarray, batch_size: int, tile_size: int | None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_seran.config import check_reasoning
 from keras_seran.layers.shapes import as_shape
 
 PACKAGE = "keras_seran"
@@ -131,7 +132,4 @@ def primitive_reasoning(reasoning: str = "glore", **kwargs) -> PrimitiveReasonin
     """A new PRR layer of the kind ``reasoning`` names (a key of :data:`REASONINGS`); ``kwargs``
     go to its constructor (``name``, ``dtype``, ``inter_dim`` for rs_gcn). ValueError for an
     unknown name."""
-    if reasoning not in REASONINGS:
-        raise ValueError(f"reasoning must be {' or '.join(map(repr, REASONINGS))}, "
-                         f"got {reasoning!r}")
-    return REASONINGS[reasoning](**kwargs)
+    return REASONINGS[check_reasoning(reasoning)](**kwargs)

@@ -58,7 +58,7 @@ def edsr(scale: int | None = None, preset: str | None = None, *, num_blocks: int
     With ``num_blocks=None`` the depth is chosen so the parameter count matches (just exceeds)
     SERAN's at the same preset: a fair, attention-free comparison.
     """
-    cfg = resolve_config(scale, preset, config, "small")
+    cfg = resolve_config(scale, preset, config)
     n_blocks = num_blocks if num_blocks is not None else matched_edsr_blocks(cfg)
     inputs = lr_input(cfg.input_channels)
     shallow = conv3x3(cfg.channels, "shallow_conv")(inputs)
@@ -75,14 +75,14 @@ def rir(scale: int | None = None, preset: str | None = None, *, config: SERANCon
     the same way measures what the attention itself adds (the "w/o SERA" ablation)."""
     from keras_seran.models.seran import seran
 
-    cfg = resolve_config(scale, preset, config, "small")
+    cfg = resolve_config(scale, preset, config)
     return seran(config=cfg, with_sera=False, name=f"rir_x{cfg.scale}")
 
 
 def rcan(scale: int | None = None, preset: str | None = None, *, reduction: int = 16,
          config: SERANConfig | None = None) -> keras.Model:
     """RCAN-style network: SERAN's frame with channel-attention blocks and no SERA module."""
-    cfg = resolve_config(scale, preset, config, "small")
+    cfg = resolve_config(scale, preset, config)
     c = cfg.channels
     inputs = lr_input(cfg.input_channels)
     shallow = conv3x3(c, "shallow_conv")(inputs)

@@ -7,21 +7,22 @@ from typing import Any, Callable
 
 import keras
 
-from keras_seran.config import SERANConfig, check_scale, preset_config, with_overrides
+from keras_seran.config import (DEFAULT_PRESET, DEFAULT_SCALE, SERANConfig, preset_config,
+                                with_overrides)
 from keras_seran.layers import PixelShuffle, SERABlock
 
 
 def resolve_config(scale: int | None, preset: str | None, config: SERANConfig | None,
-                   default_preset: str, **overrides: Any) -> SERANConfig:
+                   **overrides: Any) -> SERANConfig:
     """The config a model builder uses: ``config`` (with ``overrides``), else ``preset`` at
-    ``scale`` (defaults: ``default_preset``, x2).
+    ``scale`` (defaults: ``DEFAULT_PRESET``, ``DEFAULT_SCALE``).
 
     A ``scale`` or ``preset`` passed beside ``config`` is checked, not dropped: a different scale
     or any preset is a ValueError (``seran(config=cfg, scale=4)`` used to build ``cfg``'s x2).
     """
     if config is None:
-        return preset_config(default_preset if preset is None else preset,
-                             2 if scale is None else scale, **overrides)
+        return preset_config(DEFAULT_PRESET if preset is None else preset,
+                             DEFAULT_SCALE if scale is None else scale, **overrides)
     if preset is not None:
         raise ValueError(f"pass either preset={preset!r} or config, not both (the config has "
                          "every size already)")
@@ -37,8 +38,8 @@ def lr_input(channels: int = 1) -> keras.KerasTensor:
 
 
 def upsampler(x, scale: int, channels: int, prefix: str = "upsample"):
-    """Pixel-shuffle upsampling (conv to C*r^2, depth_to_space): x2, x3, or x4 as two x2 steps."""
-    check_scale(scale)
+    """Pixel-shuffle upsampling (conv to C*r^2, depth_to_space): x2, x3, or x4 as two x2 steps
+    (``scale`` as checked by :class:`~keras_seran.config.SERANConfig`)."""
     steps = [2, 2] if scale == 4 else [scale]
     for i, r in enumerate(steps):
         x = keras.layers.Conv2D(channels * r * r, 3, padding="same", name=f"{prefix}_conv{i}")(x)

@@ -25,9 +25,9 @@ def seran(scale: int | None = None, preset: str | None = None, *,
     """Build SERAN as a functional ``keras.Model`` mapping (B, H, W, 1) -> (B, H*s, W*s, 1).
 
     Args:
-        scale: 2, 3 or 4 (default 2).
-        preset: "paper" (default; C=64, G=10, B=20, m=64, n=32), "small" (CPU-trainable) or
-            "tiny".
+        scale: 2, 3 or 4 (default ``DEFAULT_SCALE``, 2).
+        preset: "small" (default, ``DEFAULT_PRESET``: CPU-trainable, the size of the bundled
+            weights), "paper" (C=64, G=10, B=20, m=64, n=32) or "tiny".
         config: a full :class:`SERANConfig` instead of ``preset`` (the ``overrides`` still apply
             on top of it); a ``scale`` beside it must agree with ``config.scale``.
         return_attention: also output every SERA module's intermediates (see
@@ -37,7 +37,7 @@ def seran(scale: int | None = None, preset: str | None = None, *,
         with_sera: False leaves the SERA modules out (every group: blocks -> conv3x3): the
             "w/o SERA" ablation, :func:`keras_seran.models.rir`.
     """
-    cfg = resolve_config(scale, preset, config, "paper", **overrides)
+    cfg = resolve_config(scale, preset, config, **overrides)
     if return_attention and not with_sera:
         raise ValueError("return_attention needs the SERA modules (with_sera=True)")
     c = cfg.channels

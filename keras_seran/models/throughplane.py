@@ -32,7 +32,7 @@ def seran_through_plane(preset: str | None = None, *, config: SERANConfig | None
         config: a full :class:`SERANConfig` instead of ``preset`` (scale unused).
         **overrides: fields of :class:`SERANConfig` to change.
     """
-    cfg = resolve_config(None if config is not None else 2, preset, config, "small", **overrides)
+    cfg = resolve_config(None if config is not None else 2, preset, config, **overrides)
     c = cfg.channels
     inputs = lr_input(cfg.input_channels)
     shallow = conv3x3(c, "shallow_conv")(inputs)

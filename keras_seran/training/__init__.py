@@ -1,8 +1,25 @@
-"""Training through plain ``model.fit``: loss, optimiser, schedule, callbacks, the trainer."""
+"""Training through plain ``model.fit``: loss, optimiser, schedule, callbacks, the trainer.
 
-from keras_seran.training.callbacks import RunCheckpoint
-from keras_seran.training.optim import compile_model, make_optimizer, step_schedule
-from keras_seran.training.trainer import build_model, train
+Names load on first use, so importing the subpackage (as ``keras-seran train --help`` does for
+its command module) loads no Keras.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+#: module -> the names it gives
+_FROM = {"keras_seran.training.callbacks": ("RunCheckpoint",),
+         "keras_seran.training.optim": ("compile_model", "make_optimizer", "step_schedule"),
+         "keras_seran.training.trainer": ("build_model", "train")}
+_LAZY = {name: module for module, names in _FROM.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
 
 __all__ = ["train", "build_model", "compile_model", "make_optimizer", "step_schedule",
            "RunCheckpoint"]

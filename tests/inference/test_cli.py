@@ -270,11 +270,15 @@ def test_scale_and_model_disagree(tiny_keras_file, small_lowres_file, tmp_path, 
 
 
 @pytest.mark.parametrize("extra, expected", [
-    (["--overlap", "-4", "--tile-size", "20"], "--overlap must be 0 or more"),
-    (["--output-dtype", "bogus"], "--output-dtype 'bogus'"),
-    (["--output-dtype", "float16"], "--output-dtype 'float16'"),
-    (["--max-memory", "inf"], "--max-memory must be a finite positive number of MB, got inf"),
-    (["--max-memory", "nan"], "--max-memory must be a finite positive number of MB, got nan"),
+    (["--overlap", "-4", "--tile-size", "20"], "--overlap must be an integer >= 0, got -4"),
+    (["--tile-size", "16"], "--tile-size 16 must be larger than overlap 16"),
+    (["--output-dtype", "bogus"], "--output-dtype must be one of input, uint8"),
+    (["--output-dtype", "float16"], "float64; got 'float16'"),
+    (["--max-memory", "inf"], "--max-memory must be a finite number > 0, got inf"),
+    (["--max-memory", "nan"], "--max-memory must be a finite number > 0, got nan"),
+    (["--percentiles", "99", "1"], "--percentiles must be two numbers 0 <= low < high <= 100"),
+    (["--data-consistency", "1.5"], "--data-consistency must be a finite number in [0, 1]"),
+    (["--degradation", "kspace"], "--degradation picks one of the bundled models, and --model"),
 ])
 def test_bad_options_fail_before_the_model_loads(extra, expected, small_lowres_file, tmp_path,
                                                  capsys):
@@ -282,8 +286,42 @@ def test_bad_options_fail_before_the_model_loads(extra, expected, small_lowres_f
     rc = _predict(small_lowres_file, tmp_path / "new" / "o.nii.gz", "--model",
                   tmp_path / "absent.keras", *extra)
     err = capsys.readouterr().err
-    assert rc == 2 and expected in err and "absent.keras" not in err
+    assert rc == 2 and expected in err and "absent.keras" not in err, err
     assert not (tmp_path / "new").exists()
+
+
+def test_missing_kspace_weights_are_one_line_naming_the_file(small_lowres_file, tmp_path,
+                                                            capsys):
+    """--degradation kspace picks the bundled k-space weights; while they are not installed, one
+    line names the missing .weights.h5 and nothing is written."""
+    from keras_seran.registry import Bundled
+
+    weights = Bundled(scale=2, degradation="kspace")
+    if weights.exists():
+        pytest.skip("the kspace weights are installed")
+    rc = _predict(small_lowres_file, tmp_path / "new" / "o.nii.gz", "--degradation", "kspace")
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and str(weights.weights_path) in err, err
+    assert not (tmp_path / "new").exists()
+
+
+def test_model_and_degradation_must_agree(small_lowres_file, tmp_path, capsys):
+    rc = _predict(small_lowres_file, tmp_path / "o.nii.gz", "--model", "x2", "--degradation",
+                  "kspace")
+    err = capsys.readouterr().err
+    assert rc == 2 and "--model x2 is trained on bicubic, not --degradation kspace" in err
+    assert_no_output(tmp_path)
+
+
+def test_data_consistency_reaches_the_network_output(tiny_keras_file, small_lowres_file,
+                                                     tmp_path, capsys):
+    plain, dc = tmp_path / "plain.nii.gz", tmp_path / "dc.nii.gz"
+    assert _predict(small_lowres_file, plain, "--model", tiny_keras_file) == 0
+    assert _predict(small_lowres_file, dc, "--model", tiny_keras_file,
+                    "--data-consistency") == 0, capsys.readouterr().err
+    a, b = (np.asarray(nib.load(str(p)).dataobj) for p in (plain, dc))
+    assert a.shape == b.shape == (256, 256, 10)
+    assert np.abs(a - b).max() > 1e-3 * np.abs(a).max()
 
 
 def test_memory_budget_smaller_than_the_overlap(tiny_keras_file, small_lowres_file, tmp_path,

@@ -14,6 +14,15 @@ from keras_seran.inference import geometry as g
 from keras_seran.inference.demo import run_demo
 
 
+def test_demo_shows_its_steps_unless_asked_not_to(tiny_seran, tmp_path, capsys):
+    run_demo(tmp_path / "a", 2, model=tiny_seran, progress=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line[:5] for line in lines] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"], lines
+    assert "super-resolving 16 slices of 128x128 pixels" in lines[2]
+    run_demo(tmp_path / "b", 2, model=tiny_seran, progress=False)
+    assert capsys.readouterr().out == ""
+
+
 def test_demo_without_matplotlib_writes_the_volumes_and_says_why_no_png(tiny_seran, tmp_path,
                                                                        monkeypatch, capsys):
     import importlib.util

@@ -42,7 +42,7 @@ def test_reasoning_is_chosen_by_name(kind, cls):
     assert type(layer) is cls and isinstance(layer, PrimitiveReasoning) and layer.name == "probe"
     block = SERABlock(feature_dim=6, num_descriptors=3, reasoning=kind)
     assert type(block.reason) is cls and block.get_config()["reasoning"] == kind
-    with pytest.raises(ValueError, match="reasoning must be 'glore' or 'rs_gcn', got 'gcn'"):
+    with pytest.raises(ValueError, match=r"reasoning must be one of \('glore', 'rs_gcn'\), got 'gcn'"):
         SERABlock(feature_dim=6, num_descriptors=3, reasoning="gcn")
 
 
