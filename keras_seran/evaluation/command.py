@@ -6,12 +6,21 @@ T1), bundled SERAN and EDSR weights, and bicubic. With ``--data``: every slice o
 
     keras-seran evaluate --scales 2 3 4 --markdown results.md --csv results.csv
     keras-seran evaluate --data /data/IXI-T2 --scales 2 --models seran=runs/x2/best.keras
+    keras-seran evaluate --degradation kspace --noise 0 0.01 0.02 --scales 2
+
+With ``--degradation kspace`` the LR is what a scanner reconstructs from an s-times smaller
+k-space matrix, and the table gets ``zero-filling`` (what the console shows) next to bicubic;
+``--noise`` adds Rician noise to the LR (sigma as a fraction of the normalised range), one set
+per level. Below the table, every model is compared slice by slice with the physical baseline
+(zero-filling for kspace, else bicubic): mean PSNR difference and on how many slices it wins.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import numpy as np
 
 from keras_seran.config import DEGRADATIONS, SUPPORTED_SCALES, DataConfig, add_config_arguments
 
@@ -33,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "model must upscale by each (use {scale} in MODEL for one per scale)")
     p.add_argument("--models", nargs="*", default=None, metavar="NAME=MODEL",
                    help="models to compare, e.g. seran=x2 or mine=run/best.keras; MODEL may "
-                        "contain {scale}. Default: bundled seran and edsr weights")
+                        "contain {scale}. Default: the bundled seran and edsr weights trained "
+                        "on --degradation")
     p.add_argument("--no-bicubic", action="store_true", help="leave bicubic out of the table")
     p.add_argument("--self-ensemble", action="store_true",
                    help="also score each model's x8 self-ensemble (rows NAME+)")
@@ -44,12 +54,60 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                 "the spectrum, as a lower-resolution acquisition); match the "
                                 "models' training"},
         "slice_axis": {"help": "slice axis for --data volumes"}})
+    p.add_argument("--noise", type=float, nargs="+", default=[0.0], metavar="SIGMA",
+                   help="Rician noise on the LR, sigma as a fraction of the normalised intensity "
+                        "range (e.g. 0 0.01 0.02: one set per level; default 0)")
     p.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     p.add_argument("--csv", type=Path, help="also write per-set results as CSV here")
 
 
-def _default_models() -> list[str]:
-    return ["seran=seran-x{scale}", "edsr=edsr-x{scale}"]
+def _default_models(degradation: str, scales: list[int]) -> list[str]:
+    """The bundled SERAN and EDSR trained on ``degradation`` (bicubic ones for blur); for
+    kspace, only when installed at every scale asked (else a note says which are missing)."""
+    from keras_seran.registry import Bundled
+
+    if degradation != "kspace":
+        return ["seran=seran-x{scale}", "edsr=edsr-x{scale}"]
+    out = []
+    for arch in ("seran", "edsr"):
+        missing = [s for s in scales if not Bundled(arch, s, degradation="kspace").exists()]
+        if missing:
+            print(f"note: no bundled kspace {arch} weights for x{', x'.join(map(str, missing))}: "
+                  f"{arch} left out (give --models to compare your own)")
+        else:
+            out.append(f"{arch}={arch}-x{{scale}}-kspace")
+    return out
+
+
+def check_noise(levels: list[float]) -> list[float]:
+    """The ``--noise`` levels, each in [0, 0.5); UsageError otherwise."""
+    import math
+
+    from keras_seran.errors import UsageError
+
+    for sigma in levels:
+        if not (math.isfinite(sigma) and 0.0 <= sigma < 0.5):
+            raise UsageError(f"--noise {sigma}: sigma is a fraction of the normalised range, "
+                             "from 0 up to 0.5 (e.g. 0.01 for 1 %)")
+    return list(dict.fromkeys(levels))
+
+
+def noisy_sets(pairs: dict, levels: list[float], seed: int = 0) -> dict:
+    """``pairs`` ({set: (lr_list, hr_list)}) once per noise level: Rician noise of sigma on each
+    LR slice (a fixed seed per set and slice, so every method sees the same noisy slices); the
+    set names get `` s=1%`` for sigma 0.01 (none for 0)."""
+    from keras_seran.data.degrade import add_rician_noise
+
+    out = {}
+    for sigma in levels:
+        for k, (name, (lrs, hrs)) in enumerate(pairs.items()):
+            if sigma == 0:
+                out[name] = (lrs, hrs)
+                continue
+            noisy = [add_rician_noise(lr, sigma, np.random.default_rng((seed, k, i)))
+                     for i, lr in enumerate(lrs)]
+            out[f"{name} s={100 * sigma:g}%"] = (noisy, hrs)
+    return out
 
 
 def _parse_models(specs: list[str], scales: list[int], bicubic: bool) -> list[tuple[str, str]]:
@@ -176,14 +234,19 @@ def run_data_config(run_dir: Path):
 
 def run(args) -> int:
     from keras_seran.errors import OutputPathError, UsageError
-    from keras_seran.evaluation.protocol import bicubic_predictor, keras_predictor, score_pairs
-    from keras_seran.evaluation.table import Row, to_csv, to_markdown
+    from keras_seran.evaluation.protocol import (ZERO_FILLING, bicubic_predictor,
+                                                 keras_predictor, score_pairs,
+                                                 zero_filling_predictor)
+    from keras_seran.evaluation.table import Row, to_comparison, to_csv, to_markdown
     from keras_seran.files import atomic_path, check_output_path, same_file
 
     rows: list[Row] = []
     scales = list(dict.fromkeys(args.scales))
     data_cfg = _data_config(args)             # a bad run folder fails before any work
-    specs = args.models if args.models is not None else _default_models()
+    degradation = data_cfg.degradation if data_cfg is not None else args.degradation
+    noise = check_noise(args.noise)
+    specs = (args.models if args.models is not None
+             else _default_models(args.degradation, scales))
     # everything that can be checked is checked before the (slow) scoring
     models = _parse_models(specs, scales, bicubic=not args.no_bicubic)
     if args.no_bicubic and not models:
@@ -200,8 +263,10 @@ def run(args) -> int:
         check_output_path(path, suffixes=None, overwrite=True)
     loaded = _load_models(models, scales)
     for scale in scales:
-        pairs = _pairs(args, scale, data_cfg)
+        pairs = noisy_sets(_pairs(args, scale, data_cfg), noise)
         methods = [] if args.no_bicubic else [("bicubic", bicubic_predictor(scale))]
+        if degradation == "kspace":
+            methods.append((ZERO_FILLING, zero_filling_predictor(scale)))
         for name, _ in models:
             methods.append((name, keras_predictor(loaded[(name, scale)])))
             if args.self_ensemble:
@@ -212,7 +277,8 @@ def run(args) -> int:
                 rows.append(Row(name, set_name, scale, score_pairs(predict, lr, hr, scale)))
                 print(f"x{scale} {set_name:12s} {name:10s} PSNR {rows[-1].scores.mean_psnr:6.2f}"
                       f"  SSIM {rows[-1].scores.mean_ssim:.4f}", flush=True)
-    table = to_markdown(rows)
+    baseline = ZERO_FILLING if degradation == "kspace" else "bicubic"
+    table = to_markdown(rows) + "\n" + to_comparison(rows, baseline)
     print("\n" + table)
     for path, text in ((args.markdown, table), (args.csv, to_csv(rows))):
         if path is not None:

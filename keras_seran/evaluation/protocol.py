@@ -77,6 +77,18 @@ def keras_predictor(model, self_ensemble: bool = False) -> Predictor:
     return lambda lr: run(np.asarray(lr, np.float32)[None])[0]
 
 
+#: Method name of zero-filling interpolation, what an MR console shows for a smaller k-space matrix.
+ZERO_FILLING = "zero-filling"
+
+
+def zero_filling_predictor(scale: int) -> Predictor:
+    """Zero-filling (:func:`~keras_seran.data.degrade.kspace_upscale`): the physical baseline of
+    k-space-truncated LR."""
+    from keras_seran.data.degrade import kspace_upscale
+
+    return lambda lr: kspace_upscale(lr, scale)
+
+
 def bicubic_predictor(scale: int) -> Predictor:
     from keras_seran.data.degrade import bicubic_upscale
 
