@@ -609,6 +609,10 @@ class InferenceConfig:
             network output.
         output_dtype: "float32", "input" or one of :data:`NIFTI_DTYPES`.
         device: "auto", "cpu" or "gpu".
+        isotropic: also resample the thick axis with the through-plane network
+            (:class:`~keras_seran.inference.throughplane.ThroughPlaneResolver`).
+        target_spacing: the thick axis's new voxel size in mm (None: the finest in-plane one).
+        adapt_steps: steps of self-supervised adaptation to the scan before (0: none).
     """
 
     scale: int | None = setting(None, "upscaling factor", choices=SUPPORTED_SCALES,
@@ -649,10 +653,25 @@ class InferenceConfig:
     device: Literal["auto", "cpu", "gpu"] = setting(
         "auto", "run on the CPU, the GPU, or whatever the Keras backend finds (auto; "
                 "KERAS_BACKEND picks tensorflow, jax or torch)")
+    isotropic: bool = setting(
+        False, "make a thick-slice stack (near-)isotropic with the bundled through-plane network "
+               "(after in-plane SR when --scale or --model is given; alone otherwise)")
+    target_spacing: float | None = setting(
+        None, "with --isotropic: voxel size along the thick axis, in mm", metavar="MM",
+        default_text="the finest in-plane voxel size")
+    adapt_steps: int = setting(
+        0, "with --isotropic: first fine-tune the through-plane network on the scan's own "
+           "in-plane slices for N steps (SMORE-style self-supervision; about 0.1-0.3 s a step)",
+        metavar="N")
 
     def __post_init__(self) -> None:
         if self.scale is not None:
             check_scale(self.scale)
+        check_bool("isotropic", self.isotropic)
+        check_number("target_spacing", self.target_spacing, 0.0, low_open=True, optional=True)
+        check_int("adapt_steps", self.adapt_steps, 0)
+        if not self.isotropic and (self.target_spacing is not None or self.adapt_steps):
+            raise ValueError("target_spacing and adapt_steps go with isotropic (--isotropic)")
         check_choice("degradation", self.degradation, BUNDLED_DEGRADATIONS)
         if self.slice_axis is not None:
             check_choice("slice_axis", self.slice_axis, SLICE_AXES)

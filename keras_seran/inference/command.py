@@ -161,6 +161,28 @@ def format_summary(s: dict) -> str:
             f"{s['dtype_out']}), slice axis {s['axis']}, {s['seconds']:.1f} s")
 
 
+def check_isotropic(vol: Any, cfg: InferenceConfig) -> None:
+    """InputDataError naming the file, before any model is loaded, when ``--isotropic`` cannot
+    work on ``vol``: no thick axis, or a thick/target ratio beyond the through-plane network's
+    (:func:`~keras_seran.inference.throughplane.plan_isotropic`), after in-plane SR by
+    ``cfg.scale`` if given."""
+    import numpy as np
+
+    from keras_seran.inference import geometry
+    from keras_seran.inference.throughplane import plan_isotropic
+    from keras_seran.inference.volume import slice_axis
+
+    axis = cfg.slice_axis if cfg.slice_axis is not None else slice_axis(vol)
+    zooms = np.array(geometry.voxel_sizes(vol.affine), dtype=float)
+    shape = list(vol.data.shape)
+    if cfg.scale:
+        for k in range(3):
+            if k != axis:
+                zooms[k] /= cfg.scale
+                shape[k] *= cfg.scale
+    plan_isotropic(shape, zooms, axis, cfg.target_spacing, vol.path or None)
+
+
 # --------------------------------------------------------------------------------------------
 # command
 
@@ -178,28 +200,48 @@ def run(args: argparse.Namespace) -> int:
         from keras_seran.inference.volume import as_volume
 
         preloaded[str(src)] = as_volume(src)
+        if cfg.isotropic and (cfg.scale is not None or args.model is None):
+            check_isotropic(preloaded[str(src)], cfg)
     pairs = plan_outputs(args.input, args.output, args.overwrite)
     preloaded = {str(f): preloaded[str(src)] for f, _ in pairs if str(src) in preloaded}
 
     from keras_seran.devices import select_device
 
     device = select_device(cfg.device)
-    resolver = load_resolver(args, cfg)
+    options = dict(axis=cfg.slice_axis, batch_size=cfg.batch_size, output_dtype=cfg.output_dtype)
+    through_plane_only = cfg.isotropic and cfg.scale is None and args.model is None
+    if through_plane_only:
+        from keras_seran.inference.throughplane import ThroughPlaneResolver
+
+        resolver = ThroughPlaneResolver.from_pretrained(percentiles=cfg.percentiles)
+        options.update(target_spacing=cfg.target_spacing, adapt_steps=cfg.adapt_steps)
+    else:
+        resolver = load_resolver(args, cfg)
+        options.update(tile_size=cfg.tile_size, overlap=cfg.overlap,
+                       max_memory_mb=cfg.max_memory_mb)
+        if cfg.isotropic:
+            options.update(isotropic=True, target_spacing=cfg.target_spacing,
+                           adapt_steps=cfg.adapt_steps)
     errors: list[KerasSeranError] = []
     summaries = predict_paths(
         resolver, args.input, args.output, overwrite=args.overwrite,
-        progress=not args.no_progress, stop_on_error=False, errors=errors, axis=cfg.slice_axis,
-        batch_size=cfg.batch_size, tile_size=cfg.tile_size, overlap=cfg.overlap,
-        output_dtype=cfg.output_dtype, max_memory_mb=cfg.max_memory_mb, preloaded=preloaded)
+        progress=not args.no_progress, stop_on_error=False, errors=errors, preloaded=preloaded,
+        **options)
     for e in errors:
         print(f"{PROG}: error: {e}", file=sys.stderr)
-    model_name = args.model or f"bundled x{resolver.scale}" + (
-        "" if cfg.degradation == BUNDLED_DEGRADATIONS[0] else f" {cfg.degradation}")
     for s in summaries:
         print(format_summary(s))
     total = time.perf_counter() - t0
-    print(f"super-resolved {len(summaries)} file(s) x{resolver.scale} with {model_name} on "
-          f"{device} in {total:.1f} s" + (f"; {len(errors)} failed (see errors above)" if errors else ""))
+    failed = f"; {len(errors)} failed (see errors above)" if errors else ""
+    if through_plane_only:
+        print(f"made {len(summaries)} file(s) isotropic with the bundled through-plane network on "
+              f"{device} in {total:.1f} s{failed}")
+    else:
+        model_name = args.model or f"bundled x{resolver.scale}" + (
+            "" if cfg.degradation == BUNDLED_DEGRADATIONS[0] else f" {cfg.degradation}")
+        then = ", then through-plane" if cfg.isotropic else ""
+        print(f"super-resolved {len(summaries)} file(s) x{resolver.scale} with {model_name}"
+              f"{then} on {device} in {total:.1f} s{failed}")
     if len(summaries) == 1 and not errors:
         print(f"wrote {summaries[0]['output']}")
     return 2 if errors else 0

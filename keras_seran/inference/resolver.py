@@ -16,7 +16,6 @@ the Keras constructors (:meth:`SuperResolver.from_pretrained`, :meth:`~SuperReso
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +31,7 @@ from keras_seran.inference import geometry, tiling
 from keras_seran.inference.ensemble import ensembled
 from keras_seran.inference.network import as_network
 from keras_seran.inference.output_dtype import cast_output, check_integer_output, check_output_dtype
-from keras_seran.inference.volume import as_volume, slice_axis
+from keras_seran.inference.volume import as_volume, predict_to_file, slice_axis
 
 DEFAULT_BATCH_SIZE = InferenceConfig.batch_size
 DEFAULT_OVERLAP = InferenceConfig.overlap          # LR pixels shared by neighbouring tiles
@@ -297,7 +296,9 @@ class SuperResolver:
     def predict_volume(self, img: Any, axis: int | None = None,
                        batch_size: int = DEFAULT_BATCH_SIZE, tile_size: int | None = None,
                        overlap: int = DEFAULT_OVERLAP, progress: bool = False,
-                       output_dtype: Any = None, max_memory_mb: float | None = None) -> Any:
+                       output_dtype: Any = None, max_memory_mb: float | None = None,
+                       isotropic: bool = False, target_spacing: float | None = None,
+                       adapt_steps: int = 0, through_plane: Any = None) -> Any:
         """Super-resolve a 3D volume slice by slice; returns a ``nibabel.Nifti1Image``
         (a ``Nifti2Image`` for a NIfTI-2 input), little-endian.
 
@@ -324,6 +325,11 @@ class SuperResolver:
                 256 grey levels of a non-integer input, is an InputDataError (before any work).
             max_memory_mb: choose batch and tile size from this memory budget (an estimate of the
                 network's activations; see :meth:`plan`).
+            isotropic: then make the result (near-)isotropic along ``axis`` with the
+                through-plane network (``through_plane``, a
+                :class:`~keras_seran.inference.throughplane.ThroughPlaneResolver`; default the
+                bundled one), to ``target_spacing`` mm (default: the new in-plane voxel size),
+                after ``adapt_steps`` steps of adaptation to the scan (0: none).
 
         The output covers the same field of view: its affine is ``A @ M`` with M the in-plane
         scaling by 1/s and shift -(s - 1)/(2 s) (pixel-shuffle half-pixel convention), its voxel
@@ -359,35 +365,38 @@ class SuperResolver:
         finally:
             if bar is not None:
                 bar.close()
+        if isotropic:
+            inplane = geometry.upscaled_image(result, vol.affine, vol.header, s, axis)
+            if vol.header is not None and not vol.scaled:   # "input" still means the input's type
+                inplane.set_data_dtype(vol.header.get_data_dtype())
+            tp = through_plane if through_plane is not None else self.through_plane()
+            return tp.predict_volume(inplane, axis=axis, target_spacing=target_spacing,
+                                     batch_size=batch_size, progress=progress,
+                                     output_dtype=output_dtype, adapt_steps=adapt_steps)
         result = cast_output(result, output_dtype, vol.header, lo, hi, vol.scaled)
         return geometry.upscaled_image(result, vol.affine, vol.header, s, axis)
+
+    def through_plane(self) -> Any:
+        """The bundled through-plane resolver used by ``predict_volume(isotropic=True)``, loaded
+        once (imports Keras)."""
+        if getattr(self, "_through_plane", None) is None:
+            from keras_seran.inference.throughplane import ThroughPlaneResolver
+
+            self._through_plane = ThroughPlaneResolver.from_pretrained(
+                percentiles=self.percentiles)
+        return self._through_plane
 
     def predict_file(self, input_path: str | Path, output_path: str | Path,
                      overwrite: bool = False, volume: Any = None, **kwargs: Any) -> dict:
         """Read a NIfTI file, super-resolve it and write the result atomically.
 
         The output path is checked before any work (not the input, writable, exists only with
-        ``overwrite``). ``volume``: the input already loaded (a Volume). Returns a summary dict
-        (paths, shapes, voxel sizes, axis, seconds).
+        ``overwrite``). ``volume``: the input already loaded (a Volume). ``kwargs`` go to
+        :meth:`predict_volume`. Returns a summary dict (paths, shapes, voxel sizes, axis,
+        seconds).
         """
-        from keras_seran import files
-
-        t0 = time.perf_counter()
-        out = files.check_output_path(output_path, input_path, overwrite)
-        vol = as_volume(volume if volume is not None else input_path)
-        kwargs.setdefault("axis", None)
-        axis = kwargs["axis"] if kwargs["axis"] is not None else slice_axis(vol)
-        kwargs["axis"] = axis
-        result = self.predict_volume(vol, **kwargs)
-        files.save_nifti(result, out)
-        return {
-            "input": str(input_path), "output": str(out), "axis": int(axis),
-            "shape_in": tuple(vol.data.shape), "shape_out": tuple(result.shape),
-            "zooms_in": tuple(round(float(z), 4) for z in vol.zooms),
-            "zooms_out": tuple(round(float(z), 4) for z in result.header.get_zooms()[:3]),
-            "dtype_out": str(result.get_data_dtype()),
-            "seconds": time.perf_counter() - t0,
-        }
+        return predict_to_file(self.predict_volume, input_path, output_path, overwrite, volume,
+                               **kwargs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from keras_seran.errors import InputDataError
 from keras_seran.inference import geometry
 from keras_seran.inference.network import as_network
 from keras_seran.inference.output_dtype import cast_output, check_integer_output, check_output_dtype
-from keras_seran.inference.volume import as_volume
+from keras_seran.inference.volume import as_volume, predict_to_file
 
 #: Largest thick/target ratio the through-plane path accepts (the network was trained up to 6).
 MAX_RATIO = 8.0
@@ -187,6 +187,13 @@ class ThroughPlaneResolver:
         self.fusion = fusion
         self.clip_output = bool(clip_output)
 
+    def predict_file(self, input_path: Any, output_path: Any, overwrite: bool = False,
+                     volume: Any = None, **kwargs: Any) -> dict:
+        """Read a volume, make it isotropic and write the result atomically (as
+        :meth:`keras_seran.SuperResolver.predict_file`); returns the summary dict."""
+        return predict_to_file(self.predict_volume, input_path, output_path, overwrite, volume,
+                               **kwargs)
+
     @classmethod
     def from_pretrained(cls, **kwargs: Any) -> "ThroughPlaneResolver":
         """The bundled through-plane network (:data:`keras_seran.registry.THROUGH_PLANE`);
@@ -196,21 +203,27 @@ class ThroughPlaneResolver:
         return cls(THROUGH_PLANE.load(), **kwargs)
 
     def restore(self, volume: np.ndarray, axis: int, batch_size: int = 8,
-                on_progress: Callable[[int], Any] | None = None) -> np.ndarray:
+                on_progress: Callable[[int], Any] | None = None, network: Any = None
+                ) -> np.ndarray:
         """Restore a normalised volume already interpolated along ``axis`` (float32, same shape).
 
         Reformats in planes through ``axis`` and each other axis, rows along ``axis``, through the
-        network in batches; inputs outside ``NETWORK_RANGE`` are clipped into it.
+        network (``network``, default this resolver's) in batches; the network sees inputs
+        clipped to ``NETWORK_RANGE`` and what lies beyond is added back to its output (a spike
+        stays a spike and cannot disturb the rest of the image).
         """
-        run = self.network.run
+        run = (network or self.network).run
         lo, hi = NETWORK_RANGE
         outs = []
         for other in (k for k in range(3) if k != axis):
             stack = np.moveaxis(volume, (other, axis), (0, 1))    # (n_other, n_axis, rest)
             out = np.empty(stack.shape, np.float32)
             for i in range(0, len(stack), batch_size):
-                x = np.clip(stack[i:i + batch_size], lo, hi)[..., None].astype(np.float32)
-                out[i:i + batch_size] = np.asarray(run(x), np.float32)[..., 0]
+                x = stack[i:i + batch_size].astype(np.float32)
+                inside = np.clip(x, lo, hi)
+                # what lies beyond the range bypasses the network, as in-plane (SuperResolver)
+                out[i:i + batch_size] = (np.asarray(run(inside[..., None]), np.float32)[..., 0]
+                                         + (x - inside))
                 if on_progress is not None:
                     on_progress(len(x))
             outs.append(np.moveaxis(out, (0, 1), (other, axis)))
@@ -219,12 +232,15 @@ class ThroughPlaneResolver:
     def predict_volume(self, img: Any, axis: int | None = None,
                        target_spacing: float | None = None, batch_size: int = 8,
                        progress: bool = False, output_dtype: Any = None,
-                       ) -> Any:
+                       adapt_steps: int = 0) -> Any:
         """The isotropic volume of ``img`` (path, nibabel image or Volume) as a
         ``nibabel.Nifti1Image``: thick axis ``axis`` (default: the one with the largest voxels)
         resampled to ``target_spacing`` mm (default: the finer of the other two voxel sizes),
         field of view kept (:class:`IsotropicPlan`). InputDataError naming the file for a volume
         without a thick axis or a ratio above :data:`MAX_RATIO`, before any work.
+
+        ``adapt_steps`` > 0: first fine-tune a copy of the network on the scan's own in-plane
+        slices (:func:`keras_seran.inference.adapt.adapt`; needs a Keras model, imports Keras).
         """
         output_dtype = check_output_dtype(output_dtype)
         vol = as_volume(img)
@@ -235,6 +251,16 @@ class ThroughPlaneResolver:
         lo, hi = float(data.min()), float(data.max())
         check_integer_output(output_dtype, data, lo, hi, path)
         stats = fit_normalization(data, self.percentiles, clip=False, path=path)
+        network = self.network
+        if adapt_steps:
+            from keras_seran.inference.adapt import adapt
+
+            if not hasattr(self.model, "train_on_batch"):
+                raise ValueError("adapt_steps needs a Keras through-plane model, not "
+                                 f"{type(self.model).__name__}")
+            adapted = adapt(self.model, stats.apply(data), plan.axis, plan.ratio,
+                            int(adapt_steps), progress=progress)
+            network = as_network(adapted, 1)
         fine = interpolate_axis(stats.apply(data), plan.axis, plan.n_out, self.interpolation)
         others = [k for k in range(3) if k != plan.axis]
         total = sum(fine.shape[k] for k in others)
@@ -245,7 +271,8 @@ class ThroughPlaneResolver:
             bar = tqdm(total=total, desc=f"{vol.path or 'volume'}: through-plane", unit="image",
                        leave=False, dynamic_ncols=True)
         try:
-            y = self.restore(fine, plan.axis, batch_size, None if bar is None else bar.update)
+            y = self.restore(fine, plan.axis, batch_size, None if bar is None else bar.update,
+                             network=network)
         finally:
             if bar is not None:
                 bar.close()

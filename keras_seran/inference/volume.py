@@ -81,3 +81,30 @@ def slice_axis(vol: Volume) -> int:
         where = "affine" if use_affine else "voxel sizes (pixdim)"
         raise InputDataError(vol.path or None, f"{e}: the {where} is invalid; fix the header or "
                                                "give the slice axis (--axis)") from None
+
+
+def predict_to_file(predict_volume: Callable[..., Any], input_path: str | Path,
+                    output_path: str | Path, overwrite: bool = False, volume: Any = None,
+                    **kwargs: Any) -> dict:
+    """Read ``input_path`` (or take ``volume``, already loaded), run ``predict_volume(vol,
+    axis=..., **kwargs)`` and write the result atomically; the output path is checked before
+    any work. Returns a summary dict (paths, shapes, voxel sizes, axis, seconds)."""
+    import time
+
+    from keras_seran import files
+
+    t0 = time.perf_counter()
+    out = files.check_output_path(output_path, input_path, overwrite)
+    vol = as_volume(volume if volume is not None else input_path)
+    axis = kwargs.pop("axis", None)
+    axis = axis if axis is not None else slice_axis(vol)
+    result = predict_volume(vol, axis=axis, **kwargs)
+    files.save_nifti(result, out)
+    return {
+        "input": str(input_path), "output": str(out), "axis": int(axis),
+        "shape_in": tuple(vol.data.shape), "shape_out": tuple(result.shape),
+        "zooms_in": tuple(round(float(z), 4) for z in vol.zooms),
+        "zooms_out": tuple(round(float(z), 4) for z in result.header.get_zooms()[:3]),
+        "dtype_out": str(result.get_data_dtype()),
+        "seconds": time.perf_counter() - t0,
+    }
