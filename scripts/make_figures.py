@@ -129,7 +129,7 @@ def _anatomical_panels(scale: int = 2):
     return panels
 
 
-def render(panels, scale: int, out: Path, zoom=(0.30, 0.28, 0.22), title: str | None = None
+def render(panels, scale: int, out: Path, zoom=(0.30, 0.28, 0.22), heading: str | None = None
            ) -> int:
     """Draw the panels with a zoomed inset each; write a small PNG; return its size in bytes."""
     import matplotlib
@@ -156,7 +156,7 @@ def render(panels, scale: int, out: Path, zoom=(0.30, 0.28, 0.22), title: str | 
             spine.set_linewidth(1.2)
         ax.set_title(title, fontsize=9.5)
         ax.axis("off")
-    fig.suptitle(title or f"×{scale} super-resolution of a real T1 slice (held out of training)",
+    fig.suptitle(heading or f"×{scale} super-resolution of a real T1 slice (held out of training)",
                  fontsize=10.5)
     fig.tight_layout(rect=(0, 0, 1, 0.94), w_pad=0.4)
     buf = io.BytesIO()
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             panels = _anatomical_panels(args.scale)
             title = (f"×{args.scale} in-plane on a real 2 mm T1 from outside the project "
                      "(nibabel's anatomical.nii; no reference exists)")
-        size = render(panels, args.scale, out, title=title)
+        size = render(panels, args.scale, out, heading=title)
         print(f"wrote {out} ({size / 1024:.0f} KiB)")
         return 0 if size <= MAX_BYTES else 1
     if args.model is None:

@@ -30,7 +30,6 @@ from keras_seran.config import ONNX_VARIANTS, TENSORRT8_MAX_OPSET, check_choices
 from keras_seran.contract import INPUT_NAME
 from keras_seran.errors import ExportCheckError
 from keras_seran.export.savedmodel import input_spec, serving_fn
-from keras_seran.export.tensorrt_engine import TENSORRT8_MAX_OPSET
 
 # Opsets and variants are settings of ExportConfig (keras_seran.config), checked there.
 VARIANTS: tuple[str, ...] = ONNX_VARIANTS

@@ -6,7 +6,7 @@ objects are used as they come, not imported).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
