@@ -52,6 +52,10 @@ REASONING_KINDS = ("glore", "rs_gcn")
 SLICE_AXES = (0, 1, 2)
 #: where inference runs: the CPU, the GPU, or whatever the Keras backend finds
 DEVICES = ("auto", "cpu", "gpu")
+#: runtimes that run an export bundle's artifacts (:mod:`keras_seran.runtime`), and the
+#: precisions their artifacts come in (LiteRT and ONNX variants; fp16/int8 TensorRT engines)
+RUNTIMES = ("litert", "onnxruntime", "tensorrt")
+RUNTIME_PRECISIONS = ("float32", "float16", "dynamic_int8", "int8", "fp16")
 #: numpy dtypes a NIfTI-1 file stores as real-valued voxels (what ``--output-dtype`` accepts,
 #: besides "input": the input's own integer type)
 NIFTI_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
@@ -609,6 +613,9 @@ class InferenceConfig:
             network output.
         output_dtype: "float32", "input" or one of :data:`NIFTI_DTYPES`.
         device: "auto", "cpu" or "gpu".
+        runtime: the runtime an export bundle's artifact runs in (:data:`RUNTIMES`); None:
+            the first installed that the bundle holds (:mod:`keras_seran.runtime.bundle`).
+        precision: the bundle artifact's precision (:data:`RUNTIME_PRECISIONS`); None: float32.
     """
 
     scale: int | None = setting(None, "upscaling factor", choices=SUPPORTED_SCALES,
@@ -649,6 +656,16 @@ class InferenceConfig:
     device: Literal["auto", "cpu", "gpu"] = setting(
         "auto", "run on the CPU, the GPU, or whatever the Keras backend finds (auto; "
                 "KERAS_BACKEND picks tensorflow, jax or torch)")
+    runtime: str | None = setting(
+        None, "with --model BUNDLE_DIR (an export bundle): run its artifact in litert, "
+              "onnxruntime or tensorrt, without TensorFlow or Keras", choices=RUNTIMES,
+        default_text="the first installed of tensorrt (fp16 engine), onnxruntime, litert "
+                     "(float32) that the bundle holds")
+    precision: str | None = setting(
+        None, "with --model BUNDLE_DIR: which of the bundle's precisions to run (LiteRT: "
+              "float32, float16, dynamic_int8, int8; ONNX: float32, float16, int8; TensorRT "
+              "engines: fp16, int8)", choices=RUNTIME_PRECISIONS,
+        default_text="float32 (fp16 for TensorRT)")
 
     def __post_init__(self) -> None:
         if self.scale is not None:
@@ -669,6 +686,10 @@ class InferenceConfig:
             check_data_consistency(self.data_consistency)
         check_choice("output_dtype", self.output_dtype, ("input", *NIFTI_DTYPES))
         check_choice("device", self.device, DEVICES)
+        if self.runtime is not None:
+            check_choice("runtime", self.runtime, RUNTIMES)
+        if self.precision is not None:
+            check_choice("precision", self.precision, RUNTIME_PRECISIONS)
 
 
 #: export formats, in bundle order, and the other names they go by
