@@ -659,7 +659,7 @@ class InferenceConfig:
     runtime: str | None = setting(
         None, "with --model BUNDLE_DIR (an export bundle): run its artifact in litert, "
               "onnxruntime or tensorrt, without TensorFlow or Keras", choices=RUNTIMES,
-        default_text="the first installed of tensorrt (fp16 engine), onnxruntime, litert "
+        default_text="the first installed of tensorrt (fp16 engine), litert, onnxruntime "
                      "(float32) that the bundle holds")
     precision: str | None = setting(
         None, "with --model BUNDLE_DIR: which of the bundle's precisions to run (LiteRT: "

@@ -30,9 +30,10 @@ from keras_seran.runtime import runners
 MANIFEST = "manifest.json"
 
 #: The default choice, first installed and present wins: a TensorRT engine where one was built
-#: (a Jetson), then the float32 models (onnxruntime, then LiteRT).
+#: (a Jetson), then the float32 models: LiteRT (on the CPU as fast as onnxruntime or faster, in
+#: a third of the memory: docs/benchmarks.md), then onnxruntime.
 DEFAULT_ORDER: tuple[tuple[str, str], ...] = (
-    ("tensorrt", "fp16"), ("onnxruntime", "float32"), ("litert", "float32"))
+    ("tensorrt", "fp16"), ("litert", "float32"), ("onnxruntime", "float32"))
 
 
 def sha256(path: str | Path) -> str:

@@ -96,10 +96,10 @@ def test_fixed_size_files_take_smaller_slices_padded(bundle, tiny_seran):
         net.run(np.zeros((1, 65, 64, 1), np.float32))
 
 
-def test_default_runtime_is_onnxruntime_then_litert(bundle, monkeypatch):
-    assert open_artifact(bundle).description.startswith("onnxruntime float32")
-    monkeypatch.setitem(runners.RUNTIME_MODULES, "onnxruntime", ("no_such_runtime_xyz", "x"))
+def test_default_runtime_is_litert_then_onnxruntime(bundle, monkeypatch):
     assert open_artifact(bundle).description.startswith("litert float32 (tflite/")
+    monkeypatch.setitem(runners.RUNTIME_MODULES, "litert", ("no_such_runtime_xyz", "x"))
+    assert open_artifact(bundle).description.startswith("onnxruntime float32 (onnx/")
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,8 +120,8 @@ SCRIPT = textwrap.dedent("""
 
     rcs = [main(["predict", sys.argv[1], sys.argv[2] + "/default.nii.gz", "--model",
                  sys.argv[3], "--no-progress"]),
-           main(["predict", sys.argv[1], sys.argv[2] + "/litert.nii.gz", "--model", sys.argv[3],
-                 "--runtime", "litert", "--no-progress"])]
+           main(["predict", sys.argv[1], sys.argv[2] + "/onnx.nii.gz", "--model", sys.argv[3],
+                 "--runtime", "onnxruntime", "--no-progress"])]
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
     print(json.dumps({{"rcs": rcs, "loaded": loaded}}))
 """)
@@ -136,10 +136,10 @@ def test_predict_from_a_bundle_never_imports_keras_tensorflow_or_jax(bundle, sma
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"rcs": [0, 0], "loaded": []}
-    assert "running tiny_x2: onnxruntime float32 (onnx/" in proc.stdout
     assert "running tiny_x2: litert float32 (tflite/" in proc.stdout and "fixed LR size 64x64" \
         in proc.stdout
-    for name in ("default", "litert"):
+    assert "running tiny_x2: onnxruntime float32 (onnx/" in proc.stdout
+    for name in ("default", "onnx"):
         img = nib.load(tmp_path / f"{name}.nii.gz")
         assert img.shape == (256, 256, 10) and np.asarray(img.dataobj).std() > 0
 
@@ -151,21 +151,22 @@ def test_predict_from_a_bundle_never_imports_keras_tensorflow_or_jax(bundle, sma
 def _damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
-    onnx = next((copy / "onnx").glob("*_float32.onnx"))
+    default = next((copy / "tflite").glob("*_float32.tflite"))     # the default choice
     if how == "no manifest":
         (copy / "manifest.json").unlink()
     elif how == "missing file":
-        onnx.unlink()
+        default.unlink()
     elif how == "hash mismatch":
-        with open(onnx, "ab") as f:
+        with open(default, "ab") as f:
             f.write(b"\0")
     return copy
 
 
 @pytest.mark.parametrize("how, args, message", [
     ("no manifest", [], r"bundle/manifest\.json: missing: not an export bundle"),
-    ("missing file", [], r"onnx/\S+_float32\.onnx: missing from the bundle"),
-    ("hash mismatch", [], r"onnx/\S+_float32\.onnx: sha256 differs from the bundle's manifest"),
+    ("missing file", [], r"tflite/\S+_float32\.tflite: missing from the bundle"),
+    ("hash mismatch", [], r"tflite/\S+_float32\.tflite: sha256 differs from the bundle's "
+                          r"manifest"),
     ("", ["--scale", "3"], r"the bundle upscales by 2, not by the requested --scale 3"),
     pytest.param("", ["--runtime", "tensorrt"],
                  r"runtime tensorrt is not installed \(no module tensorrt\): pip install",
