@@ -12,9 +12,10 @@ Rows, each in a fresh Python process on the bundled real T1 (128x128x62 -> 256x2
       installed (otherwise the row says it is skipped and why).
 Columns: start-up (interpreter start, imports and model/bundle load until the network is ready,
 measured from the parent's clock), predict (the volume, read and write included), wall (the
-whole process, as the parent sees it) and peak resident memory of that process
-(``os.wait4``'s ``ru_maxrss``). The numbers depend on the machine's load: rerun the rows you
-compare in one call. Records: docs/benchmarks.md (bundle runtimes).
+whole process, as the parent sees it), CPU (user + system seconds of the process: less
+sensitive than wall to other jobs on a shared machine) and peak resident memory of that process
+(``os.wait4``'s ``ru_maxrss``). Wall times depend on the machine's load: compare rows of one
+call. Records: docs/benchmarks.md (bundle runtimes).
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ print(json.dumps({"startup": t1 - t0, "predict": t2 - t1, "name": r.network.name
 """
 
 
-def _measured(cmd: list[str]) -> tuple[str, float, float, int]:
-    """(output, wall seconds, peak RSS MB, return code) of one child process; the peak is
-    the child's own ``ru_maxrss`` (``os.wait4``)."""
+def _measured(cmd: list[str]) -> tuple[str, float, float, float, int]:
+    """(output, wall seconds, CPU seconds, peak RSS MB, return code) of one child process; CPU
+    time (user + system) and the peak are the child's own (``os.wait4``)."""
     t0 = time.perf_counter()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryFile("w+") as log:
@@ -63,12 +64,12 @@ def _measured(cmd: list[str]) -> tuple[str, float, float, int]:
         wall = time.perf_counter() - t0
         log.seek(0)
         text = log.read()
-    return text, wall, usage.ru_maxrss / 1024.0, proc.returncode
+    return text, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, proc.returncode
 
 
 def _row(label: str, cmd: list[str], worker: bool) -> dict:
-    text, wall, rss, rc = _measured(cmd)
-    row = {"row": label, "wall_s": wall, "peak_mb": rss, "rc": rc}
+    text, wall, cpu, rss, rc = _measured(cmd)
+    row = {"row": label, "wall_s": wall, "cpu_s": cpu, "peak_mb": rss, "rc": rc}
     if rc != 0:
         row["error"] = text.strip().splitlines()[-1] if text.strip() else f"exit {rc}"
         return row
@@ -113,18 +114,18 @@ def bench(bundle: Path, out_dir: Path) -> list[dict]:
 
 def _fmt(r: dict) -> str:
     if "skipped" in r:
-        return f"| {r['row']} | skipped: {r['skipped']} | | | | |"
+        return f"| {r['row']} | skipped: {r['skipped']} | | | | | |"
     if "error" in r:
-        return f"| {r['row']} | error: {r['error']} | | | | |"
+        return f"| {r['row']} | error: {r['error']} | | | | | |"
     start = f"{r['startup']:.2f}" if "startup" in r else "-"
     pred = f"{r['predict']:.2f}" if "predict" in r else "-"
     keras = {True: "yes", False: "no"}.get(r.get("keras_loaded"), "-")
-    return (f"| {r['row']} | {start} | {pred} | {r['wall_s']:.2f} | {r['peak_mb']:.0f} | "
-            f"{keras} |")
+    return (f"| {r['row']} | {start} | {pred} | {r['wall_s']:.2f} | {r['cpu_s']:.1f} | "
+            f"{r['peak_mb']:.0f} | {keras} |")
 
 
-HEADER = ("| row | start-up s | predict s | wall s | peak MB | Keras/TF loaded |\n"
-          "|---|---:|---:|---:|---:|---|")
+HEADER = ("| row | start-up s | predict s | wall s | CPU s | peak MB | Keras/TF loaded |\n"
+          "|---|---:|---:|---:|---:|---:|---|")
 
 
 def _export(tmp: Path) -> Path:
