@@ -12,6 +12,7 @@ resolver tiles larger slices to that size and :func:`padded_to` pads smaller inp
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -26,8 +27,12 @@ Batch = Callable[[np.ndarray], np.ndarray]
 def padded_to(run: Batch, size: tuple[int, int], scale: int) -> Batch:
     """``run`` (which takes LR inputs of exactly ``size``) for inputs up to that size: each
     batch (B, h, w, 1) is mirror-padded at the bottom/right to ``size``, run, and the output
-    cropped to (B, h*s, w*s, 1). ValueError for an input larger than ``size``."""
+    cropped to (B, h*s, w*s, 1). ValueError for an input larger than ``size``.
+
+    SERA's attention pools over the whole input, padding included, so a padded slice comes out
+    slightly different from the same slice run at its own size: a warning says so, once."""
     th, tw = size
+    warned = []
 
     def run_padded(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)
@@ -35,6 +40,12 @@ def padded_to(run: Batch, size: tuple[int, int], scale: int) -> Batch:
         if h > th or w > tw:
             raise ValueError(f"input {h}x{w} is larger than the model's fixed size {th}x{tw}")
         if (h, w) != (th, tw):
+            if not warned:
+                warned.append(True)
+                warnings.warn(f"LR slices or tiles of {h}x{w} are padded to the file's fixed "
+                              f"size {th}x{tw}; the attention sees the padding, so the result "
+                              "differs a little from a file that takes any size (ONNX, or a "
+                              "LiteRT export without --input-size)", stacklevel=2)
             x = np.pad(x, ((0, 0), (0, th - h), (0, tw - w), (0, 0)), mode="symmetric")
         return np.asarray(run(x))[:, :h * scale, :w * scale]
 

@@ -29,9 +29,10 @@ from keras_seran.runtime import runners
 
 MANIFEST = "manifest.json"
 
-#: The default choice, first installed and present wins: a TensorRT engine where one was built
-#: (a Jetson), then the float32 models: LiteRT (on the CPU as fast as onnxruntime or faster, in
-#: a third of the memory: docs/benchmarks.md), then onnxruntime.
+#: The default choice, first installed and present wins, a file that takes any size before a
+#: fixed-size one (whose tiles and padding change SERA's global attention): a TensorRT engine
+#: where one was built (a Jetson), then the float32 models: LiteRT (on the CPU as fast as
+#: onnxruntime or faster, in a third of the memory: docs/benchmarks.md), then onnxruntime.
 DEFAULT_ORDER: tuple[tuple[str, str], ...] = (
     ("tensorrt", "fp16"), ("litert", "float32"), ("onnxruntime", "float32"))
 
@@ -90,8 +91,8 @@ def choose(manifest: dict, bundle_dir: str | Path, runtime: str | None = None,
            precision: str | None = None) -> tuple[str, str, str]:
     """(runtime, precision, file) for what was asked; the default is the first of
     :data:`DEFAULT_ORDER` installed and present, then any present artifact of an installed
-    runtime. InputDataError naming the bundle when it holds nothing that fits;
-    RuntimeUnavailable when the asked runtime is not installed."""
+    runtime, files of any size before fixed-size ones. InputDataError naming the bundle when it
+    holds nothing that fits; RuntimeUnavailable when the asked runtime is not installed."""
     have = artifacts(manifest)
     where = Path(bundle_dir).expanduser() / MANIFEST
     if runtime is not None and runtime not in RUNTIMES:
@@ -111,7 +112,10 @@ def choose(manifest: dict, bundle_dir: str | Path, runtime: str | None = None,
     installed = [k for k in have if runners.is_installed(k[0])]
     if precision is not None:
         installed = [k for k in installed if k[1] == precision]
-    pick = next((k for k in DEFAULT_ORDER if k in installed), installed[0] if installed else None)
+    ranked = sorted(installed, key=lambda k: (
+        fixed_input_size(manifest, have[k]) is not None,
+        DEFAULT_ORDER.index(k) if k in DEFAULT_ORDER else len(DEFAULT_ORDER)))
+    pick = ranked[0] if ranked else None
     if pick is None:
         present = ", ".join(f"{r}/{p}" for r, p in have) or "none"
         missing = sorted({r for r, _ in have if not runners.is_installed(r)})

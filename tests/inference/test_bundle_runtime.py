@@ -90,16 +90,19 @@ def test_fixed_size_files_take_smaller_slices_padded(bundle, tiny_seran):
     net = load_bundle(bundle, "litert", "float32")
     assert net.input_size == FIXED and net.scale == 2
     sl = np.asarray(nib.load(samples.T1_LOWRES).dataobj, np.float32)[20:60, 30:80, 31]  # 40x50
-    out = SuperResolver(net).predict_slice(sl)
+    with pytest.warns(UserWarning, match="padded to the file's fixed size 64x64"):
+        out = SuperResolver(net).predict_slice(sl)
     assert out.shape == (80, 100) and np.isfinite(out).all()
     with pytest.raises(ValueError, match="fixed size 64x64"):
         net.run(np.zeros((1, 65, 64, 1), np.float32))
 
 
-def test_default_runtime_is_litert_then_onnxruntime(bundle, monkeypatch):
-    assert open_artifact(bundle).description.startswith("litert float32 (tflite/")
-    monkeypatch.setitem(runners.RUNTIME_MODULES, "litert", ("no_such_runtime_xyz", "x"))
+def test_default_runtime_takes_any_size_first_then_litert_float32(bundle, monkeypatch):
+    """LiteRT comes first (docs/benchmarks.md), but here its files are fixed-size: the dynamic
+    ONNX file is the default; without onnxruntime, LiteRT float32."""
     assert open_artifact(bundle).description.startswith("onnxruntime float32 (onnx/")
+    monkeypatch.setitem(runners.RUNTIME_MODULES, "onnxruntime", ("no_such_runtime_xyz", "x"))
+    assert open_artifact(bundle).description.startswith("litert float32 (tflite/")
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,8 +123,8 @@ SCRIPT = textwrap.dedent("""
 
     rcs = [main(["predict", sys.argv[1], sys.argv[2] + "/default.nii.gz", "--model",
                  sys.argv[3], "--no-progress"]),
-           main(["predict", sys.argv[1], sys.argv[2] + "/onnx.nii.gz", "--model", sys.argv[3],
-                 "--runtime", "onnxruntime", "--no-progress"])]
+           main(["predict", sys.argv[1], sys.argv[2] + "/litert.nii.gz", "--model", sys.argv[3],
+                 "--runtime", "litert", "--no-progress"])]
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
     print(json.dumps({{"rcs": rcs, "loaded": loaded}}))
 """)
@@ -139,7 +142,7 @@ def test_predict_from_a_bundle_never_imports_keras_tensorflow_or_jax(bundle, sma
     assert "running tiny_x2: litert float32 (tflite/" in proc.stdout and "fixed LR size 64x64" \
         in proc.stdout
     assert "running tiny_x2: onnxruntime float32 (onnx/" in proc.stdout
-    for name in ("default", "onnx"):
+    for name in ("default", "litert"):
         img = nib.load(tmp_path / f"{name}.nii.gz")
         assert img.shape == (256, 256, 10) and np.asarray(img.dataobj).std() > 0
 
@@ -151,7 +154,7 @@ def test_predict_from_a_bundle_never_imports_keras_tensorflow_or_jax(bundle, sma
 def _damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
-    default = next((copy / "tflite").glob("*_float32.tflite"))     # the default choice
+    default = next((copy / "onnx").glob("*_float32.onnx"))     # the default choice
     if how == "no manifest":
         (copy / "manifest.json").unlink()
     elif how == "missing file":
@@ -164,9 +167,8 @@ def _damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
 
 @pytest.mark.parametrize("how, args, message", [
     ("no manifest", [], r"bundle/manifest\.json: missing: not an export bundle"),
-    ("missing file", [], r"tflite/\S+_float32\.tflite: missing from the bundle"),
-    ("hash mismatch", [], r"tflite/\S+_float32\.tflite: sha256 differs from the bundle's "
-                          r"manifest"),
+    ("missing file", [], r"onnx/\S+_float32\.onnx: missing from the bundle"),
+    ("hash mismatch", [], r"onnx/\S+_float32\.onnx: sha256 differs from the bundle's manifest"),
     ("", ["--scale", "3"], r"the bundle upscales by 2, not by the requested --scale 3"),
     pytest.param("", ["--runtime", "tensorrt"],
                  r"runtime tensorrt is not installed \(no module tensorrt\): pip install",
