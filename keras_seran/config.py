@@ -660,7 +660,8 @@ class InferenceConfig:
         None, "with --model BUNDLE_DIR (an export bundle): run its artifact in litert, "
               "onnxruntime or tensorrt, without TensorFlow or Keras", choices=RUNTIMES,
         default_text="the first installed of tensorrt (fp16 engine), litert, onnxruntime "
-                     "(float32) that the bundle holds")
+                     "(float32) that the bundle holds, a file of any size before a fixed-size "
+                     "one")
     precision: str | None = setting(
         None, "with --model BUNDLE_DIR: which of the bundle's precisions to run (LiteRT: "
               "float32, float16, dynamic_int8, int8; ONNX: float32, float16, int8; TensorRT "

@@ -27,7 +27,7 @@ from keras_seran.errors import RuntimeUnavailable
 RUNTIME_MODULES: dict[str, tuple[str, str]] = {
     "litert": ("ai_edge_litert", "ai-edge-litert"),
     "onnxruntime": ("onnxruntime", "onnxruntime"),
-    "tensorrt": ("tensorrt", "tensorrt (JetPack's python3-libnvinfer)"),
+    "tensorrt": ("tensorrt", "tensorrt"),
 }
 
 
@@ -44,8 +44,9 @@ def require(runtime: str) -> None:
     """RuntimeUnavailable naming the package to install when ``runtime`` is not installed."""
     if not is_installed(runtime):
         module, package = RUNTIME_MODULES[runtime]
-        raise RuntimeUnavailable(f"runtime {runtime} is not installed (no module {module}): "
-                                 f"pip install {package}, or keras-seran[runtime]")
+        how = ("install it with JetPack (python3-libnvinfer) or NVIDIA's tensorrt wheel"
+               if runtime == "tensorrt" else f"pip install {package} (or keras-seran[runtime])")
+        raise RuntimeUnavailable(f"runtime {runtime} is not installed (no module {module}): {how}")
 
 
 def default_threads() -> int:

@@ -171,7 +171,8 @@ def _damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
     ("hash mismatch", [], r"onnx/\S+_float32\.onnx: sha256 differs from the bundle's manifest"),
     ("", ["--scale", "3"], r"the bundle upscales by 2, not by the requested --scale 3"),
     pytest.param("", ["--runtime", "tensorrt"],
-                 r"runtime tensorrt is not installed \(no module tensorrt\): pip install",
+                 r"runtime tensorrt is not installed \(no module tensorrt\): install it "
+                 r"with JetPack",
                  marks=pytest.mark.skipif(runners.is_installed("tensorrt"),
                                           reason="tensorrt is installed here")),
     ("", ["--runtime", "onnxruntime", "--precision", "int8"],
