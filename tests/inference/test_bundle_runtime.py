@@ -29,11 +29,10 @@ from keras_seran.errors import InputDataError, RuntimeUnavailable, UsageError
 from keras_seran.inference import SuperResolver
 from keras_seran.inference.bundle import load_bundle
 from keras_seran.runtime import open_artifact, runners
-from tests.inference.conftest import assert_no_output
+from tests.inference.conftest import assert_no_output, blocking_preamble
 
 FIXED = (64, 64)
 OVERLAP = 16
-FORBIDDEN = ("keras", "tensorflow", "jax")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -108,17 +107,8 @@ def test_default_runtime_takes_any_size_first_then_litert_float32(bundle, monkey
 # --------------------------------------------------------------------------------------------
 # the command line, without TensorFlow
 
-SCRIPT = textwrap.dedent("""
-    import importlib.abc, json, sys
-
-    FORBIDDEN = {forbidden!r}
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in FORBIDDEN:
-                raise ImportError(f"{{name}} imported by predict --model BUNDLE")
-
-    sys.meta_path.insert(0, Block())
+SCRIPT = blocking_preamble("predict --model BUNDLE") + textwrap.dedent("""
+    import json
     from keras_seran.cli import main
 
     rcs = [main(["predict", sys.argv[1], sys.argv[2] + "/default.nii.gz", "--model",
@@ -126,13 +116,13 @@ SCRIPT = textwrap.dedent("""
            main(["predict", sys.argv[1], sys.argv[2] + "/litert.nii.gz", "--model", sys.argv[3],
                  "--runtime", "litert", "--no-progress"])]
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
-    print(json.dumps({{"rcs": rcs, "loaded": loaded}}))
+    print(json.dumps({"rcs": rcs, "loaded": loaded}))
 """)
 
 
 def test_predict_from_a_bundle_never_imports_keras_tensorflow_or_jax(bundle, small_lowres_file,
                                                                      tmp_path):
-    proc = subprocess.run([sys.executable, "-c", SCRIPT.format(forbidden=FORBIDDEN),
+    proc = subprocess.run([sys.executable, "-c", SCRIPT,
                            str(small_lowres_file), str(tmp_path), str(bundle)],
                           capture_output=True, text=True, timeout=600, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
