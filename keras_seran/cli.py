@@ -1,7 +1,8 @@
 """The ``keras-seran`` command line: train, evaluate, predict, export, demo.
 
 Each command lives next to the code it drives and exposes ``add_arguments(parser)`` and
-``run(args) -> int``; ``add_arguments`` imports nothing heavy (its flags come from the typed
+``run(args) -> int`` (and ``needs_keras(args) -> bool`` when some of its runs do without Keras:
+``predict --model BUNDLE_DIR`` loads no Keras, TensorFlow or JAX); ``add_arguments`` imports nothing heavy (its flags come from the typed
 configs, :mod:`keras_seran.config`), so ``--help`` and ``--version`` never load Keras, TensorFlow or
 JAX. This module wires the commands up and turns the package's own errors into a one-line message
 and exit code 2 (no traceback). A command prints only its own words: the libraries' logging
@@ -194,11 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         prog[0] = f"keras-seran {args.command}"
         if not args.verbose:
             quiet_libraries()
-        for module in STARTUP_IMPORTS:
-            importlib.import_module(module)
+        command = importlib.import_module(args._module)
+        if getattr(command, "needs_keras", lambda a: True)(args):
+            for module in STARTUP_IMPORTS:
+                importlib.import_module(module)
     try:
         with _signals_interrupt(), _one_line_warnings(args.command):
-            return int(importlib.import_module(args._module).run(args) or 0)
+            return int(command.run(args) or 0)
     except KerasSeranError as exc:
         print(f"{prog[0]}: error: {exc}", file=sys.stderr)
         return 2

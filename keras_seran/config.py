@@ -53,6 +53,10 @@ REASONING_KINDS = ("glore", "rs_gcn")
 SLICE_AXES = (0, 1, 2)
 #: where inference runs: the CPU, the GPU, or whatever the Keras backend finds
 DEVICES = ("auto", "cpu", "gpu")
+#: runtimes that run an export bundle's artifacts (:mod:`keras_seran.runtime`), and the
+#: precisions their artifacts come in (LiteRT and ONNX variants; fp16/int8 TensorRT engines)
+RUNTIMES = ("litert", "onnxruntime", "tensorrt")
+RUNTIME_PRECISIONS = ("float32", "float16", "dynamic_int8", "int8", "fp16")
 #: numpy dtypes a NIfTI-1 file stores as real-valued voxels (what ``--output-dtype`` accepts,
 #: besides "input": the input's own integer type)
 NIFTI_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
@@ -616,6 +620,9 @@ class InferenceConfig:
             (:class:`~keras_seran.inference.throughplane.ThroughPlaneResolver`).
         target_spacing: the thick axis's new voxel size in mm (None: the finest in-plane one).
         adapt_steps: steps of self-supervised adaptation to the scan before (0: none).
+        runtime: the runtime an export bundle's artifact runs in (:data:`RUNTIMES`); None:
+            the first installed that the bundle holds (:mod:`keras_seran.runtime.bundle`).
+        precision: the bundle artifact's precision (:data:`RUNTIME_PRECISIONS`); None: float32.
     """
 
     scale: int | None = setting(None, "upscaling factor", choices=SUPPORTED_SCALES,
@@ -666,6 +673,17 @@ class InferenceConfig:
         0, "with --isotropic: first fine-tune the through-plane network on the scan's own "
            "in-plane slices for N steps (SMORE-style self-supervision; about 0.1-0.3 s a step)",
         metavar="N")
+    runtime: str | None = setting(
+        None, "with --model BUNDLE_DIR (an export bundle): run its artifact in litert, "
+              "onnxruntime or tensorrt, without TensorFlow or Keras", choices=RUNTIMES,
+        default_text="the first installed of tensorrt (fp16 engine), litert, onnxruntime "
+                     "(float32) that the bundle holds, a file of any size before a fixed-size "
+                     "one")
+    precision: str | None = setting(
+        None, "with --model BUNDLE_DIR: which of the bundle's precisions to run (LiteRT: "
+              "float32, float16, dynamic_int8, int8; ONNX: float32, float16, int8; TensorRT "
+              "engines: fp16, int8)", choices=RUNTIME_PRECISIONS,
+        default_text="float32 (fp16 for TensorRT)")
 
     def __post_init__(self) -> None:
         if self.scale is not None:
@@ -691,6 +709,10 @@ class InferenceConfig:
             check_data_consistency(self.data_consistency)
         check_choice("output_dtype", self.output_dtype, ("input", *NIFTI_DTYPES))
         check_choice("device", self.device, DEVICES)
+        if self.runtime is not None:
+            check_choice("runtime", self.runtime, RUNTIMES)
+        if self.precision is not None:
+            check_choice("precision", self.precision, RUNTIME_PRECISIONS)
 
 
 #: export formats, in bundle order, and the other names they go by

@@ -41,6 +41,11 @@ class UsageError(KerasSeranError, ValueError):
     in-memory array that is not an image, a backend or device that lacks what was asked."""
 
 
+class RuntimeUnavailable(UsageError):
+    """A runtime an export bundle needs (LiteRT, onnxruntime, TensorRT) is not installed here,
+    or lacks its device (TensorRT without a CUDA GPU); the message names what to install."""
+
+
 class ExportCheckError(KerasSeranError, RuntimeError):
     """An exported artifact failed a structural check (non-builtin LiteRT ops, ONNX ops that
     TensorRT cannot parse, an invalid ONNX graph, a parity tolerance in ``strict`` mode)."""

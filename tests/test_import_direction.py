@@ -28,15 +28,16 @@ BUILDS_ON: dict[str, tuple[str, ...]] = {
     "runs": ("config", "files"),           # the run-folder format
     "samples": (),                         # paths of the bundled sample images
     "devices": ("errors",),                # backends and accelerators
+    "runtime": ("config",),                # export bundles run in LiteRT/onnxruntime/TensorRT
     "metrics": (),
     "layers": ("config",),
     "models": ("layers",),
     "registry": ("models",),               # bundled weights: name -> weights, card, network
     "data": ("config", "samples", "files"),   # files: which names are temporary files
-    "inference": ("data", "registry", "files", "devices", "metrics"),
+    "inference": ("data", "registry", "files", "devices", "metrics", "runtime"),
     "training": ("data", "registry", "runs", "devices", "metrics"),
     "evaluation": ("inference", "runs"),
-    "export": ("data", "registry", "files", "devices", "metrics"),
+    "export": ("data", "registry", "files", "devices", "metrics", "runtime"),
     "cli": ("evaluation", "training", "export"),
     "__main__": ("cli",),                  # python -m keras_seran
     ROOT: ("cli",),

@@ -72,3 +72,14 @@ def test_tensorflow_comes_from_tf_or_gpu_never_both():
     mac_arm = {"platform_system": "Darwin", "platform_machine": "arm64"}
     assert [r.name for r in tf if r.marker.evaluate(linux_x86)] == ["tensorflow-cpu"]
     assert [r.name for r in tf if r.marker.evaluate(mac_arm)] == ["tensorflow"]
+
+
+def test_keras_comes_with_a_backend_and_the_runtime_extra_has_none():
+    """The console install ([runtime]: an export bundle in LiteRT/onnxruntime) brings neither
+    Keras nor a backend; every backend extra brings Keras."""
+    assert "keras" not in _names(PROJECT["dependencies"])
+    for backend in ("tf", "gpu", "jax"):
+        assert "keras" in _names(EXTRAS[backend]), backend
+    runtime = _names(EXTRAS["runtime"])
+    assert {"ai-edge-litert", "onnxruntime"} <= runtime and not runtime & (BACKENDS | {"keras"})
+    assert {"numpy", "nibabel"} <= _names(PROJECT["dependencies"])

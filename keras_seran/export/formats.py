@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from keras_seran.errors import RuntimeUnavailable
 from keras_seran.export import litert, onnx_export, parity, tensorrt_engine
 from keras_seran.export.savedmodel import SavedModelRunner, export_savedmodel
 
@@ -160,7 +161,7 @@ def export_tensorrt_format(job: BundleJob) -> dict:
         try:
             job.verify(f"tensorrt/{precision}", tensorrt_engine.TensorRTRunner(engine),
                        "float16_compute" if precision == "fp16" else "int8")
-        except tensorrt_engine.TensorRTUnavailable as exc:
+        except (tensorrt_engine.TensorRTUnavailable, RuntimeUnavailable) as exc:
             info["parity"] = f"not measured: {exc}"
     return entry
 

@@ -36,6 +36,7 @@ from keras_seran.contract import INPUT_NAME, SIGNATURE
 from keras_seran.errors import ExportCheckError
 from keras_seran.export.parity import fit_to_size
 from keras_seran.export.savedmodel import export_savedmodel
+from keras_seran.runtime.runners import LiteRTRunner  # noqa: F401  (public name, here too)
 
 VARIANTS: tuple[str, ...] = LITERT_VARIANTS
 
@@ -200,44 +201,3 @@ def describe_io(path: str | Path) -> dict:
             "output": _io_entry(it.get_output_details()[0]),
             "signatures": {k: {"inputs": list(v["inputs"]), "outputs": list(v["outputs"])}
                            for k, v in it.get_signature_list().items()}}
-
-
-class LiteRTRunner:
-    """Run a .tflite with ``ai_edge_litert.interpreter.Interpreter`` on (1, h, w, 1) float32 inputs.
-
-    Resizes a dynamic input as needed; quantizes/dequantizes an int8 interface so that callers
-    always pass and get float32 in the contract's normalised units.
-    """
-
-    def __init__(self, path: str | Path, num_threads: int | None = 2):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.path = Path(path)
-        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self._shape = None
-
-    def __call__(self, lr: np.ndarray) -> np.ndarray:
-        it = self.interpreter
-        x = np.asarray(lr, np.float32)
-        if self._shape != x.shape:
-            sig = [int(v) for v in self.input["shape_signature"]]
-            fixed = [s for s in sig if s != -1]
-            if len(sig) != x.ndim or any(s not in (-1, v) for s, v in zip(sig, x.shape)):
-                raise ValueError(f"{self.path.name}: input shape {x.shape} does not fit the "
-                                 f"model's {sig} (-1 = any)")
-            if len(fixed) != len(sig):
-                it.resize_tensor_input(self.input["index"], list(x.shape), strict=True)
-            it.allocate_tensors()
-            self._shape = x.shape
-        if np.dtype(self.input["dtype"]) == np.int8:
-            scale, zero = self.input["quantization"]
-            x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
-        it.set_tensor(self.input["index"], x)
-        it.invoke()
-        y = np.array(it.get_tensor(self.output["index"]))
-        if np.dtype(self.output["dtype"]) == np.int8:
-            scale, zero = self.output["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32, copy=False)

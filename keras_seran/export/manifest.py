@@ -12,7 +12,6 @@ of the bundle).
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -22,8 +21,8 @@ import numpy as np
 
 from keras_seran.contract import (DEFAULT_PERCENTILES, INPUT_NAME, NETWORK_RANGE, OUTPUT_NAME,
                                   SIGNATURE)
+from keras_seran.runtime.bundle import MANIFEST, sha256
 
-MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 #: the bundle's own README: its files, which input its weights suit, how to build engines
 README = "README.md"
@@ -31,14 +30,6 @@ README = "README.md"
 
 # --------------------------------------------------------------------------------------------
 # files
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_hashes(root: str | Path, exclude: Sequence[str] = (MANIFEST,)) -> dict[str, dict]:

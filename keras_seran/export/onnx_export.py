@@ -30,6 +30,7 @@ from keras_seran.config import ONNX_VARIANTS, TENSORRT8_MAX_OPSET, check_choices
 from keras_seran.contract import INPUT_NAME
 from keras_seran.errors import ExportCheckError
 from keras_seran.export.savedmodel import input_spec, serving_fn
+from keras_seran.runtime.runners import OnnxRunner  # noqa: F401  (public name, here too)
 
 # Opsets and variants are settings of ExportConfig (keras_seran.config), checked there.
 VARIANTS: tuple[str, ...] = ONNX_VARIANTS
@@ -396,28 +397,6 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path,
                              "structure": structure,
                              "quantize_linear": structure["quantize_linear"],
                              "dequantize_linear": structure["dequantize_linear"]}}
-
-
-class OnnxRunner:
-    """Run an ONNX model with onnxruntime (CPU by default) on (1, h, w, 1) float32 inputs."""
-
-    def __init__(self, path: str | Path, num_threads: int | None = 2,
-                 providers: Sequence[str] = ("CPUExecutionProvider",)):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        if num_threads:
-            opts.intra_op_num_threads = int(num_threads)
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # no busy-waiting threads: better on a shared CPU and on small edge boards
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
-        self.input_name = self.session.get_inputs()[0].name
-
-    def __call__(self, lr: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.asarray(lr, np.float32)})[0]
 
 
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET", "TENSORRT8_MAX_OPSET",

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import numpy as np
 
 HW = tuple[int, int]
 Profile = tuple[HW, HW, HW]
@@ -403,69 +402,16 @@ def build_engines_script(onnx_files: dict[str, str], profiles: Sequence[Profile]
 
 
 # --------------------------------------------------------------------------------------------
-# running an engine (needs a GPU, TensorRT >= 8.5 for the name-based tensor API and
-# execute_async_v3, and torch for CUDA device buffers)
+# running an engine: keras_seran.runtime.runners.TensorRTRunner (loaded on first use, so this
+# module still loads standalone)
 
 
-class TensorRTRunner:
-    """Run a serialized engine on (1, h, w, 1) float32 inputs; picks a profile that fits.
+def __getattr__(name):
+    if name == "TensorRTRunner":
+        from keras_seran.runtime.runners import TensorRTRunner
 
-    Uses the name-based tensor API (``set_input_shape``, ``set_tensor_address``) and
-    ``execute_async_v3``, which exist from TensorRT 8.5 (JetPack 5) on; torch provides the CUDA
-    buffers and stream.
-    """
-
-    def __init__(self, engine_path: str | Path):
-        ok, reason = tensorrt_status()
-        if not ok:
-            raise TensorRTUnavailable(reason)
-        import tensorrt as trt
-
-        try:
-            import torch
-        except ImportError as exc:
-            raise TensorRTUnavailable("running an engine from Python needs torch (CUDA) for "
-                                      "device buffers; use trtexec --loadEngine instead") from exc
-        self._trt, self._torch = trt, torch
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(self.logger)
-        self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-        if self.engine is None:
-            raise _check_error(f"{engine_path}: could not deserialize the engine")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_name = next(n for n in names
-                               if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self.output_name = next(n for n in names
-                                if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        self.stream = torch.cuda.Stream()
-        self._profile = None
-
-    def _pick_profile(self, shape) -> int:
-        for i in range(self.engine.num_optimization_profiles):
-            mn, _, mx = self.engine.get_tensor_profile_shape(self.input_name, i)
-            if all(a <= s <= b for a, s, b in zip(mn, shape, mx)):
-                return i
-        raise ValueError(f"input shape {tuple(shape)} fits none of the engine's profiles")
-
-    def __call__(self, lr: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        x = np.ascontiguousarray(lr, dtype=np.float32)
-        idx = self._pick_profile(x.shape)
-        if idx != self._profile:
-            self.context.set_optimization_profile_async(idx, self.stream.cuda_stream)
-            self._profile = idx
-        self.context.set_input_shape(self.input_name, tuple(x.shape))
-        out_shape = tuple(self.context.get_tensor_shape(self.output_name))
-        with torch.cuda.stream(self.stream):  # copies, allocation and the engine on one stream
-            xin = torch.from_numpy(x).cuda(non_blocking=False)
-            yout = torch.empty(out_shape, dtype=torch.float32, device="cuda")
-            self.context.set_tensor_address(self.input_name, xin.data_ptr())
-            self.context.set_tensor_address(self.output_name, yout.data_ptr())
-            if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise RuntimeError("TensorRT execution failed")
-        self.stream.synchronize()
-        return yout.cpu().numpy()
+        return TensorRTRunner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def profiles_cover(profiles: Iterable[Profile], hw: HW) -> bool:

@@ -5,10 +5,14 @@ one DICOM volume: a folder holding one series, or a multi-frame file; written as
     keras-seran predict scans/ scans_sr/ --model my_seran_x3.keras --tile-size 128
     keras-seran predict big.nii.gz out/ --max-memory 2000 --device cpu
     keras-seran predict t1_2mm.nii.gz t1_sr.nii.gz --degradation kspace --data-consistency
+    keras-seran predict t1.nii.gz t1_sr.nii.gz --model bundle_x2 --runtime litert
 
 A folder is searched recursively for *.nii / *.nii.gz; the results go to the output folder under
 the same relative names. Outputs are written atomically, never over the input, and over an
-existing file only with ``--overwrite``. Runs on any Keras backend (TensorFlow, JAX, PyTorch).
+existing file only with ``--overwrite``. Runs on any Keras backend (TensorFlow, JAX, PyTorch),
+or, with ``--model BUNDLE_DIR`` (a folder written by ``keras-seran export``), in the runtime of
+one of the bundle's artifacts (``--runtime litert|onnxruntime|tensorrt``, ``--precision``)
+without importing Keras, TensorFlow or JAX (:mod:`keras_seran.runtime`).
 """
 
 from __future__ import annotations
@@ -32,22 +36,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="output NIfTI file, or folder (for a folder input, or a "
                                        "file input with an existing folder / a path ending in '/')")
     parser.add_argument("--model", default=None,
-                        help="bundled weights by name (x2, x3, x4, x2-kspace) or a .keras file "
-                             "(default: the bundled weights for --scale and --degradation)")
+                        help="bundled weights by name (x2, x3, x4, x2-kspace), a .keras file, or "
+                             "an export bundle folder (keras-seran export; runs without "
+                             "TensorFlow, see --runtime) (default: the bundled weights for "
+                             "--scale and --degradation)")
     add_config_arguments(parser, InferenceConfig)
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def uses_bundle(args: argparse.Namespace) -> bool:
+    """Whether ``--model`` names a folder: an export bundle, run in its own runtime."""
+    return args.model is not None and Path(args.model).expanduser().is_dir()
+
+
+def needs_keras(args: argparse.Namespace) -> bool:
+    """The command line's start-up imports Keras unless ``--model`` is an export bundle."""
+    return not uses_bundle(args)
+
+
 def load_resolver(args: argparse.Namespace, cfg: InferenceConfig):
-    """The SuperResolver of ``--model``, or of the bundled weights for ``--scale`` and
-    ``--degradation``; UsageError when ``--degradation`` contradicts ``--model``, and
-    InputDataError naming the weights file when those weights are not installed."""
+    """The SuperResolver of ``--model`` (a bundled name, a .keras file or an export bundle
+    folder), or of the bundled weights for ``--scale`` and ``--degradation``; UsageError when
+    ``--degradation`` contradicts ``--model`` or ``--runtime``/``--precision`` are given without
+    a bundle, and InputDataError naming the file when the weights or the bundle's files are
+    missing or damaged."""
     from keras_seran.inference.resolver import SuperResolver
-    from keras_seran.registry import parse
 
     options = {"self_ensemble": cfg.self_ensemble, "percentiles": cfg.percentiles,
                "data_consistency": cfg.data_consistency}
+    if uses_bundle(args):
+        if args.degradation is not None:
+            raise UsageError("--degradation picks one of the bundled models, and --model names "
+                             "an export bundle: drop --degradation")
+        return SuperResolver.from_bundle(args.model, cfg.runtime, cfg.precision, cfg.scale,
+                                         **options)
+    if cfg.runtime is not None or cfg.precision is not None:
+        raise UsageError("--runtime and --precision run an export bundle: give its folder as "
+                         "--model BUNDLE_DIR (keras-seran export writes one)")
+    from keras_seran.registry import parse
+
     if args.model is None:
         return SuperResolver.from_pretrained(cfg.scale or DEFAULT_SCALE,
                                              degradation=cfg.degradation, **options)
@@ -205,18 +233,24 @@ def run(args: argparse.Namespace) -> int:
     pairs = plan_outputs(args.input, args.output, args.overwrite)
     preloaded = {str(f): preloaded[str(src)] for f, _ in pairs if str(src) in preloaded}
 
-    from keras_seran.devices import select_device
-
-    device = select_device(cfg.device)
     options = dict(axis=cfg.slice_axis, batch_size=cfg.batch_size, output_dtype=cfg.output_dtype)
     through_plane_only = cfg.isotropic and cfg.scale is None and args.model is None
-    if through_plane_only:
-        from keras_seran.inference.throughplane import ThroughPlaneResolver
-
-        resolver = ThroughPlaneResolver.from_pretrained(percentiles=cfg.percentiles)
-        options.update(target_spacing=cfg.target_spacing, adapt_steps=cfg.adapt_steps)
-    else:
+    if uses_bundle(args):
         resolver = load_resolver(args, cfg)
+        device = "gpu" if ": tensorrt " in resolver.network.name else "cpu"
+        print(f"running {resolver.network.name}")
+    else:
+        from keras_seran.devices import select_device
+
+        device = select_device(cfg.device)
+        if through_plane_only:
+            from keras_seran.inference.throughplane import ThroughPlaneResolver
+
+            resolver = ThroughPlaneResolver.from_pretrained(percentiles=cfg.percentiles)
+            options.update(target_spacing=cfg.target_spacing, adapt_steps=cfg.adapt_steps)
+        else:
+            resolver = load_resolver(args, cfg)
+    if not through_plane_only:
         options.update(tile_size=cfg.tile_size, overlap=cfg.overlap,
                        max_memory_mb=cfg.max_memory_mb)
         if cfg.isotropic:

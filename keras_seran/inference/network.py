@@ -6,7 +6,8 @@
 for any N >= 1 and any h, w >= 1 (the resolver tiles slices larger than its tile size). Nothing
 here imports Keras, TensorFlow or JAX: a Keras model is adapted by
 :func:`keras_seran.inference.runner.keras_network` (imported only when one is given), and an
-exported artifact run by its own runtime (LiteRT, onnxruntime) can be wrapped the same way.
+exported artifact run by its own runtime (LiteRT, onnxruntime, TensorRT) is wrapped the same way
+by :func:`keras_seran.inference.bundle.load_bundle`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class Network:
         bytes_per_pixel: estimated activation bytes per LR pixel of one image (memory planning,
             :meth:`SuperResolver.plan`).
         weights_bytes: bytes of its weights (memory planning).
+        input_size: the one LR (H, W) it takes (a fixed-size exported file), None for any:
+            the resolver then cuts larger slices into tiles of that size, and ``run`` pads
+            smaller inputs to it (:func:`keras_seran.inference.bundle.padded_to`).
     """
 
     run: NetworkFn
@@ -42,6 +46,7 @@ class Network:
     name: str = "network"
     bytes_per_pixel: float = UNKNOWN_BYTES_PER_PIXEL
     weights_bytes: float = 0.0
+    input_size: tuple[int, int] | None = None
 
     @classmethod
     def from_function(cls, run: NetworkFn, scale: int | None = None, **kwargs: Any) -> "Network":

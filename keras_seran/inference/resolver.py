@@ -11,7 +11,9 @@ The network is a numpy batch function (:class:`~keras_seran.inference.network.Ne
 time (volume, output dtype, tiling, geometry, the data readers) use numpy and nibabel only; a
 Keras model is adapted by :mod:`keras_seran.inference.runner`, imported when one is given, and
 the Keras constructors (:meth:`SuperResolver.from_pretrained`, :meth:`~SuperResolver.from_file`,
-:meth:`~SuperResolver.from_spec`) import the weights registry (and so Keras) when called.
+:meth:`~SuperResolver.from_spec`) import the weights registry (and so Keras) when called;
+:meth:`SuperResolver.from_bundle` runs an export bundle's artifact in its own runtime (LiteRT,
+onnxruntime, TensorRT) without them.
 """
 
 from __future__ import annotations
@@ -108,6 +110,20 @@ class SuperResolver:
                    scale=scale, **kwargs)
 
     @classmethod
+    def from_bundle(cls, bundle_dir: str | Path, runtime: str | None = None,
+                    precision: str | None = None, scale: int | None = None,
+                    num_threads: int | None = None, **kwargs: Any) -> "SuperResolver":
+        """An export bundle's artifact (``keras-seran export``) run in its own runtime
+        ("litert", "onnxruntime", "tensorrt"; default: the first installed that the bundle
+        holds) at ``precision`` (default float32): no TensorFlow, Keras or JAX
+        (:func:`keras_seran.inference.bundle.load_bundle`). InputDataError naming the file for
+        a missing manifest or artifact or a hash mismatch, UsageError for a ``scale`` other
+        than the bundle's, RuntimeUnavailable when the runtime is not installed."""
+        from keras_seran.inference.bundle import load_bundle
+
+        return cls(load_bundle(bundle_dir, runtime, precision, scale, num_threads), **kwargs)
+
+    @classmethod
     def from_file(cls, path: str | Path, scale: int | None = None, **kwargs: Any) -> "SuperResolver":
         """A saved ``.keras`` model (or a bundled name such as ``"x2"``); imports Keras.
         InputDataError naming the file when it is not a grayscale SR model."""
@@ -174,14 +190,19 @@ class SuperResolver:
 
     def _predict_inside(self, x: np.ndarray, batch_size: int, tile_size: int | None,
                         overlap: int, on_progress: Callable[[float], None] | None) -> np.ndarray:
-        """The network on (N, H, W) slices within ``NETWORK_RANGE``, whole or tiled."""
+        """The network on (N, H, W) slices within ``NETWORK_RANGE``, whole or tiled (always
+        in tiles of the network's ``input_size`` when it has one)."""
         n, h, w = x.shape
         batch_size = max(1, int(batch_size))
         s = self.scale
-        if tile_size is not None and int(tile_size) < max(h, w):
-            tile_size = int(tile_size)
-            if tile_size <= overlap:
-                raise ValueError(f"tile size {tile_size} must be larger than the overlap {overlap}")
+        fixed = self.network.input_size
+        tile = (tuple(fixed) if fixed is not None
+                else None if tile_size is None else (int(tile_size), int(tile_size)))
+        if tile is not None and (tile[0] < h or tile[1] < w):
+            if min(tile) <= overlap:
+                raise ValueError(f"tile size {tile[0]}x{tile[1]} must be larger than the "
+                                 f"overlap {overlap}")
+            tile_size = tile if fixed is not None else tile[0]
             per_slice = len(tiling.make_tiles(h, w, tile_size, overlap))
             cb = None if on_progress is None else (lambda k: on_progress(k / per_slice))
             return tiling.predict_tiled(x, self._run, s, tile_size, overlap, batch_size, cb)

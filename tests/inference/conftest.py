@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +97,25 @@ def assert_no_output(folder: Path, keep: set[str] = frozenset()) -> None:
 
 def mad_over_range(a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(np.abs(np.asarray(a, np.float64) - b)) / (ref.max() - ref.min()))
+
+
+#: What the numpy/runtime inference paths must never import.
+FORBIDDEN = ("keras", "tensorflow", "jax")
+
+
+def blocking_preamble(what: str) -> str:
+    """Python source that makes any later import of :data:`FORBIDDEN` raise ImportError("<name>
+    imported by <what>"), and binds ``FORBIDDEN`` (for subprocess scripts that prove a path
+    never loads them; check ``sys.modules`` at the end too)."""
+    return textwrap.dedent(f"""
+        import importlib.abc, sys
+
+        FORBIDDEN = {FORBIDDEN!r}
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in FORBIDDEN:
+                    raise ImportError(f"{{name}} imported by {what}")
+
+        sys.meta_path.insert(0, Block())
+    """)

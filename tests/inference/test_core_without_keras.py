@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.inference.conftest import blocking_preamble
+
 PACKAGE = Path(__file__).resolve().parents[2] / "keras_seran"
 
 #: The numpy-only modules of the inference path (not the Keras adapter ``runner``, nor the
@@ -26,19 +28,10 @@ CORE = ["keras_seran.inference", "keras_seran.inference.resolver",
         "keras_seran.inference.output_dtype", "keras_seran.inference.tiling",
         "keras_seran.inference.geometry", "keras_seran.inference.ensemble",
         "keras_seran.data.io", "keras_seran.data.normalize", "keras_seran.files"]
-FORBIDDEN = ("keras", "tensorflow", "jax")
-
+PREAMBLE = blocking_preamble("the numpy inference path")
 SCRIPT = textwrap.dedent("""
-    import importlib, importlib.abc, json, sys, types
+    import importlib, json, types
 
-    FORBIDDEN = {forbidden!r}
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in FORBIDDEN:
-                raise ImportError(f"{{name}} imported by the numpy inference path")
-
-    sys.meta_path.insert(0, Block())
     root = types.ModuleType("keras_seran")         # the package without its __init__
     root.__path__ = [{package!r}]
     root.__version__ = "test"
@@ -68,7 +61,7 @@ SCRIPT = textwrap.dedent("""
 
 def test_the_numpy_inference_path_never_imports_keras_tensorflow_or_jax(tmp_path):
     out = tmp_path / "sr.nii.gz"
-    script = SCRIPT.format(forbidden=FORBIDDEN, package=str(PACKAGE), core=CORE)
+    script = PREAMBLE + SCRIPT.format(package=str(PACKAGE), core=CORE)
     proc = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True,
                           text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -86,8 +79,8 @@ def test_the_numpy_inference_path_never_imports_keras_tensorflow_or_jax(tmp_path
 
 def test_the_block_in_the_subprocess_would_catch_an_import(tmp_path):
     """The check itself: the same subprocess fails when the Keras adapter is imported."""
-    script = SCRIPT.format(forbidden=FORBIDDEN, package=str(PACKAGE),
-                           core=CORE + ["keras_seran.inference.runner"])
+    script = PREAMBLE + SCRIPT.format(package=str(PACKAGE),
+                                      core=CORE + ["keras_seran.inference.runner"])
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "x.nii.gz")],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode != 0
