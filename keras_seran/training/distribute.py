@@ -145,3 +145,56 @@ def _data_parallel() -> Placement:
     index = jax.process_index()
     return Placement("data-parallel", len(devices), index, jax.process_count(), index == 0,
                      distribution)
+
+
+def prepare_model(model: Any, placement: Placement) -> None:
+    """Work around keras-team/keras#20585: Keras 3's TensorFlow ``fit`` (3.15 here) fails twice
+    under MultiWorkerMirroredStrategy, where MirroredStrategy works.
+
+    1. It builds the metrics from a first distributed batch, reduced with one ``strategy.reduce``
+       on the whole ``(lr, hr)`` tuple, which the multi-worker strategy cannot do ("Attempt to
+       convert a value (PerReplica...) to a Tensor"). Only the batch's shapes matter there, so
+       this worker's first local batch is used instead.
+    2. It averages each step's scalar logs over the workers with ``reduce("MEAN", v, axis=0)``
+       ("Invalid reduction dimension 0 for input with 0 dimensions"); they are averaged over
+       the replicas instead (``axis=None``), which is what MirroredStrategy's path computes.
+
+    Nothing changes for the other kinds.
+    """
+    if placement.kind != "multi-worker" or not hasattr(model, "_maybe_symbolic_build"):
+        return
+    import keras
+
+    keras_build = model._maybe_symbolic_build
+    strategy = placement.strategy
+
+    def symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda x: strategy.experimental_local_results(x)[0], next(it))
+                break
+        return keras_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = symbolic_build
+    _patch_step_log_reduction()
+
+
+def _patch_step_log_reduction() -> None:
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    keras_reduce = tf_trainer.reduce_per_replica
+    if getattr(keras_reduce, "_keras_seran", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
+                strategy):
+            import keras
+
+            return keras.tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return keras_reduce(values, strategy, reduction)
+
+    reduce_per_replica._keras_seran = True
+    tf_trainer.reduce_per_replica = reduce_per_replica

@@ -105,7 +105,7 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     the global batch, and only the chief worker writes ``run_dir``; the other workers save
     their checkpoints to a temporary folder, deleted at the end.
     """
-    from keras_seran.training.distribute import place
+    from keras_seran.training.distribute import place, prepare_model
 
     data = data or DataConfig()
     train_cfg = train_cfg or TrainConfig()
@@ -125,6 +125,7 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
             model, initial_epoch, (train_ds, val_ds) = _start(
                 sources, scale, run_dir, state, arch, preset, data, train_cfg, datasets,
                 init_from, placement)
+            prepare_model(model, placement)
         except BaseException:
             # a fresh run that failed before writing anything leaves no empty run directory
             if chief and created and run_dir.is_dir() and not any(run_dir.iterdir()):

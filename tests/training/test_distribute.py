@@ -143,8 +143,9 @@ def _free_ports(n: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_two_local_workers_train_and_only_the_chief_writes(tmp_path):
+def test_two_local_workers_train_as_one_and_only_the_chief_writes(tmp_path, init_model):
     run_dir = tmp_path / "run"
+    start = [*RUN, "--init-from", init_model, "--epochs", "2"]
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     procs = []
     for index in range(2):
@@ -154,7 +155,7 @@ def test_two_local_workers_train_and_only_the_chief_writes(tmp_path):
         env = _env(TF_CONFIG=json.dumps(tf_config), TMPDIR=str(scratch))
         (tmp_path / f"w{index}").mkdir()
         procs.append(_launch(tmp_path / f"w{index}", 1, [
-            [*RUN, "--epochs", "2", "--out", str(run_dir), "--distribute", "multi-worker"]], env))
+            [*start, "--out", str(run_dir), "--distribute", "multi-worker"]], env))
     try:
         outs = [p.communicate(timeout=420)[0] for p in procs]
     finally:
@@ -170,7 +171,9 @@ def test_two_local_workers_train_and_only_the_chief_writes(tmp_path):
     assert json.loads((run_dir / STATE_FILE).read_text())["epoch"] == 2
     assert _log(run_dir)["epoch"].tolist() == [0, 1]
     assert not any((tmp_path / "tmp1").iterdir())
-    keras.saving.load_model(run_dir / LAST)
+    # the workers trained on the stream of a one-device run, here
+    assert main([*start, "--out", str(tmp_path / "one")]) == 0
+    _assert_same_curve(_log(tmp_path / "one"), _log(run_dir))
 
 
 def test_a_strategy_of_another_backend_is_a_one_line_error(tmp_path, capsys):
