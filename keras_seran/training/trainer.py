@@ -115,6 +115,9 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     placement = place(train_cfg.distribute, data.batch_size)   # first: before TensorFlow runs
     if placement.strategy is not None:
         print(placement.describe(data.batch_size))
+    if not placement.is_chief:
+        print(f"worker {placement.process_index}: the chief writes {run_dir}; this worker's "
+              "checkpoints go to a temporary folder, deleted at the end")
     run_dir = Path(run_dir)
     chief = placement.is_chief
     created = not run_dir.exists()
