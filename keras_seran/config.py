@@ -561,7 +561,7 @@ class TrainConfig:
         "none", "train on several devices (docs/distributed.md): mirrored = "
                 "tf.distribute.MirroredStrategy over this machine's GPUs (or logical CPUs); "
                 "multi-worker = MultiWorkerMirroredStrategy over the TF_CONFIG cluster; "
-                "data-parallel = keras.distribution.DataParallel (jax backend). --batch-size "
+                "data-parallel = keras.distribution.DataParallel (jax backend). The batch size "
                 "stays the global batch", choices=DISTRIBUTIONS)
     early_stop_patience: int | None = setting(
         None, "stop after PATIENCE epochs without a better val_psnr (psnr without validation "
