@@ -78,7 +78,7 @@ def main() -> None:
         setting = [n, args.gpus, args.preset, args.scale, args.batch, args.patch, args.steps,
                    args.warmup]
         r = subprocess.run([sys.executable, "-c", textwrap.dedent(WORKER), json.dumps(setting)],
-                           env=env, capture_output=True, text=True)
+                           env=env, capture_output=True, text=True, check=False)
         line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
         if r.returncode or not line:
             print(f"| {n} | failed: {(r.stderr.strip().splitlines() or ['?'])[-1]} |||||")

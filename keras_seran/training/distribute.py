@@ -55,11 +55,20 @@ class Placement:
         """Build, compile, load and fit the model in here."""
         return contextlib.nullcontext() if self.strategy is None else self.strategy.scope()
 
+    def per_replica(self, global_batch: int) -> int:
+        """The batch each replica computes; UsageError when ``global_batch`` does not split
+        evenly over the replicas."""
+        if global_batch % self.replicas:
+            raise UsageError(f"--batch-size {global_batch} (the global batch) does not split "
+                             f"over {self.replicas} replicas of --distribute {self.kind}; use a "
+                             f"multiple of {self.replicas}")
+        return global_batch // self.replicas
+
     def describe(self, global_batch: int) -> str:
         """One line: the strategy, the replicas and the per-replica batch."""
         workers = f" on {self.process_count} workers" if self.process_count > 1 else ""
         return (f"distribute {self.kind} ({ENGINE_OF[self.kind]}): {self.replicas} replica(s)"
-                f"{workers}; global batch {global_batch} = {global_batch // self.replicas} per "
+                f"{workers}; global batch {global_batch} = {self.per_replica(global_batch)} per "
                 "replica")
 
 
@@ -82,10 +91,7 @@ def place(kind: str, global_batch: int) -> Placement:
         return Placement()
     placement = {"mirrored": _mirrored, "multi-worker": _multi_worker,
                  "data-parallel": _data_parallel}[kind]()
-    if global_batch % placement.replicas:
-        raise UsageError(f"--batch-size {global_batch} (the global batch) does not split over "
-                         f"{placement.replicas} replicas of --distribute {kind}; use a multiple "
-                         f"of {placement.replicas}")
+    placement.per_replica(global_batch)
     return placement
 
 

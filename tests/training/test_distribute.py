@@ -24,7 +24,8 @@ import pytest
 
 from keras_seran import samples
 from keras_seran.cli import main
-from keras_seran.config import DataConfig
+from keras_seran.config import DataConfig, TrainConfig
+from keras_seran.errors import UsageError
 from keras_seran.runs import BEST, LAST, LOG, RUN_CONFIG, STATE_FILE
 
 RUN = ["train", "--data", str(samples.T1_AXIAL_SLAB), "--scale", "2", "--preset", "tiny",
@@ -71,7 +72,8 @@ def _run(tmp_path, devices: int, runs: list[list[str]], env: dict, timeout=420) 
 
 
 def _log(run_dir) -> dict[str, np.ndarray]:
-    rows = list(csv.DictReader(open(run_dir / LOG)))
+    with open(run_dir / LOG) as f:
+        rows = list(csv.DictReader(f))
     return {"epoch": np.array([int(r["epoch"]) for r in rows]),
             **{c: np.array([float(r[c]) for r in rows]) for c in COLUMNS}}
 
@@ -218,3 +220,19 @@ def test_pydataset_processes_share_the_global_batch():
         assert not np.array_equal(parts[0][1], parts[1][1])
     with pytest.raises(ValueError, match="batch_size 4 does not split over 3 processes"):
         PatchPyDataset(train, 2, cfg, steps_per_epoch=3, process_index=0, process_count=3)
+
+
+def test_global_batch_splits_evenly_and_old_runs_keep_their_setting():
+    from keras_seran.training.distribute import Placement
+
+    mirrored = Placement("mirrored", replicas=4)
+    assert mirrored.per_replica(16) == 4
+    assert mirrored.describe(16) == ("distribute mirrored (tf.distribute.MirroredStrategy): "
+                                     "4 replica(s); global batch 16 = 4 per replica")
+    with pytest.raises(UsageError, match="--batch-size 6 .* does not split over 4 replicas"):
+        mirrored.per_replica(6)
+    # run_config.json of runs made before --distribute holds a bool (--multi-gpu)
+    assert TrainConfig(distribute=True).distribute == "mirrored"
+    assert TrainConfig(distribute=False).distribute == "none"
+    with pytest.raises(ValueError, match="distribute must be one of"):
+        TrainConfig(distribute="horovod")
