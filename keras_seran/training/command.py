@@ -8,9 +8,9 @@ Settings come from the typed configs (``RunConfig``, ``DataConfig``, ``TrainConf
 fields also make the flags: defaults, then (with ``--resume``) the run's saved settings, then a
 JSON file (``--config``, with "sources", "data" and "train" entries), then the flags. A resumed
 run continues exactly what was saved: only the number of epochs, the early-stop patience, the
-checkpoint interval and the device placement may change (``RESUMABLE``); any other setting that differs from
-``run_config.json`` is an error (start a new run with ``--init-from RUN/last.keras`` to change
-it). ``--data`` may point elsewhere on resume (a data folder that moved); the new sources are
+checkpoint interval and the device placement may change (``RESUMABLE``); any other setting
+that differs from ``run_config.json`` is an error (start a new run with ``--init-from
+RUN/last.keras`` to change it). ``--data`` may point elsewhere on resume (a data folder that moved); the new sources are
 recorded in ``run_config.json``.
 """
 
