@@ -147,7 +147,8 @@ def _data_parallel() -> Placement:
             or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES")) and not is_initialized():
         keras.distribution.initialize()   # jax.distributed.initialize from those variables
     devices = keras.distribution.list_devices()
-    distribution = keras.distribution.DataParallel(devices=devices)
+    # each process's PatchPyDataset yields its own share already (make_pydatasets)
+    distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
     index = jax.process_index()
     return Placement("data-parallel", len(devices), index, jax.process_count(), index == 0,
                      distribution)

@@ -1,5 +1,6 @@
 """Training on several devices without a GPU: two logical CPU devices (TensorFlow), two XLA host
-devices (JAX), and two local worker processes (MultiWorkerMirroredStrategy over 127.0.0.1).
+devices (JAX), and two local worker processes (MultiWorkerMirroredStrategy over 127.0.0.1;
+JAX's ``jax.distributed`` over 127.0.0.1).
 
 Every worker draws the global batches of a one-device run and keeps its share, so the same short
 run on the bundled real MR slab gives the same loss curve on 1 and 2 devices (up to the order in
@@ -58,6 +59,7 @@ def _env(backend: str = "tensorflow", **extra: str) -> dict:
 
 
 def _launch(tmp_path, devices: int, runs: list[list[str]], env: dict) -> subprocess.Popen:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "runs.py"
     script.write_text(textwrap.dedent(SCRIPT))
     return subprocess.Popen([sys.executable, str(script), str(devices), json.dumps(runs)],
@@ -122,7 +124,7 @@ def test_two_logical_cpus_train_as_one_and_resume(tmp_path, init_model):
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
-def test_jax_data_parallel_on_two_host_devices_trains_as_one(tmp_path, init_model):
+def test_jax_data_parallel_on_two_devices_or_processes_trains_as_one(tmp_path, init_model):
     one, two = tmp_path / "one", tmp_path / "two"
     start = [*RUN, "--init-from", init_model, "--epochs", "3"]
     out = _run(tmp_path, 2, [[*start, "--out", str(one)],
@@ -132,6 +134,34 @@ def test_jax_data_parallel_on_two_host_devices_trains_as_one(tmp_path, init_mode
     curve = _log(one)
     assert curve["loss"][-1] < curve["loss"][0]
     _assert_same_curve(curve, _log(two))
+    # two processes of one device each (jax.distributed over 127.0.0.1), one shared --out
+    run_dir = tmp_path / "processes"
+    coordinator = f"127.0.0.1:{_free_ports(1)[0]}"
+    procs = [_launch(tmp_path / f"p{i}", 1, [[*start, "--out", str(run_dir), "--distribute",
+                                              "data-parallel"]],
+                     _env("jax", KERAS_DISTRIBUTION_JOB_ADDRESSES=coordinator,
+                          KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+                          KERAS_DISTRIBUTION_PROCESS_ID=str(i)))
+             for i in range(2)]
+    outs = _communicate(procs)
+    assert "2 replica(s) on 2 workers; global batch 4 = 2 per replica" in outs[0]
+    assert "worker 1: the chief writes" in outs[1]
+    assert sorted(x.name for x in run_dir.iterdir()) == sorted(
+        [LAST, BEST, STATE_FILE, RUN_CONFIG, LOG])
+    _assert_same_curve(curve, _log(run_dir))
+
+
+def _communicate(procs: list[subprocess.Popen], timeout=420) -> list[str]:
+    """The outputs of worker processes that must all succeed (all killed on a timeout)."""
+    try:
+        outs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-4000:]
+    return outs
 
 
 def _free_ports(n: int) -> list[int]:
@@ -155,17 +185,10 @@ def test_two_local_workers_train_as_one_and_only_the_chief_writes(tmp_path, init
         scratch.mkdir()
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = _env(TF_CONFIG=json.dumps(tf_config), TMPDIR=str(scratch))
-        (tmp_path / f"w{index}").mkdir()
         procs.append(_launch(tmp_path / f"w{index}", 1, [
             [*start, "--out", str(run_dir), "--distribute", "multi-worker"]], env))
-    try:
-        outs = [p.communicate(timeout=420)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, out in zip(procs, outs):
-        assert p.returncode == 0, out[-4000:]
+    outs = _communicate(procs)
+    for out in outs:
         assert "2 replica(s) on 2 workers; global batch 4 = 2 per replica" in out
     assert "worker 1: the chief writes" in outs[1] and "worker 0:" not in outs[0]
     # one checkpoint set, the chief's, and nothing left of the other worker's saves
