@@ -46,6 +46,10 @@ BUNDLED_DEGRADATIONS = ("bicubic", "kspace")
 #: networks ``keras-seran train`` can train (bicubic has no weights); rir = SERAN w/o SERA
 TRAINABLE_ARCHS = ("seran", "edsr", "rcan", "rir", "srcnn")
 MIXED_PRECISION_KINDS = ("float16", "bfloat16")   # compute types of mixed-precision training
+#: how training spreads over devices (``TrainConfig.distribute``): one device; tf.distribute's
+#: MirroredStrategy (one machine) or MultiWorkerMirroredStrategy (TF_CONFIG); JAX's
+#: keras.distribution.DataParallel (all devices, all processes)
+DISTRIBUTIONS = ("none", "mirrored", "multi-worker", "data-parallel")
 #: contrasts ``DataConfig.contrast`` can select (any case): those IXI and BIDS file names carry
 CONTRASTS = ("T1", "T2", "PD", "MRA", "DTI")
 ReasoningKind = Literal["glore", "rs_gcn"]
@@ -560,8 +564,12 @@ class TrainConfig:
     mixed_precision: bool | Literal["float16", "bfloat16"] = setting(
         False, "mixed-precision training (no value: float16 on a GPU, bfloat16 on a CPU)",
         nargs="?", const=True, choices=MIXED_PRECISION_KINDS)
-    distribute: bool = setting(False, "tf.distribute.MirroredStrategy over all visible GPUs "
-                                      "(tensorflow backend only)", flag="--multi-gpu")
+    distribute: Literal["none", "mirrored", "multi-worker", "data-parallel"] = setting(
+        "none", "train on several devices (docs/distributed.md): mirrored = "
+                "tf.distribute.MirroredStrategy over this machine's GPUs (or logical CPUs); "
+                "multi-worker = MultiWorkerMirroredStrategy over the TF_CONFIG cluster; "
+                "data-parallel = keras.distribution.DataParallel (jax backend). The batch size "
+                "stays the global batch", choices=DISTRIBUTIONS)
     early_stop_patience: int | None = setting(
         None, "stop after PATIENCE epochs without a better val_psnr (psnr without validation "
               "data)", flag="--early-stop", metavar="PATIENCE", default_text="no early stop")
@@ -579,7 +587,9 @@ class TrainConfig:
         check_number("beta_2", self.beta_2, 0.0, 1.0, high_open=True)
         check_number("epsilon", self.epsilon, 0.0, low_open=True)
         check_number("clipnorm", self.clipnorm, 0.0, low_open=True, optional=True)
-        check_bool("distribute", self.distribute)
+        if isinstance(self.distribute, bool):   # run_config.json of runs before --distribute
+            object.__setattr__(self, "distribute", "mirrored" if self.distribute else "none")
+        check_choice("distribute", self.distribute, DISTRIBUTIONS)
         check_int("early_stop_patience", self.early_stop_patience, 0, optional=True)
         check_int("checkpoint_every_epochs", self.checkpoint_every_epochs, 1)
         mixed = self.mixed_precision   # True / False, or a kind: not 1, 0.0 or "yes"

@@ -96,7 +96,8 @@ def test_train_flags_reach_their_fields():
                      "--degradation", "kspace", "--preset", "tiny", "--scale", "4")
     data, train = resolve_configs(args)
     assert (train.learning_rate, train.distribute, train.early_stop_patience,
-            train.mixed_precision, train.checkpoint_every_epochs) == (0.001, True, 3, True, 2)
+            train.mixed_precision, train.checkpoint_every_epochs) == \
+        (0.001, "mirrored", 3, True, 2)
     assert (data.noise_sigma, data.slice_axis, data.degradation) == (0.01, 1, "kspace")
     assert config_from_args(RunConfig, args) == RunConfig(scale=4, arch="seran", preset="tiny")
     _, args = _parse("train", "--mixed-precision", "bfloat16")

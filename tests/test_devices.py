@@ -130,6 +130,6 @@ def test_what_needs_tensorflow_is_refused_clearly_on_jax(tmp_path):
     assert "export rc 2" in r.stdout and "multi-gpu rc 2" in r.stdout
     assert "keras-seran export: error: export converts through TensorFlow and needs the " \
            "tensorflow backend (this is jax)" in r.stderr
-    assert "keras-seran train: error: --multi-gpu uses tf.distribute.MirroredStrategy, which " \
-           "needs the tensorflow backend (this is jax)" in r.stderr
+    assert "keras-seran train: error: --distribute mirrored uses tf.distribute.MirroredStrategy, " \
+           "which needs the tensorflow backend (this is jax)" in r.stderr
     assert not (tmp_path / "bundle").exists() and not (tmp_path / "run").exists()

@@ -281,17 +281,34 @@ def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
     ds = ds.batch(b, drop_remainder=True)
     ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter(start=int(start_batch), dtype=tf.int64)))
     ds = ds.map(degrade_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.with_options(_options()).prefetch(tf.data.AUTOTUNE)
+
+
+def _options() -> tf.data.Options:
+    """Deterministic order, and the DATA auto-shard policy for tf.distribute.
+
+    These datasets are generated (a counter, tensors in memory), with no files to shard: AUTO
+    would try FILE, warn, and fall back to DATA anyway. DATA rather than OFF: every worker then
+    draws the same global batches a one-device run draws and keeps its share of each, so the
+    loss curve and a resumed stream (``start_batch``) do not depend on the number of workers,
+    and no per-worker seed is needed (with OFF every worker would draw the same batches unless
+    seeded apart, and the stream would change with the cluster size). The price, each worker
+    drawing every patch of the global batch, is small next to the network's step.
+    """
     options = tf.data.Options()
     options.deterministic = True
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
 
 
-def validation_dataset(val: SliceSet, scale: int, config: DataConfig | None = None
-                       ) -> tf.data.Dataset:
+def validation_dataset(val: SliceSet, scale: int, config: DataConfig | None = None,
+                       copies: int = 1) -> tf.data.Dataset:
     """Finite, cached dataset of whole validation slices, batch 1: (1, h, w, 1), (1, h*s, w*s, 1).
 
     LR is the numpy degradation of the whole (cropped) HR slice, with seeded noise when
-    ``config.noise_sigma`` > 0 (the same pairs as :func:`validation_pairs`).
+    ``config.noise_sigma`` > 0 (the same pairs as :func:`validation_pairs`). ``copies`` > 1
+    repeats each slice into a batch of that many (one per replica of a distributed run: every
+    replica gets a slice and the mean metrics stay those of batch 1).
     """
     config = config or DataConfig()
     lrs, hrs = validation_pairs_from(val, scale, config)
@@ -314,11 +331,13 @@ def validation_dataset(val: SliceSet, scale: int, config: DataConfig | None = No
         return lr, hr
 
     ds = tf.data.Dataset.range(len(lrs)).map(get).batch(1)
-    return ds.cache().prefetch(tf.data.AUTOTUNE)
+    if copies > 1:
+        ds = ds.map(lambda lr, hr: (tf.repeat(lr, copies, axis=0), tf.repeat(hr, copies, axis=0)))
+    return ds.cache().with_options(_options()).prefetch(tf.data.AUTOTUNE)
 
 
 def make_datasets(sources: Any, scale: int, config: DataConfig | None = None,
-                  lr_mode: LRMode = "auto", start_batch: int = 0
+                  lr_mode: LRMode = "auto", start_batch: int = 0, val_copies: int = 1
                   ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
     """(train_ds, val_ds) from MR files or arrays.
 
@@ -327,12 +346,13 @@ def make_datasets(sources: Any, scale: int, config: DataConfig | None = None,
     ``config.slice_axis`` (near-empty slices skipped) and split by subject (one subject: by slab
     with ``config.val_gap``). ``train_ds``: infinite (lr, hr) batches (B, p, p, 1),
     (B, p*s, p*s, 1); ``val_ds``: whole slices (1, h, w, 1), (1, h*s, w*s, 1), or None when
-    ``config.val_fraction == 0`` or nothing could be held out.
+    ``config.val_fraction == 0`` or nothing could be held out; ``val_copies``: see
+    :func:`validation_dataset`.
     """
     config = config or DataConfig()
     train, val = load_slice_sets(sources, scale, config)
     train_ds = train_dataset(train, scale, config, lr_mode, start_batch)
-    val_ds = validation_dataset(val, scale, config) if len(val) else None
+    val_ds = validation_dataset(val, scale, config, val_copies) if len(val) else None
     return train_ds, val_ds
 
 

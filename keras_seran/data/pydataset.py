@@ -60,11 +60,16 @@ class PatchPyDataset(keras.utils.PyDataset):
         lr_mode: "auto" (precomputed for "kspace", else on the fly), "on_the_fly", "precomputed".
         workers: threads that prefetch the next batches, in order (1: none).
         max_queue_size: how many batches they prefetch ahead.
+        process_index, process_count: for JAX multi-process training, each batch is this
+            process's share, rows ``[i * B/P, (i + 1) * B/P)`` of the global batch (B =
+            ``config.batch_size`` must split evenly): the processes together train on the
+            stream of a one-process run.
     """
 
     def __init__(self, sources: Any, scale: int, config: DataConfig | None = None,
                  steps_per_epoch: int = 100, lr_mode: str = "auto", start_epoch: int = 0,
-                 workers: int = 1, max_queue_size: int = 10, use_multiprocessing: bool = False):
+                 workers: int = 1, max_queue_size: int = 10, use_multiprocessing: bool = False,
+                 process_index: int = 0, process_count: int = 1):
         if use_multiprocessing:
             raise ValueError("PatchPyDataset prefetches in threads; use_multiprocessing is not "
                              "supported (its batch order would depend on the workers)")
@@ -80,6 +85,13 @@ class PatchPyDataset(keras.utils.PyDataset):
         if int(workers) < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.threads = int(workers)
+        if not 0 <= int(process_index) < int(process_count):
+            raise ValueError(f"process_index must be in [0, {process_count}), got {process_index}")
+        if self.config.batch_size % int(process_count):
+            raise ValueError(f"batch_size {self.config.batch_size} does not split over "
+                             f"{process_count} processes")
+        share = self.config.batch_size // int(process_count)
+        self._rows = slice(int(process_index) * share, (int(process_index) + 1) * share)
         self.prefetch = max(self.threads, int(max_queue_size))
         train = sources if isinstance(sources, SliceSet) else load_slice_sets(sources, scale, self.config)[0]
         kind = self.config.degradation
@@ -174,7 +186,13 @@ class PatchPyDataset(keras.utils.PyDataset):
         return self.batch(n)
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Global batch ``n`` of the stream (epoch ``n // steps_per_epoch``), a pure function."""
+        """Batch ``n`` of the stream (epoch ``n // steps_per_epoch``), a pure function: this
+        process's share of the global batch (all of it with one process)."""
+        lr, hr = self.global_batch(n)
+        return lr[self._rows], hr[self._rows]
+
+    def global_batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Global batch ``n`` of the stream, every process's rows."""
         cfg, s = self.config, self.scale
         p = cfg.patch_size
         hp = p * s
@@ -232,35 +250,42 @@ class SlicePairPyDataset(keras.utils.PyDataset):
     """Whole-slice (lr, hr) pairs, batch 1: (1, h, w, 1), (1, h*s, w*s, 1), e.g. the lists of
     :func:`validation_pairs` for validation under any backend."""
 
-    def __init__(self, lr_list: list[np.ndarray], hr_list: list[np.ndarray], **kwargs: Any):
+    def __init__(self, lr_list: list[np.ndarray], hr_list: list[np.ndarray], copies: int = 1,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         if len(lr_list) != len(hr_list) or not lr_list:
             raise ValueError(f"need equally long, non-empty lists, got {len(lr_list)} and {len(hr_list)}")
         self.lr_list, self.hr_list = lr_list, hr_list
+        self.copies = int(copies)   # > 1: each slice repeated, a batch of one per replica
 
     def __len__(self) -> int:
         return len(self.lr_list)
 
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
-        return (np.asarray(self.lr_list[idx], np.float32)[None, ..., None],
-                np.asarray(self.hr_list[idx], np.float32)[None, ..., None])
+        return tuple(np.repeat(np.asarray(a[idx], np.float32)[None, ..., None], self.copies, 0)
+                     for a in (self.lr_list, self.hr_list))
 
 
 def make_pydatasets(sources: Any, scale: int, config: DataConfig | None = None,
-                    steps_per_epoch: int = 100, start_epoch: int = 0, workers: int | None = None
+                    steps_per_epoch: int = 100, start_epoch: int = 0, workers: int | None = None,
+                    process_index: int = 0, process_count: int = 1, val_copies: int = 1
                     ) -> tuple[PatchPyDataset, SlicePairPyDataset | None]:
     """(train, val) PyDatasets from MR files or arrays: the backend-agnostic twin of
     :func:`keras_seran.data.make_datasets` (same slices, split and validation pairs; the random
     patch stream differs). ``train``: the endless stream of batches (B, p, p, 1), (B, p*s, p*s, 1)
     from epoch ``start_epoch`` on, prefetched by ``workers`` threads (default: up to 4); give
     ``fit`` its ``steps_per_epoch=len(train)``. ``val``: whole slices, batch 1, or None when
-    nothing is held out."""
+    nothing is held out. ``process_index``/``process_count``: this process's share of each
+    batch (:class:`PatchPyDataset`); ``val_copies``: each validation slice repeated into a
+    batch of that many (one per local replica of a distributed run)."""
     import os
 
     config = config or DataConfig()
     train, val = load_slice_sets(sources, scale, config)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     train_ds = PatchPyDataset(train, scale, config, steps_per_epoch, start_epoch=start_epoch,
-                              workers=workers)
-    val_ds = SlicePairPyDataset(*validation_pairs_from(val, scale, config)) if len(val) else None
+                              workers=workers, process_index=process_index,
+                              process_count=process_count)
+    val_ds = SlicePairPyDataset(*validation_pairs_from(val, scale, config), copies=val_copies) \
+        if len(val) else None
     return train_ds, val_ds

@@ -7,10 +7,10 @@
 Settings come from the typed configs (``RunConfig``, ``DataConfig``, ``TrainConfig``), whose
 fields also make the flags: defaults, then (with ``--resume``) the run's saved settings, then a
 JSON file (``--config``, with "sources", "data" and "train" entries), then the flags. A resumed
-run continues exactly what was saved: only the number of epochs, the early-stop patience and the
-checkpoint interval may change (``RESUMABLE``); any other setting that differs from
-``run_config.json`` is an error (start a new run with ``--init-from RUN/last.keras`` to change
-it). ``--data`` may point elsewhere on resume (a data folder that moved); the new sources are
+run continues exactly what was saved: only the number of epochs, the early-stop patience, the
+checkpoint interval and the device placement may change (``RESUMABLE``); any other setting
+that differs from ``run_config.json`` is an error (start a new run with ``--init-from
+RUN/last.keras`` to change it). ``--data`` may point elsewhere on resume (a data folder that moved); the new sources are
 recorded in ``run_config.json``.
 """
 
@@ -25,9 +25,10 @@ from keras_seran.config import (DataConfig, RunConfig, TrainConfig, add_config_a
                                 flag_values, with_flag_names)
 
 #: (section, field) a resumed run may change: they do not alter the model, the optimizer state
-#: or the patch stream it continues.
+#: or the patch stream it continues (the global batch stream is the same on any number of
+#: devices, so a run may resume on another machine or cluster size).
 RESUMABLE = {("train", "epochs"), ("train", "early_stop_patience"),
-             ("train", "checkpoint_every_epochs")}
+             ("train", "checkpoint_every_epochs"), ("train", "distribute")}
 #: entries of a --config file: the data sources and the two config sections
 CONFIG_KEYS = ("sources", "data", "train")
 
@@ -49,7 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tensorboard", action="store_true",
                    help="write no TensorBoard logs (log.csv has the metrics; default: write them "
                         "under OUT/tensorboard)")
-    add_config_arguments(p.add_argument_group("training (TrainConfig)"), TrainConfig)
+    training = p.add_argument_group("training (TrainConfig)")
+    add_config_arguments(training, TrainConfig)
+    training.add_argument("--multi-gpu", dest="distribute", action="store_const",
+                          const="mirrored", help="the same as --distribute mirrored")
     add_config_arguments(p.add_argument_group("data (DataConfig)"), DataConfig)
 
 
@@ -123,9 +127,9 @@ def check_resume(args, saved: dict, data_cfg: DataConfig, train_cfg: TrainConfig
                 changed.append(f"{section}.{name} {value!r} (the run has {before[name]!r})")
     if changed:
         raise InputDataError(where, "--resume continues the saved run, which cannot change: "
-                                    + "; ".join(changed) + ". Only --epochs, --early-stop and "
-                                    "--checkpoint-every may change; to change the rest start a "
-                                    "new run with --init-from RUN/last.keras")
+                                    + "; ".join(changed) + ". Only --epochs, --early-stop, "
+                                    "--checkpoint-every and --distribute may change; to change "
+                                    "the rest start a new run with --init-from RUN/last.keras")
 
 
 def run(args) -> int:

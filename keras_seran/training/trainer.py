@@ -10,6 +10,7 @@ by a fresh run.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -77,22 +78,11 @@ def _dtype_policy(mixed: bool | str):
 
 
 def check_backend(train_cfg: TrainConfig) -> None:
-    """UsageError when ``train_cfg`` asks for what the running backend lacks: multi-GPU
-    training is ``tf.distribute.MirroredStrategy`` (TensorFlow backend only)."""
-    if train_cfg.distribute and backend() != "tensorflow":
-        from keras_seran.errors import UsageError
+    """UsageError when ``train_cfg`` asks for what the running backend lacks: tf.distribute
+    strategies need TensorFlow, keras.distribution.DataParallel needs JAX."""
+    from keras_seran.training.distribute import check_backend as check_distribute
 
-        raise UsageError("--multi-gpu uses tf.distribute.MirroredStrategy, which needs "
-                         f"the tensorflow backend (this is {backend()}); "
-                         "train on one GPU, or with KERAS_BACKEND=tensorflow")
-
-
-def _strategy_scope(distribute: bool):
-    if not distribute:
-        return contextlib.nullcontext()
-    import tensorflow as tf
-
-    return tf.distribute.MirroredStrategy().scope()
+    check_distribute(train_cfg.distribute, backend())
 
 
 def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *,
@@ -110,46 +100,69 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
         init_from: a model (``.keras`` file or bundled name such as ``x2``) whose matching
             layers initialise a fresh run, e.g. an x2 network to start x3/x4 training.
         callbacks: extra Keras callbacks, run after the package's own.
+
+    With ``train_cfg.distribute`` (:mod:`keras_seran.training.distribute`) the batch size is
+    the global batch, and only the chief worker writes ``run_dir``; the other workers save
+    their checkpoints to a temporary folder, deleted at the end.
     """
+    from keras_seran.training.distribute import place, prepare_model
+
     data = data or DataConfig()
     train_cfg = train_cfg or TrainConfig()
     check_backend(train_cfg)
     check_patch_size(data, scale)
     check_datasets(datasets, train_cfg)
+    placement = place(train_cfg.distribute, data.batch_size)   # first: before TensorFlow runs
+    if placement.strategy is not None:
+        print(placement.describe(data.batch_size))
+    if not placement.is_chief:
+        print(f"worker {placement.process_index}: the chief writes {run_dir}; this worker's "
+              "checkpoints go to a temporary folder, deleted at the end")
     run_dir = Path(run_dir)
+    chief = placement.is_chief
     created = not run_dir.exists()
-    state = prepare_run_dir(run_dir, resume)
-    try:
-        model, initial_epoch, (train_ds, val_ds) = _start(
-            sources, scale, run_dir, state, arch, preset, data, train_cfg, datasets, init_from)
-    except BaseException:
-        # a fresh run that failed before writing anything leaves no empty run directory behind
-        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
-        raise
-    if state is not None:
-        trim_log(run_dir / LOG, initial_epoch)
-        if (run_dir / RUN_CONFIG).exists():
-            record_resume(run_dir, train_cfg, initial_epoch, sources)
-    monitor = "val_psnr" if val_ds is not None else "psnr"
-    extra = list(callbacks or [])
-    callbacks = [
-        RunCheckpoint(run_dir, every=train_cfg.checkpoint_every_epochs, monitor=monitor,
-                      best=None if state is None else state.get("best")),
-        keras.callbacks.CSVLogger(str(run_dir / LOG), append=state is not None),
-    ]
-    if tensorboard and not has_tensorflow():
-        print("TensorBoard logs need TensorFlow (not installed): skipped; log.csv has the metrics")
-    elif tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD),
-                                                     write_graph=False))
-    if train_cfg.early_stop_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor, mode="max",
-                                                       patience=train_cfg.early_stop_patience))
-    callbacks.extend(extra)
-    return model.fit(train_ds, epochs=train_cfg.epochs, steps_per_epoch=train_cfg.steps_per_epoch,
-                     validation_data=val_ds, initial_epoch=initial_epoch, callbacks=callbacks,
-                     verbose=verbose, shuffle=False)
+    # a worker only reads a resumed run's state; a fresh run's directory is the chief's
+    state = prepare_run_dir(run_dir, resume) if chief or resume else None
+    with placement.scope(), contextlib.ExitStack() as cleanup:
+        try:
+            model, initial_epoch, (train_ds, val_ds) = _start(
+                sources, scale, run_dir, state, arch, preset, data, train_cfg, datasets,
+                init_from, placement)
+            prepare_model(model, placement)
+        except BaseException:
+            # a fresh run that failed before writing anything leaves no empty run directory
+            if chief and created and run_dir.is_dir() and not any(run_dir.iterdir()):
+                run_dir.rmdir()
+            raise
+        if state is not None and chief:
+            trim_log(run_dir / LOG, initial_epoch)
+            if (run_dir / RUN_CONFIG).exists():
+                record_resume(run_dir, train_cfg, initial_epoch, sources)
+        monitor = "val_psnr" if val_ds is not None else "psnr"
+        extra = list(callbacks or [])
+        # every worker saves (a multi-worker save is collective); the chief's is the run's
+        saves = run_dir if chief else Path(cleanup.enter_context(
+            tempfile.TemporaryDirectory(prefix=f"keras-seran-worker{placement.process_index}-")))
+        callbacks = [RunCheckpoint(saves, every=train_cfg.checkpoint_every_epochs,
+                                   monitor=monitor,
+                                   best=None if state is None else state.get("best"))]
+        if chief:
+            callbacks.append(keras.callbacks.CSVLogger(str(run_dir / LOG),
+                                                       append=state is not None))
+        if chief and tensorboard and not has_tensorflow():
+            print("TensorBoard logs need TensorFlow (not installed): skipped; log.csv has the "
+                  "metrics")
+        elif chief and tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD),
+                                                         write_graph=False))
+        if train_cfg.early_stop_patience:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor, mode="max", patience=train_cfg.early_stop_patience))
+        callbacks.extend(extra)
+        return model.fit(train_ds, epochs=train_cfg.epochs,
+                         steps_per_epoch=train_cfg.steps_per_epoch, validation_data=val_ds,
+                         initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+                         shuffle=False)
 
 
 def check_datasets(datasets: tuple | None, train_cfg: TrainConfig) -> None:
@@ -164,23 +177,30 @@ def check_datasets(datasets: tuple | None, train_cfg: TrainConfig) -> None:
                          "agree (make_pydatasets(..., steps_per_epoch=...))")
 
 
-def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datasets, init_from):
+def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datasets, init_from,
+           placement):
     """(compiled model, initial epoch, (train_ds, val_ds)) of a fresh or resumed run; a fresh
-    run's settings are written to ``run_config.json`` once everything is built."""
+    run's settings are written to ``run_config.json`` (by the chief) once everything is
+    built."""
     if datasets is None:
         # resume the patch stream where the checkpoint left it
         start_epoch = 0 if state is None else int(state["epoch"])
         if backend() == "tensorflow":
             from keras_seran.data import make_datasets
 
+            # a global validation batch: one copy of the slice per replica
             datasets = make_datasets(sources, scale, data,
-                                     start_batch=start_epoch * train_cfg.steps_per_epoch)
+                                     start_batch=start_epoch * train_cfg.steps_per_epoch,
+                                     val_copies=placement.replicas)
         else:  # JAX / PyTorch: the numpy PyDatasets (no TensorFlow needed)
             from keras_seran.data import make_pydatasets
 
-            datasets = make_pydatasets(sources, scale, data, train_cfg.steps_per_epoch,
-                                       start_epoch)
-    with _dtype_policy(train_cfg.mixed_precision), _strategy_scope(train_cfg.distribute):
+            # each process feeds its share of the global batch (its local replicas)
+            datasets = make_pydatasets(
+                sources, scale, data, train_cfg.steps_per_epoch, start_epoch,
+                process_index=placement.process_index, process_count=placement.process_count,
+                val_copies=placement.replicas // placement.process_count)
+    with _dtype_policy(train_cfg.mixed_precision):
         if state is not None:
             model = load_checkpoint(run_dir / LAST)
             initial_epoch = int(state["epoch"])
@@ -199,6 +219,7 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
                 print(f"initialised {len(copied)} of {len(model.layers)} layers from {init_from}")
             model = compile_model(model, train_cfg, scale)
             initial_epoch = 0
+        if state is None and placement.is_chief:
             write_run_config(run_dir, {
                 "arch": arch, "preset": preset, "scale": scale,
                 "sources": describe_sources(sources), "data": to_dict(data),
