@@ -639,9 +639,11 @@ class InferenceConfig:
                                 default_text=f"the model's; {DEFAULT_SCALE} with the bundled "
                                              "weights")
     degradation: Literal["bicubic", "kspace"] = setting(
-        "bicubic", "which bundled weights to use: those trained on bicubic downscaling (the "
-                   "paper's BI) or on k-space truncation (a scanner's lower-resolution "
-                   "acquisition); not with --model, which names its weights")
+        "kspace", "which bundled weights to use: those trained on k-space truncation with noise "
+                  "(a scanner's lower-resolution acquisition: the default, since only they beat "
+                  "the console's zero-filling on acquired data, docs/acquisitions.md) or on "
+                  "bicubic downscaling (the paper's BI protocol); not with --model, which names "
+                  "its weights")
     slice_axis: int | None = setting(
         None, "slice axis; the other two are upscaled", flag="--axis", choices=SLICE_AXES,
         default_text="the thick-slice axis, i.e. the one of distinct voxel size; the last if "
