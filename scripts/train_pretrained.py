@@ -30,8 +30,19 @@ SERAN and the matched EDSR go through the same recipe (``--arch edsr``).
     python scripts/train_pretrained.py --arch seran --scale 4 --stage 3 --out runs/pretrained
     python scripts/train_pretrained.py --arch seran --scale 4 --stage 3 --out runs/pretrained --export
 
+Scanner-realistic weights (``--degradation kspace``, the default of ``keras-seran predict``):
+one stage continuing the bundled bicubic weights of the same network and scale, LR made by
+k-space truncation with a random k-space filter, partial Fourier and Rician noise
+(``AcquisitionConfig``'s defaults); float32, x2 8 epochs of 150 steps, x3/x4 4; final epoch
+exported (``RECIPES["kspace"]``, ``RECIPES["kspace_x3_x4"]``):
+
+    python scripts/train_pretrained.py --arch seran --scale 2 --degradation kspace --out runs/pretrained
+    python scripts/train_pretrained.py --arch seran --scale 2 --degradation kspace --out runs/pretrained --export
+    python scripts/train_pretrained.py --arch edsr --scale 4 --degradation kspace --out runs/pretrained --resume
+
 ``--export`` copies a checkpoint's weights into ``keras_seran/weights/`` with a JSON card: the
-best validation epoch at stages 1-2, the final epoch at stage 3 (``--pick`` chooses).
+best validation epoch at stages 1-2, the final epoch at stage 3 and for kspace (``--pick``
+chooses).
 """
 
 from __future__ import annotations
