@@ -20,8 +20,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
-    p.add_argument("--models", nargs="+", default=None,
-                   help=".keras files, one per --scales entry (default: the bundled weights)")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help=".keras files, one per --scales entry (default: the bundled weights)",
+    )
     args = p.parse_args()
     if args.models and len(args.models) != len(args.scales):
         p.error("give one --models file per --scales entry")
@@ -31,14 +35,18 @@ def main() -> None:
     from keras_seran.models import attention_use, sera_ablation
     from keras_seran.registry import load_model
 
-    try:   # load every model first: a bad path is a one-line error before any table row
-        models = [load_model(args.models[i] if args.models else f"seran-x{scale}")
-                  for i, scale in enumerate(args.scales)]
+    try:  # load every model first: a bad path is a one-line error before any table row
+        models = [
+            load_model(args.models[i] if args.models else f"seran-x{scale}")
+            for i, scale in enumerate(args.scales)
+        ]
     except KerasSeranError as exc:
         p.error(str(exc))
 
-    print("| model | module | s | support of M | peak of D (1/n uniform) | "
-          "dPSNR off: held-out T1 | dPSNR off: other sets (mean) |")
+    print(
+        "| model | module | s | support of M | peak of D (1/n uniform) | "
+        "dPSNR off: held-out T1 | dPSNR off: other sets (mean) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for i, scale in enumerate(args.scales):
         spec = args.models[i] if args.models else f"seran-x{scale}"
@@ -54,9 +62,11 @@ def main() -> None:
         probe = pairs["t1-heldout"][0][len(pairs["t1-heldout"][0]) // 2]
         for use in attention_use(model, probe):
             other = sum(o[use.name] for o in others) / len(others)
-            print(f"| {spec} (x{scale}) | {use.name} | {use.residual_scale:.3f} | "
-                  f"{100 * use.support:.1f} % | {use.excitation_peak:.3f} | "
-                  f"{held[use.name]:+.3f} | {other:+.3f} |")
+            print(
+                f"| {spec} (x{scale}) | {use.name} | {use.residual_scale:.3f} | "
+                f"{100 * use.support:.1f} % | {use.excitation_peak:.3f} | "
+                f"{held[use.name]:+.3f} | {other:+.3f} |"
+            )
 
 
 if __name__ == "__main__":

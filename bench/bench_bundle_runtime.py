@@ -85,8 +85,18 @@ def bench(bundle: Path, out_dir: Path) -> list[dict]:
     rows = []
 
     def worker(label, mode, runtime="-", precision="-"):
-        cmd = [sys.executable, "-c", WORKER, repr(time.time()), mode, str(bundle), runtime,
-               precision, str(out_dir / f"{label.replace('/', '_')}.nii.gz"), str(ROOT)]
+        cmd = [
+            sys.executable,
+            "-c",
+            WORKER,
+            repr(time.time()),
+            mode,
+            str(bundle),
+            runtime,
+            precision,
+            str(out_dir / f"{label.replace('/', '_')}.nii.gz"),
+            str(ROOT),
+        ]
         # (start-up is counted from here: the child starts right after)
         rows.append(_row(label, cmd, worker=True))
         print(_fmt(rows[-1]), flush=True)
@@ -97,9 +107,18 @@ def bench(bundle: Path, out_dir: Path) -> list[dict]:
             worker(f"{runtime}/{precision}", "bundle", runtime, precision)
         else:
             rows.append({"row": f"{runtime}/{precision}", "skipped": f"{runtime} not installed"})
-    cli = [sys.executable, "-m", "keras_seran.cli", "predict", str(ROOT / "keras_seran" /
-           "sample" / "t1_lowres_2x2x3mm.nii.gz"), str(out_dir / "cli.nii.gz"), "--model",
-           str(bundle), "--overwrite", "--no-progress"]
+    cli = [
+        sys.executable,
+        "-m",
+        "keras_seran.cli",
+        "predict",
+        str(ROOT / "keras_seran" / "sample" / "t1_lowres_2x2x3mm.nii.gz"),
+        str(out_dir / "cli.nii.gz"),
+        "--model",
+        str(bundle),
+        "--overwrite",
+        "--no-progress",
+    ]
     rows.append(_row("cli (default runtime)", cli, worker=False))
     print(_fmt(rows[-1]), flush=True)
     torch = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True)
@@ -107,8 +126,13 @@ def bench(bundle: Path, out_dir: Path) -> list[dict]:
         reason = (torch.stderr.strip().splitlines() or ["import torch failed"])[-1]
         rows.append({"row": "torch peer", "skipped": f"torch is not installed here ({reason})"})
     else:
-        rows.append({"row": "torch peer", "skipped": "torch is installed, but no PyTorch port "
-                                                     "of SERAN ships with this bench yet"})
+        rows.append(
+            {
+                "row": "torch peer",
+                "skipped": "torch is installed, but no PyTorch port "
+                "of SERAN ships with this bench yet",
+            }
+        )
     return rows
 
 
@@ -120,35 +144,64 @@ def _fmt(r: dict) -> str:
     start = f"{r['startup']:.2f}" if "startup" in r else "-"
     pred = f"{r['predict']:.2f}" if "predict" in r else "-"
     keras = {True: "yes", False: "no"}.get(r.get("keras_loaded"), "-")
-    return (f"| {r['row']} | {start} | {pred} | {r['wall_s']:.2f} | {r['cpu_s']:.1f} | "
-            f"{r['peak_mb']:.0f} | {keras} |")
+    return (
+        f"| {r['row']} | {start} | {pred} | {r['wall_s']:.2f} | {r['cpu_s']:.1f} | "
+        f"{r['peak_mb']:.0f} | {keras} |"
+    )
 
 
-HEADER = ("| row | start-up s | predict s | wall s | CPU s | peak MB | Keras/TF loaded |\n"
-          "|---|---:|---:|---:|---:|---:|---|")
+HEADER = (
+    "| row | start-up s | predict s | wall s | CPU s | peak MB | Keras/TF loaded |\n"
+    "|---|---:|---:|---:|---:|---:|---|"
+)
 
 
 def _export(tmp: Path) -> Path:
     out = tmp / "bundle_x2"
-    print(f"exporting the bundled x2 weights to {out} (LiteRT float32, dynamic_int8; ONNX "
-          "float32, int8): a few minutes", flush=True)
-    subprocess.run([sys.executable, "-m", "keras_seran.cli", "export", "x2", "--out", str(out),
-                    "--formats", "litert,onnx", "--tflite-variants", "float32,dynamic_int8",
-                    "--onnx-variants", "float32,int8", "--quiet"], check=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    print(
+        f"exporting the bundled x2 weights to {out} (LiteRT float32, dynamic_int8; ONNX "
+        "float32, int8): a few minutes",
+        flush=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_seran.cli",
+            "export",
+            "x2",
+            "--out",
+            str(out),
+            "--formats",
+            "litert,onnx",
+            "--tflite-variants",
+            "float32,dynamic_int8",
+            "--onnx-variants",
+            "float32,int8",
+            "--quiet",
+        ],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", type=Path, help="an export bundle of the bundled x2 weights "
-                                               "(default: export one to a temporary folder)")
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        help="an export bundle of the bundled x2 weights "
+        "(default: export one to a temporary folder)",
+    )
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench_bundle_") as tmp:
         bundle = args.bundle or _export(Path(tmp))
-        print(f"CPU cores usable: {len(os.sched_getaffinity(0))}; volume: bundled real T1 "
-              "128x128x62 -> 256x256x62 (x2)")
+        print(
+            f"CPU cores usable: {len(os.sched_getaffinity(0))}; volume: bundled real T1 "
+            "128x128x62 -> 256x256x62 (x2)"
+        )
         print(HEADER)
         rows = bench(bundle, Path(tmp))
         print("\n" + HEADER)

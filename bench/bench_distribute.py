@@ -54,8 +54,11 @@ print("RESULT", json.dumps({"replicas": placement.replicas, "seconds": seconds})
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--gpus", action="store_true",
-                   help="mirror over the machine's GPUs (all of them) instead of logical CPUs")
+    p.add_argument(
+        "--gpus",
+        action="store_true",
+        help="mirror over the machine's GPUs (all of them) instead of logical CPUs",
+    )
     p.add_argument("--preset", default="small")
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--batch", type=int, default=8, help="the global batch")
@@ -65,20 +68,39 @@ def main() -> None:
     args = p.parse_args()
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+    }
     if not args.gpus:
         env["CUDA_VISIBLE_DEVICES"] = ""
-    print(f"{platform.machine()}, {os.cpu_count()} CPU cores; SERAN {args.preset} "
-          f"x{args.scale}, global batch {args.batch} of {args.patch}x{args.patch} LR patches; "
-          f"{args.steps} steps after {args.warmup} warm-up\n")
+    print(
+        f"{platform.machine()}, {os.cpu_count()} CPU cores; SERAN {args.preset} "
+        f"x{args.scale}, global batch {args.batch} of {args.patch}x{args.patch} LR patches; "
+        f"{args.steps} steps after {args.warmup} warm-up\n"
+    )
     print("| devices | strategy | replicas | per-replica batch | steps/s | patches/s |")
     print("|---|---|---|---|---|---|")
     for n in args.devices:
-        setting = [n, args.gpus, args.preset, args.scale, args.batch, args.patch, args.steps,
-                   args.warmup]
-        r = subprocess.run([sys.executable, "-c", textwrap.dedent(WORKER), json.dumps(setting)],
-                           env=env, capture_output=True, text=True, check=False)
+        setting = [
+            n,
+            args.gpus,
+            args.preset,
+            args.scale,
+            args.batch,
+            args.patch,
+            args.steps,
+            args.warmup,
+        ]
+        r = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(WORKER), json.dumps(setting)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
         if r.returncode or not line:
             print(f"| {n} | failed: {(r.stderr.strip().splitlines() or ['?'])[-1]} |||||")
@@ -86,8 +108,10 @@ def main() -> None:
         result = json.loads(line[-1].split(" ", 1)[1])
         rate = args.steps / result["seconds"]
         kind = "none" if n == 1 else "mirrored"
-        print(f"| {n} {'GPU' if args.gpus else 'logical CPU'} | {kind} | {result['replicas']} | "
-              f"{args.batch // result['replicas']} | {rate:.2f} | {rate * args.batch:.1f} |")
+        print(
+            f"| {n} {'GPU' if args.gpus else 'logical CPU'} | {kind} | {result['replicas']} | "
+            f"{args.batch // result['replicas']} | {rate:.2f} | {rate * args.batch:.1f} |"
+        )
 
 
 if __name__ == "__main__":

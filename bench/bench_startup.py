@@ -38,8 +38,14 @@ def time_once(args: list[str], env: dict) -> tuple[float, float]:
     """(wall, cpu) seconds of one fresh ``python ARGS``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, *args], env=env, cwd=REPO_ROOT, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        cwd=REPO_ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -49,8 +55,11 @@ def time_once(args: list[str], env: dict) -> tuple[float, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0].replace("``", ""))
     p.add_argument("--runs", type=int, default=7, help="runs per case (default 7)")
-    p.add_argument("--with-keras", action="store_true",
-                   help="also time `import keras` (its backend included), for scale")
+    p.add_argument(
+        "--with-keras",
+        action="store_true",
+        help="also time `import keras` (its backend included), for scale",
+    )
     args = p.parse_args()
     if args.runs < 1:
         p.error("--runs must be at least 1")
@@ -59,15 +68,19 @@ def main() -> None:
     cases = dict(CASES)
     if args.with_keras:
         cases["import keras (not done by the above)"] = ["-c", "import keras"]
-    print(f"start-up, median of {args.runs} runs ({os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f})\n")
+    print(
+        f"start-up, median of {args.runs} runs ({os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f})\n"
+    )
     print("| case | wall (s) | CPU (s) |")
     print("|---|---:|---:|")
     for name, case_args in cases.items():
-        time_once(case_args, env)                      # warm the file cache
+        time_once(case_args, env)  # warm the file cache
         walls, cpus = zip(*(time_once(case_args, env) for _ in range(args.runs)))
-        print(f"| {name} | {statistics.median(walls):.2f} | {statistics.median(cpus):.2f} |",
-              flush=True)
+        print(
+            f"| {name} | {statistics.median(walls):.2f} | {statistics.median(cpus):.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

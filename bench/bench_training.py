@@ -33,9 +33,13 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=48)
-    p.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"],
-                   choices=["float32", "bfloat16", "float16"],
-                   help="float32, or mixed precision with this compute type (float16: GPU)")
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["float32", "bfloat16"],
+        choices=["float32", "bfloat16", "float16"],
+        help="float32, or mixed precision with this compute type (float16: GPU)",
+    )
     args = p.parse_args()
 
     import keras
@@ -47,25 +51,35 @@ def main() -> None:
 
     backend = keras.backend.backend()
     print(f"keras {keras.__version__}, {devices.describe()}, {platform.machine()}")
-    print(f"batch {args.batch} of {args.patch}x{args.patch} LR patches; median of {args.steps} "
-          f"steps after {args.warmup} warm-up\n")
+    print(
+        f"batch {args.batch} of {args.patch}x{args.patch} LR patches; median of {args.steps} "
+        f"steps after {args.warmup} warm-up\n"
+    )
     print("| preset | scale | precision | parameters | step (s) | patches/s |")
     print("|---|---|---|---|---|---|")
-    for preset, scale, precision in ((p, s, q) for p in args.presets for s in args.scales
-                                     for q in args.precisions):
+    for preset, scale, precision in (
+        (p, s, q) for p in args.presets for s in args.scales for q in args.precisions
+    ):
         keras.mixed_precision.set_global_policy(
-            "float32" if precision == "float32" else mixed_policy(precision))
-        cfg = DataConfig(patch_size=args.patch, batch_size=args.batch, slice_axis=1,
-                         val_fraction=0.0, min_foreground=0.05)
-        if backend == "tensorflow":   # the pipelines train() feeds on each backend
+            "float32" if precision == "float32" else mixed_policy(precision)
+        )
+        cfg = DataConfig(
+            patch_size=args.patch,
+            batch_size=args.batch,
+            slice_axis=1,
+            val_fraction=0.0,
+            min_foreground=0.05,
+        )
+        if backend == "tensorflow":  # the pipelines train() feeds on each backend
             from keras_seran.data import make_datasets
 
             train_ds, _ = make_datasets(str(samples.T1_AXIAL_SLAB), scale, cfg)
         else:
             from keras_seran.data import make_pydatasets
 
-            train_ds, _ = make_pydatasets(str(samples.T1_AXIAL_SLAB), scale, cfg,
-                                          steps_per_epoch=args.warmup + args.steps)
+            train_ds, _ = make_pydatasets(
+                str(samples.T1_AXIAL_SLAB), scale, cfg, steps_per_epoch=args.warmup + args.steps
+            )
         batches = iter(train_ds)
         model = compile_model(build_model("seran", scale, preset), TrainConfig(), scale)
         for _ in range(args.warmup):
@@ -77,8 +91,11 @@ def main() -> None:
             model.train_on_batch(lr, hr)
             times.append(time.perf_counter() - t0)
         step = statistics.median(times)
-        print(f"| {preset} | x{scale} | {precision} | {model.count_params():,} | {step:.3f} | "
-              f"{args.batch / step:.1f} |", flush=True)
+        print(
+            f"| {preset} | x{scale} | {precision} | {model.count_params():,} | {step:.3f} | "
+            f"{args.batch / step:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

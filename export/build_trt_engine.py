@@ -31,23 +31,32 @@ def _tensorrt_engine():
     if MODULE.exists():
         spec = importlib.util.spec_from_file_location("keras_seran_tensorrt_engine", MODULE)
         module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module      # dataclasses look their module up there
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
     from keras_seran.export import tensorrt_engine
+
     return tensorrt_engine
 
 
 def main(argv: list[str] | None = None) -> int:
     trt_engine = _tensorrt_engine()
     p = argparse.ArgumentParser(prog="build_trt_engine.py", description=__doc__.splitlines()[0])
-    p.add_argument("onnx", help="ONNX file of the bundle (fp16: float32 on TensorRT 8/10, "
-                                "float16 on 11; int8: int8_qdq)")
+    p.add_argument(
+        "onnx",
+        help="ONNX file of the bundle (fp16: float32 on TensorRT 8/10, "
+        "float16 on 11; int8: int8_qdq)",
+    )
     p.add_argument("engine", help="engine file to write")
     p.add_argument("--int8", action="store_true", help="the ONNX is the int8 QDQ model")
     p.add_argument("--no-fp16", dest="fp16", action="store_false", help="disallow fp16 kernels")
-    p.add_argument("--profile", action="append", metavar="MIN:OPT:MAX", default=None,
-                   help="LR size profile, e.g. 16x16:128x128:256x256 (repeatable)")
+    p.add_argument(
+        "--profile",
+        action="append",
+        metavar="MIN:OPT:MAX",
+        default=None,
+        help="LR size profile, e.g. 16x16:128x128:256x256 (repeatable)",
+    )
     p.add_argument("--workspace-mib", type=int, default=trt_engine.DEFAULT_WORKSPACE_MIB)
     args = p.parse_args(argv)
     if not Path(args.onnx).is_file():
@@ -57,8 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         p.error(str(exc))
     try:
-        info = trt_engine.build_engine(args.onnx, args.engine, fp16=args.fp16, int8=args.int8,
-                                       profiles=profiles, workspace_mib=args.workspace_mib)
+        info = trt_engine.build_engine(
+            args.onnx,
+            args.engine,
+            fp16=args.fp16,
+            int8=args.int8,
+            profiles=profiles,
+            workspace_mib=args.workspace_mib,
+        )
     except trt_engine.TensorRTUnavailable as exc:
         print(f"build_trt_engine.py: cannot build here: {exc}", file=sys.stderr)
         print("equivalent trtexec command(s), by TensorRT release:", file=sys.stderr)
@@ -67,9 +82,16 @@ def main(argv: list[str] | None = None) -> int:
             plan = trt_engine.build_plan(major, precision)
             print(f"# TensorRT {major}: from the {plan.onnx} ONNX")
             for prof in profiles or trt_engine.DEFAULT_PROFILES:
-                print(trt_engine.trtexec_command(args.onnx, args.engine, precision, prof,
-                                                 workspace_mib=args.workspace_mib,
-                                                 tensorrt_version=major))
+                print(
+                    trt_engine.trtexec_command(
+                        args.onnx,
+                        args.engine,
+                        precision,
+                        prof,
+                        workspace_mib=args.workspace_mib,
+                        tensorrt_version=major,
+                    )
+                )
         return 3
     print(json.dumps(info, indent=2))
     return 0

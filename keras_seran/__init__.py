@@ -81,5 +81,16 @@ elif not any(isinstance(f, _RegisterAfterKeras) for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterAfterKeras())
 
 
-__all__ = ["layers", "models", "metrics", "SuperResolver", "SERANConfig", "SERAConfig",
-           "DataConfig", "TrainConfig", "InferenceConfig", "ExportConfig", "__version__"]
+__all__ = [
+    "layers",
+    "models",
+    "metrics",
+    "SuperResolver",
+    "SERANConfig",
+    "SERAConfig",
+    "DataConfig",
+    "TrainConfig",
+    "InferenceConfig",
+    "ExportConfig",
+    "__version__",
+]

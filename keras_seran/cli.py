@@ -33,12 +33,16 @@ from keras_seran.errors import KerasSeranError
 
 COMMANDS = {
     "train": ("keras_seran.training.command", "train SERAN (or a baseline) on MR volumes"),
-    "evaluate": ("keras_seran.evaluation.command",
-                 "PSNR/SSIM table of SERAN, baselines and bicubic on the bundled held-out "
-                 "benchmark sets or on your --data"),
+    "evaluate": (
+        "keras_seran.evaluation.command",
+        "PSNR/SSIM table of SERAN, baselines and bicubic on the bundled held-out "
+        "benchmark sets or on your --data",
+    ),
     "predict": ("keras_seran.inference.command", "super-resolve NIfTI volumes (file or folder)"),
-    "export": ("keras_seran.export.command",
-               "export a model to SavedModel, LiteRT, ONNX and TensorRT, each verified"),
+    "export": (
+        "keras_seran.export.command",
+        "export a model to SavedModel, LiteRT, ONNX and TensorRT, each verified",
+    ),
     "demo": ("keras_seran.inference.demo", "run the main job on the bundled real MR sample"),
 }
 
@@ -76,7 +80,7 @@ def _handling(handler):
     previous = {}
     try:
         for sig in (getattr(signal, n) for n in _INTERRUPTS if hasattr(signal, n)):
-            if signal.getsignal(sig) is signal.SIG_IGN:   # nohup: the user asked to ignore it
+            if signal.getsignal(sig) is signal.SIG_IGN:  # nohup: the user asked to ignore it
                 continue
             previous[sig] = signal.signal(sig, handler)
         yield
@@ -92,6 +96,7 @@ def _exit_at_once(prog: list[str]):
     (an exception raised in a garbage-collector callback, such as the one JAX registers, is only
     printed as "Exception ignored" and the run would go on), and a traceback of the import that
     was interrupted says nothing useful."""
+
     def handler(signum, frame):
         try:
             sys.stderr.write(_interrupt_message(prog[0], signum) + "\n")
@@ -165,8 +170,12 @@ def _one_line_warnings(command: str):
 
 
 def _add_verbose(parser: argparse.ArgumentParser, default) -> None:
-    parser.add_argument("--verbose", action="store_true", default=default,
-                        help="also show the libraries' logging (TensorFlow, absl, XLA)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="also show the libraries' logging (TensorFlow, absl, XLA)",
+    )
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -174,6 +183,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     wanted = None if argv is None else next((a for a in argv if a in COMMANDS), "")
     parser = argparse.ArgumentParser(prog="keras-seran", description=_DESCRIPTION)
     from keras_seran import __version__
+
     parser.add_argument("--version", action="version", version=f"keras-seran {__version__}")
     _add_verbose(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -182,13 +192,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         p.set_defaults(_module=module)
         if wanted is None or wanted == name:
             importlib.import_module(module).add_arguments(p)
-            _add_verbose(p, argparse.SUPPRESS)   # after the command's name too
+            _add_verbose(p, argparse.SUPPRESS)  # after the command's name too
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    named = next((a for a in argv if a in COMMANDS), None)     # before parsing: for the message
+    named = next((a for a in argv if a in COMMANDS), None)  # before parsing: for the message
     prog = ["keras-seran" + (f" {named}" if named else "")]
     with _exit_at_once(prog):
         args = build_parser(argv).parse_args(argv)

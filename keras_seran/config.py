@@ -45,7 +45,7 @@ BLIND_KINDS = ("kspace", "bicubic", "blur")
 BUNDLED_DEGRADATIONS = ("bicubic", "kspace")
 #: networks ``keras-seran train`` can train (bicubic has no weights); rir = SERAN w/o SERA
 TRAINABLE_ARCHS = ("seran", "edsr", "rcan", "rir", "srcnn")
-MIXED_PRECISION_KINDS = ("float16", "bfloat16")   # compute types of mixed-precision training
+MIXED_PRECISION_KINDS = ("float16", "bfloat16")  # compute types of mixed-precision training
 #: how training spreads over devices (``TrainConfig.distribute``): one device; tf.distribute's
 #: MirroredStrategy (one machine) or MultiWorkerMirroredStrategy (TF_CONFIG); JAX's
 #: keras.distribution.DataParallel (all devices, all processes)
@@ -63,8 +63,18 @@ RUNTIMES = ("litert", "onnxruntime", "tensorrt")
 RUNTIME_PRECISIONS = ("float32", "float16", "dynamic_int8", "int8", "fp16")
 #: numpy dtypes a NIfTI-1 file stores as real-valued voxels (what ``--output-dtype`` accepts,
 #: besides "input": the input's own integer type)
-NIFTI_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-                "float32", "float64")
+NIFTI_DTYPES = (
+    "uint8",
+    "int8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "float32",
+    "float64",
+)
 
 
 def setting(default: Any, help: str, **cli: Any) -> Any:
@@ -90,8 +100,12 @@ def check_factor(scale: Any) -> int:
     """``scale`` as an int if it is a whole number >= 1 (any factor: the degradations and the
     output geometry work for every one, not only the trained ``SUPPORTED_SCALES``), else
     ValueError."""
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or int(scale) != scale \
-            or int(scale) < 1:
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, numbers.Real)
+        or int(scale) != scale
+        or int(scale) < 1
+    ):
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     return int(scale)
 
@@ -118,14 +132,25 @@ def check_bool(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
-def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf,
-                 low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
+def check_number(
+    name: str,
+    value: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> None:
     """ValueError unless ``value`` is a finite number (not a bool, not NaN or infinity: no setting
     of the package means anything there) in the interval low..high, open ends as asked."""
     if optional and value is None:
         return
-    ok = _is_number(value) and math.isfinite(value) and (
-        value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    ok = (
+        _is_number(value)
+        and math.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and (value < high if high_open else value <= high)
+    )
     if not ok:
         if math.isfinite(low) and math.isfinite(high):
             where = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
@@ -146,8 +171,9 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
 
-def check_choices(name: str, values: Any, allowed: Iterable[str],
-                  aliases: dict[str, str] | None = None) -> tuple[str, ...]:
+def check_choices(
+    name: str, values: Any, allowed: Iterable[str], aliases: dict[str, str] | None = None
+) -> tuple[str, ...]:
     """A selection from ``allowed``: ``values`` as a comma-separated string or an iterable of names
     (any case, ``aliases`` mapped), returned in the order of ``allowed`` without repeats;
     ValueError naming the unknown ones, or for an empty selection."""
@@ -161,8 +187,9 @@ def check_choices(name: str, values: Any, allowed: Iterable[str],
     names = [aliases.get(v.strip().lower(), v.strip().lower()) for v in items if v.strip()]
     bad = [v for v in names if v not in allowed]
     if bad:
-        raise ValueError(f"{name}: unknown {', '.join(map(repr, bad))}; choose from "
-                         f"{', '.join(allowed)}")
+        raise ValueError(
+            f"{name}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}"
+        )
     if not names:
         raise ValueError(f"{name}: none given; choose from {', '.join(allowed)}")
     return tuple(a for a in allowed if a in names)
@@ -182,10 +209,10 @@ def check_percentiles(percentiles: Any) -> tuple[float, float]:
         lo_hi = () if isinstance(percentiles, (str, bytes)) else tuple(percentiles)
     except TypeError:
         lo_hi = ()
-    if len(lo_hi) != 2 or not all(map(_is_number, lo_hi)) or \
-            not 0 <= lo_hi[0] < lo_hi[1] <= 100:
-        raise ValueError(f"percentiles must be two numbers 0 <= low < high <= 100, got "
-                         f"{percentiles!r}")
+    if len(lo_hi) != 2 or not all(map(_is_number, lo_hi)) or not 0 <= lo_hi[0] < lo_hi[1] <= 100:
+        raise ValueError(
+            f"percentiles must be two numbers 0 <= low < high <= 100, got {percentiles!r}"
+        )
     return float(lo_hi[0]), float(lo_hi[1])
 
 
@@ -252,11 +279,13 @@ class SERANConfig:
         for name in ("channels", "num_groups", "blocks_per_group", "input_channels"):
             check_int(name, getattr(self, name), 1)
         if not isinstance(self.sera, SERAConfig):
-            raise ValueError(f"sera must be a SERAConfig (or, in preset_config / seran(), a dict "
-                             f"of its fields), got {type(self.sera).__name__} {self.sera!r}")
+            raise ValueError(
+                f"sera must be a SERAConfig (or, in preset_config / seran(), a dict "
+                f"of its fields), got {type(self.sera).__name__} {self.sera!r}"
+            )
         check_number("res_scale", self.res_scale, 0.0, low_open=True)
 
-    def replace(self, **changes: Any) -> "SERANConfig":
+    def replace(self, **changes: Any) -> SERANConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -265,12 +294,25 @@ class SERANConfig:
 # activations at initialisation to ~1e16 on a real MR patch (0.1: output std ~3), and the first
 # steps diverge. Small: trains on a CPU in minutes to hours; the bundled weights' size.
 PRESETS: dict[str, SERANConfig] = {
-    "paper": SERANConfig(channels=64, num_groups=10, blocks_per_group=20, res_scale=0.1,
-                         sera=SERAConfig(feature_dim=64, num_descriptors=32)),
-    "small": SERANConfig(channels=32, num_groups=3, blocks_per_group=4,
-                         sera=SERAConfig(feature_dim=32, num_descriptors=16)),
-    "tiny": SERANConfig(channels=16, num_groups=1, blocks_per_group=2,
-                        sera=SERAConfig(feature_dim=16, num_descriptors=8)),
+    "paper": SERANConfig(
+        channels=64,
+        num_groups=10,
+        blocks_per_group=20,
+        res_scale=0.1,
+        sera=SERAConfig(feature_dim=64, num_descriptors=32),
+    ),
+    "small": SERANConfig(
+        channels=32,
+        num_groups=3,
+        blocks_per_group=4,
+        sera=SERAConfig(feature_dim=32, num_descriptors=16),
+    ),
+    "tiny": SERANConfig(
+        channels=16,
+        num_groups=1,
+        blocks_per_group=2,
+        sera=SERAConfig(feature_dim=16, num_descriptors=8),
+    ),
 }
 
 
@@ -279,11 +321,17 @@ class RunConfig:
     """The network a training run trains (``run_config.json``'s "arch", "preset" and "scale")."""
 
     scale: int = setting(DEFAULT_SCALE, "upscaling factor", choices=SUPPORTED_SCALES)
-    arch: str = setting("seran", "network to train; rir: SERAN without its SERA modules (the "
-                                 "'w/o SERA' ablation)", choices=TRAINABLE_ARCHS)
-    preset: str = setting(DEFAULT_PRESET, "network size: paper (the paper's RCAN-sized trunk), "
-                                          "small (CPU-trainable, the bundled weights' size), tiny",
-                          choices=tuple(PRESETS))
+    arch: str = setting(
+        "seran",
+        "network to train; rir: SERAN without its SERA modules (the 'w/o SERA' ablation)",
+        choices=TRAINABLE_ARCHS,
+    )
+    preset: str = setting(
+        DEFAULT_PRESET,
+        "network size: paper (the paper's RCAN-sized trunk), "
+        "small (CPU-trainable, the bundled weights' size), tiny",
+        choices=tuple(PRESETS),
+    )
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
@@ -291,8 +339,9 @@ class RunConfig:
         check_choice("preset", self.preset, tuple(PRESETS))
 
 
-def preset_config(preset: str = DEFAULT_PRESET, scale: int = DEFAULT_SCALE,
-                  **overrides: Any) -> SERANConfig:
+def preset_config(
+    preset: str = DEFAULT_PRESET, scale: int = DEFAULT_SCALE, **overrides: Any
+) -> SERANConfig:
     """Return the named preset at ``scale`` with any field overridden (:func:`with_overrides`)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -351,14 +400,22 @@ class AcquisitionConfig:
         for name in ("apodization_prob", "partial_fourier_prob", "noise_prob"):
             check_number(name, getattr(self, name), 0.0, 1.0)
         noise = tuple(self.noise) if isinstance(self.noise, (list, tuple)) else ()
-        if len(noise) != 2 or not all(map(_is_number, noise)) or \
-                not 0.0 <= noise[0] <= noise[1] <= 1.0:
+        if (
+            len(noise) != 2
+            or not all(map(_is_number, noise))
+            or not 0.0 <= noise[0] <= noise[1] <= 1.0
+        ):
             raise ValueError(f"noise must be two numbers 0 <= low <= high <= 1, got {self.noise!r}")
         mix = tuple(self.blind_mix) if isinstance(self.blind_mix, (list, tuple)) else ()
-        if len(mix) != len(BLIND_KINDS) or not all(_is_number(m) and m >= 0 for m in mix) \
-                or not sum(mix) > 0:
-            raise ValueError(f"blind_mix must be {len(BLIND_KINDS)} weights >= 0 (of "
-                             f"{BLIND_KINDS}) with a positive sum, got {self.blind_mix!r}")
+        if (
+            len(mix) != len(BLIND_KINDS)
+            or not all(_is_number(m) and m >= 0 for m in mix)
+            or not sum(mix) > 0
+        ):
+            raise ValueError(
+                f"blind_mix must be {len(BLIND_KINDS)} weights >= 0 (of "
+                f"{BLIND_KINDS}) with a positive sum, got {self.blind_mix!r}"
+            )
         object.__setattr__(self, "noise", tuple(float(v) for v in noise))
         object.__setattr__(self, "blind_mix", tuple(float(v) for v in mix))
 
@@ -412,54 +469,73 @@ class DataConfig:
     patch_size: int = setting(48, "LR patch side, the paper's", metavar="PX")
     batch_size: int = setting(16, "patches per batch, the paper's", metavar="N")
     degradation: Literal["bicubic", "blur", "kspace", "blind"] = setting(
-        "bicubic", "how LR patches are made from HR: bicubic (the paper's BI), blur (Gaussian "
+        "bicubic",
+        "how LR patches are made from HR: bicubic (the paper's BI), blur (Gaussian "
         "blur then decimation, BD), kspace (centre crop of the spectrum, as a lower-resolution "
-        "acquisition) or blind (a per-sample mix of them, with scanner effects)")
-    noise_sigma: float = setting(0.0, "Rician noise sigma, [0, 1] units", flag="--noise",
-                                 metavar="SIGMA")
+        "acquisition) or blind (a per-sample mix of them, with scanner effects)",
+    )
+    noise_sigma: float = setting(
+        0.0, "Rician noise sigma, [0, 1] units", flag="--noise", metavar="SIGMA"
+    )
     acquisition: AcquisitionConfig | None = None
-    slice_axis: int | None = setting(2, "slice axis of the volumes", flag="--axis",
-                                     choices=SLICE_AXES)
+    slice_axis: int | None = setting(
+        2, "slice axis of the volumes", flag="--axis", choices=SLICE_AXES
+    )
     min_foreground: float = 0.1
     foreground_threshold: float = 0.05
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     val_fraction: float = setting(
-        0.1, "fraction of the subjects held out for validation (at least one; one subject: a "
-             "slab at the end of each volume; 2D slice files of one subject: of the files)",
-        metavar="FRACTION")
+        0.1,
+        "fraction of the subjects held out for validation (at least one; one subject: a "
+        "slab at the end of each volume; 2D slice files of one subject: of the files)",
+        metavar="FRACTION",
+    )
     val_gap: int = 8
     augment: bool = True
     contrast_augment: float = setting(
-        0.0, "probability of a random intensity remapping per HR patch, so a network trained "
-             "on one contrast generalises to others", metavar="PROB")
+        0.0,
+        "probability of a random intensity remapping per HR patch, so a network trained "
+        "on one contrast generalises to others",
+        metavar="PROB",
+    )
     contrast_knots: int = 6
     contrast: str | None = setting(
-        None, f"IXI/BIDS contrast to select by file name: {', '.join(CONTRASTS)} (any case)")
+        None, f"IXI/BIDS contrast to select by file name: {', '.join(CONTRASTS)} (any case)"
+    )
     seed: int = setting(0, "seed of the split, patch positions and augmentation", metavar="N")
 
     def __post_init__(self) -> None:
         check_int("patch_size", self.patch_size, 4)
         check_int("batch_size", self.batch_size, 1)
         if self.degradation not in TRAINING_DEGRADATIONS:
-            raise ValueError(f"degradation must be one of {TRAINING_DEGRADATIONS}, got "
-                             f"{self.degradation!r}")
+            raise ValueError(
+                f"degradation must be one of {TRAINING_DEGRADATIONS}, got {self.degradation!r}"
+            )
         check_number("noise_sigma", self.noise_sigma, 0.0, 1.0)
-        if isinstance(self.acquisition, dict):      # read back from JSON
+        if isinstance(self.acquisition, dict):  # read back from JSON
             object.__setattr__(self, "acquisition", AcquisitionConfig(**self.acquisition))
         if self.acquisition is not None:
             if not isinstance(self.acquisition, AcquisitionConfig):
-                raise ValueError(f"acquisition must be an AcquisitionConfig or null, got "
-                                 f"{self.acquisition!r}")
+                raise ValueError(
+                    f"acquisition must be an AcquisitionConfig or null, got {self.acquisition!r}"
+                )
             if self.degradation not in ("kspace", "blind"):
-                raise ValueError("acquisition effects (k-space filter, partial Fourier) need the "
-                                 f"'kspace' or 'blind' degradation, not {self.degradation!r}")
+                raise ValueError(
+                    "acquisition effects (k-space filter, partial Fourier) need the "
+                    f"'kspace' or 'blind' degradation, not {self.degradation!r}"
+                )
             if self.noise_sigma:
-                raise ValueError("with acquisition effects the noise is drawn per sample from "
-                                 "acquisition.noise; leave noise_sigma at 0")
-        if self.slice_axis is not None and not (_is_int(self.slice_axis)
-                                                and self.slice_axis in (0, 1, 2)):
-            raise ValueError(f"slice_axis must be the integer 0, 1 or 2, or null (all three), "
-                             f"got {self.slice_axis!r}")
+                raise ValueError(
+                    "with acquisition effects the noise is drawn per sample from "
+                    "acquisition.noise; leave noise_sigma at 0"
+                )
+        if self.slice_axis is not None and not (
+            _is_int(self.slice_axis) and self.slice_axis in (0, 1, 2)
+        ):
+            raise ValueError(
+                f"slice_axis must be the integer 0, 1 or 2, or null (all three), "
+                f"got {self.slice_axis!r}"
+            )
         check_number("min_foreground", self.min_foreground, 0.0, 1.0)
         check_number("foreground_threshold", self.foreground_threshold, 0.0, 1.0)
         # a tuple, as declared: a config read back from JSON (a list) equals the original
@@ -468,10 +544,12 @@ class DataConfig:
         check_int("val_gap", self.val_gap, 0)
         check_bool("augment", self.augment)
         check_contrast_args(self.contrast_augment, self.contrast_knots)
-        if self.contrast is not None and not (isinstance(self.contrast, str)
-                                              and self.contrast.upper() in CONTRASTS):
-            raise ValueError(f"contrast must be one of {CONTRASTS} (any case) or null, got "
-                             f"{self.contrast!r}")
+        if self.contrast is not None and not (
+            isinstance(self.contrast, str) and self.contrast.upper() in CONTRASTS
+        ):
+            raise ValueError(
+                f"contrast must be one of {CONTRASTS} (any case) or null, got {self.contrast!r}"
+            )
         check_int("seed", self.seed, 0)
 
     @property
@@ -487,8 +565,9 @@ SLICE_PROFILES = ("boxcar", "gaussian")
 def _check_range(name: str, value: Any, low: float, high: float) -> tuple[float, float]:
     pair = tuple(value) if isinstance(value, (list, tuple)) else ()
     if len(pair) != 2 or not all(map(_is_number, pair)) or not low <= pair[0] <= pair[1] <= high:
-        raise ValueError(f"{name} must be two numbers {low:g} <= low <= high <= {high:g}, got "
-                         f"{value!r}")
+        raise ValueError(
+            f"{name} must be two numbers {low:g} <= low <= high <= {high:g}, got {value!r}"
+        )
     return float(pair[0]), float(pair[1])
 
 
@@ -529,18 +608,22 @@ class ThickSliceConfig:
         object.__setattr__(self, "noise", _check_range("noise", self.noise, 0.0, 1.0))
         profiles = tuple(self.profiles) if isinstance(self.profiles, (list, tuple)) else ()
         if not profiles or any(p not in SLICE_PROFILES for p in profiles):
-            raise ValueError(f"profiles must be a non-empty selection of {SLICE_PROFILES}, got "
-                             f"{self.profiles!r}")
+            raise ValueError(
+                f"profiles must be a non-empty selection of {SLICE_PROFILES}, got {self.profiles!r}"
+            )
         object.__setattr__(self, "profiles", profiles)
         check_number("gap_prob", self.gap_prob, 0.0, 1.0)
         check_number("noise_prob", self.noise_prob, 0.0, 1.0)
-        if self.slice_axis is not None and not (_is_int(self.slice_axis)
-                                                and self.slice_axis in (0, 1, 2)):
+        if self.slice_axis is not None and not (
+            _is_int(self.slice_axis) and self.slice_axis in (0, 1, 2)
+        ):
             raise ValueError(f"slice_axis must be 0, 1, 2 or null, got {self.slice_axis!r}")
         check_int("seed", self.seed, 0)
         if 2 * self.ratio[1] * (1 + self.gap[1]) > self.patch_size:
-            raise ValueError(f"a patch of {self.patch_size} rows holds fewer than two slices of "
-                             f"thickness {self.ratio[1]:g} (+ gap); use a larger patch_size")
+            raise ValueError(
+                f"a patch of {self.patch_size} rows holds fewer than two slices of "
+                f"thickness {self.ratio[1]:g} (+ gap); use a larger patch_size"
+            )
 
 
 @dataclass(frozen=True)
@@ -562,20 +645,34 @@ class TrainConfig:
     epsilon: float = 1e-8
     clipnorm: float | None = setting(None, "clip gradients to this global norm", metavar="NORM")
     mixed_precision: bool | Literal["float16", "bfloat16"] = setting(
-        False, "mixed-precision training (no value: float16 on a GPU, bfloat16 on a CPU)",
-        nargs="?", const=True, choices=MIXED_PRECISION_KINDS)
+        False,
+        "mixed-precision training (no value: float16 on a GPU, bfloat16 on a CPU)",
+        nargs="?",
+        const=True,
+        choices=MIXED_PRECISION_KINDS,
+    )
     distribute: Literal["none", "mirrored", "multi-worker", "data-parallel"] = setting(
-        "none", "train on several devices (docs/distributed.md): mirrored = "
-                "tf.distribute.MirroredStrategy over this machine's GPUs (or logical CPUs); "
-                "multi-worker = MultiWorkerMirroredStrategy over the TF_CONFIG cluster; "
-                "data-parallel = keras.distribution.DataParallel (jax backend). The batch size "
-                "stays the global batch", choices=DISTRIBUTIONS)
+        "none",
+        "train on several devices (docs/distributed.md): mirrored = "
+        "tf.distribute.MirroredStrategy over this machine's GPUs (or logical CPUs); "
+        "multi-worker = MultiWorkerMirroredStrategy over the TF_CONFIG cluster; "
+        "data-parallel = keras.distribution.DataParallel (jax backend). The batch size "
+        "stays the global batch",
+        choices=DISTRIBUTIONS,
+    )
     early_stop_patience: int | None = setting(
-        None, "stop after PATIENCE epochs without a better val_psnr (psnr without validation "
-              "data)", flag="--early-stop", metavar="PATIENCE", default_text="no early stop")
+        None,
+        "stop after PATIENCE epochs without a better val_psnr (psnr without validation data)",
+        flag="--early-stop",
+        metavar="PATIENCE",
+        default_text="no early stop",
+    )
     checkpoint_every_epochs: int = setting(
-        1, "write last.keras every EPOCHS epochs, and at the end of training",
-        flag="--checkpoint-every", metavar="EPOCHS")
+        1,
+        "write last.keras every EPOCHS epochs, and at the end of training",
+        flag="--checkpoint-every",
+        metavar="EPOCHS",
+    )
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, 1)
@@ -587,15 +684,19 @@ class TrainConfig:
         check_number("beta_2", self.beta_2, 0.0, 1.0, high_open=True)
         check_number("epsilon", self.epsilon, 0.0, low_open=True)
         check_number("clipnorm", self.clipnorm, 0.0, low_open=True, optional=True)
-        if isinstance(self.distribute, bool):   # run_config.json of runs before --distribute
+        if isinstance(self.distribute, bool):  # run_config.json of runs before --distribute
             object.__setattr__(self, "distribute", "mirrored" if self.distribute else "none")
         check_choice("distribute", self.distribute, DISTRIBUTIONS)
         check_int("early_stop_patience", self.early_stop_patience, 0, optional=True)
         check_int("checkpoint_every_epochs", self.checkpoint_every_epochs, 1)
-        mixed = self.mixed_precision   # True / False, or a kind: not 1, 0.0 or "yes"
-        if not (isinstance(mixed, bool) or (isinstance(mixed, str) and mixed in MIXED_PRECISION_KINDS)):
-            raise ValueError("mixed_precision must be true, false, 'float16' or 'bfloat16', "
-                             f"got {self.mixed_precision!r}")
+        mixed = self.mixed_precision  # True / False, or a kind: not 1, 0.0 or "yes"
+        if not (
+            isinstance(mixed, bool) or (isinstance(mixed, str) and mixed in MIXED_PRECISION_KINDS)
+        ):
+            raise ValueError(
+                "mixed_precision must be true, false, 'float16' or 'bfloat16', "
+                f"got {self.mixed_precision!r}"
+            )
 
 
 def check_data_consistency(weight: Any, name: str = "data_consistency") -> float:
@@ -635,67 +736,111 @@ class InferenceConfig:
         precision: the bundle artifact's precision (:data:`RUNTIME_PRECISIONS`); None: float32.
     """
 
-    scale: int | None = setting(None, "upscaling factor", choices=SUPPORTED_SCALES,
-                                default_text=f"the model's; {DEFAULT_SCALE} with the bundled "
-                                             "weights")
+    scale: int | None = setting(
+        None,
+        "upscaling factor",
+        choices=SUPPORTED_SCALES,
+        default_text=f"the model's; {DEFAULT_SCALE} with the bundled weights",
+    )
     degradation: Literal["bicubic", "kspace"] = setting(
-        "kspace", "which bundled weights to use: those trained on k-space truncation with noise "
-                  "(a scanner's lower-resolution acquisition: the default, since only they beat "
-                  "the console's zero-filling on acquired data, docs/acquisitions.md) or on "
-                  "bicubic downscaling (the paper's BI protocol); not with --model, which names "
-                  "its weights")
+        "kspace",
+        "which bundled weights to use: those trained on k-space truncation with noise "
+        "(a scanner's lower-resolution acquisition: the default, since only they beat "
+        "the console's zero-filling on acquired data, docs/acquisitions.md) or on "
+        "bicubic downscaling (the paper's BI protocol); not with --model, which names "
+        "its weights",
+    )
     slice_axis: int | None = setting(
-        None, "slice axis; the other two are upscaled", flag="--axis", choices=SLICE_AXES,
+        None,
+        "slice axis; the other two are upscaled",
+        flag="--axis",
+        choices=SLICE_AXES,
         default_text="the thick-slice axis, i.e. the one of distinct voxel size; the last if "
-                     "isotropic")
-    tile_size: int | None = setting(None, "cut slices into overlapping tiles of PX x PX LR "
-                                          "pixels", metavar="PX", default_text="whole slices")
+        "isotropic",
+    )
+    tile_size: int | None = setting(
+        None,
+        "cut slices into overlapping tiles of PX x PX LR pixels",
+        metavar="PX",
+        default_text="whole slices",
+    )
     overlap: int = setting(16, "overlap of neighbouring tiles in LR pixels", metavar="PX")
     batch_size: int = setting(8, "slices (or tiles) per batch", metavar="N")
     max_memory_mb: float | None = setting(
-        None, "memory budget in MB for the network and the tile blending (not the volume "
-              "itself): picks the batch, or the smallest tile giving the fewest tiles (at least "
-              "64 px)", flag="--max-memory", metavar="MB")
+        None,
+        "memory budget in MB for the network and the tile blending (not the volume "
+        "itself): picks the batch, or the smallest tile giving the fewest tiles (at least "
+        "64 px)",
+        flag="--max-memory",
+        metavar="MB",
+    )
     percentiles: tuple[float, float] = setting(
-        DEFAULT_PERCENTILES, "robust intensity range of each volume (percentiles) mapped to "
-                             "[0, 1], as in training", metavar=("LOW", "HIGH"))
-    self_ensemble: bool = setting(False, "average the network over the 8 flips/rotations of "
-                                         "each slice (8x slower, slightly better; 'SERAN+')")
+        DEFAULT_PERCENTILES,
+        "robust intensity range of each volume (percentiles) mapped to [0, 1], as in training",
+        metavar=("LOW", "HIGH"),
+    )
+    self_ensemble: bool = setting(
+        False,
+        "average the network over the 8 flips/rotations of "
+        "each slice (8x slower, slightly better; 'SERAN+')",
+    )
     data_consistency: float | None = setting(
-        None, "k-space data consistency, for k-space-truncated (lower-resolution) acquisitions: "
-              "the measured centre of each slice's spectrum replaces the network's (WEIGHT 1, "
-              "the value when none is given) or is blended in (0 < WEIGHT < 1, for noisy data)",
-        nargs="?", const=1.0, metavar="WEIGHT", default_text="off")
+        None,
+        "k-space data consistency, for k-space-truncated (lower-resolution) acquisitions: "
+        "the measured centre of each slice's spectrum replaces the network's (WEIGHT 1, "
+        "the value when none is given) or is blended in (0 < WEIGHT < 1, for noisy data)",
+        nargs="?",
+        const=1.0,
+        metavar="WEIGHT",
+        default_text="off",
+    )
     output_dtype: str = setting(
-        "float32", "output voxel type: float32, 'input' (the input's integer type, rounded and "
-                   "clipped; float32 if the file stores scaled integers) or one of "
-                   f"{', '.join(d for d in NIFTI_DTYPES if d != 'float32')} (an integer type "
-                   "too small for the input's range, or too coarse for a non-integer input, is "
-                   "refused)")
+        "float32",
+        "output voxel type: float32, 'input' (the input's integer type, rounded and "
+        "clipped; float32 if the file stores scaled integers) or one of "
+        f"{', '.join(d for d in NIFTI_DTYPES if d != 'float32')} (an integer type "
+        "too small for the input's range, or too coarse for a non-integer input, is "
+        "refused)",
+    )
     device: Literal["auto", "cpu", "gpu"] = setting(
-        "auto", "run on the CPU, the GPU, or whatever the Keras backend finds (auto; "
-                "KERAS_BACKEND picks tensorflow, jax or torch)")
+        "auto",
+        "run on the CPU, the GPU, or whatever the Keras backend finds (auto; "
+        "KERAS_BACKEND picks tensorflow, jax or torch)",
+    )
     isotropic: bool = setting(
-        False, "make a thick-slice stack (near-)isotropic with the bundled through-plane network "
-               "(after in-plane SR when --scale or --model is given; alone otherwise)")
+        False,
+        "make a thick-slice stack (near-)isotropic with the bundled through-plane network "
+        "(after in-plane SR when --scale or --model is given; alone otherwise)",
+    )
     target_spacing: float | None = setting(
-        None, "with --isotropic: voxel size along the thick axis, in mm", metavar="MM",
-        default_text="the finest in-plane voxel size")
+        None,
+        "with --isotropic: voxel size along the thick axis, in mm",
+        metavar="MM",
+        default_text="the finest in-plane voxel size",
+    )
     adapt_steps: int = setting(
-        0, "with --isotropic: first fine-tune the through-plane network on the scan's own "
-           "in-plane slices for N steps (SMORE-style self-supervision; about 0.1-0.3 s a step)",
-        metavar="N")
+        0,
+        "with --isotropic: first fine-tune the through-plane network on the scan's own "
+        "in-plane slices for N steps (SMORE-style self-supervision; about 0.1-0.3 s a step)",
+        metavar="N",
+    )
     runtime: str | None = setting(
-        None, "with --model BUNDLE_DIR (an export bundle): run its artifact in litert, "
-              "onnxruntime or tensorrt, without TensorFlow or Keras", choices=RUNTIMES,
+        None,
+        "with --model BUNDLE_DIR (an export bundle): run its artifact in litert, "
+        "onnxruntime or tensorrt, without TensorFlow or Keras",
+        choices=RUNTIMES,
         default_text="the first installed of tensorrt (fp16 engine), litert, onnxruntime "
-                     "(float32) that the bundle holds, a file of any size before a fixed-size "
-                     "one")
+        "(float32) that the bundle holds, a file of any size before a fixed-size "
+        "one",
+    )
     precision: str | None = setting(
-        None, "with --model BUNDLE_DIR: which of the bundle's precisions to run (LiteRT: "
-              "float32, float16, dynamic_int8, int8; ONNX: float32, float16, int8; TensorRT "
-              "engines: fp16, int8)", choices=RUNTIME_PRECISIONS,
-        default_text="float32 (fp16 for TensorRT)")
+        None,
+        "with --model BUNDLE_DIR: which of the bundle's precisions to run (LiteRT: "
+        "float32, float16, dynamic_int8, int8; ONNX: float32, float16, int8; TensorRT "
+        "engines: fp16, int8)",
+        choices=RUNTIME_PRECISIONS,
+        default_text="float32 (fp16 for TensorRT)",
+    )
 
     def __post_init__(self) -> None:
         if self.scale is not None:
@@ -712,8 +857,9 @@ class InferenceConfig:
         check_int("overlap", self.overlap, 0)
         check_int("batch_size", self.batch_size, 1)
         if self.tile_size is not None and self.tile_size <= self.overlap:
-            raise ValueError(f"tile_size {self.tile_size} must be larger than overlap "
-                             f"{self.overlap}")
+            raise ValueError(
+                f"tile_size {self.tile_size} must be larger than overlap {self.overlap}"
+            )
         check_number("max_memory_mb", self.max_memory_mb, 0.0, low_open=True, optional=True)
         object.__setattr__(self, "percentiles", check_percentiles(self.percentiles))
         check_bool("self_ensemble", self.self_ensemble)
@@ -729,8 +875,12 @@ class InferenceConfig:
 
 #: export formats, in bundle order, and the other names they go by
 EXPORT_FORMATS = ("savedmodel", "tflite", "onnx", "tensorrt")
-EXPORT_FORMAT_ALIASES = {"litert": "tflite", "saved_model": "savedmodel",
-                         "tf_saved_model": "savedmodel", "trt": "tensorrt"}
+EXPORT_FORMAT_ALIASES = {
+    "litert": "tflite",
+    "saved_model": "savedmodel",
+    "tf_saved_model": "savedmodel",
+    "trt": "tensorrt",
+}
 #: LiteRT precisions (:mod:`keras_seran.export.litert`) and ONNX ones (int8: QDQ)
 LITERT_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
 ONNX_VARIANTS = ("float32", "float16", "int8")
@@ -760,17 +910,21 @@ def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
 def check_opset(opset: Any) -> int:
     """``opset`` if tf2onnx can write it and TensorRT can read it, else ValueError."""
     if not _is_int(opset) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ValueError(f"opset must be between {MIN_OPSET} and {MAX_OPSET} (the newest tf2onnx "
-                         f"writes), got {opset}")
+        raise ValueError(
+            f"opset must be between {MIN_OPSET} and {MAX_OPSET} (the newest tf2onnx "
+            f"writes), got {opset}"
+        )
     return int(opset)
 
 
-def needs_calibration(formats: Iterable[str], tflite_variants: Iterable[str],
-                      onnx_variants: Iterable[str]) -> bool:
+def needs_calibration(
+    formats: Iterable[str], tflite_variants: Iterable[str], onnx_variants: Iterable[str]
+) -> bool:
     """Whether any requested model is full int8 (LiteRT int8, ONNX QDQ), i.e. needs calibration."""
     fmts = set(formats)
     return ("tflite" in fmts and "int8" in set(tflite_variants)) or (
-        bool(fmts & {"onnx", "tensorrt"}) and "int8" in set(onnx_variants))
+        bool(fmts & {"onnx", "tensorrt"}) and "int8" in set(onnx_variants)
+    )
 
 
 def _hw(name: str, value: Any) -> HW:
@@ -805,68 +959,105 @@ class ExportConfig:
     """
 
     formats: tuple[str, ...] = setting(
-        EXPORT_FORMATS, f"comma-separated: {', '.join(EXPORT_FORMATS)} (litert = tflite)")
+        EXPORT_FORMATS, f"comma-separated: {', '.join(EXPORT_FORMATS)} (litert = tflite)"
+    )
     input_size: tuple[int, int] | None = setting(
-        None, "fixed LR input size of the LiteRT models; also the default TensorRT profile "
-              "(min = opt = max); the manifest's fixed_size lists the fixed-size files",
-        metavar="HxW", type=str, default_text="dynamic H, W")
-    int8_io: bool = setting(False, "full-int8 LiteRT model with int8 input/output (default "
-                                   "float32; the manifest gives the int8 scale and zero point)")
+        None,
+        "fixed LR input size of the LiteRT models; also the default TensorRT profile "
+        "(min = opt = max); the manifest's fixed_size lists the fixed-size files",
+        metavar="HxW",
+        type=str,
+        default_text="dynamic H, W",
+    )
+    int8_io: bool = setting(
+        False,
+        "full-int8 LiteRT model with int8 input/output (default "
+        "float32; the manifest gives the int8 scale and zero point)",
+    )
     tflite_variants: tuple[str, ...] = setting(
-        LITERT_VARIANTS, "comma-separated LiteRT precisions: float32; float16 (fp16 weights); "
-                         "dynamic_int8 (int8 weights, float activations); int8 (full integer, "
-                         "calibrated on real MR slices)")
+        LITERT_VARIANTS,
+        "comma-separated LiteRT precisions: float32; float16 (fp16 weights); "
+        "dynamic_int8 (int8 weights, float activations); int8 (full integer, "
+        "calibrated on real MR slices)",
+    )
     onnx_variants: tuple[str, ...] = setting(
-        ONNX_VARIANTS, "comma-separated ONNX precisions: float32; float16 (fp16 inside, float32 "
-                       "interface: what TensorRT 11 builds fp16 engines from); int8 (QDQ, "
-                       "calibrated)")
-    opset: int = setting(DEFAULT_OPSET, f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (TensorRT 8.x, "
-                                        f"JetPack 5/6.0, reads up to {TENSORRT8_MAX_OPSET})",
-                         metavar="N")
+        ONNX_VARIANTS,
+        "comma-separated ONNX precisions: float32; float16 (fp16 inside, float32 "
+        "interface: what TensorRT 11 builds fp16 engines from); int8 (QDQ, "
+        "calibrated)",
+    )
+    opset: int = setting(
+        DEFAULT_OPSET,
+        f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (TensorRT 8.x, "
+        f"JetPack 5/6.0, reads up to {TENSORRT8_MAX_OPSET})",
+        metavar="N",
+    )
     trt_profiles: tuple[tuple[tuple[int, int], ...], ...] | None = setting(
-        None, "TensorRT optimization profile of LR sizes, e.g. 64x64:128x128:256x256 "
-              "(repeatable)", flag="--trt-profile", action="append", type=str,
-        metavar="MIN:OPT:MAX", default_text="HxW:HxW:HxW of --input-size, else " + " ".join(
-            ":".join(f"{h}x{w}" for h, w in p) for p in DEFAULT_TRT_PROFILES))
+        None,
+        "TensorRT optimization profile of LR sizes, e.g. 64x64:128x128:256x256 (repeatable)",
+        flag="--trt-profile",
+        action="append",
+        type=str,
+        metavar="MIN:OPT:MAX",
+        default_text="HxW:HxW:HxW of --input-size, else "
+        + " ".join(":".join(f"{h}x{w}" for h, w in p) for p in DEFAULT_TRT_PROFILES),
+    )
     calibration: str | Path | None = setting(
-        None, "MR volume (.nii/.nii.gz, DICOM folder) or 2D slice (PNG, .npy) whose slices "
-              "calibrate int8", type=Path, metavar="NIFTI",
-        default_text="the bundled real T1 slab")
+        None,
+        "MR volume (.nii/.nii.gz, DICOM folder) or 2D slice (PNG, .npy) whose slices "
+        "calibrate int8",
+        type=Path,
+        metavar="NIFTI",
+        default_text="the bundled real T1 slab",
+    )
     calibration_axis: int = setting(2, "slice axis of --calibration", metavar="AXIS")
-    scale: int | None = setting(None, "expected SR factor: an error unless the model's "
-                                      "(inferred from it)", metavar="S")
+    scale: int | None = setting(
+        None, "expected SR factor: an error unless the model's (inferred from it)", metavar="S"
+    )
     threads: int = setting(2, "CPU threads for the parity runs", metavar="N")
-    strict: bool = setting(False, "fail (exit 1, no bundle) when a format misses its parity "
-                                  "tolerance")
+    strict: bool = setting(
+        False, "fail (exit 1, no bundle) when a format misses its parity tolerance"
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", parse_formats(self.formats))
-        for name, allowed in (("tflite_variants", LITERT_VARIANTS),
-                              ("onnx_variants", ONNX_VARIANTS)):
+        for name, allowed in (
+            ("tflite_variants", LITERT_VARIANTS),
+            ("onnx_variants", ONNX_VARIANTS),
+        ):
             object.__setattr__(self, name, check_choices(name, getattr(self, name), allowed))
         check_opset(self.opset)
         if self.input_size is not None:
             object.__setattr__(self, "input_size", _hw("input_size", self.input_size))
         if self.trt_profiles is not None:
             profiles = self.trt_profiles if isinstance(self.trt_profiles, (list, tuple)) else ()
-            if not profiles or not all(isinstance(p, (list, tuple)) and len(p) == 3
-                                       for p in profiles):
-                raise ValueError(f"trt_profiles must be (min, opt, max) (H, W) sizes, got "
-                                 f"{self.trt_profiles!r}")
-            object.__setattr__(self, "trt_profiles", tuple(
-                tuple(_hw("trt_profiles", hw) for hw in p) for p in profiles))
+            if not profiles or not all(
+                isinstance(p, (list, tuple)) and len(p) == 3 for p in profiles
+            ):
+                raise ValueError(
+                    f"trt_profiles must be (min, opt, max) (H, W) sizes, got {self.trt_profiles!r}"
+                )
+            object.__setattr__(
+                self,
+                "trt_profiles",
+                tuple(tuple(_hw("trt_profiles", hw) for hw in p) for p in profiles),
+            )
         check_int("calibration_axis", self.calibration_axis, 0)
         check_int("scale", self.scale, 1, optional=True)
         check_int("threads", self.threads, 1)
         check_bool("int8_io", self.int8_io)
         check_bool("strict", self.strict)
         if self.int8_io and not ("tflite" in self.formats and "int8" in self.tflite_variants):
-            raise ValueError("int8_io applies to the full-int8 LiteRT model: it needs tflite in "
-                             "formats and int8 in tflite_variants")
+            raise ValueError(
+                "int8_io applies to the full-int8 LiteRT model: it needs tflite in "
+                "formats and int8 in tflite_variants"
+            )
         if self.calibration is not None and not self.needs_calibration:
-            raise ValueError("calibration calibrates the int8 models and none is requested: add "
-                             "int8 to tflite_variants (with tflite) or onnx_variants (with onnx "
-                             "or tensorrt)")
+            raise ValueError(
+                "calibration calibrates the int8 models and none is requested: add "
+                "int8 to tflite_variants (with tflite) or onnx_variants (with onnx "
+                "or tensorrt)"
+            )
 
     @property
     def needs_calibration(self) -> bool:
@@ -927,7 +1118,7 @@ def _argparse_kwargs(hint: Any, spec: dict[str, Any]) -> dict[str, Any]:
         kw["action"] = "store_true"
     elif typing.get_origin(hint) is tuple:
         members = typing.get_args(hint)
-        if members[-1] is Ellipsis:             # a selection: comma-separated
+        if members[-1] is Ellipsis:  # a selection: comma-separated
             kw["type"] = lambda text: tuple(v.strip() for v in text.split(","))
             kw.setdefault("metavar", "A,B,...")
         else:
@@ -938,9 +1129,14 @@ def _argparse_kwargs(hint: Any, spec: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-def add_config_arguments(parser: Any, cls: type, names: Iterable[str] | None = None, *,
-                         defaults: bool = False,
-                         overrides: dict[str, dict[str, Any]] | None = None) -> None:
+def add_config_arguments(
+    parser: Any,
+    cls: type,
+    names: Iterable[str] | None = None,
+    *,
+    defaults: bool = False,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> None:
     """Add a flag to ``parser`` (or an argument group) for each field of the config dataclass
     ``cls`` declared with :func:`setting` (or those in ``names``, in that order).
 
@@ -954,17 +1150,22 @@ def add_config_arguments(parser: Any, cls: type, names: Iterable[str] | None = N
     """
     fields = {f.name: f for f in _flagged(cls)}
     hints = typing.get_type_hints(cls)
-    for name in (fields if names is None else names):
+    for name in fields if names is None else names:
         f = fields[name]
         spec = {**f.metadata, **(overrides or {}).get(name, {})}
         flag = spec.pop("flag", "--" + name.replace("_", "-"))
         text = spec.pop("help")
-        shown = spec.pop("default_text",
-                         None if f.default is None or f.default is False else _show(f.default))
+        shown = spec.pop(
+            "default_text", None if f.default is None or f.default is False else _show(f.default)
+        )
         if shown:
             text = f"{text} (default: {shown})"
-        parser.add_argument(flag, default=f.default if defaults else None,
-                            help=text.replace("%", "%%"), **_argparse_kwargs(hints[name], spec))
+        parser.add_argument(
+            flag,
+            default=f.default if defaults else None,
+            help=text.replace("%", "%%"),
+            **_argparse_kwargs(hints[name], spec),
+        )
 
 
 def flag_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
@@ -983,8 +1184,9 @@ def with_flag_names(message: str, cls: type, names: Iterable[str]) -> str:
     flags = {f.name: _flag(f) for f in _flagged(cls) if f.name in set(names)}
     if not flags:
         return message
-    pattern = r"(?<![-\w])(" + "|".join(map(re.escape, sorted(flags, key=len, reverse=True))) \
-        + r")\b"
+    pattern = (
+        r"(?<![-\w])(" + "|".join(map(re.escape, sorted(flags, key=len, reverse=True))) + r")\b"
+    )
     return re.sub(pattern, lambda m: flags[m.group(1)], message)
 
 

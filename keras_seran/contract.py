@@ -10,7 +10,8 @@ Training (:class:`~keras_seran.config.DataConfig`), inference
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: Robust normalisation range (percentiles of the whole volume's intensities) mapped to [0, 1].
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
@@ -26,7 +27,7 @@ INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
 SIGNATURE = "serving_default"
 
-_PROBE = 12   # side of the zero image the scale is measured on
+_PROBE = 12  # side of the zero image the scale is measured on
 
 
 def input_channels(model: Any) -> int:
@@ -38,8 +39,7 @@ def input_channels(model: Any) -> int:
     return int(channels) if isinstance(channels, (int, np.integer)) else 1
 
 
-def probe_scale(run: Callable[[Any], Any], channels: int = 1, name: Any = "network"
-                ) -> int:
+def probe_scale(run: Callable[[Any], Any], channels: int = 1, name: Any = "network") -> int:
     """The upscaling factor ``s`` of an SR batch function ``run`` (N, H, W, C) -> (N, H*s, W*s, C),
     from one call on a (1, 12, 12, C) image of zeros (the output only needs a ``shape``: a numpy
     array or any backend's tensor). ``name`` names the network in errors.
@@ -52,22 +52,28 @@ def probe_scale(run: Callable[[Any], Any], channels: int = 1, name: Any = "netwo
     c = int(channels)
     out = run(np.zeros((1, _PROBE, _PROBE, c), dtype=np.float32))
     if isinstance(out, (dict, list, tuple)):
-        raise ValueError(f"model {name!r} has several outputs (built with "
-                         "return_attention=True?); give the SR network alone, e.g. seran(...) "
-                         "without return_attention")
+        raise ValueError(
+            f"model {name!r} has several outputs (built with "
+            "return_attention=True?); give the SR network alone, e.g. seran(...) "
+            "without return_attention"
+        )
     shape = tuple(np.shape(out))
     if len(shape) != 4 or shape[-1] != c:
-        raise ValueError(f"model {name!r} maps (1, {_PROBE}, {_PROBE}, {c}) to {shape}; expected "
-                         f"(1, {_PROBE} s, {_PROBE} s, {c}) (an SR network)")
+        raise ValueError(
+            f"model {name!r} maps (1, {_PROBE}, {_PROBE}, {c}) to {shape}; expected "
+            f"(1, {_PROBE} s, {_PROBE} s, {c}) (an SR network)"
+        )
     sh, sw = shape[1] / _PROBE, shape[2] / _PROBE
     if sh != sw or sh != int(sh) or sh < 1:
-        raise ValueError(f"model output {shape[1:3]} is not an integer upscaling of "
-                         f"({_PROBE}, {_PROBE})")
+        raise ValueError(
+            f"model output {shape[1:3]} is not an integer upscaling of ({_PROBE}, {_PROBE})"
+        )
     return int(sh)
 
 
 def infer_scale(model: Any) -> int:
     """The upscaling factor ``s`` of a Keras SR model (N, H, W, C) -> (N, H*s, W*s, C): one
     forward pass (:func:`probe_scale`, whose ValueErrors it raises) with ``training=False``."""
-    return probe_scale(lambda x: model(x, training=False), input_channels(model),
-                       getattr(model, "name", model))
+    return probe_scale(
+        lambda x: model(x, training=False), input_channels(model), getattr(model, "name", model)
+    )

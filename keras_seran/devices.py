@@ -64,16 +64,21 @@ def select_device(device: str) -> str:
         raise UsageError(f"--device must be cpu, gpu or auto, got {device!r}")
     name = backend()
     if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""   # effective for anything not started yet
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # effective for anything not started yet
         _hide_gpus(name)
         return "cpu"
     n = gpu_count()
     if device == "gpu":
         if not n:
-            hint = ("install keras-seran[gpu]" if name == "tensorflow"
-                    else f"install the CUDA build of {name}")
-            raise UsageError(f"--device gpu: the {name} backend sees no GPU (a CPU-only "
-                             f"install, or no CUDA driver); {hint} or use --device cpu")
+            hint = (
+                "install keras-seran[gpu]"
+                if name == "tensorflow"
+                else f"install the CUDA build of {name}"
+            )
+            raise UsageError(
+                f"--device gpu: the {name} backend sees no GPU (a CPU-only "
+                f"install, or no CUDA driver); {hint} or use --device cpu"
+            )
         if name == "tensorflow":
             import tensorflow as tf
 
@@ -99,12 +104,16 @@ def _hide_gpus(name: str) -> None:
 
         try:
             jax.config.update("jax_platforms", "cpu")
-        except RuntimeError:      # backends already initialised
+        except RuntimeError:  # backends already initialised
             pass
         if any(d.platform != "cpu" for d in jax.devices()):
-            raise UsageError("--device cpu: JAX has already started on the GPU; start "
-                             "with JAX_PLATFORMS=cpu instead")
+            raise UsageError(
+                "--device cpu: JAX has already started on the GPU; start "
+                "with JAX_PLATFORMS=cpu instead"
+            )
     elif name == "torch":
         if gpu_count():
-            raise UsageError("--device cpu: the torch backend has already chosen the "
-                             "GPU; start with CUDA_VISIBLE_DEVICES= instead")
+            raise UsageError(
+                "--device cpu: the torch backend has already chosen the "
+                "GPU; start with CUDA_VISIBLE_DEVICES= instead"
+            )

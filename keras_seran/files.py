@@ -34,11 +34,11 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 def nifti_suffix(path: str | Path) -> str | None:
-    """".nii.gz" or ".nii" when ``path`` ends with one (case-insensitive), else None."""
+    """ ".nii.gz" or ".nii" when ``path`` ends with one (case-insensitive), else None."""
     low = str(path).lower()
     for suf in NIFTI_SUFFIXES:
         if low.endswith(suf):
-            return str(path)[-len(suf):]
+            return str(path)[-len(suf) :]
     return None
 
 
@@ -135,13 +135,18 @@ def remove_leftovers(folder: str | Path, max_age_s: float = LEFTOVER_AGE_S) -> l
             kept.append(f)
     if removed or kept:
         names = ", ".join(f.name for f in removed[:3]) + (" ..." if len(removed) > 3 else "")
-        msg = (f"{Path(folder)}: removed {len(removed)} temporary file(s) left by an "
-               f"interrupted earlier write ({names})" if removed else "")
+        msg = (
+            f"{Path(folder)}: removed {len(removed)} temporary file(s) left by an "
+            f"interrupted earlier write ({names})"
+            if removed
+            else ""
+        )
         if kept:
             msg += ("; " if msg else f"{Path(folder)}: ") + (
                 f"cannot remove {len(kept)} leftover temporary file(s) "
-                f"({', '.join(f.name for f in kept[:3])}); delete them by hand")
-        warnings.warn(msg, stacklevel=2)     # attributed to this package: one line in the CLI
+                f"({', '.join(f.name for f in kept[:3])}); delete them by hand"
+            )
+        warnings.warn(msg, stacklevel=2)  # attributed to this package: one line in the CLI
     return removed
 
 
@@ -181,8 +186,11 @@ def ensure_writable_dir(folder: str | Path, create: bool = True) -> Path:
         try:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise OutputPathError(d, f"cannot create the output folder ({e.strerror or e}); "
-                                     "choose a folder you can write to") from None
+            raise OutputPathError(
+                d,
+                f"cannot create the output folder ({e.strerror or e}); "
+                "choose a folder you can write to",
+            ) from None
     _probe(d, d)
     return d
 
@@ -190,22 +198,30 @@ def ensure_writable_dir(folder: str | Path, create: bool = True) -> Path:
 def _probe(folder: Path, named: Path) -> None:
     """Create and delete a temporary file in ``folder``; OutputPathError naming ``named``."""
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputPathError(named, f"{'' if folder == named else f'{folder}: '}output folder is "
-                                     "not writable (permission denied); choose a folder you can "
-                                     "write to or fix its permissions")
+        raise OutputPathError(
+            named,
+            f"{'' if folder == named else f'{folder}: '}output folder is "
+            "not writable (permission denied); choose a folder you can "
+            "write to or fix its permissions",
+        )
     try:
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix="-probe", dir=folder)
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        raise OutputPathError(named, f"cannot create files in the output folder {folder} "
-                                     f"({e.strerror or e}); choose a folder you can write to"
-                              ) from None
+        raise OutputPathError(
+            named,
+            f"cannot create files in the output folder {folder} "
+            f"({e.strerror or e}); choose a folder you can write to",
+        ) from None
 
 
-def check_output_path(output: str | Path, input_path: str | Path | None = None,
-                      overwrite: bool = False, suffixes: tuple[str, ...] | None = NIFTI_SUFFIXES
-                      ) -> Path:
+def check_output_path(
+    output: str | Path,
+    input_path: str | Path | None = None,
+    overwrite: bool = False,
+    suffixes: tuple[str, ...] | None = NIFTI_SUFFIXES,
+) -> Path:
     """Validate one output file before any work is done; returns it as a Path.
 
     Raises OutputPathError when: it is the input file; it exists and ``overwrite`` is False; it is
@@ -213,8 +229,10 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None,
     """
     out = Path(output).expanduser()
     if input_path is not None and same_file(out, input_path):
-        raise OutputPathError(out, "output is the input file; refusing to overwrite the input, "
-                                   "choose another output path")
+        raise OutputPathError(
+            out,
+            "output is the input file; refusing to overwrite the input, choose another output path",
+        )
     if out.is_dir():
         raise OutputPathError(out, "is an existing folder, not a file")
     if suffixes and not any(str(out).lower().endswith(s) for s in suffixes):
@@ -244,11 +262,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             # the final name (its end when long: it carries the suffix writers go by) keeps
             # the file name within the usual 255-byte limit
-            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=f"-{dest.name[-160:]}",
-                                       dir=dest.parent)
+            fd, tmp = tempfile.mkstemp(
+                prefix=temp_prefix(), suffix=f"-{dest.name[-160:]}", dir=dest.parent
+            )
         except OSError as e:
-            raise OutputPathError(dest, f"cannot create a file in {dest.parent} "
-                                        f"({e.strerror or e})") from None
+            raise OutputPathError(
+                dest, f"cannot create a file in {dest.parent} ({e.strerror or e})"
+            ) from None
         os.close(fd)
         tmp_path = Path(tmp)
         try:
@@ -280,7 +300,7 @@ def _remove_empty_dirs(folders: list[Path]) -> None:
     """Remove ``folders`` (deepest first) while each is empty; stop at the first that is not."""
     for d in folders:
         try:
-            d.rmdir()          # fails on a folder something else has written into meanwhile
+            d.rmdir()  # fails on a folder something else has written into meanwhile
         except OSError:
             return
 
@@ -331,8 +351,9 @@ def read_json(path: str | Path, what: str, advice: str) -> dict:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise InputDataError(path, f"{what} cannot be read ({type(exc).__name__}: {exc}); "
-                                   f"{advice}") from None
+        raise InputDataError(
+            path, f"{what} cannot be read ({type(exc).__name__}: {exc}); {advice}"
+        ) from None
     if not isinstance(data, dict):
         raise InputDataError(path, f"{what} is not a JSON object; {advice}")
     return data
@@ -348,6 +369,9 @@ def output_for_input(input_path: str | Path, output: str | Path) -> Path:
         name = src.name if nifti_suffix(src) else f"{src.stem if src.suffix else src.name}.nii.gz"
         return out / name
     if nifti_suffix(out) is None:
-        raise OutputPathError(out, "output must be a .nii/.nii.gz file or an existing folder "
-                                   "(end the path with '/' to create one)")
+        raise OutputPathError(
+            out,
+            "output must be a .nii/.nii.gz file or an existing folder "
+            "(end the path with '/' to create one)",
+        )
     return out

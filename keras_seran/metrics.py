@@ -56,7 +56,7 @@ def psnr(estimate, reference, data_range: float = 1.0, border: int = 0) -> float
     if x.shape != y.shape:
         raise ValueError(f"shape mismatch: estimate {x.shape} vs reference {y.shape}")
     mse = float(np.mean((x - y) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(data_range ** 2 / mse)
+    return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
 
 
 def _neighbourhood(a: np.ndarray, reduce) -> np.ndarray:
@@ -67,7 +67,7 @@ def _neighbourhood(a: np.ndarray, reduce) -> np.ndarray:
     out = a.copy()
     for dy in range(3):
         for dx in range(3):
-            out = reduce(out, p[..., dy: dy + h, dx: dx + w])
+            out = reduce(out, p[..., dy : dy + h, dx : dx + w])
     return out
 
 
@@ -97,15 +97,15 @@ def overshoot_fraction(lr, sr, scale: int, tolerance: float = 0.05) -> float:
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
     ax = np.arange(size) - (size - 1) / 2.0
-    g = np.exp(-(ax ** 2) / (2 * sigma ** 2))
+    g = np.exp(-(ax**2) / (2 * sigma**2))
     return g / g.sum()
 
 
 def _filter_valid(img: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Separable 'valid' correlation of a 2D image with the 1D window ``g`` on both axes."""
     k = len(g)
-    rows = sum(g[i] * img[i:img.shape[0] - k + 1 + i, :] for i in range(k))
-    return sum(g[j] * rows[:, j:rows.shape[1] - k + 1 + j] for j in range(k))
+    rows = sum(g[i] * img[i : img.shape[0] - k + 1 + i, :] for i in range(k))
+    return sum(g[j] * rows[:, j : rows.shape[1] - k + 1 + j] for j in range(k))
 
 
 def ssim(estimate, reference, data_range: float = 1.0, border: int = 0) -> float:
@@ -114,8 +114,10 @@ def ssim(estimate, reference, data_range: float = 1.0, border: int = 0) -> float
     if x.shape != y.shape:
         raise ValueError(f"shape mismatch: estimate {x.shape} vs reference {y.shape}")
     if min(x.shape) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} after "
-                         f"cropping, got {x.shape}")
+        raise ValueError(
+            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} after "
+            f"cropping, got {x.shape}"
+        )
     g = _gaussian_window()
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mx, my = _filter_valid(x, g), _filter_valid(y, g)
@@ -162,7 +164,7 @@ class PSNRMetric(_ImageMetric):
 
     def score(self, y_true, y_pred):
         mse = ops.mean(ops.square(y_true - y_pred), axis=(1, 2, 3))
-        return 10.0 * ops.log(self.data_range ** 2 / ops.maximum(mse, 1e-12)) / np.log(10.0)
+        return 10.0 * ops.log(self.data_range**2 / ops.maximum(mse, 1e-12)) / np.log(10.0)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -175,10 +177,12 @@ class SSIMMetric(_ImageMetric):
 
     def score(self, y_true, y_pred):
         small = [d for d in y_true.shape[1:3] if d is not None and d < SSIM_WINDOW]
-        if small:   # a 'valid' 11x11 window does not fit: TF fails cryptically, eager gives junk
-            raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} after "
-                             f"cropping the {self.border}-pixel border, got "
-                             f"{tuple(y_true.shape[1:3])}")
+        if small:  # a 'valid' 11x11 window does not fit: TF fails cryptically, eager gives junk
+            raise ValueError(
+                f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} after "
+                f"cropping the {self.border}-pixel border, got "
+                f"{tuple(y_true.shape[1:3])}"
+            )
         x, y = y_pred, y_true
         g = _gaussian_window().astype("float32")
         kernel = ops.convert_to_tensor(np.outer(g, g)[:, :, None, None])
@@ -189,5 +193,7 @@ class SSIMMetric(_ImageMetric):
         c1, c2 = (0.01 * self.data_range) ** 2, (0.03 * self.data_range) ** 2
         mx, my = blur(x), blur(y)
         sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-        ssim_map = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+        ssim_map = ((2 * mx * my + c1) * (2 * sxy + c2)) / (
+            (mx * mx + my * my + c1) * (sxx + syy + c2)
+        )
         return ops.mean(ssim_map, axis=(1, 2, 3))

@@ -22,8 +22,16 @@ from pathlib import Path
 
 import keras
 
-from keras_seran.config import (BUNDLED_DEGRADATIONS, DEFAULT_PRESET, DEFAULT_SCALE, PRESETS,
-                                SUPPORTED_SCALES, SERANConfig, check_scale, seran_config_from_dict)
+from keras_seran.config import (
+    BUNDLED_DEGRADATIONS,
+    DEFAULT_PRESET,
+    DEFAULT_SCALE,
+    PRESETS,
+    SUPPORTED_SCALES,
+    SERANConfig,
+    check_scale,
+    seran_config_from_dict,
+)
 from keras_seran.errors import InputDataError, UsageError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -60,16 +68,22 @@ class _WeightFiles:
         card when it records none."""
         recorded = self.card().get("model")
         if not recorded:
-            raise InputDataError(self.card_path, f"the card of the bundled {self.name} weights "
-                                                 "records no network sizes ('model'); the "
-                                                 "installation is damaged")
+            raise InputDataError(
+                self.card_path,
+                f"the card of the bundled {self.name} weights "
+                "records no network sizes ('model'); the "
+                "installation is damaged",
+            )
         return seran_config_from_dict(recorded)
 
     def _missing(self) -> InputDataError:
-        return InputDataError(self.weights_path, f"no bundled weights for {self.name}; bundled: "
-                                                 f"{available() or 'none'}. Train your own with "
-                                                 "`keras-seran train` and pass the .keras file "
-                                                 "instead.")
+        return InputDataError(
+            self.weights_path,
+            f"no bundled weights for {self.name}; bundled: "
+            f"{available() or 'none'}. Train your own with "
+            "`keras-seran train` and pass the .keras file "
+            "instead.",
+        )
 
 
 @dataclass(frozen=True)
@@ -84,12 +98,15 @@ class Bundled(_WeightFiles):
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
-        for what, value, allowed in (("architecture", self.arch, ARCHS),
-                                     ("preset", self.preset, tuple(PRESETS)),
-                                     ("degradation", self.degradation, DEGRADATIONS)):
+        for what, value, allowed in (
+            ("architecture", self.arch, ARCHS),
+            ("preset", self.preset, tuple(PRESETS)),
+            ("degradation", self.degradation, DEGRADATIONS),
+        ):
             if value not in allowed:
-                raise UsageError(f"no bundled weights of {what} {value!r}; bundled {what}s: "
-                                 f"{', '.join(allowed)}")
+                raise UsageError(
+                    f"no bundled weights of {what} {value!r}; bundled {what}s: {', '.join(allowed)}"
+                )
 
     @property
     def _suffix(self) -> str:
@@ -112,11 +129,13 @@ class Bundled(_WeightFiles):
         from keras_seran.models import edsr, seran
 
         if not self.exists():
-            raise InputDataError(self.weights_path,
-                                 f"no bundled {self.arch} weights for x{self.scale} (preset "
-                                 f"{self.preset!r}, degradation {self.degradation!r}); bundled: "
-                                 f"{', '.join(available()) or 'none'}. Train your own with "
-                                 "`keras-seran train` and pass the .keras file instead.")
+            raise InputDataError(
+                self.weights_path,
+                f"no bundled {self.arch} weights for x{self.scale} (preset "
+                f"{self.preset!r}, degradation {self.degradation!r}); bundled: "
+                f"{', '.join(available()) or 'none'}. Train your own with "
+                "`keras-seran train` and pass the .keras file instead.",
+            )
         model = {"seran": seran, "edsr": edsr}[self.arch](config=self.config())
         model.load_weights(self.weights_path)
         return model
@@ -176,26 +195,38 @@ def parse(name: str | Path) -> Bundled | BundledThroughPlane | None:
 
 def bundled() -> list[Bundled]:
     """Every bundled model whose weights are installed, in file-name order."""
-    models = [Bundled(a, s, DEFAULT_PRESET, d) for a in ARCHS for s in SUPPORTED_SCALES
-              for d in DEGRADATIONS]
+    models = [
+        Bundled(a, s, DEFAULT_PRESET, d)
+        for a in ARCHS
+        for s in SUPPORTED_SCALES
+        for d in DEGRADATIONS
+    ]
     return sorted((m for m in models if m.exists()), key=lambda m: m.stem)
 
 
 def available() -> list[str]:
     """Names of the installed SERAN models, bicubic first: e.g. ``["x2", "x3", "x4"]``."""
-    return [m.name for d in DEGRADATIONS for m in bundled() if m.arch == "seran"
-            and m.degradation == d]
+    return [
+        m.name for d in DEGRADATIONS for m in bundled() if m.arch == "seran" and m.degradation == d
+    ]
 
 
-def card(scale: int = DEFAULT_SCALE, arch: str = "seran", preset: str = DEFAULT_PRESET,
-         degradation: str = DEGRADATIONS[0]) -> dict:
+def card(
+    scale: int = DEFAULT_SCALE,
+    arch: str = "seran",
+    preset: str = DEFAULT_PRESET,
+    degradation: str = DEGRADATIONS[0],
+) -> dict:
     """The JSON card of a bundled model (empty dict when it has none)."""
     return Bundled(arch, scale, preset, degradation).card()
 
 
-def load_pretrained(scale: int = DEFAULT_SCALE, arch: str = "seran",
-                    preset: str = DEFAULT_PRESET, degradation: str = DEGRADATIONS[0]
-                    ) -> keras.Model:
+def load_pretrained(
+    scale: int = DEFAULT_SCALE,
+    arch: str = "seran",
+    preset: str = DEFAULT_PRESET,
+    degradation: str = DEGRADATIONS[0],
+) -> keras.Model:
     """Build the network from its card and load its bundled weights (see :meth:`Bundled.load`)."""
     return Bundled(arch, scale, preset, degradation).load()
 
@@ -208,8 +239,11 @@ def load_model(spec: str | Path) -> keras.Model:
         return named.load()
     path = Path(spec)
     if not path.exists():
-        raise InputDataError(path, "no such model file (expected a .keras file or a bundled "
-                                   f"name such as x2; bundled: {available() or 'none'})")
+        raise InputDataError(
+            path,
+            "no such model file (expected a .keras file or a bundled "
+            f"name such as x2; bundled: {available() or 'none'})",
+        )
     if path.suffix == ".keras":
         try:
             return keras.saving.load_model(path, compile=False)

@@ -47,18 +47,27 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
     if has_last != has_state:
         there, missing = (LAST, STATE_FILE) if has_last else (STATE_FILE, LAST)
         verb = "resumed" if resume else "overwritten"
-        raise OutputPathError(run_dir, f"holds {there} but no {missing}: an incomplete "
-                                       f"checkpoint, which cannot be {verb}; delete {there} to "
-                                       "start a fresh run here (without --resume), or choose "
-                                       "another --out")
+        raise OutputPathError(
+            run_dir,
+            f"holds {there} but no {missing}: an incomplete "
+            f"checkpoint, which cannot be {verb}; delete {there} to "
+            "start a fresh run here (without --resume), or choose "
+            "another --out",
+        )
     if resume:
         if not has_last:
-            raise OutputPathError(run_dir, f"nothing to resume: no {LAST} or {STATE_FILE} here; "
-                                           "start a fresh run (without --resume)")
+            raise OutputPathError(
+                run_dir,
+                f"nothing to resume: no {LAST} or {STATE_FILE} here; "
+                "start a fresh run (without --resume)",
+            )
         return read_state(run_dir)
     if has_last:
-        raise OutputPathError(run_dir, "already holds a training checkpoint; pass --resume to "
-                                       "continue it or choose another --out")
+        raise OutputPathError(
+            run_dir,
+            "already holds a training checkpoint; pass --resume to "
+            "continue it or choose another --out",
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     probe = run_dir / ".write-test"
     try:
@@ -76,8 +85,9 @@ def read_state(run_dir: str | Path) -> dict | None:
         return None
     state = read_json(p, "the training state", _DAMAGED)
     if not isinstance(state.get("epoch"), int):
-        raise InputDataError(p, "the training state has no completed-epoch count; the run "
-                                "directory is damaged")
+        raise InputDataError(
+            p, "the training state has no completed-epoch count; the run directory is damaged"
+        )
     return state
 
 
@@ -138,8 +148,9 @@ def load_data_config(run_dir: str | Path) -> DataConfig:
         raise InputDataError(where, f"bad data settings: {exc}") from None
 
 
-def record_resume(run_dir: str | Path, train_cfg: TrainConfig, epoch: int,
-                  sources: Any = None) -> None:
+def record_resume(
+    run_dir: str | Path, train_cfg: TrainConfig, epoch: int, sources: Any = None
+) -> None:
     """Write the settings a resumed run continues with into ``run_config.json`` (the train
     section, and the data sources when they moved; the data settings and the model cannot
     change on resume) and note when it was resumed and from which sources."""

@@ -36,8 +36,20 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHS = ("seran", "edsr", "rir")
-RECIPE = ["--init-from", "none", "--epochs", "30", "--patch", "32", "--lr", "5e-4",
-          "--decay-epochs", "8", "--mixed-precision", "bfloat16"]
+RECIPE = [
+    "--init-from",
+    "none",
+    "--epochs",
+    "30",
+    "--patch",
+    "32",
+    "--lr",
+    "5e-4",
+    "--decay-epochs",
+    "8",
+    "--mixed-precision",
+    "bfloat16",
+]
 EPOCHS = 30
 STEPS_PER_EPOCH = 100
 
@@ -56,27 +68,43 @@ def finished(d: Path, steps: int = STEPS_PER_EPOCH) -> bool:
     if config.exists():
         recorded = json.loads(config.read_text())["train"]["steps_per_epoch"]
         if recorded != steps:
-            sys.exit(f"{d} was trained with {recorded} steps per epoch, not {steps}: "
-                     f"give --steps {recorded} or another --out")
-    return (d / LAST).exists() and state.exists() and \
-        json.loads(state.read_text())["epoch"] >= EPOCHS
+            sys.exit(
+                f"{d} was trained with {recorded} steps per epoch, not {steps}: "
+                f"give --steps {recorded} or another --out"
+            )
+    return (
+        (d / LAST).exists() and state.exists() and json.loads(state.read_text())["epoch"] >= EPOCHS
+    )
 
 
-def train_missing(out: Path, seeds, archs, scale: int, parallel: int,
-                  steps: int = STEPS_PER_EPOCH) -> None:
+def train_missing(
+    out: Path, seeds, archs, scale: int, parallel: int, steps: int = STEPS_PER_EPOCH
+) -> None:
     from keras_seran.runs import LAST
 
-    todo = [(s, a) for s in seeds for a in archs
-            if not finished(run_dir(out, s, a, scale), steps)]
+    todo = [(s, a) for s in seeds for a in archs if not finished(run_dir(out, s, a, scale), steps)]
     for i in range(0, len(todo), parallel):
         procs = []
-        for seed, arch in todo[i: i + parallel]:
+        for seed, arch in todo[i : i + parallel]:
             d = run_dir(out, seed, arch, scale)
             resume = ["--resume"] if (d / LAST).exists() else []
-            cmd = [sys.executable, str(REPO / "scripts" / "train_pretrained.py"), "--arch", arch,
-                   "--scale", str(scale), "--seed", str(seed), "--out", str(out / f"s{seed}"),
-                   *RECIPE, "--steps", str(steps), *resume,
-                   *(["--threads", "1"] if parallel > 1 else [])]
+            cmd = [
+                sys.executable,
+                str(REPO / "scripts" / "train_pretrained.py"),
+                "--arch",
+                arch,
+                "--scale",
+                str(scale),
+                "--seed",
+                str(seed),
+                "--out",
+                str(out / f"s{seed}"),
+                *RECIPE,
+                "--steps",
+                str(steps),
+                *resume,
+                *(["--threads", "1"] if parallel > 1 else []),
+            ]
             log = open(out / f"{arch}_s{seed}.log", "a")
             print(f"training {arch} x{scale} seed {seed} -> {d}", flush=True)
             procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
@@ -97,8 +125,10 @@ def score(out: Path, seeds, archs, scale: int) -> dict[tuple[str, int], dict[str
         for seed in seeds:
             model = load_model(run_dir(out, seed, arch, scale) / LAST)
             predict = keras_predictor(model)
-            scores[arch, seed] = {name: score_pairs(predict, lr, hr, scale).mean_psnr
-                                  for name, (lr, hr) in pairs.items()}
+            scores[arch, seed] = {
+                name: score_pairs(predict, lr, hr, scale).mean_psnr
+                for name, (lr, hr) in pairs.items()
+            }
     return scores
 
 
@@ -108,20 +138,30 @@ def table(scores, seeds, archs, scale: int) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     means = {}
     for arch in archs:
-        per_seed = np.array([[scores[arch, s][k] for k in sets] for s in seeds])   # (seeds, sets)
+        per_seed = np.array([[scores[arch, s][k] for k in sets] for s in seeds])  # (seeds, sets)
         means[arch] = per_seed.mean(axis=1)
-        cells = [f"{per_seed[:, j].mean():.2f} ± {per_seed[:, j].std(ddof=1):.2f}"
-                 if len(seeds) > 1 else f"{per_seed[0, j]:.2f}" for j in range(len(sets))]
-        lines.append(f"| {arch} x{scale} | " + " | ".join(cells) +
-                     f" | {means[arch].mean():.2f} | " +
-                     " / ".join(f"{v:.2f}" for v in means[arch]) + " |")
+        cells = [
+            f"{per_seed[:, j].mean():.2f} ± {per_seed[:, j].std(ddof=1):.2f}"
+            if len(seeds) > 1
+            else f"{per_seed[0, j]:.2f}"
+            for j in range(len(sets))
+        ]
+        lines.append(
+            f"| {arch} x{scale} | "
+            + " | ".join(cells)
+            + f" | {means[arch].mean():.2f} | "
+            + " / ".join(f"{v:.2f}" for v in means[arch])
+            + " |"
+        )
     lines.append("")
     for a, b in (("seran", "edsr"), ("seran", "rir"), ("rir", "edsr")):
         if a in means and b in means:
             d = means[a] - means[b]
-            lines.append(f"- {a} - {b}, same seed, mean of sets: " +
-                         " / ".join(f"{v:+.2f}" for v in d) +
-                         f" dB (mean {d.mean():+.2f}; {a} ahead in {int((d > 0).sum())} of {len(d)})")
+            lines.append(
+                f"- {a} - {b}, same seed, mean of sets: "
+                + " / ".join(f"{v:+.2f}" for v in d)
+                + f" dB (mean {d.mean():+.2f}; {a} ahead in {int((d > 0).sum())} of {len(d)})"
+            )
     return "\n".join(lines)
 
 
@@ -132,19 +172,28 @@ def main(argv=None) -> int:
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     p.add_argument("--out", type=Path, default=REPO / "runs" / "scratch_x4")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (one thread each)")
-    p.add_argument("--steps", type=int, default=STEPS_PER_EPOCH,
-                   help="steps per epoch: the study's 100; more stretches the same 30-epoch "
-                        "schedule over a longer run")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=STEPS_PER_EPOCH,
+        help="steps per epoch: the study's 100; more stretches the same 30-epoch "
+        "schedule over a longer run",
+    )
     p.add_argument("--no-train", action="store_true", help="only score finished runs")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.no_train:
-        train_missing(args.out, args.seeds, args.archs, args.scale, max(1, args.parallel),
-                      args.steps)
-    missing = [str(run_dir(args.out, s, a, args.scale)) for s in args.seeds for a in args.archs
-               if not finished(run_dir(args.out, s, a, args.scale), args.steps)]
+        train_missing(
+            args.out, args.seeds, args.archs, args.scale, max(1, args.parallel), args.steps
+        )
+    missing = [
+        str(run_dir(args.out, s, a, args.scale))
+        for s in args.seeds
+        for a in args.archs
+        if not finished(run_dir(args.out, s, a, args.scale), args.steps)
+    ]
     if missing:
         print("unfinished runs: " + ", ".join(missing), file=sys.stderr)
         return 2

@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from train_pretrained import split_volume  # noqa: E402
 
 
@@ -46,8 +45,12 @@ def row_shuffle_model(ratio: int):
     c = cfg.channels
     inputs = lr_input()
     shallow = conv3x3(c, "shallow_conv")(inputs)
-    x = residual_groups(shallow, cfg, lambda g, b: ResidualBlock(c, name=f"group{g}_block{b}"),
-                        lambda g, y: sera_block(cfg, g)(y))
+    x = residual_groups(
+        shallow,
+        cfg,
+        lambda g, b: ResidualBlock(c, name=f"group{g}_block{b}"),
+        lambda g, y: sera_block(cfg, g)(y),
+    )
     x = keras.layers.Add(name="long_skip")([shallow, conv3x3(c, "trunk_conv")(x)])
     x = conv3x3(c * ratio, "rows_conv")(x)
 
@@ -95,22 +98,24 @@ def main() -> None:
         for j in range(16):
             s = train[int(rng.integers(len(train)))]
             y, x = (int(rng.integers(n - args.patch + 1)) for n in s.shape)
-            tgt[j] = s[y: y + args.patch, x: x + args.patch][:: 1 - 2 * int(rng.integers(2))]
+            tgt[j] = s[y : y + args.patch, x : x + args.patch][:: 1 - 2 * int(rng.integers(2))]
         thick = np.stack([thicken(t, r) for t in tgt])
         return thick[..., None], np.einsum("ij,bjk->bik", up, thick)[..., None], tgt[..., None]
 
     init = Bundled("seran", 2).load()
     nets = {"restore": THROUGH_PLANE.build(), "upsample": row_shuffle_model(r)}
-    cfg = TrainConfig(epochs=1, steps_per_epoch=args.steps, learning_rate=args.lr,
-                      lr_decay_epochs=1)
+    cfg = TrainConfig(
+        epochs=1, steps_per_epoch=args.steps, learning_rate=args.lr, lr_decay_epochs=1
+    )
     seconds = {}
     for name, net in nets.items():
         transfer_weights(net, init)
         if name == "restore":
             net.get_layer("reconstruction").set_weights(
-                [0 * w for w in net.get_layer("reconstruction").get_weights()])
+                [0 * w for w in net.get_layer("reconstruction").get_weights()]
+            )
         compile_model(net, cfg, 1)
-        rng = np.random.default_rng(0)                      # the same patches for both
+        rng = np.random.default_rng(0)  # the same patches for both
         t0 = time.perf_counter()
         for _ in range(args.steps):
             thick, interp, tgt = batch()
@@ -121,16 +126,20 @@ def main() -> None:
     for img in val:
         tgt = img[: img.shape[0] - img.shape[0] % r]
         thick = thicken(tgt, r)
-        ests = {"cubic": interpolate_axis(thick, 0, tgt.shape[0], "cubic"),
-                "sinc": interpolate_axis(thick, 0, tgt.shape[0], "sinc")}
+        ests = {
+            "cubic": interpolate_axis(thick, 0, tgt.shape[0], "cubic"),
+            "sinc": interpolate_axis(thick, 0, tgt.shape[0], "sinc"),
+        }
         ests["restore"] = nets["restore"](ests["cubic"][None, ..., None])[0, ..., 0]
         ests["upsample"] = nets["upsample"](thick[None, ..., None])[0, ..., 0]
         for k, e in ests.items():
             e = np.clip(keras.ops.convert_to_numpy(e), 0, 1)
             rows[k][0].append(psnr(e, tgt, 1.0, border=r))
             rows[k][1].append(ssim(e, tgt, 1.0, border=r))
-    print(f"\nheld-out axial slices of the training subject, {r}-voxel boxcar slices along the "
-          f"rows, {args.steps} steps of 16 {args.patch}x{args.patch} patches each\n")
+    print(
+        f"\nheld-out axial slices of the training subject, {r}-voxel boxcar slices along the "
+        f"rows, {args.steps} steps of 16 {args.patch}x{args.patch} patches each\n"
+    )
     print("| method | PSNR (dB) | SSIM | s / training step |")
     print("|---|---|---|---|")
     for k, (ps, ss) in rows.items():

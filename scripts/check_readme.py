@@ -54,8 +54,14 @@ from urllib.parse import unquote
 
 REPO = Path(__file__).resolve().parents[1]
 
-LANGUAGES = {"bash": "bash", "sh": "bash", "shell": "bash", "python": "python", "py": "python",
-             "python3": "python"}
+LANGUAGES = {
+    "bash": "bash",
+    "sh": "bash",
+    "shell": "bash",
+    "python": "python",
+    "py": "python",
+    "python3": "python",
+}
 SKIP_RE = re.compile(r"<!--\s*readme-check:\s*skip\b(?P<reason>.*?)-->", re.IGNORECASE | re.DOTALL)
 FENCE_RE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
@@ -64,8 +70,11 @@ def default_files(repo: Path = REPO) -> list[Path]:
     """The repository's README.md, its docs/*.md pages in name order, and export/README.md (a
     pointer to the docs) when present."""
     pointer = repo / "export" / "README.md"
-    return [repo / "README.md", *sorted((repo / "docs").glob("*.md")),
-            *([pointer] if pointer.is_file() else [])]
+    return [
+        repo / "README.md",
+        *sorted((repo / "docs").glob("*.md")),
+        *([pointer] if pointer.is_file() else []),
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,9 +83,9 @@ def default_files(repo: Path = REPO) -> list[Path]:
 
 @dataclass
 class Block:
-    index: int              # 1-based, counting runnable (bash/python) blocks only
-    language: str           # "bash" or "python"
-    line: int               # 1-based line of the opening fence
+    index: int  # 1-based, counting runnable (bash/python) blocks only
+    language: str  # "bash" or "python"
+    line: int  # 1-based line of the opening fence
     code: str
     skip: bool = False
     skip_reason: str = ""
@@ -112,11 +121,14 @@ def parse_blocks(text: str) -> list[Block]:
         language = LANGUAGES.get(info.split()[0].lower().strip("{}.") if info else "")
         if language is None:
             continue
-        body = [line[len(indent):] if line.startswith(indent) else line.lstrip()
-                for line in lines[start + 1:end]]
+        body = [
+            line[len(indent) :] if line.startswith(indent) else line.lstrip()
+            for line in lines[start + 1 : end]
+        ]
         skip, reason = _skip_mark(lines, start)
-        blocks.append(Block(len(blocks) + 1, language, start + 1, "\n".join(body) + "\n",
-                            skip, reason))
+        blocks.append(
+            Block(len(blocks) + 1, language, start + 1, "\n".join(body) + "\n", skip, reason)
+        )
     return blocks
 
 
@@ -131,7 +143,7 @@ def _skip_mark(lines: list[str], fence_line: int) -> tuple[bool, str]:
     k = j
     while k >= 0 and "<!--" not in lines[k]:
         k -= 1
-    comment = "\n".join(lines[max(k, 0): j + 1])
+    comment = "\n".join(lines[max(k, 0) : j + 1])
     m = SKIP_RE.search(comment)
     if not m:
         return False, ""
@@ -159,15 +171,26 @@ def run_block(block: Block, workdir: Path, timeout: float) -> tuple[bool, str, f
         cmd = [sys.executable, str(script)]
     t = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=workdir, env=_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            cmd,
+            cwd=workdir,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         ok, output = proc.returncode == 0, proc.stdout
         if not ok:
             output += f"\n(exit status {proc.returncode})"
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout or ""
-        ok, output = False, (out if isinstance(out, str) else out.decode(errors="replace")) + \
-            f"\n(timed out after {timeout:.0f} s)"
+        ok, output = (
+            False,
+            (out if isinstance(out, str) else out.decode(errors="replace"))
+            + f"\n(timed out after {timeout:.0f} s)",
+        )
     finally:
         script.unlink(missing_ok=True)
     return ok, output, time.perf_counter() - t
@@ -178,13 +201,22 @@ def _tail(text: str, n: int = 40) -> str:
     return "\n".join(("    " + x) for x in lines[-n:])
 
 
-def run_blocks(path: Path, timeout: float = 600.0, keep_going: bool = False,
-               workdir: Path | None = None, out=sys.stdout) -> tuple[list[Block], int]:
+def run_blocks(
+    path: Path,
+    timeout: float = 600.0,
+    keep_going: bool = False,
+    workdir: Path | None = None,
+    out=sys.stdout,
+) -> tuple[list[Block], int]:
     """Run the runnable blocks of one Markdown file: (failed blocks, number that ran)."""
     blocks = parse_blocks(path.read_text(encoding="utf-8"))
     runnable = [b for b in blocks if not b.skip]
-    print(f"{shown(path)}: {len(blocks)} bash/python block(s), {len(runnable)} to run, "
-          f"{len(blocks) - len(runnable)} marked skip", file=out, flush=True)
+    print(
+        f"{shown(path)}: {len(blocks)} bash/python block(s), {len(runnable)} to run, "
+        f"{len(blocks) - len(runnable)} marked skip",
+        file=out,
+        flush=True,
+    )
     if not runnable:
         return [], 0
     own = workdir is None
@@ -220,8 +252,10 @@ def run_blocks(path: Path, timeout: float = 600.0, keep_going: bool = False,
 # --------------------------------------------------------------------------------------------
 # links and anchors
 
-_INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?(?P<target>[^)\s>]*)>?"
-                          r"(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)")
+_INLINE_LINK = re.compile(
+    r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?(?P<target>[^)\s>]*)>?"
+    r"(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)"
+)
 _REF_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(?P<target>[^\s>]+)>?")
 _HTML_ATTR = re.compile(r"<[a-zA-Z][^>]*?\b(?:href|src)\s*=\s*[\"'](?P<target>[^\"']*)[\"']")
 _HTML_ID = re.compile(r"<[a-zA-Z][^>]*?\b(?:id|name)\s*=\s*[\"'](?P<id>[^\"']+)[\"']")
@@ -258,16 +292,19 @@ def _prose_lines(text: str, blank_code_spans: bool = True) -> list[tuple[int, st
     for start, end, _, _ in _fenced_spans(lines):
         for k in range(start, min(end + 1, len(lines))):
             in_code[k] = True
-    blank = (lambda s: _CODE_SPAN.sub(lambda m: " " * len(m.group(0)), s)) if blank_code_spans \
+    blank = (
+        (lambda s: _CODE_SPAN.sub(lambda m: " " * len(m.group(0)), s))
+        if blank_code_spans
         else (lambda s: s)
+    )
     return [(i + 1, blank(line)) for i, line in enumerate(lines) if not in_code[i]]
 
 
 def slugify(heading: str) -> str:
     """GitHub's anchor for a heading's text (before de-duplication)."""
-    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)      # [text](url) -> text
-    text = re.sub(r"<[^>]+>", "", text)                             # inline HTML
-    text = re.sub(r"[^\w\- ]", "", text.strip().lower())            # punctuation, symbols, `*
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # [text](url) -> text
+    text = re.sub(r"<[^>]+>", "", text)  # inline HTML
+    text = re.sub(r"[^\w\- ]", "", text.strip().lower())  # punctuation, symbols, `*
     return text.replace(" ", "-")
 
 
@@ -275,7 +312,7 @@ def anchors(text: str) -> set[str]:
     """Every anchor a Markdown text defines: its headings' (de-duplicated) and explicit ids."""
     found: set[str] = set()
     seen: dict[str, int] = {}
-    prose = _prose_lines(text, blank_code_spans=False)   # `code` in a heading counts
+    prose = _prose_lines(text, blank_code_spans=False)  # `code` in a heading counts
     previous = ""
     for _, line in prose:
         heading = None
@@ -320,16 +357,18 @@ def check_links(path: Path, _cache: dict[Path, set[str]] | None = None) -> list[
         if not anchor:
             continue
         if dest.is_dir() or dest.suffix.lower() != ".md":
-            broken.append(BrokenLink(shown, line, target, "an anchor into a file that is not "
-                                                         "Markdown"))
+            broken.append(
+                BrokenLink(shown, line, target, "an anchor into a file that is not Markdown")
+            )
             continue
         if dest not in cache:
             cache[dest] = anchors(dest.read_text(encoding="utf-8"))
         if unquote(anchor) not in cache[dest]:
             near = sorted(a for a in cache[dest] if anchor.split("-")[0] in a)[:5]
             hint = f" (headings there: {', '.join(near)})" if near else ""
-            broken.append(BrokenLink(shown, line, target,
-                                     f"no heading '#{anchor}' in {dest.name}{hint}"))
+            broken.append(
+                BrokenLink(shown, line, target, f"no heading '#{anchor}' in {dest.name}{hint}")
+            )
     return broken
 
 
@@ -353,9 +392,11 @@ def link_problems(files: list[Path]) -> list[str]:
     problems = [str(b) for f in files for b in check_links(f, cache)]
     for f in files:
         if f.name == "README.md":
-            problems += [f"{shown(f)}: does not link to the docs page {p.relative_to(f.resolve().parent)} "
-                         "(every docs page must be reachable from the README)"
-                         for p in unlinked_pages(f)]
+            problems += [
+                f"{shown(f)}: does not link to the docs page {p.relative_to(f.resolve().parent)} "
+                "(every docs page must be reachable from the README)"
+                for p in unlinked_pages(f)
+            ]
     return problems
 
 
@@ -363,8 +404,14 @@ def link_problems(files: list[Path]) -> list[str]:
 # the command
 
 
-def check(files: list[Path], timeout: float = 600.0, keep_going: bool = False,
-          workdir: Path | None = None, links_only: bool = False, out=sys.stdout) -> int:
+def check(
+    files: list[Path],
+    timeout: float = 600.0,
+    keep_going: bool = False,
+    workdir: Path | None = None,
+    links_only: bool = False,
+    out=sys.stdout,
+) -> int:
     """Check the links of ``files``, then run their blocks; 0 when all pass, 1 otherwise."""
     problems = link_problems(files)
     for p in problems:
@@ -374,8 +421,11 @@ def check(files: list[Path], timeout: float = 600.0, keep_going: bool = False,
     ran = 0
     if not links_only and (keep_going or not problems):
         for f in files:
-            sub = None if workdir is None else (
-                Path(workdir) / f.stem if len(files) > 1 else Path(workdir))
+            sub = (
+                None
+                if workdir is None
+                else (Path(workdir) / f.stem if len(files) > 1 else Path(workdir))
+            )
             failed, n = run_blocks(f, timeout, keep_going, sub, out)
             ran += n
             if failed:
@@ -394,17 +444,32 @@ def check(files: list[Path], timeout: float = 600.0, keep_going: bool = False,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("files", nargs="*", type=Path, metavar="FILE",
-                   help="Markdown files to check (default: README.md, docs/*.md, export/README.md)")
-    p.add_argument("--list", action="store_true", help="list the blocks and their status; run nothing")
-    p.add_argument("--links-only", action="store_true",
-                   help="check the links and anchors only; run no code")
+    p.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="Markdown files to check (default: README.md, docs/*.md, export/README.md)",
+    )
+    p.add_argument(
+        "--list", action="store_true", help="list the blocks and their status; run nothing"
+    )
+    p.add_argument(
+        "--links-only", action="store_true", help="check the links and anchors only; run no code"
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per block (default 600)")
-    p.add_argument("--keep-going", action="store_true",
-                   help="run the remaining blocks after a failure (default: stop at the first)")
-    p.add_argument("--workdir", type=Path, default=None,
-                   help="run in this folder (one subfolder per file when there are several) "
-                        "instead of a fresh temporary one (kept afterwards)")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="run the remaining blocks after a failure (default: stop at the first)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="run in this folder (one subfolder per file when there are several) "
+        "instead of a fresh temporary one (kept afterwards)",
+    )
     args = p.parse_args(argv)
     files = args.files or default_files()
     missing = [f for f in files if not f.is_file()]

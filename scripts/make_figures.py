@@ -48,7 +48,7 @@ def _panels(model, scale: int, slice_index: int, label: str = "SERAN"):
     )
     from keras_seran.metrics import psnr, ssim
 
-    slab, _ = normalize(load_volume(samples.T1_AXIAL_SLAB).data)    # (256, 16, 256), slice axis 1
+    slab, _ = normalize(load_volume(samples.T1_AXIAL_SLAB).data)  # (256, 16, 256), slice axis 1
     if not 0 <= slice_index < slab.shape[1]:
         raise SystemExit(f"make_figures: --slice must be in 0..{slab.shape[1] - 1}")
     hr = np.ascontiguousarray(crop_to_multiple(slab[:, slice_index, :], scale), dtype=np.float32)
@@ -59,7 +59,7 @@ def _panels(model, scale: int, slice_index: int, label: str = "SERAN"):
     def caption(name, img):
         return f"{name}\n{psnr(img, hr, 1.0, scale):.2f} dB / SSIM {ssim(img, hr, 1.0, scale):.3f}"
 
-    view = np.rot90                                       # radiological display orientation
+    view = np.rot90  # radiological display orientation
     return [
         (f"LR ({lr.shape[0]}×{lr.shape[1]}, input)", view(np.kron(lr, np.ones((scale, scale))))),
         (caption("bicubic", bic), view(bic)),
@@ -90,8 +90,10 @@ def _kspace_panels(scale: int, slice_index: int, sigma: float = 0.01):
     view = np.rot90
     zf = np.clip(kspace_upscale(lr, scale), 0, 1)
     return [
-        (f"LR: k-space {lr.shape[0]}×{lr.shape[1]},\nRician σ {100 * sigma:g} %",
-         view(np.kron(lr, np.ones((scale, scale))))),
+        (
+            f"LR: k-space {lr.shape[0]}×{lr.shape[1]},\nRician σ {100 * sigma:g} %",
+            view(np.kron(lr, np.ones((scale, scale)))),
+        ),
         (caption("zero-filling (console)", zf), view(zf)),
         (caption("SERAN, bicubic-trained", run("bicubic")), view(run("bicubic"))),
         (caption("SERAN, k-space-trained", run("kspace")), view(run("kspace"))),
@@ -118,19 +120,29 @@ def _anatomical_panels(scale: int = 2):
 
     panels = []
     zf = kspace_upscale(lr[:, :, k], scale)
-    panels.append((f"zero-filling, overshoot\n{100 * overshoot_fraction(lr[:, :, k], zf, scale):.1f} %"
-                   " of pixels", show(zf)))
+    panels.append(
+        (
+            f"zero-filling, overshoot\n{100 * overshoot_fraction(lr[:, :, k], zf, scale):.1f} %"
+            " of pixels",
+            show(zf),
+        )
+    )
     for degradation in ("bicubic", "kspace"):
         sr = SuperResolver.from_pretrained(scale, degradation=degradation).predict_volume(img)
         y = np.asarray(sr.dataobj, np.float32)
         frac = overshoot_fraction(np.moveaxis(lr, 2, 0), np.moveaxis(y, 2, 0), scale)
-        panels.append((f"SERAN {degradation}-trained,\novershoot {100 * frac:.1f} % (volume)",
-                       show(y[:, :, k])))
+        panels.append(
+            (
+                f"SERAN {degradation}-trained,\novershoot {100 * frac:.1f} % (volume)",
+                show(y[:, :, k]),
+            )
+        )
     return panels
 
 
-def render(panels, scale: int, out: Path, zoom=(0.30, 0.28, 0.22), heading: str | None = None
-           ) -> int:
+def render(
+    panels, scale: int, out: Path, zoom=(0.30, 0.28, 0.22), heading: str | None = None
+) -> int:
     """Draw the panels with a zoomed inset each; write a small PNG; return its size in bytes."""
     import matplotlib
 
@@ -147,8 +159,13 @@ def render(panels, scale: int, out: Path, zoom=(0.30, 0.28, 0.22), heading: str 
         ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.add_patch(Rectangle((x0, y0), size, size, fill=False, ec="#ffd400", lw=1.2))
         inset = ax.inset_axes([0.56, 0.0, 0.44, 0.44])
-        inset.imshow(img[y0:y0 + size, x0:x0 + size], cmap="gray", vmin=0, vmax=1,
-                     interpolation="nearest")
+        inset.imshow(
+            img[y0 : y0 + size, x0 : x0 + size],
+            cmap="gray",
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+        )
         inset.set_xticks([])
         inset.set_yticks([])
         for spine in inset.spines.values():
@@ -156,8 +173,10 @@ def render(panels, scale: int, out: Path, zoom=(0.30, 0.28, 0.22), heading: str 
             spine.set_linewidth(1.2)
         ax.set_title(title, fontsize=9.5)
         ax.axis("off")
-    fig.suptitle(heading or f"×{scale} super-resolution of a real T1 slice (held out of training)",
-                 fontsize=10.5)
+    fig.suptitle(
+        heading or f"×{scale} super-resolution of a real T1 slice (held out of training)",
+        fontsize=10.5,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.94), w_pad=0.4)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -172,14 +191,25 @@ def render(panels, scale: int, out: Path, zoom=(0.30, 0.28, 0.22), heading: str 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--figure", choices=["bicubic", "kspace", "anatomical"], default="bicubic",
-                   help="which picture (see the module docstring)")
+    p.add_argument(
+        "--figure",
+        choices=["bicubic", "kspace", "anatomical"],
+        default="bicubic",
+        help="which picture (see the module docstring)",
+    )
     p.add_argument("--scale", type=int, default=2, choices=[2, 3, 4])
-    p.add_argument("--model", default=None,
-                   help="a .keras file instead of the bundled pretrained SERAN for --scale")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a .keras file instead of the bundled pretrained SERAN for --scale",
+    )
     p.add_argument("--slice", type=int, default=8, help="axial slice of the bundled slab (0-15)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="PNG to write (default docs/images/before_after_x{scale}.png)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="PNG to write (default docs/images/before_after_x{scale}.png)",
+    )
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out = args.out or REPO / "docs" / "images" / f"before_after_x{args.scale}.png"
@@ -190,24 +220,30 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or REPO / "docs" / "images" / f"{args.figure}_x{args.scale}.png"
         if args.figure == "kspace":
             panels = _kspace_panels(args.scale, args.slice)
-            title = (f"×{args.scale} from a k-space-truncated, noisy acquisition of a real T1 "
-                     "slice (held out of training)")
+            title = (
+                f"×{args.scale} from a k-space-truncated, noisy acquisition of a real T1 "
+                "slice (held out of training)"
+            )
         else:
             panels = _anatomical_panels(args.scale)
-            title = (f"×{args.scale} in-plane on a real 2 mm T1 from outside the project "
-                     "(nibabel's anatomical.nii; no reference exists)")
+            title = (
+                f"×{args.scale} in-plane on a real 2 mm T1 from outside the project "
+                "(nibabel's anatomical.nii; no reference exists)"
+            )
         size = render(panels, args.scale, out, heading=title)
         print(f"wrote {out} ({size / 1024:.0f} KiB)")
         return 0 if size <= MAX_BYTES else 1
     if args.model is None:
         bundled = registry.Bundled("seran", args.scale)
         if not bundled.exists():
-            print(f"make_figures: no bundled pretrained SERAN weights for x{args.scale} "
-                  f"({bundled.weights_path} is missing; bundled: "
-                  f"{registry.available() or 'none'}). Train and export them with "
-                  f"`python scripts/train_pretrained.py --scale {args.scale} --arch seran` "
-                  "(then `--export`), or pass --model run/best.keras. Nothing written.",
-                  file=sys.stderr)
+            print(
+                f"make_figures: no bundled pretrained SERAN weights for x{args.scale} "
+                f"({bundled.weights_path} is missing; bundled: "
+                f"{registry.available() or 'none'}). Train and export them with "
+                f"`python scripts/train_pretrained.py --scale {args.scale} --arch seran` "
+                "(then `--export`), or pass --model run/best.keras. Nothing written.",
+                file=sys.stderr,
+            )
             return 2
         model = bundled.load()
         label = "SERAN-small (bundled weights)"
@@ -218,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     size = render(_panels(model, args.scale, args.slice, label), args.scale, out)
     print(f"wrote {out} ({size / 1024:.0f} KiB)")
     if size > MAX_BYTES:
-        print(f"make_figures: {out} is {size} bytes, over the {MAX_BYTES}-byte budget", file=sys.stderr)
+        print(
+            f"make_figures: {out} is {size} bytes, over the {MAX_BYTES}-byte budget",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

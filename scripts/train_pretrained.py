@@ -58,22 +58,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KERAS_SERAN_SHARED_DATA", REPO.parent / "shared" / "data"))
 VOLUME = SHARED / "t1_head_256iso.nii.gz"
-HELD_OUT = (96, 128)   # axis-1 slice range never used for training
+HELD_OUT = (96, 128)  # axis-1 slice range never used for training
 GAP = 8
 PRESET = "small"
 # The training recipe of the bundled weights (see the module docstring); flags override it.
 RECIPES = {
-    "x2_stage1": dict(epochs=20, steps=100, patch=32, lr=5e-4, decay_epochs=5,
-                      mixed_precision=False),
-    "x2_stage2": dict(epochs=65, steps=200, patch=48, lr=2e-4, decay_epochs=13,
-                      mixed_precision=True),
+    "x2_stage1": dict(
+        epochs=20, steps=100, patch=32, lr=5e-4, decay_epochs=5, mixed_precision=False
+    ),
+    "x2_stage2": dict(
+        epochs=65, steps=200, patch=48, lr=2e-4, decay_epochs=13, mixed_precision=True
+    ),
     "x3_x4": dict(epochs=20, steps=200, patch=48, lr=2e-4, decay_epochs=5, mixed_precision=True),
     "stage3": dict(epochs=10, steps=200, patch=48, lr=1e-4, decay_epochs=5, mixed_precision=True),
     # scanner-realistic weights: continue the bundled bicubic network of the same arch and scale
     "kspace": dict(epochs=8, steps=150, patch=48, lr=2e-4, decay_epochs=4, mixed_precision=False),
     # x3/x4: half the epochs (a CPU time budget), at the x2 recipe's first-half learning rate
-    "kspace_x3_x4": dict(epochs=4, steps=150, patch=48, lr=2e-4, decay_epochs=4,
-                         mixed_precision=False),
+    "kspace_x3_x4": dict(
+        epochs=4, steps=150, patch=48, lr=2e-4, decay_epochs=4, mixed_precision=False
+    ),
 }
 
 
@@ -86,7 +89,7 @@ def split_volume():
     stats = fit_normalization(vol)
     vol = stats.apply(vol)
     lo, hi = HELD_OUT
-    return [vol[:, :lo - GAP, :], vol[:, hi + GAP:, :]], vol[:, lo:hi:2, :]
+    return [vol[:, : lo - GAP, :], vol[:, hi + GAP :, :]], vol[:, lo:hi:2, :]
 
 
 def datasets(scale: int, data_cfg):
@@ -99,8 +102,9 @@ def datasets(scale: int, data_cfg):
     # The parts are already normalised to [0, 1]: percentiles (0, 100) keep them as they are.
     keep = dataclasses.replace(data_cfg, val_fraction=0.0, percentiles=(0.0, 100.0))
     train, _ = load_slice_sets(train_parts, scale, dataclasses.replace(keep, slice_axis=None))
-    val, _ = load_slice_sets([val_slab], scale,
-                             dataclasses.replace(keep, slice_axis=1, min_foreground=0.0))
+    val, _ = load_slice_sets(
+        [val_slab], scale, dataclasses.replace(keep, slice_axis=1, min_foreground=0.0)
+    )
     return train_dataset(train, scale, data_cfg), validation_dataset(val, scale, data_cfg)
 
 
@@ -120,37 +124,51 @@ def run_card(run_dir: Path, arch: str, scale: int, parameters: int, pick: str = 
     log_lines = (run_dir / LOG).read_text().strip().splitlines()
     seconds_file = run_dir / "seconds.txt"
     card = {
-        "arch": arch, "preset": PRESET, "scale": scale, "parameters": parameters,
+        "arch": arch,
+        "preset": PRESET,
+        "scale": scale,
+        "parameters": parameters,
         "data": f"{VOLUME.name} (real T1, 1 mm iso), axis-1 slices outside "
-                f"{HELD_OUT[0] - GAP}-{HELD_OUT[1] + GAP - 1}, sliced along all three axes",
+        f"{HELD_OUT[0] - GAP}-{HELD_OUT[1] + GAP - 1}, sliced along all three axes",
         "held_out": f"axis-1 slices {HELD_OUT[0]}-{HELD_OUT[1] - 1} (bundled sample: 104-119)",
         "model": to_dict(preset_config(PRESET, scale)),
-        "degradation": run_cfg["data"]["degradation"], "init_from": run_cfg.get("init_from"),
-        "train": run_cfg["train"], "data_config": run_cfg["data"],
-        "epochs_completed": state["epoch"], "best_val_psnr_during_training": state["best"],
+        "degradation": run_cfg["data"]["degradation"],
+        "init_from": run_cfg.get("init_from"),
+        "train": run_cfg["train"],
+        "data_config": run_cfg["data"],
+        "epochs_completed": state["epoch"],
+        "best_val_psnr_during_training": state["best"],
         "exported_checkpoint": pick,
-        "final_val_psnr": float(log_lines[-1].split(",")[
-            log_lines[0].split(",").index("val_psnr")]) if len(log_lines) > 1 else None,
+        "final_val_psnr": float(log_lines[-1].split(",")[log_lines[0].split(",").index("val_psnr")])
+        if len(log_lines) > 1
+        else None,
         "training_seconds": float(seconds_file.read_text()) if seconds_file.exists() else None,
         "epochs_logged": len(log_lines) - 1,
         "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU",
-        "keras": keras.__version__, "trained": time.strftime("%Y-%m-%d"),
+        "keras": keras.__version__,
+        "trained": time.strftime("%Y-%m-%d"),
     }
     init_run = Path(card["init_from"]).parent if card["init_from"] else None
-    if (run_dir / "init_card.json").exists():   # started from bundled weights (recorded then)
+    if (run_dir / "init_card.json").exists():  # started from bundled weights (recorded then)
         card["continued_from"] = json.loads((run_dir / "init_card.json").read_text())
-        card["init_from"] = f"the bundled {arch} x{scale} weights before this stage " \
-                            "(see continued_from)"
-    elif init_run is not None and (init_run / RUN_CONFIG).exists() and \
-            json.loads((init_run / RUN_CONFIG).read_text())["scale"] == scale:
-        card["continued_from"] = run_card(init_run, arch, scale, parameters)   # earlier run
-        card["init_from"] = (f"an earlier run of the same scale, {init_run} ({arch} x{scale}: "
-                             "see continued_from)")
+        card["init_from"] = (
+            f"the bundled {arch} x{scale} weights before this stage (see continued_from)"
+        )
+    elif (
+        init_run is not None
+        and (init_run / RUN_CONFIG).exists()
+        and json.loads((init_run / RUN_CONFIG).read_text())["scale"] == scale
+    ):
+        card["continued_from"] = run_card(init_run, arch, scale, parameters)  # earlier run
+        card["init_from"] = (
+            f"an earlier run of the same scale, {init_run} ({arch} x{scale}: see continued_from)"
+        )
     return card
 
 
-def export(run_dir: Path, arch: str, scale: int, pick: str = "best",
-           degradation: str = "bicubic") -> Path:
+def export(
+    run_dir: Path, arch: str, scale: int, pick: str = "best", degradation: str = "bicubic"
+) -> Path:
     """Copy the run's ``pick`` ("best" or "last") weights into the package (float32 model)
     with their JSON card."""
     import keras
@@ -159,7 +177,7 @@ def export(run_dir: Path, arch: str, scale: int, pick: str = "best",
     from keras_seran.training.trainer import build_model
 
     trained = keras.saving.load_model(run_dir / f"{pick}.keras")
-    model = build_model(arch, scale, PRESET)   # uncompiled: the file holds no optimizer state
+    model = build_model(arch, scale, PRESET)  # uncompiled: the file holds no optimizer state
     model.set_weights(trained.get_weights())
     bundled = Bundled(arch, scale, PRESET, degradation)
     dest = bundled.weights_path
@@ -175,41 +193,72 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=int, default=2)
-    p.add_argument("--arch", default="seran", choices=["seran", "edsr", "rir"],
-                   help="rir: SERAN without SERA (ablation runs; not bundled)")
+    p.add_argument(
+        "--arch",
+        default="seran",
+        choices=["seran", "edsr", "rir"],
+        help="rir: SERAN without SERA (ablation runs; not bundled)",
+    )
     p.add_argument("--out", default=str(REPO / "runs" / "pretrained"))
-    p.add_argument("--stage", type=int, default=2, choices=[1, 2, 3],
-                   help="x2: 1 = from scratch, 2 = continue stage 1; any scale: 3 = continue the "
-                        "bundled weights (see the recipe)")
+    p.add_argument(
+        "--stage",
+        type=int,
+        default=2,
+        choices=[1, 2, 3],
+        help="x2: 1 = from scratch, 2 = continue stage 1; any scale: 3 = continue the "
+        "bundled weights (see the recipe)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     p.add_argument("--steps", type=int, default=None, help="steps per epoch (recipe's default)")
     p.add_argument("--patch", type=int, default=None, help="LR patch side (recipe's default)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--decay-epochs", type=int, default=None, help="halve the lr every N epochs")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--init-from", default="auto",
-                   help="'auto': the recipe's (x2 stage 2: the stage-1 run; x3/x4: the x2 run), "
-                        "a .keras file, a bundled name (seran-x2), or 'none'")
-    p.add_argument("--degradation", choices=["bicubic", "kspace"], default="bicubic",
-                   help="kspace: the scanner-realistic weights (k-space truncation with random "
-                        "k-space filter, partial Fourier and Rician noise, AcquisitionConfig's "
-                        "defaults), continuing the bundled bicubic weights of the same scale")
+    p.add_argument(
+        "--init-from",
+        default="auto",
+        help="'auto': the recipe's (x2 stage 2: the stage-1 run; x3/x4: the x2 run), "
+        "a .keras file, a bundled name (seran-x2), or 'none'",
+    )
+    p.add_argument(
+        "--degradation",
+        choices=["bicubic", "kspace"],
+        default="bicubic",
+        help="kspace: the scanner-realistic weights (k-space truncation with random "
+        "k-space filter, partial Fourier and Rician noise, AcquisitionConfig's "
+        "defaults), continuing the bundled bicubic weights of the same scale",
+    )
     p.add_argument("--export", action="store_true", help="only export the finished run's weights")
-    p.add_argument("--pick", choices=["best", "last"], default=None,
-                   help="checkpoint to export (default: 'last' at stage 3, else 'best'). The "
-                        "validation slices are every other held-out slice, so they overlap the "
-                        "bundled evaluation slab: 'last' involves no selection on them")
+    p.add_argument(
+        "--pick",
+        choices=["best", "last"],
+        default=None,
+        help="checkpoint to export (default: 'last' at stage 3, else 'best'). The "
+        "validation slices are every other held-out slice, so they overlap the "
+        "bundled evaluation slab: 'last' involves no selection on them",
+    )
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: all)")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seed", type=int, default=None,
-                   help="patch-stream seed (default: the scale at stage 1, 10 + scale after)")
-    p.add_argument("--contrast-augment", type=float, default=DataConfig.contrast_augment,
-                   help="probability of a random HR intensity remapping (the bundled weights: "
-                        "%(default)s)")
-    p.add_argument("--mixed-precision", nargs="?", const=True, default=None,
-                   choices=MIXED_PRECISION_KINDS,
-                   help="mixed precision (no value: bfloat16 on CPU, float16 on GPU); "
-                        "default: the recipe's")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="patch-stream seed (default: the scale at stage 1, 10 + scale after)",
+    )
+    p.add_argument(
+        "--contrast-augment",
+        type=float,
+        default=DataConfig.contrast_augment,
+        help="probability of a random HR intensity remapping (the bundled weights: %(default)s)",
+    )
+    p.add_argument(
+        "--mixed-precision",
+        nargs="?",
+        const=True,
+        default=None,
+        choices=MIXED_PRECISION_KINDS,
+        help="mixed precision (no value: bfloat16 on CPU, float16 on GPU); default: the recipe's",
+    )
     args = p.parse_args(argv)
     try:
         check_contrast_args(args.contrast_augment, DataConfig.contrast_knots)
@@ -222,12 +271,19 @@ def main(argv=None) -> int:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     kspace = args.degradation == "kspace"
     stage1 = args.scale == 2 and args.stage == 1 and not kspace
-    stage3 = args.stage == 3 or kspace      # kspace: one stage, continuing bundled weights
+    stage3 = args.stage == 3 or kspace  # kspace: one stage, continuing bundled weights
     if kspace:
         recipe = RECIPES["kspace" if args.scale == 2 else "kspace_x3_x4"]
     else:
-        recipe = RECIPES["stage3" if stage3 else "x2_stage1" if stage1
-                         else "x2_stage2" if args.scale == 2 else "x3_x4"]
+        recipe = RECIPES[
+            "stage3"
+            if stage3
+            else "x2_stage1"
+            if stage1
+            else "x2_stage2"
+            if args.scale == 2
+            else "x3_x4"
+        ]
     for name, value in recipe.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -236,8 +292,10 @@ def main(argv=None) -> int:
     if args.export:
         pick = args.pick or ("last" if stage3 else "best")
         if not (run_dir / f"{pick}.keras").exists():
-            print(f"{run_dir / f'{pick}.keras'}: missing; train this stage first (see --help)",
-                  file=sys.stderr)
+            print(
+                f"{run_dir / f'{pick}.keras'}: missing; train this stage first (see --help)",
+                file=sys.stderr,
+            )
             return 2
         print(export(run_dir, args.arch, args.scale, pick, args.degradation))
         return 0
@@ -248,15 +306,25 @@ def main(argv=None) -> int:
     from keras_seran.registry import parse
     from keras_seran.training import train
 
-    data_cfg = DataConfig(patch_size=args.patch, batch_size=args.batch,
-                          contrast_augment=args.contrast_augment,
-                          degradation=args.degradation,
-                          acquisition=AcquisitionConfig() if kspace else None,
-                          seed=args.seed if args.seed is not None
-                          else args.scale if stage1 else (20 if kspace else 10) + args.scale)
-    train_cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps, learning_rate=args.lr,
-                            lr_decay_epochs=args.decay_epochs,
-                            mixed_precision=args.mixed_precision)
+    data_cfg = DataConfig(
+        patch_size=args.patch,
+        batch_size=args.batch,
+        contrast_augment=args.contrast_augment,
+        degradation=args.degradation,
+        acquisition=AcquisitionConfig() if kspace else None,
+        seed=args.seed
+        if args.seed is not None
+        else args.scale
+        if stage1
+        else (20 if kspace else 10) + args.scale,
+    )
+    train_cfg = TrainConfig(
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        learning_rate=args.lr,
+        lr_decay_epochs=args.decay_epochs,
+        mixed_precision=args.mixed_precision,
+    )
     init = None if args.init_from == "none" else args.init_from
     if init == "auto" and stage3 and not args.resume:
         init = f"{args.arch}-x{args.scale}"
@@ -270,13 +338,24 @@ def main(argv=None) -> int:
                 print(f"{init}: missing; train that run first (see --help)", file=sys.stderr)
                 return 2
     parsed = parse(init) if init else None
-    if parsed is not None and not args.resume:   # record the bundled card before it is replaced
+    if parsed is not None and not args.resume:  # record the bundled card before it is replaced
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "init_card.json").write_text(json.dumps(parsed.card(), indent=2))
     start = time.time()
-    train(str(VOLUME), args.scale, run_dir, arch=args.arch, preset=PRESET, data=data_cfg,
-          train_cfg=train_cfg, resume=args.resume, datasets=datasets(args.scale, data_cfg),
-          verbose=2, tensorboard=False, init_from=None if args.resume else init)
+    train(
+        str(VOLUME),
+        args.scale,
+        run_dir,
+        arch=args.arch,
+        preset=PRESET,
+        data=data_cfg,
+        train_cfg=train_cfg,
+        resume=args.resume,
+        datasets=datasets(args.scale, data_cfg),
+        verbose=2,
+        tensorboard=False,
+        init_from=None if args.resume else init,
+    )
     elapsed = time.time() - start
     prev = run_dir / "seconds.txt"
     total = elapsed + (float(prev.read_text()) if args.resume and prev.exists() else 0.0)

@@ -53,11 +53,14 @@ def datasets(cfg, steps: int, start_epoch: int):
     parts, val_slab = split_volume()
     keep = DataConfig(val_fraction=0.0, percentiles=(0.0, 100.0), slice_axis=None)
     train, _ = load_slice_sets(parts, 2, keep)
-    val, _ = load_slice_sets([val_slab[:, ::2, :]], 2,
-                             dataclasses.replace(keep, slice_axis=1, min_foreground=0.0))
+    val, _ = load_slice_sets(
+        [val_slab[:, ::2, :]], 2, dataclasses.replace(keep, slice_axis=1, min_foreground=0.0)
+    )
     pairs = [thick_slice_pair(s, VAL_THICKNESS) for s in val.slices]
-    return (ThickSlicePatches(train, cfg, steps, start_epoch=start_epoch),
-            SlicePairPyDataset([p[0] for p in pairs], [p[1] for p in pairs]))
+    return (
+        ThickSlicePatches(train, cfg, steps, start_epoch=start_epoch),
+        SlicePairPyDataset([p[0] for p in pairs], [p[1] for p in pairs]),
+    )
 
 
 def export(run_dir: Path) -> Path:
@@ -75,18 +78,24 @@ def export(run_dir: Path) -> Path:
     log = (run_dir / LOG).read_text().strip().splitlines()
     settings = json.loads((run_dir / "settings.json").read_text())
     card = {
-        "arch": "seran_through_plane", "preset": PRESET, "parameters": model.count_params(),
+        "arch": "seran_through_plane",
+        "preset": PRESET,
+        "parameters": model.count_params(),
         "data": f"{VOLUME.name} (real T1, 1 mm iso), axis-1 slices outside "
-                f"{HELD_OUT[0] - GAP}-{HELD_OUT[1] + GAP - 1}, 2D slices along all three axes",
+        f"{HELD_OUT[0] - GAP}-{HELD_OUT[1] + GAP - 1}, 2D slices along all three axes",
         "held_out": f"axis-1 slices {HELD_OUT[0]}-{HELD_OUT[1] - 1}",
-        "model": to_dict(preset_config(PRESET)), "degradation": "thick slices along the rows",
-        "thick_slices": settings["thick_slices"], "train": settings["train"],
-        "init_from": settings["init_from"], "epochs_completed": state["epoch"],
+        "model": to_dict(preset_config(PRESET)),
+        "degradation": "thick slices along the rows",
+        "thick_slices": settings["thick_slices"],
+        "train": settings["train"],
+        "init_from": settings["init_from"],
+        "epochs_completed": state["epoch"],
         "final_val_psnr": float(log[-1].split(",")[log[0].split(",").index("val_psnr")]),
         "validation": f"{VAL_THICKNESS}-voxel boxcar slices of held-out axial slices",
         "training_seconds": settings.get("seconds"),
         "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU",
-        "keras": keras.__version__, "trained": time.strftime("%Y-%m-%d"),
+        "keras": keras.__version__,
+        "trained": time.strftime("%Y-%m-%d"),
     }
     THROUGH_PLANE.weights_path.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(THROUGH_PLANE.weights_path)
@@ -125,28 +134,45 @@ def main(argv=None) -> int:
     state = prepare_run_dir(run_dir, args.resume)
     start_epoch = 0 if state is None else int(state["epoch"])
     cfg = ThickSliceConfig(seed=args.seed)
-    train_cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps, learning_rate=args.lr,
-                            lr_decay_epochs=args.decay_epochs)
+    train_cfg = TrainConfig(
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        learning_rate=args.lr,
+        lr_decay_epochs=args.decay_epochs,
+    )
     train_ds, val_ds = datasets(cfg, args.steps, start_epoch)
     init = Bundled("seran", 2)
     if state is None:
         model = THROUGH_PLANE.build()
         copied = transfer_weights(model, init.load())
         model.get_layer("reconstruction").set_weights(
-            [0 * w for w in model.get_layer("reconstruction").get_weights()])
+            [0 * w for w in model.get_layer("reconstruction").get_weights()]
+        )
         print(f"initialised {len(copied)} layers from {init.name} (reconstruction reset to zero)")
         model = compile_model(model, train_cfg, 1)
-        settings = {"thick_slices": to_dict(cfg), "train": to_dict(train_cfg),
-                    "init_from": f"bundled {init.name} (all but the upsampler)"}
+        settings = {
+            "thick_slices": to_dict(cfg),
+            "train": to_dict(train_cfg),
+            "init_from": f"bundled {init.name} (all but the upsampler)",
+        }
         (run_dir / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     else:
         model = keras.saving.load_model(run_dir / LAST)
         settings = json.loads((run_dir / "settings.json").read_text())
     start = time.time()
-    callbacks = [RunCheckpoint(run_dir, best=None if state is None else state.get("best")),
-                 keras.callbacks.CSVLogger(str(run_dir / LOG), append=state is not None)]
-    model.fit(train_ds, epochs=args.epochs, steps_per_epoch=args.steps, validation_data=val_ds,
-              initial_epoch=start_epoch, callbacks=callbacks, verbose=2)
+    callbacks = [
+        RunCheckpoint(run_dir, best=None if state is None else state.get("best")),
+        keras.callbacks.CSVLogger(str(run_dir / LOG), append=state is not None),
+    ]
+    model.fit(
+        train_ds,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        validation_data=val_ds,
+        initial_epoch=start_epoch,
+        callbacks=callbacks,
+        verbose=2,
+    )
     settings["seconds"] = settings.get("seconds", 0.0) + time.time() - start
     (run_dir / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     print(f"trained in {settings['seconds'] / 60:.1f} min")

@@ -18,8 +18,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ["t1-heldout", "brainweb-t1", "brainweb-pd", "itk-t1"]
-SET_NAMES = {"t1-heldout": "held-out real T1", "brainweb-t1": "BrainWeb T1 (sim.)",
-             "brainweb-pd": "BrainWeb PD (sim.)", "itk-t1": "other scanner T1"}
+SET_NAMES = {
+    "t1-heldout": "held-out real T1",
+    "brainweb-t1": "BrainWeb T1 (sim.)",
+    "brainweb-pd": "BrainWeb PD (sim.)",
+    "itk-t1": "other scanner T1",
+}
 
 
 def load(csv_path: Path):
@@ -27,13 +31,19 @@ def load(csv_path: Path):
     rows = defaultdict(dict)
     for r in csv.DictReader(open(csv_path)):
         rows[(int(r["scale"]), r["method"])][r["dataset"]] = (
-            float(r["psnr_mean"]), float(r["ssim_mean"]),
-            [float(v) for v in r.get("psnr_per_slice", "").split()])
+            float(r["psnr_mean"]),
+            float(r["ssim_mean"]),
+            [float(v) for v in r.get("psnr_per_slice", "").split()],
+        )
     return rows
 
 
 def table(rows) -> str:
-    head = "| scale | method | " + " | ".join(SET_NAMES[s] for s in SETS) + " | mean gain over bicubic |"
+    head = (
+        "| scale | method | "
+        + " | ".join(SET_NAMES[s] for s in SETS)
+        + " | mean gain over bicubic |"
+    )
     out = [head, "|---|---|" + "---|" * len(SETS) + "---|"]
     for scale in sorted({k[0] for k in rows}):
         bic = rows.get((scale, "bicubic"), {})
@@ -44,9 +54,12 @@ def table(rows) -> str:
             vals = [f"{cells[s][0]:.2f} / {cells[s][1]:.4f}" if s in cells else "-" for s in SETS]
             gains = [cells[s][0] - bic[s][0] for s in SETS if s in cells and s in bic]
             gain = "" if method == "bicubic" or not gains else f"{sum(gains) / len(gains):+.2f} dB"
-            name = {"seran": "**SERAN** (small)", "edsr": "EDSR (matched)",
-                    "seran+": "SERAN+ (x8 self-ensemble)",
-                    "edsr+": "EDSR+ (x8 self-ensemble)"}.get(method, method)
+            name = {
+                "seran": "**SERAN** (small)",
+                "edsr": "EDSR (matched)",
+                "seran+": "SERAN+ (x8 self-ensemble)",
+                "edsr+": "EDSR+ (x8 self-ensemble)",
+            }.get(method, method)
             out.append(f"| x{scale} | {name} | " + " | ".join(vals) + f" | {gain} |")
     return "\n".join(out)
 
@@ -55,8 +68,9 @@ def verdicts(rows) -> str:
     """Plain sentences on the held-out T1: gain over bicubic and SERAN vs EDSR, per scale."""
     out = []
     for scale in sorted({k[0] for k in rows}):
-        bic, ser, eds = (rows.get((scale, m), {}).get("t1-heldout") for m in
-                         ("bicubic", "seran", "edsr"))
+        bic, ser, eds = (
+            rows.get((scale, m), {}).get("t1-heldout") for m in ("bicubic", "seran", "edsr")
+        )
         if not (bic and ser):
             continue
         line = f"x{scale}: SERAN {ser[0] - bic[0]:+.2f} dB over bicubic"
@@ -82,21 +96,29 @@ def training_minutes(cs: list[dict]) -> str:
 
 def comparison(rows, budget: str = "about an hour") -> str:
     """How SERAN and EDSR compare over every set and scale, in one sentence from the numbers."""
-    diffs = [rows[(sc, "seran")][d][0] - rows[(sc, "edsr")][d][0]
-             for sc in sorted({k[0] for k in rows})
-             if (sc, "seran") in rows and (sc, "edsr") in rows
-             for d in SETS if d in rows[(sc, "seran")] and d in rows[(sc, "edsr")]]
+    diffs = [
+        rows[(sc, "seran")][d][0] - rows[(sc, "edsr")][d][0]
+        for sc in sorted({k[0] for k in rows})
+        if (sc, "seran") in rows and (sc, "edsr") in rows
+        for d in SETS
+        if d in rows[(sc, "seran")] and d in rows[(sc, "edsr")]
+    ]
     if not diffs:
         return ""
     ahead, mean = sum(d > 0 for d in diffs), sum(diffs) / len(diffs)
-    verdict = ("the attention gives SERAN a small edge" if ahead > len(diffs) / 2 and mean > 0.05
-               else "the attention gives SERAN no measurable edge over a plain residual network")
-    return (f"Over all {len(diffs)} set x scale cells SERAN is ahead of the attention-free EDSR "
-            f"of matched size in {ahead} (mean difference {mean:+.2f} dB, range "
-            f"{min(diffs):+.2f} to {max(diffs):+.2f} dB): at this size and training budget "
-            f"({budget} of CPU per network, one subject) {verdict}; the gap the paper "
-            "reports comes with full-size networks trained for 1,000 epochs on IXI, which we "
-            "have not run.")
+    verdict = (
+        "the attention gives SERAN a small edge"
+        if ahead > len(diffs) / 2 and mean > 0.05
+        else "the attention gives SERAN no measurable edge over a plain residual network"
+    )
+    return (
+        f"Over all {len(diffs)} set x scale cells SERAN is ahead of the attention-free EDSR "
+        f"of matched size in {ahead} (mean difference {mean:+.2f} dB, range "
+        f"{min(diffs):+.2f} to {max(diffs):+.2f} dB): at this size and training budget "
+        f"({budget} of CPU per network, one subject) {verdict}; the gap the paper "
+        "reports comes with full-size networks trained for 1,000 epochs on IXI, which we "
+        "have not run."
+    )
 
 
 def cards() -> list[dict]:
@@ -127,21 +149,27 @@ def exported_val_psnr(c: dict) -> float:
 
 
 def training_table(cs: list[dict]) -> str:
-    out = ["| weights | parameters | stages: epochs x steps, LR patch, precision | initialised from | training time | val PSNR of the exported epoch |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        "| weights | parameters | stages: epochs x steps, LR patch, precision | initialised from | training time | val PSNR of the exported epoch |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in cs:
         stages = _stages(c)
         seconds = [s.get("training_seconds") for s in stages]
         steps = " + ".join(
             f"{s['epochs_completed']} x {s['train']['steps_per_epoch']}, "
             f"{s['data_config']['patch_size']}², "
-            f"{'bf16 mixed' if s['train'].get('mixed_precision') else 'fp32'}" for s in stages)
+            f"{'bf16 mixed' if s['train'].get('mixed_precision') else 'fp32'}"
+            for s in stages
+        )
         first = stages[0]
         init = Path(first["init_from"]).parent.name if first.get("init_from") else "scratch"
-        out.append(f"| `{stem(c)}` | {c['parameters']:,} | "
-                   f"{steps} | {init} | "
-                   f"{'-' if None in seconds else f'{sum(seconds) / 60:.0f} min'} | "
-                   f"{exported_val_psnr(c):.2f} dB ({c.get('exported_checkpoint', 'best')}) |")
+        out.append(
+            f"| `{stem(c)}` | {c['parameters']:,} | "
+            f"{steps} | {init} | "
+            f"{'-' if None in seconds else f'{sum(seconds) / 60:.0f} min'} | "
+            f"{exported_val_psnr(c):.2f} dB ({c.get('exported_checkpoint', 'best')}) |"
+        )
     return "\n".join(out)
 
 

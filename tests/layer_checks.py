@@ -42,7 +42,7 @@ def mr_patches(batch: int, height: int, width: int) -> np.ndarray:
     slices = bundled_slab_slices()
     r0, c0 = (slices.shape[1] - height) // 2, (slices.shape[2] - width) // 2
     picks = np.linspace(2, len(slices) - 3, batch).round().astype(int)
-    return np.stack([slices[i, r0:r0 + height, c0:c0 + width] for i in picks])[..., None]
+    return np.stack([slices[i, r0 : r0 + height, c0 : c0 + width] for i in picks])[..., None]
 
 
 def mr_features(shape, seed: int = 0) -> np.ndarray:
@@ -52,9 +52,13 @@ def mr_features(shape, seed: int = 0) -> np.ndarray:
     patches = mr_patches(b, h, w)
     if c == 1:
         return patches
-    conv = keras.layers.Conv2D(c, 3, padding="same",
-                               kernel_initializer=keras.initializers.GlorotUniform(seed),
-                               bias_initializer=keras.initializers.Constant(0.05))
+    conv = keras.layers.Conv2D(
+        c,
+        3,
+        padding="same",
+        kernel_initializer=keras.initializers.GlorotUniform(seed),
+        bias_initializer=keras.initializers.Constant(0.05),
+    )
     return keras.ops.convert_to_numpy(conv(patches)).astype("float32")
 
 
@@ -79,8 +83,14 @@ def mr_inputs(input_shape):
     return makers[len(input_shape)](tuple(input_shape))
 
 
-def run_layer_test(cls, init_kwargs: dict, input_shape, expected_output_shape, *,
-                   float32_outputs: tuple[int, ...] = ()) -> None:
+def run_layer_test(
+    cls,
+    init_kwargs: dict,
+    input_shape,
+    expected_output_shape,
+    *,
+    float32_outputs: tuple[int, ...] = (),
+) -> None:
     """Every shared check of a custom layer (see the module docstring); AssertionError on the first
     that fails.
 
@@ -154,6 +164,7 @@ def check_serialization(cls, init_kwargs, inputs) -> None:
 def check_symbolic_call(cls, init_kwargs, input_shape, expected: list[tuple]) -> None:
     """KerasTensor outputs: the expected shapes with an unknown batch; for image-like inputs also
     with unknown H and W (same rank and channels)."""
+
     def spec(shape, unknown_hw=False):
         if isinstance(shape, list):
             return [spec(s, unknown_hw) for s in shape]
@@ -164,11 +175,9 @@ def check_symbolic_call(cls, init_kwargs, input_shape, expected: list[tuple]) ->
 
     outputs = keras.tree.flatten(cls(**init_kwargs)(spec(input_shape)))
     assert [tuple(o.shape) for o in outputs] == [(None,) + s[1:] for s in expected]
-    if any(len(s) == 4 for s in (input_shape if isinstance(input_shape, list)
-                                  else [input_shape])):
+    if any(len(s) == 4 for s in (input_shape if isinstance(input_shape, list) else [input_shape])):
         outputs = keras.tree.flatten(cls(**init_kwargs)(spec(input_shape, unknown_hw=True)))
-        assert [(len(o.shape), o.shape[-1]) for o in outputs] == [(len(s), s[-1])
-                                                                  for s in expected]
+        assert [(len(o.shape), o.shape[-1]) for o in outputs] == [(len(s), s[-1]) for s in expected]
 
 
 def check_eager_call(cls, init_kwargs, inputs, expected: list[tuple]) -> None:
@@ -188,8 +197,10 @@ def _loss_and_gradients(model, inputs, targets):
     with tf.GradientTape() as tape:
         tape.watch(flat_inputs)
         outputs = model(keras.tree.pack_sequence_as(inputs, flat_inputs), training=True)
-        loss = sum(keras.ops.mean((o - t) ** 2)
-                   for o, t in zip(keras.tree.flatten(outputs), targets, strict=True))
+        loss = sum(
+            keras.ops.mean((o - t) ** 2)
+            for o, t in zip(keras.tree.flatten(outputs), targets, strict=True)
+        )
     weight_grads, input_grads = tape.gradient(loss, (model.trainable_weights, flat_inputs))
     return float(loss), weight_grads, input_grads
 
@@ -232,8 +243,9 @@ def check_training(cls, init_kwargs, inputs) -> None:
         assert np.isfinite(losses).all() and final < losses[0], (losses, final)
 
 
-def check_dtype_policy(cls, init_kwargs, inputs, policy: str,
-                       float32_outputs: tuple[int, ...] = ()) -> None:
+def check_dtype_policy(
+    cls, init_kwargs, inputs, policy: str, float32_outputs: tuple[int, ...] = ()
+) -> None:
     """Under ``policy``: outputs finite, near the float32 layer's with the same weights, in the
     compute dtype (float32 for ``float32_outputs``), eager and symbolic alike; float32
     variables; every sublayer under the same policy."""
@@ -244,8 +256,9 @@ def check_dtype_policy(cls, init_kwargs, inputs, policy: str,
     layer(inputs)
     layer.set_weights(reference.get_weights())
     outputs = keras.tree.flatten(layer(inputs))
-    specs = keras.tree.flatten(layer(keras.tree.map_structure(
-        lambda x: keras.KerasTensor(x.shape), inputs)))
+    specs = keras.tree.flatten(
+        layer(keras.tree.map_structure(lambda x: keras.KerasTensor(x.shape), inputs))
+    )
 
     for i, (out, spec, ref) in enumerate(zip(outputs, specs, reference_out, strict=True)):
         want = "float32" if i in float32_outputs else policy.compute_dtype
@@ -254,8 +267,9 @@ def check_dtype_policy(cls, init_kwargs, inputs, policy: str,
         got = keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))
         assert np.isfinite(got).all(), (policy.name, i)
         tolerance = MIXED_TOLERANCE.get(policy.name, 1e-6) * max(np.abs(ref).max(), 1e-3)
-        np.testing.assert_allclose(got, ref, rtol=0, atol=tolerance,
-                                   err_msg=f"{policy.name}: output {i}")
+        np.testing.assert_allclose(
+            got, ref, rtol=0, atol=tolerance, err_msg=f"{policy.name}: output {i}"
+        )
     for w in layer.weights:
         assert keras.backend.standardize_dtype(w.dtype) == "float32", (policy.name, w.path)
     for sublayer in layer._flatten_layers():

@@ -20,13 +20,19 @@ def ablation():
 
 
 def test_table_gives_mean_sd_and_same_seed_differences(ablation):
-    scores = {("seran", 1): {"a": 24.0, "b": 22.0}, ("seran", 2): {"a": 24.2, "b": 22.2},
-              ("edsr", 1): {"a": 23.0, "b": 22.0}, ("edsr", 2): {"a": 24.4, "b": 22.4}}
+    scores = {
+        ("seran", 1): {"a": 24.0, "b": 22.0},
+        ("seran", 2): {"a": 24.2, "b": 22.2},
+        ("edsr", 1): {"a": 23.0, "b": 22.0},
+        ("edsr", 2): {"a": 24.4, "b": 22.4},
+    }
     text = ablation.table(scores, [1, 2], ["seran", "edsr"], 4)
     assert "| seran x4 | 24.10 ± 0.14 | 22.10 ± 0.14 | 23.10 | 23.00 / 23.20 |" in text
     assert "| edsr x4 | 23.70 ± 0.99 | 22.20 ± 0.28 | 22.95 | 22.50 / 23.40 |" in text
-    assert "- seran - edsr, same seed, mean of sets: +0.50 / -0.20 dB (mean +0.15; seran ahead " \
-           "in 1 of 2)" in text
+    assert (
+        "- seran - edsr, same seed, mean of sets: +0.50 / -0.20 dB (mean +0.15; seran ahead "
+        "in 1 of 2)" in text
+    )
     assert "rir" not in text
 
 

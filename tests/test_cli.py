@@ -37,19 +37,30 @@ sys.exit(code)
 def _env() -> dict:
     """This checkout first on the path, and none of the logging settings the tests use: the
     command line itself must keep the libraries quiet."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY", "GLOG_minloglevel")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY", "GLOG_minloglevel")
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 
 def _run(code: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env=_env(), cwd=REPO_ROOT, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"]] +
-                         [[name, "--help"] for name in COMMANDS], ids=" ".join)
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["--version"]] + [[name, "--help"] for name in COMMANDS], ids=" ".join
+)
 def test_help_and_version_are_quiet_and_load_no_framework(argv):
     proc = _run(ENTRY_REPORTING_MODULES, *argv)
     assert proc.returncode == 0, proc.stderr
@@ -92,19 +103,38 @@ def _caught(pid: int) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
-@pytest.mark.parametrize("delay, sig", [(0.0, signal.SIGINT), (0.3, signal.SIGINT),
-                                        (1.0, signal.SIGINT), (2.0, signal.SIGINT),
-                                        (0.5, signal.SIGTERM)])
+@pytest.mark.parametrize(
+    "delay, sig",
+    [
+        (0.0, signal.SIGINT),
+        (0.3, signal.SIGINT),
+        (1.0, signal.SIGINT),
+        (2.0, signal.SIGINT),
+        (0.5, signal.SIGTERM),
+    ],
+)
 def test_an_interrupt_during_start_up_exits_cleanly(delay, sig, tmp_path):
     """Ctrl-C while the command imports its frameworks (TensorFlow, which brings JAX along when
     both are installed): one line, exit 128 + signal, no traceback, nothing written. The signal
     is sent ``delay`` s after the command installed its handlers (Python handles SIGINT from its
     own start, SIGTERM only once the command line catches it)."""
     out_dir = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", ENTRY, "predict", str(samples.T1_LOWRES),
-                             str(out_dir / "sr.nii.gz"), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                            cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            ENTRY,
+            "predict",
+            str(samples.T1_LOWRES),
+            str(out_dir / "sr.nii.gz"),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+    )
     try:
         deadline = time.monotonic() + 120
         while not _caught(proc.pid) & (1 << (signal.SIGTERM - 1)) and time.monotonic() < deadline:
@@ -132,11 +162,11 @@ def test_an_interrupt_inside_a_gc_callback_is_not_lost():
     lost = []
     fired = []
 
-    def busy_callback(phase, info):      # like jax's _xla_gc_callback: Python code in the gc
+    def busy_callback(phase, info):  # like jax's _xla_gc_callback: Python code in the gc
         if phase == "start" and not fired:
             fired.append(phase)
             os.kill(os.getpid(), signal.SIGINT)
-            for _ in range(100_000):      # the handler runs here, inside the callback
+            for _ in range(100_000):  # the handler runs here, inside the callback
                 pass
 
     hook = sys.unraisablehook
@@ -154,7 +184,7 @@ def test_an_interrupt_inside_a_gc_callback_is_not_lost():
         fired.clear()
         with pytest.raises(KeyboardInterrupt), _signals_interrupt():
             gc.collect()
-            time.sleep(5)               # the interrupt arrives again here
+            time.sleep(5)  # the interrupt arrives again here
     finally:
         gc.callbacks.remove(busy_callback)
         sys.unraisablehook = hook

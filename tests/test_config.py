@@ -11,15 +11,31 @@ import re
 import pytest
 
 from keras_seran import config
-from keras_seran.config import (DEFAULT_PRESET, LITERT_VARIANTS, DataConfig, ExportConfig,
-                                InferenceConfig, RunConfig, TrainConfig, config_from_args)
+from keras_seran.config import (
+    DEFAULT_PRESET,
+    LITERT_VARIANTS,
+    DataConfig,
+    ExportConfig,
+    InferenceConfig,
+    RunConfig,
+    TrainConfig,
+    config_from_args,
+)
 from keras_seran.errors import InputDataError, UsageError
 
 #: command -> the configs its flags come from (evaluate and demo take a few fields only)
-COMMAND_CONFIGS = {"predict": (InferenceConfig,), "export": (ExportConfig,),
-                   "train": (RunConfig, TrainConfig, DataConfig)}
-REQUIRED = {"predict": ["in.nii.gz", "out.nii.gz"], "export": ["x2", "--out", "b"],
-            "train": ["--out", "run"], "evaluate": [], "demo": []}
+COMMAND_CONFIGS = {
+    "predict": (InferenceConfig,),
+    "export": (ExportConfig,),
+    "train": (RunConfig, TrainConfig, DataConfig),
+}
+REQUIRED = {
+    "predict": ["in.nii.gz", "out.nii.gz"],
+    "export": ["x2", "--out", "b"],
+    "train": ["--out", "run"],
+    "evaluate": [],
+    "demo": [],
+}
 
 
 def _parse(command: str, *argv: str) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -76,14 +92,47 @@ def test_the_help_says_what_the_newcomer_asked():
 
 
 def test_predict_flags_reach_the_inference_config():
-    _, args = _parse("predict", "--scale", "3", "--degradation", "kspace", "--axis", "1",
-                     "--tile-size", "96", "--overlap", "8", "--batch-size", "2",
-                     "--max-memory", "500", "--percentiles", "1", "99", "--self-ensemble",
-                     "--data-consistency", "0.25", "--output-dtype", "int16", "--device", "cpu")
+    _, args = _parse(
+        "predict",
+        "--scale",
+        "3",
+        "--degradation",
+        "kspace",
+        "--axis",
+        "1",
+        "--tile-size",
+        "96",
+        "--overlap",
+        "8",
+        "--batch-size",
+        "2",
+        "--max-memory",
+        "500",
+        "--percentiles",
+        "1",
+        "99",
+        "--self-ensemble",
+        "--data-consistency",
+        "0.25",
+        "--output-dtype",
+        "int16",
+        "--device",
+        "cpu",
+    )
     assert config_from_args(InferenceConfig, args) == InferenceConfig(
-        scale=3, degradation="kspace", slice_axis=1, tile_size=96, overlap=8, batch_size=2,
-        max_memory_mb=500.0, percentiles=(1.0, 99.0), self_ensemble=True, data_consistency=0.25,
-        output_dtype="int16", device="cpu")
+        scale=3,
+        degradation="kspace",
+        slice_axis=1,
+        tile_size=96,
+        overlap=8,
+        batch_size=2,
+        max_memory_mb=500.0,
+        percentiles=(1.0, 99.0),
+        self_ensemble=True,
+        data_consistency=0.25,
+        output_dtype="int16",
+        device="cpu",
+    )
     _, args = _parse("predict", "--data-consistency")
     assert config_from_args(InferenceConfig, args).data_consistency == 1.0
 
@@ -91,13 +140,35 @@ def test_predict_flags_reach_the_inference_config():
 def test_train_flags_reach_their_fields():
     from keras_seran.training.command import resolve_configs
 
-    _, args = _parse("train", "--lr", "0.001", "--noise", "0.01", "--axis", "1", "--multi-gpu",
-                     "--early-stop", "3", "--mixed-precision", "--checkpoint-every", "2",
-                     "--degradation", "kspace", "--preset", "tiny", "--scale", "4")
+    _, args = _parse(
+        "train",
+        "--lr",
+        "0.001",
+        "--noise",
+        "0.01",
+        "--axis",
+        "1",
+        "--multi-gpu",
+        "--early-stop",
+        "3",
+        "--mixed-precision",
+        "--checkpoint-every",
+        "2",
+        "--degradation",
+        "kspace",
+        "--preset",
+        "tiny",
+        "--scale",
+        "4",
+    )
     data, train = resolve_configs(args)
-    assert (train.learning_rate, train.distribute, train.early_stop_patience,
-            train.mixed_precision, train.checkpoint_every_epochs) == \
-        (0.001, "mirrored", 3, True, 2)
+    assert (
+        train.learning_rate,
+        train.distribute,
+        train.early_stop_patience,
+        train.mixed_precision,
+        train.checkpoint_every_epochs,
+    ) == (0.001, "mirrored", 3, True, 2)
     assert (data.noise_sigma, data.slice_axis, data.degradation) == (0.01, 1, "kspace")
     assert config_from_args(RunConfig, args) == RunConfig(scale=4, arch="seran", preset="tiny")
     _, args = _parse("train", "--mixed-precision", "bfloat16")
@@ -107,29 +178,56 @@ def test_train_flags_reach_their_fields():
 def test_export_flags_reach_the_export_config():
     from keras_seran.export.command import export_config
 
-    _, args = _parse("export", "--formats", "litert,ONNX", "--tflite-variants", "int8,float32",
-                     "--onnx-variants", "float32", "--input-size", "64x48", "--opset", "18",
-                     "--threads", "1")
+    _, args = _parse(
+        "export",
+        "--formats",
+        "litert,ONNX",
+        "--tflite-variants",
+        "int8,float32",
+        "--onnx-variants",
+        "float32",
+        "--input-size",
+        "64x48",
+        "--opset",
+        "18",
+        "--threads",
+        "1",
+    )
     cfg = export_config(args)
     assert cfg.formats == ("tflite", "onnx") and cfg.tflite_variants == ("float32", "int8")
-    assert (cfg.onnx_variants, cfg.input_size, cfg.opset, cfg.threads) == (("float32",), (64, 48),
-                                                                          18, 1)
+    assert (cfg.onnx_variants, cfg.input_size, cfg.opset, cfg.threads) == (
+        ("float32",),
+        (64, 48),
+        18,
+        1,
+    )
     assert cfg.trt_profiles is None and cfg.needs_calibration
     _, args = _parse("export", "--trt-profile", "16x16:64x64:128x128", "--trt-profile", "64:96:128")
-    assert export_config(args).trt_profiles == (((16, 16), (64, 64), (128, 128)),
-                                                ((64, 64), (96, 96), (128, 128)))
+    assert export_config(args).trt_profiles == (
+        ((16, 16), (64, 64), (128, 128)),
+        ((64, 64), (96, 96), (128, 128)),
+    )
 
 
-@pytest.mark.parametrize("command, argv, message", [
-    ("predict", ["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
-    ("predict", ["--tile-size", "8", "--overlap", "8"], "--tile-size 8 must be larger than "
-                                                        "--overlap 8"),
-    ("predict", ["--percentiles", "50", "50"], "--percentiles must be two numbers"),
-    ("export", ["--tflite-variants", "float32,int4"], "--tflite-variants: unknown 'int4'"),
-    ("export", ["--formats", "coreml"], "--formats: unknown 'coreml'; choose from savedmodel, "
-                                        "tflite, onnx, tensorrt"),
-    ("export", ["--opset", "30"], "--opset must be between 17 and 18"),
-])
+@pytest.mark.parametrize(
+    "command, argv, message",
+    [
+        ("predict", ["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (
+            "predict",
+            ["--tile-size", "8", "--overlap", "8"],
+            "--tile-size 8 must be larger than --overlap 8",
+        ),
+        ("predict", ["--percentiles", "50", "50"], "--percentiles must be two numbers"),
+        ("export", ["--tflite-variants", "float32,int4"], "--tflite-variants: unknown 'int4'"),
+        (
+            "export",
+            ["--formats", "coreml"],
+            "--formats: unknown 'coreml'; choose from savedmodel, tflite, onnx, tensorrt",
+        ),
+        ("export", ["--opset", "30"], "--opset must be between 17 and 18"),
+    ],
+)
 def test_a_bad_value_is_refused_by_the_config_naming_the_flag(command, argv, message):
     cls = COMMAND_CONFIGS[command][0]
     _, args = _parse(command, *argv)
@@ -138,31 +236,37 @@ def test_a_bad_value_is_refused_by_the_config_naming_the_flag(command, argv, mes
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("kw, named", [
-    ({"degradation": "blur"}, "degradation must be one of bicubic, kspace"),
-    ({"scale": 5}, "scale must be an integer, one of (2, 3, 4)"),
-    ({"slice_axis": 3}, "slice_axis"),
-    ({"overlap": -1}, "overlap must be an integer >= 0"),
-    ({"tile_size": 16, "overlap": 16}, "tile_size 16 must be larger than overlap 16"),
-    ({"max_memory_mb": 0}, "max_memory_mb must be a finite number > 0"),
-    ({"data_consistency": 1.5}, "data_consistency must be a finite number in [0, 1]"),
-    ({"output_dtype": "float16"}, "output_dtype must be one of input, uint8"),
-    ({"device": "tpu"}, "device must be one of auto, cpu, gpu"),
-    ({"self_ensemble": 1}, "self_ensemble must be true or false"),
-])
+@pytest.mark.parametrize(
+    "kw, named",
+    [
+        ({"degradation": "blur"}, "degradation must be one of bicubic, kspace"),
+        ({"scale": 5}, "scale must be an integer, one of (2, 3, 4)"),
+        ({"slice_axis": 3}, "slice_axis"),
+        ({"overlap": -1}, "overlap must be an integer >= 0"),
+        ({"tile_size": 16, "overlap": 16}, "tile_size 16 must be larger than overlap 16"),
+        ({"max_memory_mb": 0}, "max_memory_mb must be a finite number > 0"),
+        ({"data_consistency": 1.5}, "data_consistency must be a finite number in [0, 1]"),
+        ({"output_dtype": "float16"}, "output_dtype must be one of input, uint8"),
+        ({"device": "tpu"}, "device must be one of auto, cpu, gpu"),
+        ({"self_ensemble": 1}, "self_ensemble must be true or false"),
+    ],
+)
 def test_the_inference_config_refuses_what_would_fail_later(kw, named):
     with pytest.raises(ValueError, match=re.escape(named)):
         InferenceConfig(**kw)
 
 
-@pytest.mark.parametrize("kw, named", [
-    ({"int8_io": True, "tflite_variants": "float32"}, "int8_io applies to the full-int8"),
-    ({"calibration": "slab.nii.gz", "formats": "savedmodel"}, "calibration calibrates"),
-    ({"input_size": (0, 64)}, "input_size must be two integers >= 1"),
-    ({"trt_profiles": [((16, 16), (64, 64))]}, "trt_profiles must be (min, opt, max)"),
-    ({"threads": 0}, "threads must be an integer >= 1"),
-    ({"onnx_variants": ""}, "onnx_variants: none given"),
-])
+@pytest.mark.parametrize(
+    "kw, named",
+    [
+        ({"int8_io": True, "tflite_variants": "float32"}, "int8_io applies to the full-int8"),
+        ({"calibration": "slab.nii.gz", "formats": "savedmodel"}, "calibration calibrates"),
+        ({"input_size": (0, 64)}, "input_size must be two integers >= 1"),
+        ({"trt_profiles": [((16, 16), (64, 64))]}, "trt_profiles must be (min, opt, max)"),
+        ({"threads": 0}, "threads must be an integer >= 1"),
+        ({"onnx_variants": ""}, "onnx_variants: none given"),
+    ],
+)
 def test_the_export_config_refuses_what_would_fail_later(kw, named):
     with pytest.raises(ValueError, match=re.escape(named)):
         ExportConfig(**kw)
@@ -177,9 +281,11 @@ def test_one_check_per_rule_one_message():
     from keras_seran.layers.reasoning import primitive_reasoning
 
     messages = set()
-    for make in (lambda: DataConfig(percentiles=(99, 1)),
-                 lambda: InferenceConfig(percentiles=(99, 1)),
-                 lambda: fit_normalization(np.arange(16.0), (99, 1))):
+    for make in (
+        lambda: DataConfig(percentiles=(99, 1)),
+        lambda: InferenceConfig(percentiles=(99, 1)),
+        lambda: fit_normalization(np.arange(16.0), (99, 1)),
+    ):
         with pytest.raises(ValueError) as info:
             make()
         messages.add(str(info.value))

@@ -43,8 +43,14 @@ def run_on_jax(code: str, tmp_path, timeout: int = 300) -> subprocess.CompletedP
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
     script = tmp_path / "on_jax.py"
     script.write_text(BLOCK_TENSORFLOW + textwrap.dedent(code))
-    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=timeout, cwd=tmp_path, env=env)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+        env=env,
+    )
 
 
 def test_this_process_runs_tensorflow_and_can_stay_on_the_cpu():
@@ -74,7 +80,8 @@ def test_bundled_weights_give_the_same_slices_on_jax_as_on_tensorflow(tmp_path, 
 
     lr = mr_slice[:96, :96]
     np.save(tmp_path / "lr.npy", lr)
-    r = run_on_jax("""
+    r = run_on_jax(
+        """
         import numpy as np, sys
         import keras, keras_seran
         lr = np.load('lr.npy')
@@ -83,7 +90,9 @@ def test_bundled_weights_give_the_same_slices_on_jax_as_on_tensorflow(tmp_path, 
         np.savez('jax.npz', **out)
         bad = [m for m in sys.modules if m.split('.')[0] == 'tensorflow']
         print(keras.backend.backend(), 'tensorflow modules:', bad)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "jax tensorflow modules: []" in r.stdout
     on_jax = np.load(tmp_path / "jax.npz")
@@ -97,7 +106,8 @@ def test_bundled_weights_give_the_same_slices_on_jax_as_on_tensorflow(tmp_path, 
 def test_training_runs_and_resumes_on_jax_without_tensorflow(tmp_path):
     """``keras-seran train`` on JAX feeds the numpy PyDatasets, skips TensorBoard with a note,
     and ``--resume`` continues the epoch counter and the optimizer."""
-    r = run_on_jax(f"""
+    r = run_on_jax(
+        f"""
         import sys
         from keras_seran.cli import main
         common = ['train', '--data', {str(samples.T1_AXIAL_SLAB)!r}, '--scale', '2',
@@ -106,7 +116,10 @@ def test_training_runs_and_resumes_on_jax_without_tensorflow(tmp_path):
         assert main(common + ['--epochs', '1']) == 0
         assert main(common + ['--epochs', '2', '--resume']) == 0
         print('tensorflow modules:', [m for m in sys.modules if m.split('.')[0] == 'tensorflow'])
-    """, tmp_path, timeout=600)
+    """,
+        tmp_path,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "TensorBoard logs need TensorFlow (not installed): skipped" in r.stdout
     assert "tensorflow modules: []" in r.stdout
@@ -119,17 +132,24 @@ def test_training_runs_and_resumes_on_jax_without_tensorflow(tmp_path):
 
 @needs_jax
 def test_what_needs_tensorflow_is_refused_clearly_on_jax(tmp_path):
-    r = run_on_jax(f"""
+    r = run_on_jax(
+        f"""
         from keras_seran.cli import main
         print('export rc', main(['export', 'x2', '--out', 'bundle', '--formats', 'onnx']))
         print('multi-gpu rc', main(['train', '--data', {str(samples.T1_AXIAL_SLAB)!r},
                                     '--scale', '2', '--preset', 'tiny', '--epochs', '1',
                                     '--multi-gpu', '--out', 'run']))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "export rc 2" in r.stdout and "multi-gpu rc 2" in r.stdout
-    assert "keras-seran export: error: export converts through TensorFlow and needs the " \
-           "tensorflow backend (this is jax)" in r.stderr
-    assert "keras-seran train: error: --distribute mirrored uses tf.distribute.MirroredStrategy, " \
-           "which needs the tensorflow backend (this is jax)" in r.stderr
+    assert (
+        "keras-seran export: error: export converts through TensorFlow and needs the "
+        "tensorflow backend (this is jax)" in r.stderr
+    )
+    assert (
+        "keras-seran train: error: --distribute mirrored uses tf.distribute.MirroredStrategy, "
+        "which needs the tensorflow backend (this is jax)" in r.stderr
+    )
     assert not (tmp_path / "bundle").exists() and not (tmp_path / "run").exists()

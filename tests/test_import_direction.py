@@ -17,29 +17,29 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "keras_seran"
-ROOT = "keras_seran"          # the package's __init__ (the public facade)
+ROOT = "keras_seran"  # the package's __init__ (the public facade)
 
 #: Each part of the package and the parts it builds on directly.
 BUILDS_ON: dict[str, tuple[str, ...]] = {
-    "errors": (),                          # every exception
-    "contract": ("errors",),               # the network's input contract
-    "files": ("errors",),                  # atomic writes, output checks
-    "config": ("contract",),               # typed configs (defaults from the contract)
-    "runs": ("config", "files"),           # the run-folder format
-    "samples": (),                         # paths of the bundled sample images
-    "devices": ("errors",),                # backends and accelerators
-    "runtime": ("config",),                # export bundles run in LiteRT/onnxruntime/TensorRT
+    "errors": (),  # every exception
+    "contract": ("errors",),  # the network's input contract
+    "files": ("errors",),  # atomic writes, output checks
+    "config": ("contract",),  # typed configs (defaults from the contract)
+    "runs": ("config", "files"),  # the run-folder format
+    "samples": (),  # paths of the bundled sample images
+    "devices": ("errors",),  # backends and accelerators
+    "runtime": ("config",),  # export bundles run in LiteRT/onnxruntime/TensorRT
     "metrics": (),
     "layers": ("config",),
     "models": ("layers",),
-    "registry": ("models",),               # bundled weights: name -> weights, card, network
-    "data": ("config", "samples", "files"),   # files: which names are temporary files
+    "registry": ("models",),  # bundled weights: name -> weights, card, network
+    "data": ("config", "samples", "files"),  # files: which names are temporary files
     "inference": ("data", "registry", "files", "devices", "metrics", "runtime"),
     "training": ("data", "registry", "runs", "devices", "metrics"),
     "evaluation": ("inference", "runs"),
     "export": ("data", "registry", "files", "devices", "metrics", "runtime"),
     "cli": ("evaluation", "training", "export"),
-    "__main__": ("cli",),                  # python -m keras_seran
+    "__main__": ("cli",),  # python -m keras_seran
     ROOT: ("cli",),
 }
 #: What any module may take from the package root: metadata, not code.
@@ -89,12 +89,11 @@ def imports(module: str, path: Path) -> list[tuple[int, str, list[str]]]:
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            out += [(node.lineno, a.name, []) for a in node.names
-                    if a.name.split(".")[0] == ROOT]
+            out += [(node.lineno, a.name, []) for a in node.names if a.name.split(".")[0] == ROOT]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
             if base.split(".")[0] != ROOT:
                 continue
@@ -125,8 +124,10 @@ def sideways_imports() -> list[str]:
                 continue
             if theirs not in below(mine):
                 where = "upwards" if mine in below(theirs) else "sideways"
-                bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {module} imports "
-                           f"{target} ({mine} -> {theirs}: {where})")
+                bad.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{line}: {module} imports "
+                    f"{target} ({mine} -> {theirs}: {where})"
+                )
     return bad
 
 
@@ -140,38 +141,58 @@ def test_no_module_uses_another_modules_private_names():
     bad = []
     for module, path in modules().items():
         tree = ast.parse(path.read_text())
-        aliases = set()          # local names bound to modules of the package
+        aliases = set()  # local names bound to modules of the package
         for line, target, names in imports(module, path):
-            bad += [f"{module}:{line}: imports {target}.{n}" for n in names
-                    if n.startswith("_") and not n.startswith("__") and target != module]
+            bad += [
+                f"{module}:{line}: imports {target}.{n}"
+                for n in names
+                if n.startswith("_") and not n.startswith("__") and target != module
+            ]
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and \
-                    node.module.split(".")[0] == ROOT:
-                aliases |= {a.asname or a.name for a in node.names
-                            if _is_module(f"{node.module}.{a.name}")}
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.split(".")[0] == ROOT
+            ):
+                aliases |= {
+                    a.asname or a.name for a in node.names if _is_module(f"{node.module}.{a.name}")
+                }
             elif isinstance(node, ast.Import):
-                aliases |= {a.asname for a in node.names if a.asname
-                            and a.name.split(".")[0] == ROOT}
+                aliases |= {
+                    a.asname for a in node.names if a.asname and a.name.split(".")[0] == ROOT
+                }
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
-                    node.value.id in aliases and node.attr.startswith("_") and \
-                    not node.attr.startswith("__"):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
                 bad.append(f"{module}:{node.lineno}: uses {node.value.id}.{node.attr}")
     assert not bad, "private names used across modules:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("source, target", [
-    ("training", "inference"), ("evaluation", "training"), ("export", "inference"),
-    ("data", "registry"), ("config", "data")])
+@pytest.mark.parametrize(
+    "source, target",
+    [
+        ("training", "inference"),
+        ("evaluation", "training"),
+        ("export", "inference"),
+        ("data", "registry"),
+        ("config", "data"),
+    ],
+)
 def test_the_check_catches_a_sideways_import(source, target, tmp_path, monkeypatch):
     """The check itself: an import added against BUILDS_ON is reported with its file."""
     import shutil
 
     copy = tmp_path / "keras_seran"
-    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("weights", "sample",
-                                                                "__pycache__"))
+    shutil.copytree(
+        PACKAGE, copy, ignore=shutil.ignore_patterns("weights", "sample", "__pycache__")
+    )
     victim = copy / f"{source}.py"
-    if not victim.exists():     # a subpackage: its first module
+    if not victim.exists():  # a subpackage: its first module
         victim = next(p for p in sorted((copy / source).glob("*.py")) if p.name != "__init__.py")
     victim.write_text(victim.read_text() + f"\n\ndef _late():\n    import keras_seran.{target}\n")
     monkeypatch.setitem(globals(), "PACKAGE", copy)

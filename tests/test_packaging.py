@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import ast
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
 EXTRAS = PROJECT["optional-dependencies"]
 #: import name -> the distributions that provide it
-PROVIDERS = {"PIL": {"pillow"}, "ai_edge_litert": {"ai-edge-litert"},
-             "onnxconverter_common": {"onnxconverter-common"},
-             "tensorflow": {"tensorflow", "tensorflow-cpu"}}
+PROVIDERS = {
+    "PIL": {"pillow"},
+    "ai_edge_litert": {"ai-edge-litert"},
+    "onnxconverter_common": {"onnxconverter-common"},
+    "tensorflow": {"tensorflow", "tensorflow-cpu"},
+}
 #: imported but installed apart: TensorRT comes with JetPack / NVIDIA's wheels, PyTorch is a
 #: Keras backend the package supports but does not install
 NOT_DECLARED = {"tensorrt", "torch"}
@@ -28,8 +31,12 @@ def _names(requirements: list[str]) -> set[str]:
 
 
 def _own_extras(requirements: list[str]) -> set[str]:
-    return {e for r in requirements if Requirement(r).name == PROJECT["name"]
-            for e in Requirement(r).extras}
+    return {
+        e
+        for r in requirements
+        if Requirement(r).name == PROJECT["name"]
+        for e in Requirement(r).extras
+    }
 
 
 def _third_party_imports() -> set[str]:
@@ -46,13 +53,16 @@ def _third_party_imports() -> set[str]:
 def test_the_core_has_no_backend_and_nothing_only_tests_use():
     core = _names(PROJECT["dependencies"])
     assert not core & BACKENDS
-    assert "opencv-python-headless" not in core and "scipy" not in core   # tests only
+    assert "opencv-python-headless" not in core and "scipy" not in core  # tests only
 
 
 def test_every_imported_module_is_declared():
     declared = _names(PROJECT["dependencies"]).union(*map(_names, EXTRAS.values()))
-    missing = [m for m in sorted(_third_party_imports() - NOT_DECLARED)
-               if not PROVIDERS.get(m, {m.lower()}) & declared]
+    missing = [
+        m
+        for m in sorted(_third_party_imports() - NOT_DECLARED)
+        if not PROVIDERS.get(m, {m.lower()}) & declared
+    ]
     assert missing == []
 
 

@@ -14,17 +14,25 @@ from keras_seran.models.seran import config_from_model
 BUNDLED = [(b.arch, b.scale) for b in registry.bundled() if b.degradation == "bicubic"]
 
 
-@pytest.mark.parametrize("name, arch, scale, degradation", [
-    ("x2", "seran", 2, "bicubic"), ("seran-x3", "seran", 3, "bicubic"),
-    ("EDSR-x4", "edsr", 4, "bicubic"), ("seran-x2-kspace", "seran", 2, "kspace"),
-    ("x4-kspace", "seran", 4, "kspace"), ("edsr-x2-kspace", "edsr", 2, "kspace"),
-    ("x3-bicubic", "seran", 3, "bicubic")])
+@pytest.mark.parametrize(
+    "name, arch, scale, degradation",
+    [
+        ("x2", "seran", 2, "bicubic"),
+        ("seran-x3", "seran", 3, "bicubic"),
+        ("EDSR-x4", "edsr", 4, "bicubic"),
+        ("seran-x2-kspace", "seran", 2, "kspace"),
+        ("x4-kspace", "seran", 4, "kspace"),
+        ("edsr-x2-kspace", "edsr", 2, "kspace"),
+        ("x3-bicubic", "seran", 3, "bicubic"),
+    ],
+)
 def test_names_users_type(name, arch, scale, degradation):
     assert registry.parse(name) == registry.Bundled(arch, scale, "small", degradation)
 
 
-@pytest.mark.parametrize("name", ["x5", "rcan-x2", "x2-blur", "kspace", "runs/x2/best.keras",
-                                  "seran-x2-kspace-x2", ""])
+@pytest.mark.parametrize(
+    "name", ["x5", "rcan-x2", "x2-blur", "kspace", "runs/x2/best.keras", "seran-x2-kspace-x2", ""]
+)
 def test_other_names_are_no_bundled_model(name):
     assert registry.parse(name) is None
 
@@ -32,10 +40,16 @@ def test_other_names_are_no_bundled_model(name):
 def test_files_and_names_of_a_bundled_model():
     b = registry.Bundled("seran", 2)
     assert (b.weights_path.name, b.card_path.name, b.name) == (
-        "seran_small_x2.weights.h5", "seran_small_x2.json", "x2")
+        "seran_small_x2.weights.h5",
+        "seran_small_x2.json",
+        "x2",
+    )
     k = registry.Bundled("edsr", 4, degradation="kspace")
     assert (k.weights_path.name, k.card_path.name, k.name) == (
-        "edsr_small_x4_kspace.weights.h5", "edsr_small_x4_kspace.json", "edsr-x4-kspace")
+        "edsr_small_x4_kspace.weights.h5",
+        "edsr_small_x4_kspace.json",
+        "edsr-x4-kspace",
+    )
     assert registry.parse(k.name) == k
     with pytest.raises(UsageError, match="degradation 'blur'"):
         registry.Bundled("seran", 2, degradation="blur")

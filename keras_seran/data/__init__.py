@@ -12,17 +12,45 @@ lazily on first use, so ``import keras_seran.data`` itself pulls in neither Tens
 
 from __future__ import annotations
 
-from keras_seran.data.degrade import (DEGRADATIONS, add_rician_noise, bicubic_downscale,
-                                      bicubic_upscale, blur_downscale, crop_to_multiple, degradation_matrices,
-                                      degrade, fourier_resample_matrix, gaussian_blur_matrix,
-                                      imresize_weights, kspace_downscale, kspace_upscale,
-                                      lr_hr_pairs, upscale_baseline)
-from keras_seran.data.io import (Volume, find_volumes, load_any, load_dicom_series, load_slice,
-                                 load_volume, parse_contrast, parse_ixi_name)
+from keras_seran.data.degrade import (
+    DEGRADATIONS,
+    add_rician_noise,
+    bicubic_downscale,
+    bicubic_upscale,
+    blur_downscale,
+    crop_to_multiple,
+    degradation_matrices,
+    degrade,
+    fourier_resample_matrix,
+    gaussian_blur_matrix,
+    imresize_weights,
+    kspace_downscale,
+    kspace_upscale,
+    lr_hr_pairs,
+    upscale_baseline,
+)
+from keras_seran.data.io import (
+    Volume,
+    find_volumes,
+    load_any,
+    load_dicom_series,
+    load_slice,
+    load_volume,
+    parse_contrast,
+    parse_ixi_name,
+)
 from keras_seran.data.normalize import NormStats, fit_normalization, normalize
-from keras_seran.data.slices import (SliceSet, extract_slices, load_scored_slices, load_slice_sets,
-                                     representative_slices, split_single_volume, split_volumes,
-                                     validation_pairs, validation_pairs_from)
+from keras_seran.data.slices import (
+    SliceSet,
+    extract_slices,
+    load_scored_slices,
+    load_slice_sets,
+    representative_slices,
+    split_single_volume,
+    split_volumes,
+    validation_pairs,
+    validation_pairs_from,
+)
 
 _LAZY = {
     "make_datasets": "keras_seran.data.pipeline",
@@ -46,19 +74,44 @@ def __getattr__(name: str):
 
 __all__ = [
     # io
-    "Volume", "load_volume", "load_slice", "load_any", "load_dicom_series", "find_volumes",
-    "parse_ixi_name", "parse_contrast",
+    "Volume",
+    "load_volume",
+    "load_slice",
+    "load_any",
+    "load_dicom_series",
+    "find_volumes",
+    "parse_ixi_name",
+    "parse_contrast",
     # normalize
-    "NormStats", "fit_normalization", "normalize",
+    "NormStats",
+    "fit_normalization",
+    "normalize",
     # degrade
-    "DEGRADATIONS", "imresize_weights", "bicubic_downscale", "bicubic_upscale", "blur_downscale",
-    "kspace_downscale", "kspace_upscale", "add_rician_noise", "degrade", "crop_to_multiple",
-    "degradation_matrices", "gaussian_blur_matrix", "fourier_resample_matrix", "upscale_baseline",
+    "DEGRADATIONS",
+    "imresize_weights",
+    "bicubic_downscale",
+    "bicubic_upscale",
+    "blur_downscale",
+    "kspace_downscale",
+    "kspace_upscale",
+    "add_rician_noise",
+    "degrade",
+    "crop_to_multiple",
+    "degradation_matrices",
+    "gaussian_blur_matrix",
+    "fourier_resample_matrix",
+    "upscale_baseline",
     "lr_hr_pairs",
     # slices
-    "SliceSet", "extract_slices", "split_volumes", "split_single_volume", "load_slice_sets",
+    "SliceSet",
+    "extract_slices",
+    "split_volumes",
+    "split_single_volume",
+    "load_slice_sets",
     "load_scored_slices",
-    "validation_pairs", "validation_pairs_from", "representative_slices",
+    "validation_pairs",
+    "validation_pairs_from",
+    "representative_slices",
     # lazy: pipeline (TensorFlow) and pydataset (Keras)
     *_LAZY,
 ]

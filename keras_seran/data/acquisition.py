@@ -27,8 +27,16 @@ import numpy as np
 
 from keras_seran.config import BLIND_KINDS, AcquisitionConfig
 
-__all__ = ["UNIFORMS_PER_SAMPLE", "Effects", "draw_effects", "kspace_window",
-           "partial_fourier_mask", "lr_spectrum", "acquire", "magnitude_with_noise"]
+__all__ = [
+    "UNIFORMS_PER_SAMPLE",
+    "Effects",
+    "draw_effects",
+    "kspace_window",
+    "partial_fourier_mask",
+    "lr_spectrum",
+    "acquire",
+    "magnitude_with_noise",
+]
 
 #: uniforms one sample's effects are drawn from (see :func:`draw_effects`)
 UNIFORMS_PER_SAMPLE = 9
@@ -70,16 +78,25 @@ def draw_effects(u: np.ndarray, cfg: AcquisitionConfig, blind: bool = False) -> 
         raise ValueError(f"expected uniforms of shape (N, {UNIFORMS_PER_SAMPLE}), got {u.shape}")
     lo, hi = cfg.noise
     apod = np.where(u[:, 0] < cfg.apodization_prob, u[:, 1] * cfg.apodization, 0.0)
-    keep = np.where(u[:, 2] < cfg.partial_fourier_prob,
-                    cfg.partial_fourier + u[:, 3] * (1.0 - cfg.partial_fourier), 1.0)
+    keep = np.where(
+        u[:, 2] < cfg.partial_fourier_prob,
+        cfg.partial_fourier + u[:, 3] * (1.0 - cfg.partial_fourier),
+        1.0,
+    )
     sigma = np.where(u[:, 6] < cfg.noise_prob, lo + u[:, 7] * (hi - lo), 0.0)
     if blind:
         edges = np.cumsum(cfg.blind_mix)[:-1] / np.sum(cfg.blind_mix)
         kind = np.searchsorted(edges, u[:, 8], side="right")
     else:
         kind = np.zeros(len(u), np.int64)
-    return Effects(apodization=apod, pf_keep=keep, pf_axis=(u[:, 4] >= 0.5).astype(np.int64),
-                   pf_high=u[:, 5] < 0.5, sigma=sigma, kind=kind.astype(np.int64))
+    return Effects(
+        apodization=apod,
+        pf_keep=keep,
+        pf_axis=(u[:, 4] >= 0.5).astype(np.int64),
+        pf_high=u[:, 5] < 0.5,
+        sigma=sigma,
+        kind=kind.astype(np.int64),
+    )
 
 
 def signed_frequencies(n: int) -> np.ndarray:
@@ -106,7 +123,7 @@ def partial_fourier_mask(n: int, keep: float, high: bool) -> np.ndarray:
     one half of k-space and the centre part of the other (numpy FFT order). ``high``: the
     positive frequencies are the acquired half."""
     m = int(np.floor(float(keep) * n + 0.5))
-    c = signed_frequencies(n) + n // 2          # centred index 0 .. n-1
+    c = signed_frequencies(n) + n // 2  # centred index 0 .. n-1
     return ((c >= n - m) if high else (c < m)).astype(np.float64)
 
 
@@ -115,8 +132,13 @@ def lr_spectrum(lr0: np.ndarray) -> np.ndarray:
     return np.fft.fft2(np.asarray(lr0, np.float64))
 
 
-def acquire(spectrum: np.ndarray, apodization: float = 0.0, pf_keep: float = 1.0,
-            pf_axis: int = 0, pf_high: bool = True) -> np.ndarray:
+def acquire(
+    spectrum: np.ndarray,
+    apodization: float = 0.0,
+    pf_keep: float = 1.0,
+    pf_axis: int = 0,
+    pf_high: bool = True,
+) -> np.ndarray:
     """The complex LR image (h, w) a scanner reconstructs from the truncated ``spectrum`` (h, w)
     (:func:`lr_spectrum`): the k-space filter on both axes, the partial Fourier mask on
     ``pf_axis``, zero-filled, inverse FFT. No noise, no magnitude yet."""
@@ -128,8 +150,9 @@ def acquire(spectrum: np.ndarray, apodization: float = 0.0, pf_keep: float = 1.0
     return np.fft.ifft2(spectrum * wins[0][:, None] * wins[1][None, :])
 
 
-def magnitude_with_noise(z: np.ndarray, sigma: float, normals: np.ndarray | None = None
-                         ) -> np.ndarray:
+def magnitude_with_noise(
+    z: np.ndarray, sigma: float, normals: np.ndarray | None = None
+) -> np.ndarray:
     """``|z + sigma * (n1 + i n2)|`` as float32 (Rician for a real ``z``); ``normals`` (2, *z.shape)
     are the standard normals n1, n2 (needed when sigma > 0)."""
     z = np.asarray(z)

@@ -38,8 +38,10 @@ from typing import Literal
 
 import numpy as np
 
-from keras_seran.config import DEGRADATIONS  # noqa: F401  (the one list, re-exported here)
-from keras_seran.config import check_factor
+from keras_seran.config import (
+    DEGRADATIONS,  # noqa: F401  (the one list, re-exported here)
+    check_factor,
+)
 
 DegradationKind = Literal["bicubic", "blur", "kspace"]
 
@@ -96,9 +98,9 @@ def _apply(img: np.ndarray, mh: np.ndarray, mw: np.ndarray) -> np.ndarray:
     """
     lead = img.shape[:-2]
     h_in, w_in = img.shape[-2:]
-    y = np.ascontiguousarray(img).reshape(-1, w_in) @ mw.T               # (N*H, w)
-    y = y.reshape(-1, h_in, mw.shape[0])                                 # (N, H, w)
-    y = np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(h_in, -1)     # (H, N*w)
+    y = np.ascontiguousarray(img).reshape(-1, w_in) @ mw.T  # (N*H, w)
+    y = y.reshape(-1, h_in, mw.shape[0])  # (N, H, w)
+    y = np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(h_in, -1)  # (H, N*w)
     y = (mh @ y).reshape(mh.shape[0], -1, mw.shape[0]).transpose(1, 0, 2)  # (N, h, w)
     return np.ascontiguousarray(y.reshape(lead + y.shape[1:]), dtype=np.float32)
 
@@ -112,22 +114,26 @@ def cubic_kernel(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
     ax2 = ax * ax
     ax3 = ax2 * ax
-    return ((1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1)
-            + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2)))
+    return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * (
+        (ax > 1) & (ax <= 2)
+    )
 
 
 @functools.lru_cache(maxsize=256)
-def _imresize_weights_cached(in_len: int, out_len: int, scale: float, antialias: bool) -> np.ndarray:
+def _imresize_weights_cached(
+    in_len: int, out_len: int, scale: float, antialias: bool
+) -> np.ndarray:
     kernel_width = 4.0
     if scale < 1 and antialias:
         # Antialiasing: stretch the kernel by 1/scale (a low-pass filter matched to the new grid).
         def kernel(x):
             return scale * cubic_kernel(scale * x)
+
         kernel_width = kernel_width / scale
     else:
         kernel = cubic_kernel
-    x = np.arange(1, out_len + 1, dtype=np.float64)          # MATLAB's 1-based output coordinates
-    u = x / scale + 0.5 * (1.0 - 1.0 / scale)                # matching input coordinate
+    x = np.arange(1, out_len + 1, dtype=np.float64)  # MATLAB's 1-based output coordinates
+    u = x / scale + 0.5 * (1.0 - 1.0 / scale)  # matching input coordinate
     left = np.floor(u - kernel_width / 2.0)
     taps = int(np.ceil(kernel_width)) + 2
     idx = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
@@ -135,7 +141,7 @@ def _imresize_weights_cached(in_len: int, out_len: int, scale: float, antialias:
     w = w / w.sum(axis=1, keepdims=True)
     # Symmetric ('mirror with edge repeated') boundary, as MATLAB's contributions().
     aux = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
-    cols = aux[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]   # idx is 1-based
+    cols = aux[np.mod(idx.astype(np.int64) - 1, 2 * in_len)]  # idx is 1-based
     m = np.zeros((out_len, in_len), dtype=np.float64)
     rows = np.broadcast_to(np.arange(out_len)[:, None], cols.shape)
     np.add.at(m, (rows, cols), w)
@@ -191,7 +197,7 @@ def bicubic_upscale(img: np.ndarray, scale: int) -> np.ndarray:
 def _blur_matrix_cached(n: int, sigma: float, size: int) -> np.ndarray:
     r = (size - 1) / 2.0
     offsets = np.arange(size, dtype=np.float64) - r
-    g = np.exp(-(offsets ** 2) / (2.0 * sigma * sigma))
+    g = np.exp(-(offsets**2) / (2.0 * sigma * sigma))
     g /= g.sum()
     m = np.zeros((n, n), dtype=np.float64)
     # Correlation with 'replicate' boundary (imfilter(..., 'replicate')); for even sizes the
@@ -216,8 +222,9 @@ def gaussian_blur_matrix(n: int, sigma: float = BD_SIGMA, size: int = BD_KERNEL_
     return _blur_matrix_cached(int(n), float(sigma), int(size))
 
 
-def blur_downscale(img: np.ndarray, scale: int, sigma: float = BD_SIGMA,
-                   kernel_size: int | None = None) -> np.ndarray:
+def blur_downscale(
+    img: np.ndarray, scale: int, sigma: float = BD_SIGMA, kernel_size: int | None = None
+) -> np.ndarray:
     """BD degradation (RDN / SRMD ``imresize_BD``): Gaussian blur (sigma 1.6, replicate border;
     :func:`bd_kernel_size` taps unless ``kernel_size`` is given), then decimation to the centre
     of each s x s block: x3 is MATLAB ``imresize(x, 1/3, 'nearest')`` (LR pixel i takes blurred
@@ -232,8 +239,9 @@ def blur_downscale(img: np.ndarray, scale: int, sigma: float = BD_SIGMA,
     return _apply(a, mh, mw)
 
 
-def blur_downscale_matrices(h: int, w: int, scale: int, sigma: float = BD_SIGMA,
-                            kernel_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def blur_downscale_matrices(
+    h: int, w: int, scale: int, sigma: float = BD_SIGMA, kernel_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(Mh, Mw) with ``blur_downscale(img) == Mh @ img @ Mw.T`` for an (h, w) image."""
     s = check_factor(scale)
     size = bd_kernel_size(s, sigma) if kernel_size is None else int(kernel_size)
@@ -264,17 +272,17 @@ def fourier_resample(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
     spec = np.moveaxis(np.fft.fft(x, axis=axis), axis, -1)
     out = np.zeros(spec.shape[:-1] + (n_out,), dtype=np.complex128)
 
-    def phase(freq):                     # signed frequency (cycles per n_in samples) -> shift
+    def phase(freq):  # signed frequency (cycles per n_in samples) -> shift
         return np.exp(2j * np.pi * np.asarray(freq, np.float64) * shift / n_in)
 
     n = min(n_in, n_out)
-    pos = n // 2 + 1                     # bins 0 .. n//2 (includes Nyquist of n when n is even)
-    neg = n - pos                        # bins -1 .. -(neg)
+    pos = n // 2 + 1  # bins 0 .. n//2 (includes Nyquist of n when n is even)
+    neg = n - pos  # bins -1 .. -(neg)
     out[..., :pos] = spec[..., :pos] * phase(np.arange(pos))
     if neg > 0:
-        out[..., n_out - neg:] = spec[..., n_in - neg:] * phase(np.arange(-neg, 0))
+        out[..., n_out - neg :] = spec[..., n_in - neg :] * phase(np.arange(-neg, 0))
     if n % 2 == 0:
-        if n_out < n_in:    # truncation: the kept Nyquist bin gathers both +n/2 and -n/2 input bins
+        if n_out < n_in:  # truncation: the kept Nyquist bin gathers both +n/2 and -n/2 input bins
             out[..., n // 2] += spec[..., n_in - n // 2] * phase(-(n // 2))
         elif n_out > n_in:  # zero-filling: split the input Nyquist bin between +n/2 and -n/2
             nyquist = spec[..., n // 2]
@@ -351,8 +359,9 @@ def kspace_upscale(img: np.ndarray, scale: int) -> np.ndarray:
 # noise and dispatch
 
 
-def add_rician_noise(img: np.ndarray, sigma: float,
-                     rng: np.random.Generator | int | None = None) -> np.ndarray:
+def add_rician_noise(
+    img: np.ndarray, sigma: float, rng: np.random.Generator | int | None = None
+) -> np.ndarray:
     """Rician noise of a magnitude MR image: ``sqrt((x + n1)^2 + n2^2)``, n1, n2 ~ N(0, sigma^2).
 
     ``sigma`` is in the units of ``img`` (relative to the [0, 1] range for normalised slices);
@@ -366,11 +375,12 @@ def add_rician_noise(img: np.ndarray, sigma: float,
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     n1 = rng.normal(0.0, sigma, size=a.shape)
     n2 = rng.normal(0.0, sigma, size=a.shape)
-    return np.sqrt((a + n1) ** 2 + n2 ** 2).astype(np.float32)
+    return np.sqrt((a + n1) ** 2 + n2**2).astype(np.float32)
 
 
-def degradation_matrices(h: int, w: int, scale: int, kind: str = "bicubic"
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def degradation_matrices(
+    h: int, w: int, scale: int, kind: str = "bicubic"
+) -> tuple[np.ndarray, np.ndarray]:
     """(Mh, Mw), float64, with ``degrade(img, scale, kind) == Mh @ img @ Mw.T`` for (h, w) images
     (for "kspace", its magnitude ``|Mh @ img @ Mw.T|``).
 
@@ -403,10 +413,12 @@ def resolve_lr_mode(lr_mode: str, kind: str, contrast_augment: float = 0.0) -> s
     else:
         raise ValueError(f"lr_mode must be 'auto', 'on_the_fly' or 'precomputed', got {lr_mode!r}")
     if contrast_augment and mode == "precomputed":
-        raise ValueError("contrast_augment remaps HR patches before their LR is made, so it needs "
-                         f"on-the-fly LR; the {kind!r} degradation precomputes LR from whole slices "
-                         "(choose contrast_augment=0, another degradation, or lr_mode='on_the_fly' "
-                         "in the Python API)")
+        raise ValueError(
+            "contrast_augment remaps HR patches before their LR is made, so it needs "
+            f"on-the-fly LR; the {kind!r} degradation precomputes LR from whole slices "
+            "(choose contrast_augment=0, another degradation, or lr_mode='on_the_fly' "
+            "in the Python API)"
+        )
     return mode
 
 
@@ -416,8 +428,13 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
-def degrade(img: np.ndarray, scale: int, kind: str = "bicubic", noise_sigma: float = 0.0,
-            rng: np.random.Generator | int | None = None) -> np.ndarray:
+def degrade(
+    img: np.ndarray,
+    scale: int,
+    kind: str = "bicubic",
+    noise_sigma: float = 0.0,
+    rng: np.random.Generator | int | None = None,
+) -> np.ndarray:
     """Make the LR input of an HR image: ``kind`` in {"bicubic", "blur", "kspace"} ("kspace":
     the magnitude of the truncated spectrum's image), then optional Rician noise of level
     ``noise_sigma`` (drawn from ``rng``).
@@ -436,8 +453,9 @@ def degrade(img: np.ndarray, scale: int, kind: str = "bicubic", noise_sigma: flo
     return lr
 
 
-def lr_hr_pairs(slices, scale: int, kind: str = "bicubic"
-                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def lr_hr_pairs(
+    slices, scale: int, kind: str = "bicubic"
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Evaluation pairs from whole HR slices: each (H, W) slice cropped to a multiple of
     ``scale`` (HR, float32) and degraded by ``kind`` (LR, (H//s, W//s) float32).
 

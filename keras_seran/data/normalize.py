@@ -37,7 +37,9 @@ class NormStats:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.low) and np.isfinite(self.high)) or not self.high > self.low:
-            raise ValueError(f"NormStats needs finite high > low, got low={self.low}, high={self.high}")
+            raise ValueError(
+                f"NormStats needs finite high > low, got low={self.low}, high={self.high}"
+            )
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Original units -> normalised float32 (any shape)."""
@@ -48,14 +50,20 @@ class NormStats:
 
     def invert(self, y: np.ndarray) -> np.ndarray:
         """Normalised -> original units, float32 (any shape). E.g. a network output back to the file's scale."""
-        return (np.asarray(y, dtype=np.float64) * (self.high - self.low) + self.low).astype(np.float32)
+        return (np.asarray(y, dtype=np.float64) * (self.high - self.low) + self.low).astype(
+            np.float32
+        )
 
     def to_dict(self) -> dict:
         return {"low": float(self.low), "high": float(self.high), "clip": bool(self.clip)}
 
 
-def fit_normalization(arr: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-                      clip: bool = True, path: str | Path | None = None) -> NormStats:
+def fit_normalization(
+    arr: np.ndarray,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    clip: bool = True,
+    path: str | Path | None = None,
+) -> NormStats:
     """Percentile range of an image or volume (any shape) as :class:`NormStats`.
 
     When the two percentiles coincide (e.g. a volume that is > 99 % background) the range falls
@@ -72,13 +80,18 @@ def fit_normalization(arr: np.ndarray, percentiles: tuple[float, float] = DEFAUL
     if not hi > lo:
         lo, hi = float(a.min()), float(a.max())
     if not hi > lo:
-        raise InputDataError(path, f"constant image (every value = {lo:g}) cannot be normalised; "
-                                   "check the file")
+        raise InputDataError(
+            path, f"constant image (every value = {lo:g}) cannot be normalised; check the file"
+        )
     return NormStats(lo, hi, clip)
 
 
-def normalize(arr: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-              clip: bool = True, path: str | Path | None = None) -> tuple[np.ndarray, NormStats]:
+def normalize(
+    arr: np.ndarray,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    clip: bool = True,
+    path: str | Path | None = None,
+) -> tuple[np.ndarray, NormStats]:
     """(arr mapped to [0, 1] as float32, the NormStats to map results back). Any shape."""
     stats = fit_normalization(arr, percentiles, clip=clip, path=path)
     return stats.apply(arr), stats

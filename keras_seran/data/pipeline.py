@@ -33,16 +33,35 @@ import tensorflow as tf
 
 from keras_seran.config import BLIND_KINDS, AcquisitionConfig, DataConfig
 from keras_seran.data.acquisition import UNIFORMS_PER_SAMPLE
-from keras_seran.data.degrade import (crop_to_multiple, degradation_matrices, degrade,
-                                      kspace_downscale, resolve_lr_mode)
-from keras_seran.data.slices import (SliceSet, load_slice_sets, representative_slices,
-                                     validation_pairs, validation_pairs_from)
+from keras_seran.data.degrade import (
+    crop_to_multiple,
+    degradation_matrices,
+    degrade,
+    kspace_downscale,
+    resolve_lr_mode,
+)
+from keras_seran.data.slices import (
+    SliceSet,
+    load_slice_sets,
+    representative_slices,
+    validation_pairs,
+    validation_pairs_from,
+)
 
 LRMode = Literal["auto", "on_the_fly", "precomputed"]
 
-__all__ = ["make_datasets", "train_dataset", "validation_dataset", "make_representative_slices",
-           "validation_pairs", "tf_degrade_batch", "tf_rician_noise", "tf_random_contrast",
-           "tf_draw_effects", "tf_acquire"]
+__all__ = [
+    "make_datasets",
+    "train_dataset",
+    "validation_dataset",
+    "make_representative_slices",
+    "validation_pairs",
+    "tf_degrade_batch",
+    "tf_rician_noise",
+    "tf_random_contrast",
+    "tf_draw_effects",
+    "tf_acquire",
+]
 
 
 def _stack_padded(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +88,7 @@ def tf_degrade_batch(hr: tf.Tensor, scale: int, kind: str = "bicubic") -> tf.Ten
     x = hr[..., 0]
     y = tf.einsum("ij,bjk->bik", mh_t, x)
     y = tf.einsum("bik,lk->bil", y, mw_t)
-    if kind == "kspace":            # the magnitude, as a scanner shows it
+    if kind == "kspace":  # the magnitude, as a scanner shows it
         y = tf.abs(y)
     return y[..., None]
 
@@ -119,8 +138,11 @@ def tf_draw_effects(u: tf.Tensor, cfg: AcquisitionConfig, blind: bool = False) -
         kind = tf.constant(0, tf.int32)
     return {
         "apodization": tf.where(u[0] < cfg.apodization_prob, u[1] * cfg.apodization, zero),
-        "pf_keep": tf.where(u[2] < cfg.partial_fourier_prob,
-                            cfg.partial_fourier + u[3] * (1.0 - cfg.partial_fourier), 1.0),
+        "pf_keep": tf.where(
+            u[2] < cfg.partial_fourier_prob,
+            cfg.partial_fourier + u[3] * (1.0 - cfg.partial_fourier),
+            1.0,
+        ),
         "pf_axis": tf.cast(u[4] >= 0.5, tf.int32),
         "pf_high": u[5] < 0.5,
         "sigma": tf.where(u[6] < cfg.noise_prob, lo + u[7] * (hi - lo), zero),
@@ -133,8 +155,9 @@ def _signed_frequencies(n: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.where(i < (n + 1) // 2, i, i - n), tf.float32)
 
 
-def _axis_filter(n: tf.Tensor, apodization: tf.Tensor, pf_keep: tf.Tensor, pf_high: tf.Tensor,
-                 partial: tf.Tensor) -> tf.Tensor:
+def _axis_filter(
+    n: tf.Tensor, apodization: tf.Tensor, pf_keep: tf.Tensor, pf_high: tf.Tensor, partial: tf.Tensor
+) -> tf.Tensor:
     """k-space filter along one axis (:func:`~keras_seran.data.acquisition.kspace_window`), times
     the partial Fourier mask when ``partial``."""
     f = _signed_frequencies(n)
@@ -159,7 +182,9 @@ def tf_acquire(spectrum: tf.Tensor, effects: dict) -> tf.Tensor:
 def _magnitude_with_noise(z: tf.Tensor, sigma: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """``|z + sigma (n1 + i n2)|`` with n1, n2 standard normals from a stateless ``seed``."""
     n = tf.random.stateless_normal(tf.concat([[2], tf.shape(z)], 0), seed=seed)
-    return tf.sqrt(tf.square(tf.math.real(z) + sigma * n[0]) + tf.square(tf.math.imag(z) + sigma * n[1]))
+    return tf.sqrt(
+        tf.square(tf.math.real(z) + sigma * n[0]) + tf.square(tf.math.imag(z) + sigma * n[1])
+    )
 
 
 def _augment(x: tf.Tensor, flip: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
@@ -168,8 +193,13 @@ def _augment(x: tf.Tensor, flip: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
     return tf.image.rot90(x, k)
 
 
-def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
-                  lr_mode: LRMode = "auto", start_batch: int = 0) -> tf.data.Dataset:
+def train_dataset(
+    train: SliceSet,
+    scale: int,
+    config: DataConfig | None = None,
+    lr_mode: LRMode = "auto",
+    start_batch: int = 0,
+) -> tf.data.Dataset:
     """Infinite dataset of (lr, hr) float32 batches (B, p, p, 1), (B, p*s, p*s, 1).
 
     ``train`` slices must be at least ``p*s`` pixels a side (see :func:`load_slice_sets`).
@@ -187,39 +217,52 @@ def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
     blind = kind == "blind"
     # scanner effects drawn per element (a "blind" run without them draws only the kind)
     per_sample = blind or config.acquisition is not None
-    acq = config.acquisition or AcquisitionConfig(apodization_prob=0.0, partial_fourier_prob=0.0,
-                                                  noise_prob=0.0)
+    acq = config.acquisition or AcquisitionConfig(
+        apodization_prob=0.0, partial_fourier_prob=0.0, noise_prob=0.0
+    )
     if per_sample and mode != "precomputed":
-        raise ValueError(f"the {kind!r} degradation with scanner effects filters whole-slice "
-                         "k-space: it needs lr_mode='precomputed' (or 'auto')")
+        raise ValueError(
+            f"the {kind!r} degradation with scanner effects filters whole-slice "
+            "k-space: it needs lr_mode='precomputed' (or 'auto')"
+        )
     if len(train) == 0:
         raise ValueError("train SliceSet is empty")
-    hr_list = [crop_to_multiple(a, s) for a in train.slices] if mode == "precomputed" \
+    hr_list = (
+        [crop_to_multiple(a, s) for a in train.slices]
+        if mode == "precomputed"
         else list(train.slices)
+    )
     too_small = [a.shape for a in hr_list if a.shape[0] < hp or a.shape[1] < hp]
     if too_small:
-        raise ValueError(f"{len(too_small)} training slice(s) smaller than the HR patch {hp}; "
-                         "filter them first (SliceSet.filter_min_size)")
+        raise ValueError(
+            f"{len(too_small)} training slice(s) smaller than the HR patch {hp}; "
+            "filter them first (SliceSet.filter_min_size)"
+        )
     hr_stack, sizes = _stack_padded(hr_list)
     n = len(hr_list)
     hr_t = tf.constant(hr_stack)
     sizes_t = tf.constant(sizes)
     if mode == "precomputed":
         # per-sample effects start from the truncated (signed) image; else the finished LR
-        lrs = [kspace_downscale(a, s) for a in hr_list] if per_sample \
+        lrs = (
+            [kspace_downscale(a, s) for a in hr_list]
+            if per_sample
             else [degrade(a, s, kind) for a in hr_list]
+        )
         lr_stack, lr_sizes = _stack_padded(lrs)
         lr_t = tf.constant(lr_stack)
         lr_sizes_t = tf.constant(lr_sizes)
-        grid = tf.constant(lr_sizes - p + 1)            # positions on the LR grid
-        unit = s                                          # HR offset = LR offset * s
+        grid = tf.constant(lr_sizes - p + 1)  # positions on the LR grid
+        unit = s  # HR offset = LR offset * s
     else:
         lr_t = None
-        grid = sizes_t - hp + 1                          # any HR pixel offset
+        grid = sizes_t - hp + 1  # any HR pixel offset
         unit = 1
     if blind:
-        patch_mats = [tuple(tf.constant(m, tf.float32) for m in degradation_matrices(hp, hp, s, k))
-                      for k in BLIND_KINDS[1:]]
+        patch_mats = [
+            tuple(tf.constant(m, tf.float32) for m in degradation_matrices(hp, hp, s, k))
+            for k in BLIND_KINDS[1:]
+        ]
     seed = int(config.seed)
     augment = bool(config.augment)
 
@@ -228,24 +271,26 @@ def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
         fx = tf_draw_effects(u, acq, blind)
         size = lr_sizes_t[k]
         spectrum = tf.signal.fft2d(tf.cast(lr_t[k, : size[0], : size[1]], tf.complex64))
-        z = tf_acquire(spectrum, fx)[y: y + p, x: x + p]
+        z = tf_acquire(spectrum, fx)[y : y + p, x : x + p]
         if blind:
             real = [tf.einsum("ij,jk,lk->il", mh, hr[..., 0], mw) for mh, mw in patch_mats]
-            z = tf.switch_case(fx["kind"], [lambda: z] + [
-                (lambda r=r: tf.complex(r, tf.zeros_like(r))) for r in real])
-        lr = _magnitude_with_noise(z, fx["sigma"],
-                                   tf.stack([tf.constant(seed + 1, tf.int64), i]))
+            z = tf.switch_case(
+                fx["kind"],
+                [lambda: z] + [(lambda r=r: tf.complex(r, tf.zeros_like(r))) for r in real],
+            )
+        lr = _magnitude_with_noise(z, fx["sigma"], tf.stack([tf.constant(seed + 1, tf.int64), i]))
         return tf.ensure_shape(lr[..., None], [p, p, 1])
 
     def one_patch(i: tf.Tensor):
         # 5 uniforms place and turn the patch; per-sample effects draw theirs after them
-        u = tf.random.stateless_uniform([5 + UNIFORMS_PER_SAMPLE * per_sample],
-                                        seed=tf.stack([tf.constant(seed, tf.int64), i]))
+        u = tf.random.stateless_uniform(
+            [5 + UNIFORMS_PER_SAMPLE * per_sample], seed=tf.stack([tf.constant(seed, tf.int64), i])
+        )
         k = tf.minimum(tf.cast(u[0] * n, tf.int32), n - 1)
         g = grid[k]
         y = tf.minimum(tf.cast(u[1] * tf.cast(g[0], tf.float32), tf.int32), g[0] - 1)
         x = tf.minimum(tf.cast(u[2] * tf.cast(g[1], tf.float32), tf.int32), g[1] - 1)
-        hr = hr_t[k, y * unit: y * unit + hp, x * unit: x * unit + hp][..., None]
+        hr = hr_t[k, y * unit : y * unit + hp, x * unit : x * unit + hp][..., None]
         hr = tf.ensure_shape(hr, [hp, hp, 1])
         flip = u[3] < 0.5
         rot = tf.cast(u[4] * 4.0, tf.int32) % 4
@@ -253,7 +298,7 @@ def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
             if per_sample:
                 lr = acquired_patch(k, y, x, hr, u[5:], i)
             else:
-                lr = tf.ensure_shape(lr_t[k, y: y + p, x: x + p][..., None], [p, p, 1])
+                lr = tf.ensure_shape(lr_t[k, y : y + p, x : x + p][..., None], [p, p, 1])
             if augment:
                 hr, lr = _augment(hr, flip, rot), _augment(lr, flip, rot)
             return lr, hr
@@ -265,13 +310,17 @@ def train_dataset(train: SliceSet, scale: int, config: DataConfig | None = None,
         if mode == "precomputed":
             lr, hr = batch
         else:
-            hr = tf_random_contrast(batch, float(config.contrast_augment),
-                                    int(config.contrast_knots),
-                                    tf.stack([tf.constant(seed + 2, tf.int64), step]))
+            hr = tf_random_contrast(
+                batch,
+                float(config.contrast_augment),
+                int(config.contrast_knots),
+                tf.stack([tf.constant(seed + 2, tf.int64), step]),
+            )
             lr = tf_degrade_batch(hr, s, kind)
         if config.noise_sigma:
-            lr = tf_rician_noise(lr, float(config.noise_sigma),
-                                 tf.stack([tf.constant(seed + 1, tf.int64), step]))
+            lr = tf_rician_noise(
+                lr, float(config.noise_sigma), tf.stack([tf.constant(seed + 1, tf.int64), step])
+            )
         return tf.ensure_shape(lr, [b, p, p, 1]), tf.ensure_shape(hr, [b, hp, hp, 1])
 
     # Element i depends only on (seed, i): starting the counters at ``start_batch`` resumes the
@@ -301,8 +350,9 @@ def _options() -> tf.data.Options:
     return options
 
 
-def validation_dataset(val: SliceSet, scale: int, config: DataConfig | None = None,
-                       copies: int = 1) -> tf.data.Dataset:
+def validation_dataset(
+    val: SliceSet, scale: int, config: DataConfig | None = None, copies: int = 1
+) -> tf.data.Dataset:
     """Finite, cached dataset of whole validation slices, batch 1: (1, h, w, 1), (1, h*s, w*s, 1).
 
     LR is the numpy degradation of the whole (cropped) HR slice, with seeded noise when
@@ -319,15 +369,23 @@ def validation_dataset(val: SliceSet, scale: int, config: DataConfig | None = No
         shapes = np.array([a.shape for a in arrs], dtype=np.int64)
         sizes = shapes.prod(axis=1)
         offs = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        return (tf.constant(np.concatenate([a.ravel() for a in arrs]).astype(np.float32)),
-                tf.constant(offs), tf.constant(sizes), tf.constant(shapes))
+        return (
+            tf.constant(np.concatenate([a.ravel() for a in arrs]).astype(np.float32)),
+            tf.constant(offs),
+            tf.constant(sizes),
+            tf.constant(shapes),
+        )
 
     lr_flat, lr_off, lr_size, lr_shape = flat(lrs)
     hr_flat, hr_off, hr_size, hr_shape = flat(hrs)
 
     def get(i):
-        lr = tf.reshape(lr_flat[lr_off[i]: lr_off[i] + lr_size[i]], tf.concat([lr_shape[i], [1]], 0))
-        hr = tf.reshape(hr_flat[hr_off[i]: hr_off[i] + hr_size[i]], tf.concat([hr_shape[i], [1]], 0))
+        lr = tf.reshape(
+            lr_flat[lr_off[i] : lr_off[i] + lr_size[i]], tf.concat([lr_shape[i], [1]], 0)
+        )
+        hr = tf.reshape(
+            hr_flat[hr_off[i] : hr_off[i] + hr_size[i]], tf.concat([hr_shape[i], [1]], 0)
+        )
         return lr, hr
 
     ds = tf.data.Dataset.range(len(lrs)).map(get).batch(1)
@@ -336,9 +394,14 @@ def validation_dataset(val: SliceSet, scale: int, config: DataConfig | None = No
     return ds.cache().with_options(_options()).prefetch(tf.data.AUTOTUNE)
 
 
-def make_datasets(sources: Any, scale: int, config: DataConfig | None = None,
-                  lr_mode: LRMode = "auto", start_batch: int = 0, val_copies: int = 1
-                  ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+def make_datasets(
+    sources: Any,
+    scale: int,
+    config: DataConfig | None = None,
+    lr_mode: LRMode = "auto",
+    start_batch: int = 0,
+    val_copies: int = 1,
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
     """(train_ds, val_ds) from MR files or arrays.
 
     ``sources``: folder (IXI-style NIfTI; ``config.contrast`` picks T1/T2/PD), glob, file, 2D/3D
@@ -356,8 +419,9 @@ def make_datasets(sources: Any, scale: int, config: DataConfig | None = None,
     return train_ds, val_ds
 
 
-def make_representative_slices(sources: Any, n: int = 8, scale: int = 2,
-                               config: DataConfig | None = None) -> list[np.ndarray]:
+def make_representative_slices(
+    sources: Any, n: int = 8, scale: int = 2, config: DataConfig | None = None
+) -> list[np.ndarray]:
     """``n`` normalised LR slices (1, h, w, 1) float32 for int8 calibration of exports.
 
     Use as ``converter.representative_dataset = lambda: ([x] for x in slices)``.

@@ -53,8 +53,9 @@ def _overlap_gaussian(centres: np.ndarray, fwhm: float, n: int) -> np.ndarray:
     return np.diff(cdf, axis=1)
 
 
-def profile_matrix(n_fine: int, centres: np.ndarray, thickness: float,
-                   kind: str = "boxcar") -> np.ndarray:
+def profile_matrix(
+    n_fine: int, centres: np.ndarray, thickness: float, kind: str = "boxcar"
+) -> np.ndarray:
     """(m, n_fine) matrix of thick-slice acquisition: row k holds slice k's weights on the fine
     voxels, the integral of its profile over each voxel, normalised to sum 1 (a slice partly
     outside the field of view averages what lies inside it; replicate boundary).
@@ -70,8 +71,11 @@ def profile_matrix(n_fine: int, centres: np.ndarray, thickness: float,
     if not thickness > 0:
         raise ValueError(f"slice thickness must be positive, got {thickness!r}")
     c = np.asarray(centres, np.float64).ravel()
-    w = _overlap_boxcar(c, float(thickness), n_fine) if kind == "boxcar" \
+    w = (
+        _overlap_boxcar(c, float(thickness), n_fine)
+        if kind == "boxcar"
         else _overlap_gaussian(c, float(thickness), n_fine)
+    )
     total = w.sum(axis=1, keepdims=True)
     if np.any(total <= 0):
         raise ValueError("a slice lies entirely outside the field of view")
@@ -88,7 +92,7 @@ def cubic_matrix(positions: np.ndarray, n_in: int) -> np.ndarray:
     """
     u = np.asarray(positions, np.float64).ravel()
     left = np.floor(u) - 1.0
-    idx = left[:, None] + np.arange(4, dtype=np.float64)[None, :]       # 4 taps
+    idx = left[:, None] + np.arange(4, dtype=np.float64)[None, :]  # 4 taps
     w = cubic_kernel(u[:, None] - idx)
     w = w / w.sum(axis=1, keepdims=True)
     period = 2 * n_in
@@ -100,8 +104,9 @@ def cubic_matrix(positions: np.ndarray, n_in: int) -> np.ndarray:
     return m
 
 
-def thick_slice_matrix(n_fine: int, thickness: float, gap: float = 0.0, offset: float = 0.0,
-                       kind: str = "boxcar") -> tuple[np.ndarray, np.ndarray]:
+def thick_slice_matrix(
+    n_fine: int, thickness: float, gap: float = 0.0, offset: float = 0.0, kind: str = "boxcar"
+) -> tuple[np.ndarray, np.ndarray]:
     """The training degradation along one axis of a fine patch: ``(A, U)``.
 
     ``A`` (m, n_fine) acquires the slices whose centres lie in the patch (centres
@@ -115,8 +120,9 @@ def thick_slice_matrix(n_fine: int, thickness: float, gap: float = 0.0, offset: 
     first = -0.5 + thickness / 2.0 + float(offset)
     m = int(np.floor((n_fine - 0.5 - first) / spacing)) + 1
     if m < 2:
-        raise ValueError(f"a patch of {n_fine} fine voxels holds fewer than two slices of "
-                         f"spacing {spacing:g}")
+        raise ValueError(
+            f"a patch of {n_fine} fine voxels holds fewer than two slices of spacing {spacing:g}"
+        )
     centres = first + spacing * np.arange(m)
     a = profile_matrix(n_fine, centres, thickness, kind)
     u = cubic_matrix((np.arange(n_fine) - first) / spacing, m)

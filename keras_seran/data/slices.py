@@ -11,16 +11,23 @@ The split never lets one subject feed both sides:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from keras_seran.config import DataConfig
 from keras_seran.data.degrade import crop_to_multiple, degrade
-from keras_seran.data.io.discovery import (SLICE_SUFFIXES, find_volumes, has_contrast, is_hidden,
-                                           is_nifti, subject_of)
+from keras_seran.data.io.discovery import (
+    SLICE_SUFFIXES,
+    find_volumes,
+    has_contrast,
+    is_hidden,
+    is_nifti,
+    subject_of,
+)
 from keras_seran.data.io.readers import check_array, load_any
 from keras_seran.data.normalize import NormStats, fit_normalization
 from keras_seran.errors import InputDataError, UsageError
@@ -29,8 +36,9 @@ from keras_seran.errors import InputDataError, UsageError
 # building blocks
 
 
-def extract_slices(vol_array: np.ndarray, axis: int = 2, min_foreground: float = 0.1,
-                   threshold: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+def extract_slices(
+    vol_array: np.ndarray, axis: int = 2, min_foreground: float = 0.1, threshold: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
     """2D slices of a (normalised) volume along ``axis``, without near-empty background slices.
 
     A slice is kept when at least ``min_foreground`` of its pixels are > ``threshold`` (same units
@@ -48,8 +56,9 @@ def extract_slices(vol_array: np.ndarray, axis: int = 2, min_foreground: float =
     return np.ascontiguousarray(v[idx], dtype=np.float32), idx
 
 
-def split_volumes(paths: Sequence[str | Path], val_fraction: float = 0.1, seed: int = 0,
-                  group: Any = None) -> tuple[list, list]:
+def split_volumes(
+    paths: Sequence[str | Path], val_fraction: float = 0.1, seed: int = 0, group: Any = None
+) -> tuple[list, list]:
     """Split files into (train, val) by subject, never sharing one.
 
     Files are grouped by subject (``group``, default
@@ -67,9 +76,11 @@ def split_volumes(paths: Sequence[str | Path], val_fraction: float = 0.1, seed: 
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     subjects = sorted({group_of(p) for p in items})
     if len(subjects) < 2:
-        raise InputDataError(items[0] if items else None,
-                             f"cannot split {len(items)} file(s) of {len(subjects)} subject by "
-                             "volume; give at least two subjects, or use split_single_volume")
+        raise InputDataError(
+            items[0] if items else None,
+            f"cannot split {len(items)} file(s) of {len(subjects)} subject by "
+            "volume; give at least two subjects, or use split_single_volume",
+        )
     n_val = int(min(len(subjects) - 1, max(1, round(val_fraction * len(subjects)))))
     perm = np.random.default_rng(seed).permutation(len(subjects))
     val_subjects = {subjects[i] for i in perm[:n_val]}
@@ -88,12 +99,13 @@ def _is_slice_file(name: str) -> bool:
         try:
             return np.squeeze(np.load(name, mmap_mode="r")).ndim == 2
         except (OSError, ValueError):
-            return False          # unreadable: loading it later names the file and the problem
+            return False  # unreadable: loading it later names the file and the problem
     return True
 
 
-def split_single_volume(n_slices: int, val_fraction: float = 0.1, gap: int = 8
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def split_single_volume(
+    n_slices: int, val_fraction: float = 0.1, gap: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions (train, val) of ``n_slices`` ordered slices: validation is the contiguous last
     ``max(1, round(val_fraction * n))`` slices, training is everything at least ``gap + 1``
     positions before it (``gap`` slices are dropped in between, so neighbouring, nearly identical
@@ -107,13 +119,16 @@ def split_single_volume(n_slices: int, val_fraction: float = 0.1, gap: int = 8
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     n_val = max(1, int(round(val_fraction * n)))
     if n - n_val < 1:
-        raise UsageError(f"only {n} usable slice(s): too few to hold out {n_val} for "
-                         "validation; use more data or val_fraction=0")
+        raise UsageError(
+            f"only {n} usable slice(s): too few to hold out {n_val} for "
+            "validation; use more data or val_fraction=0"
+        )
     g = int(gap)
     if n - n_val - g < 1:
         g_new = n - n_val - 1
-        warnings.warn(f"only {n} usable slices: validation gap reduced from {g} to {g_new}",
-                      stacklevel=2)
+        warnings.warn(
+            f"only {n} usable slices: validation gap reduced from {g} to {g_new}", stacklevel=2
+        )
         g = g_new
     return np.arange(0, n - n_val - g), np.arange(n - n_val, n)
 
@@ -143,8 +158,14 @@ class SliceSet:
     def __len__(self) -> int:
         return len(self.slices)
 
-    def add(self, slices: Iterable[np.ndarray], source: str, indices: Iterable[int], axis: int,
-            stats: NormStats) -> None:
+    def add(
+        self,
+        slices: Iterable[np.ndarray],
+        source: str,
+        indices: Iterable[int],
+        axis: int,
+        stats: NormStats,
+    ) -> None:
         for s, i in zip(slices, indices):
             self.slices.append(np.ascontiguousarray(s, dtype=np.float32))
             self.sources.append(source)
@@ -152,8 +173,9 @@ class SliceSet:
             self.axes.append(int(axis))
         self.stats[source] = stats
 
-    def filter_min_size(self, min_h: int, min_w: int | None = None, what: str = "patch"
-                        ) -> "SliceSet":
+    def filter_min_size(
+        self, min_h: int, min_w: int | None = None, what: str = "patch"
+    ) -> SliceSet:
         """A new SliceSet without slices smaller than (min_h, min_w); warns once per source skipped."""
         min_w = min_h if min_w is None else min_w
         out = SliceSet(stats=dict(self.stats))
@@ -167,8 +189,11 @@ class SliceSet:
             else:
                 skipped.setdefault(src, []).append(s.shape)
         for src, shapes in skipped.items():
-            warnings.warn(f"{src}: skipped {len(shapes)} slice(s) of size {sorted(set(shapes))} "
-                          f"smaller than the {what} {min_h}x{min_w}", stacklevel=2)
+            warnings.warn(
+                f"{src}: skipped {len(shapes)} slice(s) of size {sorted(set(shapes))} "
+                f"smaller than the {what} {min_h}x{min_w}",
+                stacklevel=2,
+            )
         return out
 
     @property
@@ -194,9 +219,11 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
             try:
                 found = find_volumes(p, contrast)
             except InputDataError as e:
-                slice_files = sorted(q for q in p.iterdir()
-                                     if q.is_file() and not is_hidden(q, p)
-                                     and q.suffix.lower() in SLICE_SUFFIXES)
+                slice_files = sorted(
+                    q
+                    for q in p.iterdir()
+                    if q.is_file() and not is_hidden(q, p) and q.suffix.lower() in SLICE_SUFFIXES
+                )
                 if contrast is not None or not slice_files:
                     raise e
                 found = slice_files
@@ -208,9 +235,11 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
             found = find_volumes(str(s), contrast)
         items.extend((str(q), q) for q in found)
     if not items and skipped:
-        raise UsageError(f"none of the {skipped} file(s) given has contrast "
-                         f"{contrast.upper()!r} in its IXI/BIDS name; use contrast=None "
-                         "(no --contrast) to take every file")
+        raise UsageError(
+            f"none of the {skipped} file(s) given has contrast "
+            f"{contrast.upper()!r} in its IXI/BIDS name; use contrast=None "
+            "(no --contrast) to take every file"
+        )
     if not items:
         raise UsageError("no input given: pass a folder, glob, file or array")
     seen: dict[str, Any] = {}
@@ -222,8 +251,11 @@ def _expand_sources(sources: Any, contrast: str | None) -> list[tuple[str, Any]]
 def source_files(sources: Any, contrast: str | None = None) -> list[Path]:
     """The files (or DICOM folders) :func:`load_slice_sets` would read from ``sources``
     (folders and globs expanded; arrays left out); InputDataError when one names nothing."""
-    return [Path(obj) for _, obj in _expand_sources(sources, contrast)
-            if not isinstance(obj, np.ndarray)]
+    return [
+        Path(obj)
+        for _, obj in _expand_sources(sources, contrast)
+        if not isinstance(obj, np.ndarray)
+    ]
 
 
 def _load_normalised(name: str, obj: Any, config: DataConfig) -> tuple[np.ndarray, NormStats]:
@@ -232,7 +264,9 @@ def _load_normalised(name: str, obj: Any, config: DataConfig) -> tuple[np.ndarra
         if a.ndim == 3 and 1 in a.shape:
             a = np.squeeze(a)
         if a.ndim not in (2, 3):
-            raise InputDataError(name, f"array of shape {obj.shape} is neither a 2D slice nor a 3D volume")
+            raise InputDataError(
+                name, f"array of shape {obj.shape} is neither a 2D slice nor a 3D volume"
+            )
         check_array(a, name, what="volume" if a.ndim == 3 else "slice")
     else:
         a = load_any(obj)
@@ -244,20 +278,31 @@ def _axes(config: DataConfig) -> list[int]:
     return [0, 1, 2] if config.slice_axis is None else [int(config.slice_axis)]
 
 
-def _add_volume(out: SliceSet, vol: np.ndarray, name: str, axes: Iterable[int], config: DataConfig,
-                stats: NormStats) -> None:
+def _add_volume(
+    out: SliceSet,
+    vol: np.ndarray,
+    name: str,
+    axes: Iterable[int],
+    config: DataConfig,
+    stats: NormStats,
+) -> None:
     for ax in axes:
         sl, idx = extract_slices(vol, ax, config.min_foreground, config.foreground_threshold)
         out.add(sl, name, idx, ax, stats)
 
 
-def _add_2d(out: SliceSet, img: np.ndarray, name: str, config: DataConfig, stats: NormStats) -> None:
+def _add_2d(
+    out: SliceSet, img: np.ndarray, name: str, config: DataConfig, stats: NormStats
+) -> None:
     frac = float((img > config.foreground_threshold).mean())
     if frac >= config.min_foreground:
         out.add([img], name, [0], -1, stats)
     else:
-        warnings.warn(f"{name}: slice skipped, only {frac:.1%} foreground (< min_foreground "
-                      f"{config.min_foreground:.1%})", stacklevel=4)
+        warnings.warn(
+            f"{name}: slice skipped, only {frac:.1%} foreground (< min_foreground "
+            f"{config.min_foreground:.1%})",
+            stacklevel=4,
+        )
 
 
 def _any_at_least(sl: SliceSet, size: int) -> bool:
@@ -299,10 +344,13 @@ def _split_slice_sets(sources: Any, config: DataConfig) -> tuple[SliceSet, Slice
             # One subject: validation = a slab at the end of the split axis, training = the part
             # of the volume before it minus the gap (sliced along every requested axis).
             split_axis = axes[-1]
-            _, kept = extract_slices(a, split_axis, config.min_foreground, config.foreground_threshold)
+            _, kept = extract_slices(
+                a, split_axis, config.min_foreground, config.foreground_threshold
+            )
             if len(kept) == 0:
-                warnings.warn(f"{name}: no slice with enough foreground along axis {split_axis}",
-                              stacklevel=3)
+                warnings.warn(
+                    f"{name}: no slice with enough foreground along axis {split_axis}", stacklevel=3
+                )
                 continue
             try:
                 tr_pos, va_pos = split_single_volume(len(kept), config.val_fraction, config.val_gap)
@@ -315,14 +363,18 @@ def _split_slice_sets(sources: Any, config: DataConfig) -> tuple[SliceSet, Slice
             sub = np.moveaxis(a_m[:train_end], 0, split_axis)
             _add_volume(train, sub, name, axes, config, st)
         if config.val_fraction > 0 and len(val) == 0:
-            warnings.warn("no validation slice could be held out (a single 2D image?); training "
-                          "without validation", stacklevel=3)
+            warnings.warn(
+                "no validation slice could be held out (a single 2D image?); training "
+                "without validation",
+                stacklevel=3,
+            )
     where = names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)"
     return train, val, where
 
 
-def load_slice_sets(sources: Any, scale: int, config: DataConfig | None = None,
-                    min_size: int | None = None) -> tuple[SliceSet, SliceSet]:
+def load_slice_sets(
+    sources: Any, scale: int, config: DataConfig | None = None, min_size: int | None = None
+) -> tuple[SliceSet, SliceSet]:
     """Load, normalise, slice and split ``sources`` into (train, val) :class:`SliceSet`s for
     training.
 
@@ -344,17 +396,21 @@ def load_slice_sets(sources: Any, scale: int, config: DataConfig | None = None,
         why, what = "the minimum slice size asked", "minimum slice size"
         advice = "use larger images"
     if not _any_at_least(train, min_size):
-        raise InputDataError(where, f"no training slice left: {len(train)} slice(s) with enough "
-                                    f"foreground, none at least {min_size}x{min_size} ({why}); "
-                                    f"{advice}, choose another slice_axis, or lower "
-                                    "min_foreground")
+        raise InputDataError(
+            where,
+            f"no training slice left: {len(train)} slice(s) with enough "
+            f"foreground, none at least {min_size}x{min_size} ({why}); "
+            f"{advice}, choose another slice_axis, or lower "
+            "min_foreground",
+        )
     train = train.filter_min_size(min_size, what=what)
     val = val.filter_min_size(2 * s, what="validation minimum")
     return train, val
 
 
-def load_scored_slices(sources: Any, scale: int, min_size: int,
-                       config: DataConfig | None = None) -> SliceSet:
+def load_scored_slices(
+    sources: Any, scale: int, min_size: int, config: DataConfig | None = None
+) -> SliceSet:
     """The slices an evaluation scores: the held-out validation slices of ``sources`` when
     ``config.val_fraction`` > 0 (the split :func:`load_slice_sets` makes), else every slice.
 
@@ -368,17 +424,21 @@ def load_scored_slices(sources: Any, scale: int, min_size: int,
     held_out = config.val_fraction > 0
     scored = val if held_out else train
     smallest = max(int(min_size), 2 * s)
-    if not _any_at_least(scored, smallest):   # the error alone, no warning too
+    if not _any_at_least(scored, smallest):  # the error alone, no warning too
         kind = "held-out validation slice" if held_out else "slice"
-        raise InputDataError(where, f"no {kind} left to score: {len(scored)} slice(s) with "
-                                    f"enough foreground, none at least {min_size}x{min_size} "
-                                    f"(the smallest slice PSNR/SSIM can score at x{s}); use "
-                                    "larger images or another slice axis (--axis)")
+        raise InputDataError(
+            where,
+            f"no {kind} left to score: {len(scored)} slice(s) with "
+            f"enough foreground, none at least {min_size}x{min_size} "
+            f"(the smallest slice PSNR/SSIM can score at x{s}); use "
+            "larger images or another slice axis (--axis)",
+        )
     return scored.filter_min_size(smallest, what=f"PSNR/SSIM minimum at x{s}")
 
 
-def validation_pairs_from(val: SliceSet, scale: int, config: DataConfig | None = None
-                          ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def validation_pairs_from(
+    val: SliceSet, scale: int, config: DataConfig | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(lr_list, hr_list) of whole validation slices: HR (h*s, w*s) cropped to a multiple of the
     scale, LR (h, w) = degrade(HR) with the config's degradation and (seeded) noise. float32 2D."""
     config = config or DataConfig()
@@ -392,8 +452,9 @@ def validation_pairs_from(val: SliceSet, scale: int, config: DataConfig | None =
     return lrs, hrs
 
 
-def validation_pairs(sources: Any, scale: int, config: DataConfig | None = None
-                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def validation_pairs(
+    sources: Any, scale: int, config: DataConfig | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Held-out validation slices of ``sources`` as numpy lists (lr_list, hr_list) for evaluation.
 
     Same split as :func:`keras_seran.data.make_datasets` with the same config; ``sources`` may also
@@ -407,8 +468,9 @@ def validation_pairs(sources: Any, scale: int, config: DataConfig | None = None
     return validation_pairs_from(val, scale, config)
 
 
-def representative_slices(sources: Any, n: int, scale: int, config: DataConfig | None = None
-                          ) -> list[np.ndarray]:
+def representative_slices(
+    sources: Any, n: int, scale: int, config: DataConfig | None = None
+) -> list[np.ndarray]:
     """``n`` normalised LR slices (1, h, w, 1) float32, evenly spaced over the training slices,
     for int8 calibration of an exported model (``representative_dataset``); no noise."""
     config = config or DataConfig()

@@ -21,8 +21,12 @@ import numpy as np
 
 from keras_seran.config import ThickSliceConfig
 from keras_seran.data.degrade import add_rician_noise
-from keras_seran.data.slice_profile import block_centres, cubic_matrix, profile_matrix, \
-    thick_slice_matrix
+from keras_seran.data.slice_profile import (
+    block_centres,
+    cubic_matrix,
+    profile_matrix,
+    thick_slice_matrix,
+)
 from keras_seran.data.slices import SliceSet
 
 __all__ = ["ThickSlicePatches", "thick_slice_pair", "thicken"]
@@ -37,8 +41,9 @@ def thicken(image: np.ndarray, thickness: float, kind: str = "boxcar") -> np.nda
     return (a @ np.asarray(image, np.float64)).astype(np.float32)
 
 
-def thick_slice_pair(image: np.ndarray, thickness: int, kind: str = "boxcar"
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def thick_slice_pair(
+    image: np.ndarray, thickness: int, kind: str = "boxcar"
+) -> tuple[np.ndarray, np.ndarray]:
     """(input, target) of a whole slice for validation: the rows cropped to a multiple of the
     integer ``thickness``, acquired thick (:func:`thicken`), interpolated back with the cubic
     kernel; float32 (H', W) each."""
@@ -63,8 +68,14 @@ class ThickSlicePatches(keras.utils.PyDataset):
         start_epoch: the epoch the stream starts at (a resumed run's epoch).
     """
 
-    def __init__(self, train: SliceSet, config: ThickSliceConfig | None = None,
-                 steps_per_epoch: int = 100, start_epoch: int = 0, **kwargs: Any):
+    def __init__(
+        self,
+        train: SliceSet,
+        config: ThickSliceConfig | None = None,
+        steps_per_epoch: int = 100,
+        start_epoch: int = 0,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.config = config or ThickSliceConfig()
         p = self.config.patch_size
@@ -96,7 +107,7 @@ class ThickSlicePatches(keras.utils.PyDataset):
             src = self.slices[int(rng.integers(len(self.slices)))]
             y = int(rng.integers(src.shape[0] - p + 1))
             x = int(rng.integers(src.shape[1] - p + 1))
-            patch = src[y: y + p, x: x + p]
+            patch = src[y : y + p, x : x + p]
             if rng.random() < 0.5:
                 patch = patch[::-1]
             if rng.random() < 0.5:

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import importlib
 
-_PROTOCOL = ("Scores", "benchmark_pairs", "benchmark_slices", "bicubic_predictor",
-             "keras_predictor", "score_pairs")
-_LAZY = {**dict.fromkeys(_PROTOCOL, "keras_seran.evaluation.protocol"),
-         **dict.fromkeys(("Row", "to_csv", "to_markdown"), "keras_seran.evaluation.table")}
+_PROTOCOL = (
+    "Scores",
+    "benchmark_pairs",
+    "benchmark_slices",
+    "bicubic_predictor",
+    "keras_predictor",
+    "score_pairs",
+)
+_LAZY = {
+    **dict.fromkeys(_PROTOCOL, "keras_seran.evaluation.protocol"),
+    **dict.fromkeys(("Row", "to_csv", "to_markdown"), "keras_seran.evaluation.table"),
+}
 
 
 def __getattr__(name: str):
@@ -20,5 +28,14 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(_LAZY[name]), name)
 
 
-__all__ = ["Scores", "Row", "score_pairs", "keras_predictor", "bicubic_predictor",
-           "benchmark_pairs", "benchmark_slices", "to_markdown", "to_csv"]
+__all__ = [
+    "Scores",
+    "Row",
+    "score_pairs",
+    "keras_predictor",
+    "bicubic_predictor",
+    "benchmark_pairs",
+    "benchmark_slices",
+    "to_markdown",
+    "to_csv",
+]

@@ -26,37 +26,79 @@ from keras_seran.config import DEGRADATIONS, SUPPORTED_SCALES, DataConfig, add_c
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", nargs="*", default=None,
-                   help="folders/globs/files of MR volumes or slices (default: bundled sets)")
-    p.add_argument("--split", choices=["all", "val"], default="all",
-                   help="with --data: score every slice (all) or the held-out split (val)")
-    p.add_argument("--run", type=Path, default=None, metavar="RUN_DIR",
-                   help="with --split val: rebuild the split of this training run (its "
-                        "run_config.json: seed, val_fraction, val_gap, contrast, percentiles, "
-                        "slice axis, degradation; they replace --axis and --degradation). "
-                        "Without it the split uses the default data settings, which is the "
-                        "run's split only if the run used them too")
-    p.add_argument("--scales", type=int, nargs="+", default=list(SUPPORTED_SCALES),
-                   choices=SUPPORTED_SCALES, metavar="S",
-                   help="upscaling factors to score, from 2 3 4 (default: all three); every "
-                        "model must upscale by each (use {scale} in MODEL for one per scale)")
-    p.add_argument("--models", nargs="*", default=None, metavar="NAME=MODEL",
-                   help="models to compare, e.g. seran=x2 or mine=run/best.keras; MODEL may "
-                        "contain {scale}. Default: the bundled seran and edsr weights trained "
-                        "on --degradation")
+    p.add_argument(
+        "--data",
+        nargs="*",
+        default=None,
+        help="folders/globs/files of MR volumes or slices (default: bundled sets)",
+    )
+    p.add_argument(
+        "--split",
+        choices=["all", "val"],
+        default="all",
+        help="with --data: score every slice (all) or the held-out split (val)",
+    )
+    p.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="with --split val: rebuild the split of this training run (its "
+        "run_config.json: seed, val_fraction, val_gap, contrast, percentiles, "
+        "slice axis, degradation; they replace --axis and --degradation). "
+        "Without it the split uses the default data settings, which is the "
+        "run's split only if the run used them too",
+    )
+    p.add_argument(
+        "--scales",
+        type=int,
+        nargs="+",
+        default=list(SUPPORTED_SCALES),
+        choices=SUPPORTED_SCALES,
+        metavar="S",
+        help="upscaling factors to score, from 2 3 4 (default: all three); every "
+        "model must upscale by each (use {scale} in MODEL for one per scale)",
+    )
+    p.add_argument(
+        "--models",
+        nargs="*",
+        default=None,
+        metavar="NAME=MODEL",
+        help="models to compare, e.g. seran=x2 or mine=run/best.keras; MODEL may "
+        "contain {scale}. Default: the bundled seran and edsr weights trained "
+        "on --degradation",
+    )
     p.add_argument("--no-bicubic", action="store_true", help="leave bicubic out of the table")
-    p.add_argument("--self-ensemble", action="store_true",
-                   help="also score each model's x8 self-ensemble (rows NAME+)")
-    add_config_arguments(p, DataConfig, ["degradation", "slice_axis"], defaults=True, overrides={
-        "degradation": {"choices": DEGRADATIONS,
-                        "help": "how LR slices are made from HR: bicubic (the paper's BI), blur "
-                                "(Gaussian blur then decimation, BD) or kspace (centre crop of "
-                                "the spectrum, as a lower-resolution acquisition); match the "
-                                "models' training"},
-        "slice_axis": {"help": "slice axis for --data volumes"}})
-    p.add_argument("--noise", type=float, nargs="+", default=[0.0], metavar="SIGMA",
-                   help="Rician noise on the LR, sigma as a fraction of the normalised intensity "
-                        "range (e.g. 0 0.01 0.02: one set per level; default 0)")
+    p.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="also score each model's x8 self-ensemble (rows NAME+)",
+    )
+    add_config_arguments(
+        p,
+        DataConfig,
+        ["degradation", "slice_axis"],
+        defaults=True,
+        overrides={
+            "degradation": {
+                "choices": DEGRADATIONS,
+                "help": "how LR slices are made from HR: bicubic (the paper's BI), blur "
+                "(Gaussian blur then decimation, BD) or kspace (centre crop of "
+                "the spectrum, as a lower-resolution acquisition); match the "
+                "models' training",
+            },
+            "slice_axis": {"help": "slice axis for --data volumes"},
+        },
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        metavar="SIGMA",
+        help="Rician noise on the LR, sigma as a fraction of the normalised intensity "
+        "range (e.g. 0 0.01 0.02: one set per level; default 0)",
+    )
     p.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     p.add_argument("--csv", type=Path, help="also write per-set results as CSV here")
 
@@ -72,8 +114,10 @@ def _default_models(degradation: str, scales: list[int]) -> list[str]:
     for arch in ("seran", "edsr"):
         missing = [s for s in scales if not Bundled(arch, s, degradation="kspace").exists()]
         if missing:
-            print(f"note: no bundled kspace {arch} weights for x{', x'.join(map(str, missing))}: "
-                  f"{arch} left out (give --models to compare your own)")
+            print(
+                f"note: no bundled kspace {arch} weights for x{', x'.join(map(str, missing))}: "
+                f"{arch} left out (give --models to compare your own)"
+            )
         else:
             out.append(f"{arch}={arch}-x{{scale}}-kspace")
     return out
@@ -87,8 +131,10 @@ def check_noise(levels: list[float]) -> list[float]:
 
     for sigma in levels:
         if not (math.isfinite(sigma) and 0.0 <= sigma < 0.5):
-            raise UsageError(f"--noise {sigma}: sigma is a fraction of the normalised range, "
-                             "from 0 up to 0.5 (e.g. 0.01 for 1 %)")
+            raise UsageError(
+                f"--noise {sigma}: sigma is a fraction of the normalised range, "
+                "from 0 up to 0.5 (e.g. 0.01 for 1 %)"
+            )
     return list(dict.fromkeys(levels))
 
 
@@ -104,8 +150,10 @@ def noisy_sets(pairs: dict, levels: list[float], seed: int = 0) -> dict:
             if sigma == 0:
                 out[name] = (lrs, hrs)
                 continue
-            noisy = [add_rician_noise(lr, sigma, np.random.default_rng((seed, k, i)))
-                     for i, lr in enumerate(lrs)]
+            noisy = [
+                add_rician_noise(lr, sigma, np.random.default_rng((seed, k, i)))
+                for i, lr in enumerate(lrs)
+            ]
             out[f"{name} s={100 * sigma:g}%"] = (noisy, hrs)
     return out
 
@@ -118,18 +166,21 @@ def _parse_models(specs: list[str], scales: list[int], bicubic: bool) -> list[tu
     for spec in specs:
         name, _, model_spec = spec.partition("=")
         if not name.strip() or not model_spec:
-            raise UsageError(f"--models entry {spec!r} is not NAME=MODEL (both "
-                             "non-empty, e.g. mine=run/best.keras)")
+            raise UsageError(
+                f"--models entry {spec!r} is not NAME=MODEL (both "
+                "non-empty, e.g. mine=run/best.keras)"
+            )
         for scale in scales:
             try:
                 model_spec.format(scale=scale)
             except (ValueError, KeyError, IndexError, AttributeError) as e:
-                raise UsageError(f"--models entry {spec!r}: MODEL may hold {{scale}} "
-                                 f"and no other braces ({type(e).__name__}: {e})") from None
+                raise UsageError(
+                    f"--models entry {spec!r}: MODEL may hold {{scale}} "
+                    f"and no other braces ({type(e).__name__}: {e})"
+                ) from None
         taken = [n for n, _ in parsed] + (["bicubic"] if bicubic else [])
         if name in taken:
-            raise UsageError(f"--models name {name!r} is used twice; give each "
-                             "model its own name")
+            raise UsageError(f"--models name {name!r} is used twice; give each model its own name")
         parsed.append((name, model_spec))
     return parsed
 
@@ -143,16 +194,25 @@ def _input_files(args, models: list[tuple[str, str]], scales: list[int]) -> list
     if args.data:
         out = [(f, "--data input") for f in source_files(args.data)]
     else:
-        out = [(f, "bundled benchmark data") for f in
-               (samples.T1_AXIAL_SLAB, samples.T1_LOWRES, samples.BRAINWEB_T1, samples.BRAINWEB_PD)]
+        out = [
+            (f, "bundled benchmark data")
+            for f in (
+                samples.T1_AXIAL_SLAB,
+                samples.T1_LOWRES,
+                samples.BRAINWEB_T1,
+                samples.BRAINWEB_PD,
+            )
+        ]
     for name, model_spec in models:
         for scale in scales:
             spec = model_spec.format(scale=scale)
             out.append((Path(spec).expanduser(), f"model {name}"))
             bundled = parse(spec)
             if bundled is not None:
-                out += [(bundled.weights_path, f"weights of {name}"),
-                        (bundled.card_path, f"weights card of {name}")]
+                out += [
+                    (bundled.weights_path, f"weights of {name}"),
+                    (bundled.card_path, f"weights card of {name}"),
+                ]
     return out
 
 
@@ -171,17 +231,22 @@ def _load_models(models: list[tuple[str, str]], scales: list[int]) -> dict:
                 model = load_model(spec)
                 try:
                     got = SuperResolver(model).scale
-                except Exception as e:   # a non-SR model fails its probe in many ways
-                    raise InputDataError(spec, f"model {name!r} is not a grayscale super-resolution "
-                                               f"network ({type(e).__name__}: "
-                                               f"{str(e).splitlines()[0] if str(e) else ''})"
-                                         ) from None
+                except Exception as e:  # a non-SR model fails its probe in many ways
+                    raise InputDataError(
+                        spec,
+                        f"model {name!r} is not a grayscale super-resolution "
+                        f"network ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})",
+                    ) from None
                 loaded[spec] = (model, got)
             model, got = loaded[spec]
             if got != scale:
-                raise InputDataError(spec, f"model {name!r} upscales by x{got}, but --scales asks "
-                                           f"for x{scale}; put {{scale}} in its path (one model "
-                                           f"per scale) or use --scales {got}")
+                raise InputDataError(
+                    spec,
+                    f"model {name!r} upscales by x{got}, but --scales asks "
+                    f"for x{scale}; put {{scale}} in its path (one model "
+                    f"per scale) or use --scales {got}",
+                )
             out[(name, scale)] = model
     return out
 
@@ -193,13 +258,19 @@ def _data_config(args):
 
     if args.run is not None:
         if args.split != "val" or not args.data:
-            raise InputDataError(args.run, "--run rebuilds a run's validation split: it needs "
-                                           "--data (the run's data) and --split val")
+            raise InputDataError(
+                args.run,
+                "--run rebuilds a run's validation split: it needs "
+                "--data (the run's data) and --split val",
+            )
         return run_data_config(args.run)
     if not args.data:
         return None
-    return DataConfig(slice_axis=args.axis, degradation=args.degradation,
-                      val_fraction=DataConfig.val_fraction if args.split == "val" else 0.0)
+    return DataConfig(
+        slice_axis=args.axis,
+        degradation=args.degradation,
+        val_fraction=DataConfig.val_fraction if args.split == "val" else 0.0,
+    )
 
 
 def _pairs(args, scale: int, cfg) -> dict:
@@ -226,27 +297,31 @@ def run_data_config(run_dir: Path):
 
     cfg = load_data_config(run_dir)
     if not cfg.val_fraction > 0:
-        raise InputDataError(Path(run_dir) / RUN_CONFIG, "that run held nothing out "
-                                                         "(val_fraction 0): there is no "
-                                                         "validation split to score")
+        raise InputDataError(
+            Path(run_dir) / RUN_CONFIG,
+            "that run held nothing out (val_fraction 0): there is no validation split to score",
+        )
     return cfg
 
 
 def run(args) -> int:
     from keras_seran.errors import OutputPathError, UsageError
-    from keras_seran.evaluation.protocol import (ZERO_FILLING, bicubic_predictor,
-                                                 keras_predictor, score_pairs,
-                                                 zero_filling_predictor)
+    from keras_seran.evaluation.protocol import (
+        ZERO_FILLING,
+        bicubic_predictor,
+        keras_predictor,
+        score_pairs,
+        zero_filling_predictor,
+    )
     from keras_seran.evaluation.table import Row, to_comparison, to_csv, to_markdown
     from keras_seran.files import atomic_path, check_output_path, same_file
 
     rows: list[Row] = []
     scales = list(dict.fromkeys(args.scales))
-    data_cfg = _data_config(args)             # a bad run folder fails before any work
+    data_cfg = _data_config(args)  # a bad run folder fails before any work
     degradation = data_cfg.degradation if data_cfg is not None else args.degradation
     noise = check_noise(args.noise)
-    specs = (args.models if args.models is not None
-             else _default_models(args.degradation, scales))
+    specs = args.models if args.models is not None else _default_models(args.degradation, scales)
     # everything that can be checked is checked before the (slow) scoring
     models = _parse_models(specs, scales, bicubic=not args.no_bicubic)
     if args.no_bicubic and not models:
@@ -258,8 +333,11 @@ def run(args) -> int:
     for path in outputs:
         for f, what in inputs:
             if same_file(path, f):
-                raise OutputPathError(path, f"output is an input ({what}); refusing to overwrite "
-                                            "it, choose another output path")
+                raise OutputPathError(
+                    path,
+                    f"output is an input ({what}); refusing to overwrite "
+                    "it, choose another output path",
+                )
         check_output_path(path, suffixes=None, overwrite=True)
     loaded = _load_models(models, scales)
     for scale in scales:
@@ -270,13 +348,17 @@ def run(args) -> int:
         for name, _ in models:
             methods.append((name, keras_predictor(loaded[(name, scale)])))
             if args.self_ensemble:
-                methods.append((f"{name}+", keras_predictor(loaded[(name, scale)],
-                                                            self_ensemble=True)))
+                methods.append(
+                    (f"{name}+", keras_predictor(loaded[(name, scale)], self_ensemble=True))
+                )
         for name, predict in methods:
             for set_name, (lr, hr) in pairs.items():
                 rows.append(Row(name, set_name, scale, score_pairs(predict, lr, hr, scale)))
-                print(f"x{scale} {set_name:12s} {name:10s} PSNR {rows[-1].scores.mean_psnr:6.2f}"
-                      f"  SSIM {rows[-1].scores.mean_ssim:.4f}", flush=True)
+                print(
+                    f"x{scale} {set_name:12s} {name:10s} PSNR {rows[-1].scores.mean_psnr:6.2f}"
+                    f"  SSIM {rows[-1].scores.mean_ssim:.4f}",
+                    flush=True,
+                )
     baseline = ZERO_FILLING if degradation == "kspace" else "bicubic"
     table = to_markdown(rows) + "\n" + to_comparison(rows, baseline)
     print("\n" + table)

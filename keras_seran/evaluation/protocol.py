@@ -14,14 +14,14 @@ Benchmark sets (all real or simulated MR, none used to train the bundled weights
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from keras_seran.metrics import min_lr_side, psnr, ssim
 
-Predictor = Callable[[np.ndarray], np.ndarray]   # (h, w) LR in [0,1] -> (h*s, w*s)
+Predictor = Callable[[np.ndarray], np.ndarray]  # (h, w) LR in [0,1] -> (h*s, w*s)
 
 
 def min_scored_size(scale: int) -> int:
@@ -62,7 +62,7 @@ def score_pairs(predict: Predictor, lr_list, hr_list, scale: int) -> Scores:
         out.psnr.append(psnr(sr, hr, 1.0, border=scale))
         out.ssim.append(ssim(sr, hr, 1.0, border=scale))
         diff = (sr - hr)[scale:-scale, scale:-scale]
-        out.squared_error += float(np.sum(diff ** 2))
+        out.squared_error += float(np.sum(diff**2))
         out.pixels += diff.size
     return out
 
@@ -118,5 +118,4 @@ def benchmark_pairs(scale: int, degradation: str = "bicubic") -> dict[str, tuple
     """(lr_list, hr_list) per bundled benchmark set at ``scale``."""
     from keras_seran.data.degrade import lr_hr_pairs
 
-    return {name: lr_hr_pairs(sl, scale, degradation)
-            for name, sl in benchmark_slices().items()}
+    return {name: lr_hr_pairs(sl, scale, degradation) for name, sl in benchmark_slices().items()}

@@ -42,9 +42,12 @@ def to_comparison(rows: list[Row], baseline: str) -> str:
     methods = [m for m in dict.fromkeys(r.method for r in rows) if m != baseline]
     if not methods or not any(r.method == baseline for r in rows):
         return ""
-    lines = [f"PSNR vs {baseline}, slice by slice (mean difference, slices better / all):", "",
-             "| method | " + " | ".join(f"{d} x{s}" for d, s in cols) + " |",
-             "|" + "---|" * (len(cols) + 1)]
+    lines = [
+        f"PSNR vs {baseline}, slice by slice (mean difference, slices better / all):",
+        "",
+        "| method | " + " | ".join(f"{d} x{s}" for d, s in cols) + " |",
+        "|" + "---|" * (len(cols) + 1),
+    ]
     for m in methods:
         vals = []
         for d, s in cols:
@@ -64,10 +67,29 @@ def to_csv(rows: list[Row]) -> str:
     comparisons between methods on the same slices)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["method", "dataset", "scale", "slices", "psnr_mean", "ssim_mean", "volume_psnr",
-                "psnr_per_slice"])
+    w.writerow(
+        [
+            "method",
+            "dataset",
+            "scale",
+            "slices",
+            "psnr_mean",
+            "ssim_mean",
+            "volume_psnr",
+            "psnr_per_slice",
+        ]
+    )
     for r in rows:
-        w.writerow([r.method, r.dataset, r.scale, len(r.scores.psnr), f"{r.scores.mean_psnr:.4f}",
-                    f"{r.scores.mean_ssim:.5f}", f"{r.scores.volume_psnr:.4f}",
-                    " ".join(f"{p:.4f}" for p in r.scores.psnr)])
+        w.writerow(
+            [
+                r.method,
+                r.dataset,
+                r.scale,
+                len(r.scores.psnr),
+                f"{r.scores.mean_psnr:.4f}",
+                f"{r.scores.mean_ssim:.5f}",
+                f"{r.scores.volume_psnr:.4f}",
+                " ".join(f"{p:.4f}" for p in r.scores.psnr),
+            ]
+        )
     return buf.getvalue()

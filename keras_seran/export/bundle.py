@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -57,18 +57,29 @@ def check_requirements(formats: Iterable[str]) -> None:
     from keras_seran.devices import backend
 
     if backend() != "tensorflow":
-        raise UsageError("export converts through TensorFlow and needs the tensorflow "
-                         f"backend (this is {backend()}): run it with "
-                         "KERAS_BACKEND=tensorflow")
-    missing = sorted({m for f in formats for m in FORMAT_REGISTRY[f].requires
-                      if importlib.util.find_spec(m) is None})
+        raise UsageError(
+            "export converts through TensorFlow and needs the tensorflow "
+            f"backend (this is {backend()}): run it with "
+            "KERAS_BACKEND=tensorflow"
+        )
+    missing = sorted(
+        {
+            m
+            for f in formats
+            for m in FORMAT_REGISTRY[f].requires
+            if importlib.util.find_spec(m) is None
+        }
+    )
     if missing:
-        raise UsageError(f"export to {', '.join(formats)} needs {', '.join(missing)} "
-                         "(not installed): pip install 'keras-seran[tf,export]'")
+        raise UsageError(
+            f"export to {', '.join(formats)} needs {', '.join(missing)} "
+            "(not installed): pip install 'keras-seran[tf,export]'"
+        )
 
 
-def check_out_dir(out_dir: str | Path, overwrite: bool = False,
-                  inputs: Iterable[str | Path] = ()) -> Path:
+def check_out_dir(
+    out_dir: str | Path, overwrite: bool = False, inputs: Iterable[str | Path] = ()
+) -> Path:
     """Check ``out_dir`` before anything is exported; returns it as an absolute path.
 
     Refused: a file; a non-empty folder without ``overwrite``, and with it one that is not a
@@ -83,28 +94,39 @@ def check_out_dir(out_dir: str | Path, overwrite: bool = False,
     if out.exists() and not out.is_dir():
         raise OutputPathError(out_dir, "exists and is not a folder")
     if Path.cwd().resolve().is_relative_to(out):
-        raise OutputPathError(out_dir, "is the current folder or contains it; give the bundle a "
-                                       "folder of its own (e.g. --out bundle)")
+        raise OutputPathError(
+            out_dir,
+            "is the current folder or contains it; give the bundle a "
+            "folder of its own (e.g. --out bundle)",
+        )
     for item in inputs:
         item = Path(item).expanduser()
         if item.exists() and item.resolve().is_relative_to(out):
-            raise OutputPathError(out_dir, f"contains the input {item}; exporting would replace "
-                                           "it; choose another --out folder")
+            raise OutputPathError(
+                out_dir,
+                f"contains the input {item}; exporting would replace "
+                "it; choose another --out folder",
+            )
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise OutputPathError(out_dir, "folder exists and is not empty; pass --overwrite to "
-                                           "replace it")
+            raise OutputPathError(
+                out_dir, "folder exists and is not empty; pass --overwrite to replace it"
+            )
         if not (out / MANIFEST).is_file():
-            raise OutputPathError(out_dir, f"folder is not empty and holds no {MANIFEST}, so it is "
-                                           "not an export bundle; --overwrite only replaces a "
-                                           "bundle: choose another --out folder")
-    ensure_writable_dir(out.parent, create=False)   # (or its nearest existing parent)
+            raise OutputPathError(
+                out_dir,
+                f"folder is not empty and holds no {MANIFEST}, so it is "
+                "not an export bundle; --overwrite only replaces a "
+                "bundle: choose another --out folder",
+            )
+    ensure_writable_dir(out.parent, create=False)  # (or its nearest existing parent)
     return out
 
 
 def _keras_runner(model):
     def run(x):
         return np.asarray(model(np.asarray(x, np.float32), training=False))
+
     return run
 
 
@@ -127,19 +149,27 @@ def _commit(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FORMATS, *,
-                  scale: int | None = None,
-                  calibration: Sequence[np.ndarray] | None = None,
-                  parity_pairs: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
-                  input_size: tuple[int, int] | None = None, int8_io: bool = False,
-                  tflite_variants: Iterable[str] = litert.VARIANTS,
-                  onnx_variants: Iterable[str] = onnx_export.VARIANTS,
-                  opset: int = onnx_export.DEFAULT_OPSET,
-                  trt_profiles: Sequence[tensorrt_engine.Profile] | None = None,
-                  overwrite: bool = False, strict: bool = ExportConfig.strict,
-                  num_threads: int = ExportConfig.threads,
-                  model_source: str | None = None, calibration_source: str | None = None,
-                  log: Callable[[str], None] | None = None) -> dict:
+def export_bundle(
+    model,
+    out_dir: str | Path,
+    formats: str | Iterable[str] = FORMATS,
+    *,
+    scale: int | None = None,
+    calibration: Sequence[np.ndarray] | None = None,
+    parity_pairs: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    input_size: tuple[int, int] | None = None,
+    int8_io: bool = False,
+    tflite_variants: Iterable[str] = litert.VARIANTS,
+    onnx_variants: Iterable[str] = onnx_export.VARIANTS,
+    opset: int = onnx_export.DEFAULT_OPSET,
+    trt_profiles: Sequence[tensorrt_engine.Profile] | None = None,
+    overwrite: bool = False,
+    strict: bool = ExportConfig.strict,
+    num_threads: int = ExportConfig.threads,
+    model_source: str | None = None,
+    calibration_source: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Export ``model`` to every format in ``formats``, check each against Keras, write a bundle.
 
     Args:
@@ -169,15 +199,15 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
     """
     say = log or (lambda msg: None)
     fmts = parse_formats(formats)
-    out = check_out_dir(out_dir, overwrite,
-                        inputs=[model_source] if model_source else ())
+    out = check_out_dir(out_dir, overwrite, inputs=[model_source] if model_source else ())
     tflite_variants = litert.check_variants(tflite_variants)
     onnx_variants = onnx_export.check_variants(onnx_variants)
-    if "tensorrt" in fmts:   # fp16 engines: float32 ONNX (TensorRT 8/10), float16 ONNX (11)
-        onnx_variants = [v for v in onnx_export.VARIANTS
-                         if v in {*onnx_variants, "float32", "float16"}]
+    if "tensorrt" in fmts:  # fp16 engines: float32 ONNX (TensorRT 8/10), float16 ONNX (11)
+        onnx_variants = [
+            v for v in onnx_export.VARIANTS if v in {*onnx_variants, "float32", "float16"}
+        ]
     if "onnx" in fmts or "tensorrt" in fmts:
-        opset = onnx_export.check_opset(opset)   # before the SavedModel and LiteRT conversions
+        opset = onnx_export.check_opset(opset)  # before the SavedModel and LiteRT conversions
     scale = int(scale or infer_scale(model))
     if input_size is not None:
         input_size = (int(input_size[0]), int(input_size[1]))
@@ -195,17 +225,40 @@ def export_bundle(model, out_dir: str | Path, formats: str | Iterable[str] = FOR
 
     tmp, made = _partial_folder(out, out_dir)
     try:
-        job = BundleJob(model, tmp, fmts, scale, input_size, int8_io, tflite_variants,
-                        onnx_variants, opset, trt_profiles, calibration, parity_pairs,
-                        num_threads, say)
+        job = BundleJob(
+            model,
+            tmp,
+            fmts,
+            scale,
+            input_size,
+            int8_io,
+            tflite_variants,
+            onnx_variants,
+            opset,
+            trt_profiles,
+            calibration,
+            parity_pairs,
+            num_threads,
+            say,
+        )
         entries = {name: FORMAT_REGISTRY[name].export(job) for name in export_steps(fmts)}
         report = _parity(job, strict)
-        manifest = write_manifest(tmp, build_manifest(
-            model, scale, model_source=model_source, input_size=input_size,
-            int8_io=job.int8_io_info, calibration=calibration_info, requested=fmts,
-            formats=entries, parity=report,
-            parity_ok=all(v["ok"] for v in report["formats"].values()),
-            trt_profiles=trt_profiles))
+        manifest = write_manifest(
+            tmp,
+            build_manifest(
+                model,
+                scale,
+                model_source=model_source,
+                input_size=input_size,
+                int8_io=job.int8_io_info,
+                calibration=calibration_info,
+                requested=fmts,
+                formats=entries,
+                parity=report,
+                parity_ok=all(v["ok"] for v in report["formats"].values()),
+                trt_profiles=trt_profiles,
+            ),
+        )
         _commit(tmp, out)
     except BaseException:
         _discard(tmp, made)
@@ -218,8 +271,9 @@ def _parity(job: BundleJob, strict: bool) -> dict:
     """Every registered runner against Keras on the job's real MR slices; writes parity.md.
     ExportCheckError with the table when ``strict`` and a format misses its tolerance."""
     job.say(f"parity: {len(job.runners)} artifact(s) on {len(job.parity_pairs)} real MR slices")
-    report = parity.parity_report(_keras_runner(job.model), job.runners, job.parity_pairs,
-                                  job.scale, job.precisions)
+    report = parity.parity_report(
+        _keras_runner(job.model), job.runners, job.parity_pairs, job.scale, job.precisions
+    )
     job.runners.clear()
     table = parity.parity_markdown(report)
     (job.tmp / PARITY_MD).write_text(table)
@@ -245,24 +299,31 @@ def _partial_folder(out: Path, out_dir: str | Path) -> tuple[Path, list[Path]]:
 def _discard(tmp: Path, made: list[Path]) -> None:
     """Remove a failed bundle's folder and the parents made for it (only those left empty)."""
     shutil.rmtree(tmp, ignore_errors=True)
-    for d in made:                                   # innermost first; only if still empty
+    for d in made:  # innermost first; only if still empty
         try:
             d.rmdir()
         except OSError:
             break
 
 
-def _calibration(scale: int, calibration: Sequence[np.ndarray] | None,
-                 source: str | None) -> tuple[Sequence[np.ndarray], dict]:
+def _calibration(
+    scale: int, calibration: Sequence[np.ndarray] | None, source: str | None
+) -> tuple[Sequence[np.ndarray], dict]:
     """The int8 calibration slices (default: the bundled real T1 slab's) and the manifest's
     ``calibration`` entry describing them."""
     if not calibration:
         calibration = parity.calibration_inputs(scale)
-        source = (f"bundled real T1 slab, slices {parity.CALIBRATION_SLICES[0]}-"
-                  f"{parity.CALIBRATION_SLICES[-1]} along axis {parity.SLAB_SLICE_AXIS}")
+        source = (
+            f"bundled real T1 slab, slices {parity.CALIBRATION_SLICES[0]}-"
+            f"{parity.CALIBRATION_SLICES[-1]} along axis {parity.SLAB_SLICE_AXIS}"
+        )
     return calibration, {
-        "source": source, "slices": len(calibration),
-        "lr_range": [float(min(np.min(c) for c in calibration)),
-                     float(max(np.max(c) for c in calibration))],
+        "source": source,
+        "slices": len(calibration),
+        "lr_range": [
+            float(min(np.min(c) for c in calibration)),
+            float(max(np.max(c) for c in calibration)),
+        ],
         "method": "min/max of every activation over the calibration slices (LiteRT "
-                  "full int8; ONNX QDQ: MinMax, symmetric)"}
+        "full int8; ONNX QDQ: MinMax, symmetric)",
+    }

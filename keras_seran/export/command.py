@@ -15,13 +15,20 @@ from keras_seran.config import ExportConfig, add_config_arguments, config_from_a
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .keras model file or a bundled name such as x2")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="bundle folder to create (absent or empty, or with --overwrite an "
-                             "earlier bundle; not the current folder or one holding the model)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="bundle folder to create (absent or empty, or with --overwrite an "
+        "earlier bundle; not the current folder or one holding the model)",
+    )
     add_config_arguments(parser, ExportConfig)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing bundle in --out (a folder with manifest.json; "
-                             "any other non-empty folder is refused)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing bundle in --out (a folder with manifest.json; "
+        "any other non-empty folder is refused)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the parity table")
 
 
@@ -36,8 +43,9 @@ def export_config(args: argparse.Namespace) -> ExportConfig:
         if args.input_size is not None:
             parsed["input_size"] = parse_hw(args.input_size)
         if args.trt_profile:
-            parsed["trt_profiles"] = tuple(check_profiles(parse_profile(p)
-                                                          for p in args.trt_profile))
+            parsed["trt_profiles"] = tuple(
+                check_profiles(parse_profile(p) for p in args.trt_profile)
+            )
     except ValueError as exc:
         flag = "--input-size" if "input_size" not in parsed else "--trt-profile"
         raise UsageError(f"{flag}: {exc}") from None
@@ -56,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = export_config(args)
     formats = list(cfg.formats)
     check_requirements(formats)
-    check_out_dir(args.out, args.overwrite, inputs=[args.model, *([cfg.calibration] if
-                                                                  cfg.calibration else [])])
+    check_out_dir(
+        args.out,
+        args.overwrite,
+        inputs=[args.model, *([cfg.calibration] if cfg.calibration else [])],
+    )
     if cfg.calibration is not None and not Path(cfg.calibration).exists():
         raise InputDataError(cfg.calibration, "no such calibration volume")
 
@@ -71,25 +82,40 @@ def run(args: argparse.Namespace) -> int:
     try:
         scale = infer_scale(model)
     except Exception as exc:
-        raise InputDataError(args.model, f"not a super-resolution model (B, H, W, 1) -> "
-                                         f"(B, H*s, W*s, 1): {exc}") from None
+        raise InputDataError(
+            args.model, f"not a super-resolution model (B, H, W, 1) -> (B, H*s, W*s, 1): {exc}"
+        ) from None
     if cfg.scale is not None and cfg.scale != scale:
-        raise InputDataError(args.model, f"--scale {cfg.scale} does not match the model, which "
-                                         f"upscales x{scale}")
+        raise InputDataError(
+            args.model, f"--scale {cfg.scale} does not match the model, which upscales x{scale}"
+        )
     calibration = None
     if cfg.calibration is not None:
-        calibration = calibration_inputs(scale, source=cfg.calibration,
-                                         axis=cfg.calibration_axis)
+        calibration = calibration_inputs(scale, source=cfg.calibration, axis=cfg.calibration_axis)
     try:
         manifest = export_bundle(
-            model, args.out, formats, scale=scale, calibration=calibration,
-            input_size=cfg.input_size, int8_io=cfg.int8_io,
-            tflite_variants=list(cfg.tflite_variants), onnx_variants=list(cfg.onnx_variants),
-            opset=cfg.opset, trt_profiles=cfg.trt_profiles and list(cfg.trt_profiles),
+            model,
+            args.out,
+            formats,
+            scale=scale,
+            calibration=calibration,
+            input_size=cfg.input_size,
+            int8_io=cfg.int8_io,
+            tflite_variants=list(cfg.tflite_variants),
+            onnx_variants=list(cfg.onnx_variants),
+            opset=cfg.opset,
+            trt_profiles=cfg.trt_profiles and list(cfg.trt_profiles),
             overwrite=args.overwrite,
-            strict=cfg.strict, num_threads=cfg.threads, model_source=str(args.model),
-            calibration_source=(f"{cfg.calibration} (axis {cfg.calibration_axis})"
-                                if cfg.calibration is not None else None), log=say)
+            strict=cfg.strict,
+            num_threads=cfg.threads,
+            model_source=str(args.model),
+            calibration_source=(
+                f"{cfg.calibration} (axis {cfg.calibration_axis})"
+                if cfg.calibration is not None
+                else None
+            ),
+            log=say,
+        )
     except ExportCheckError as exc:
         print(f"keras-seran export: check failed: {exc}")
         return 1

@@ -9,9 +9,10 @@ parity with Keras on real MR slices is measured once all formats are written) an
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -75,21 +76,36 @@ def export_savedmodel_format(job: BundleJob) -> dict:
 
 def export_tflite_format(job: BundleJob) -> dict:
     job.say(f"tflite: converting {', '.join(job.tflite_variants)} (builtin ops only)")
-    infos = litert.export_tflite(job.model, job.tmp / "tflite", job.tflite_variants,
-                                 representative=job.calibration, input_size=job.input_size,
-                                 int8_io=job.int8_io, basename=job.stem)
+    infos = litert.export_tflite(
+        job.model,
+        job.tmp / "tflite",
+        job.tflite_variants,
+        representative=job.calibration,
+        input_size=job.input_size,
+        int8_io=job.int8_io,
+        basename=job.stem,
+    )
     for variant, info in infos.items():
         info["file"] = f"tflite/{info['file']}"
-        job.verify(f"tflite/{variant}",
-                   litert.LiteRTRunner(job.tmp / info["file"], num_threads=job.num_threads),
-                   litert.PRECISION[variant])
+        job.verify(
+            f"tflite/{variant}",
+            litert.LiteRTRunner(job.tmp / info["file"], num_threads=job.num_threads),
+            litert.PRECISION[variant],
+        )
         if info.get("int8_io"):
-            job.int8_io_info = {"file": info["file"], "input": info["input"]["quantization"],
-                                "output": info["output"]["quantization"],
-                                "note": "q = clip(round(x / scale + zero_point), -128, 127); "
-                                        "x = (q - zero_point) * scale"}
-    return {"status": "ok", "builtin_ops_only": True,
-            "input_size": list(job.input_size) if job.input_size else None, "variants": infos}
+            job.int8_io_info = {
+                "file": info["file"],
+                "input": info["input"]["quantization"],
+                "output": info["output"]["quantization"],
+                "note": "q = clip(round(x / scale + zero_point), -128, 127); "
+                "x = (q - zero_point) * scale",
+            }
+    return {
+        "status": "ok",
+        "builtin_ops_only": True,
+        "input_size": list(job.input_size) if job.input_size else None,
+        "variants": infos,
+    }
 
 
 def export_onnx_format(job: BundleJob) -> dict:
@@ -100,22 +116,31 @@ def export_onnx_format(job: BundleJob) -> dict:
     variants["float32"] = onnx_export.export_onnx(job.model, fp32, opset=job.opset)
     if "float16" in job.onnx_variants:
         variants["float16"] = onnx_export.export_float16(
-            fp32, job.tmp / "onnx" / f"{job.stem}_float16.onnx")
+            fp32, job.tmp / "onnx" / f"{job.stem}_float16.onnx"
+        )
     if "int8" in job.onnx_variants:
         job.say("onnx: int8 QDQ calibration on MR slices (TensorRT's Q/DQ placement)")
         variants["int8"] = onnx_export.quantize_qdq(
-            fp32, job.tmp / "onnx" / f"{job.stem}_int8_qdq.onnx", job.calibration)
+            fp32, job.tmp / "onnx" / f"{job.stem}_int8_qdq.onnx", job.calibration
+        )
     if "float32" not in job.onnx_variants:
         fp32.unlink()
         del variants["float32"]
     for variant, info in variants.items():
         info["file"] = f"onnx/{info['file']}"
-        job.verify(f"onnx/{variant}",
-                   onnx_export.OnnxRunner(job.tmp / info["file"], num_threads=job.num_threads),
-                   onnx_export.PRECISION[variant])
+        job.verify(
+            f"onnx/{variant}",
+            onnx_export.OnnxRunner(job.tmp / info["file"], num_threads=job.num_threads),
+            onnx_export.PRECISION[variant],
+        )
         job.onnx_files[variant] = info["file"]
-    return {"status": "ok", "requested": "onnx" in job.requested, "opset": int(job.opset),
-            "tensorrt_ops_checked": True, "variants": variants}
+    return {
+        "status": "ok",
+        "requested": "onnx" in job.requested,
+        "opset": int(job.opset),
+        "tensorrt_ops_checked": True,
+        "variants": variants,
+    }
 
 
 def export_tensorrt_format(job: BundleJob) -> dict:
@@ -123,23 +148,35 @@ def export_tensorrt_format(job: BundleJob) -> dict:
     if job.opset > onnx_export.TENSORRT8_MAX_OPSET:
         job.say(f"tensorrt: note: ONNX opset {job.opset} needs {requires}")
     script = tensorrt_engine.build_engines_script(
-        job.onnx_files, job.trt_profiles, stem=job.stem, channels=job.channels, requires=requires,
-        opset=job.opset)
+        job.onnx_files,
+        job.trt_profiles,
+        stem=job.stem,
+        channels=job.channels,
+        requires=requires,
+        opset=job.opset,
+    )
     (job.tmp / BUILD_SCRIPT).write_text(script)
     os.chmod(job.tmp / BUILD_SCRIPT, 0o755)
     profiles_json = [[list(a), list(b), list(c)] for a, b, c in job.trt_profiles]
     ok, reason = tensorrt_engine.tensorrt_status()
-    entry = {"build_script": BUILD_SCRIPT, "profiles_lr_hw": profiles_json,
-             "requires": requires, "engines": {}}
+    entry = {
+        "build_script": BUILD_SCRIPT,
+        "profiles_lr_hw": profiles_json,
+        "requires": requires,
+        "engines": {},
+    }
     if not ok:
         job.say(f"tensorrt: skipped ({reason})")
         entry.update(status="skipped", reason=reason)
         return entry
     job.say("tensorrt: building engines")
     (job.tmp / "engines").mkdir()
-    entry.update(status="ok", reason=reason,
-                 note="engines are specific to this GPU and TensorRT version; "
-                      "rebuild on the target with build_engines.sh")
+    entry.update(
+        status="ok",
+        reason=reason,
+        note="engines are specific to this GPU and TensorRT version; "
+        "rebuild on the target with build_engines.sh",
+    )
     lr_hw = tuple(job.parity_pairs[0][0].shape[1:3])
     import tensorrt
 
@@ -148,19 +185,30 @@ def export_tensorrt_format(job: BundleJob) -> dict:
         if plan.onnx not in job.onnx_files:
             continue
         onnx_file = job.onnx_files[plan.onnx]
-        engine = job.tmp / "engines" / tensorrt_engine.engine_name(job.stem, precision,
-                                                                   job.trt_profiles[0], 1)
+        engine = (
+            job.tmp
+            / "engines"
+            / tensorrt_engine.engine_name(job.stem, precision, job.trt_profiles[0], 1)
+        )
         info = tensorrt_engine.build_engine(
-            job.tmp / onnx_file, engine, fp16=True, int8=precision == "int8",
-            profiles=job.trt_profiles, channels=job.channels)
+            job.tmp / onnx_file,
+            engine,
+            fp16=True,
+            int8=precision == "int8",
+            profiles=job.trt_profiles,
+            channels=job.channels,
+        )
         info["file"] = f"engines/{engine.name}"
         entry["engines"][precision] = info
         if not tensorrt_engine.profiles_cover(job.trt_profiles, lr_hw):
             info["parity"] = f"not measured: parity LR size {lr_hw} is outside the profiles"
             continue
         try:
-            job.verify(f"tensorrt/{precision}", tensorrt_engine.TensorRTRunner(engine),
-                       "float16_compute" if precision == "fp16" else "int8")
+            job.verify(
+                f"tensorrt/{precision}",
+                tensorrt_engine.TensorRTRunner(engine),
+                "float16_compute" if precision == "fp16" else "int8",
+            )
         except (tensorrt_engine.TensorRTUnavailable, RuntimeUnavailable) as exc:
             info["parity"] = f"not measured: {exc}"
     return entry
@@ -184,26 +232,42 @@ class Format:
 
 #: The formats, in bundle order. TensorRT itself is optional: without it the engine build is
 #: skipped and left to the target (``build_engines.sh``).
-FORMAT_REGISTRY: dict[str, Format] = {f.name: f for f in (
-    Format("savedmodel", export_savedmodel_format,
-           writes="savedmodel/: signature serving_default lr -> sr, dynamic B, H, W",
-           verified="float32, against Keras", requires=("tensorflow",)),
-    Format("tflite", export_tflite_format,
-           writes="tflite/<name>_<variant>.tflite per requested precision, builtin ops only",
-           verified="each variant at its precision's tolerance (LiteRT interpreter)",
-           requires=("tensorflow", "ai_edge_litert")),
-    Format("onnx", export_onnx_format,
-           writes="onnx/<name>_{float32,float16}.onnx, onnx/<name>_int8_qdq.onnx "
-                  "(TensorRT-compatible ops; TensorRT's Q/DQ placement)",
-           verified="each variant at its precision's tolerance (onnxruntime)",
-           requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxconverter_common")),
-    Format("tensorrt", export_tensorrt_format,
-           writes="build_engines.sh (trtexec lines); engines/<name>_{fp16,int8}.engine where "
-                  "TensorRT and a GPU exist",
-           verified="each engine built here, when the parity size is within its profiles",
-           requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxconverter_common"),
-           builds_on=("onnx",)),
-)}
+FORMAT_REGISTRY: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format(
+            "savedmodel",
+            export_savedmodel_format,
+            writes="savedmodel/: signature serving_default lr -> sr, dynamic B, H, W",
+            verified="float32, against Keras",
+            requires=("tensorflow",),
+        ),
+        Format(
+            "tflite",
+            export_tflite_format,
+            writes="tflite/<name>_<variant>.tflite per requested precision, builtin ops only",
+            verified="each variant at its precision's tolerance (LiteRT interpreter)",
+            requires=("tensorflow", "ai_edge_litert"),
+        ),
+        Format(
+            "onnx",
+            export_onnx_format,
+            writes="onnx/<name>_{float32,float16}.onnx, onnx/<name>_int8_qdq.onnx "
+            "(TensorRT-compatible ops; TensorRT's Q/DQ placement)",
+            verified="each variant at its precision's tolerance (onnxruntime)",
+            requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxconverter_common"),
+        ),
+        Format(
+            "tensorrt",
+            export_tensorrt_format,
+            writes="build_engines.sh (trtexec lines); engines/<name>_{fp16,int8}.engine where "
+            "TensorRT and a GPU exist",
+            verified="each engine built here, when the parity size is within its profiles",
+            requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxconverter_common"),
+            builds_on=("onnx",),
+        ),
+    )
+}
 
 FORMATS: tuple[str, ...] = tuple(FORMAT_REGISTRY)
 

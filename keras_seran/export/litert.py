@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -41,8 +41,12 @@ from keras_seran.runtime.runners import LiteRTRunner  # noqa: F401  (public name
 VARIANTS: tuple[str, ...] = LITERT_VARIANTS
 
 #: Precision class of each variant, for the parity tolerances (:data:`parity.TOLERANCES`).
-PRECISION = {"float32": "float32", "float16": "float16", "dynamic_int8": "dynamic_int8",
-             "int8": "int8"}
+PRECISION = {
+    "float32": "float32",
+    "float16": "float16",
+    "dynamic_int8": "dynamic_int8",
+    "int8": "int8",
+}
 
 
 def check_variants(variants: Iterable[str]) -> list[str]:
@@ -67,10 +71,13 @@ def _representative(inputs: Sequence[np.ndarray], input_size: tuple[int, int] | 
     return gen
 
 
-def convert_saved_model(saved_model_dir: str | Path, variant: str = "float32",
-                        representative: Sequence[np.ndarray] | None = None,
-                        input_size: tuple[int, int] | None = None,
-                        int8_io: bool = False) -> bytes:
+def convert_saved_model(
+    saved_model_dir: str | Path,
+    variant: str = "float32",
+    representative: Sequence[np.ndarray] | None = None,
+    input_size: tuple[int, int] | None = None,
+    int8_io: bool = False,
+) -> bytes:
     """Convert the ``serving_default`` signature of a SavedModel to a .tflite flatbuffer.
 
     ``representative`` (LR inputs (1, h, w, 1), real MR slices normalised as the input contract
@@ -82,8 +89,9 @@ def convert_saved_model(saved_model_dir: str | Path, variant: str = "float32",
     (variant,) = check_variants([variant])
     if variant == "int8" and not representative:
         raise ValueError("full-integer int8 needs representative MR slices for calibration")
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir),
-                                                    signature_keys=[SIGNATURE])
+    conv = tf.lite.TFLiteConverter.from_saved_model(
+        str(saved_model_dir), signature_keys=[SIGNATURE]
+    )
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -116,6 +124,7 @@ def tflite_op_names(model: str | Path | bytes) -> list[str]:
         from tensorflow.lite.python import schema_py_generated as schema
     except ImportError:  # pragma: no cover - fall back to the interpreter's view
         from ai_edge_litert.interpreter import Interpreter
+
         it = Interpreter(model_content=bytes(data))
         return sorted({d["op_name"] for d in it._get_ops_details()})
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -137,8 +146,9 @@ def tflite_op_names(model: str | Path | bytes) -> list[str]:
 
 def non_builtin_ops(op_names: Iterable[str]) -> list[str]:
     """The ops that are not LiteRT builtins: Flex (TF select) ops and custom ops."""
-    return sorted(n for n in op_names
-                  if n.startswith("Flex") or n.startswith("CUSTOM") or n == "FlexDelegate")
+    return sorted(
+        n for n in op_names if n.startswith("Flex") or n.startswith("CUSTOM") or n == "FlexDelegate"
+    )
 
 
 def assert_builtin_only(model: str | Path | bytes) -> list[str]:
@@ -155,10 +165,15 @@ def assert_builtin_only(model: str | Path | bytes) -> list[str]:
 # export and run
 
 
-def export_tflite(model, out_dir: str | Path, variants: Iterable[str] = VARIANTS,
-                  representative: Sequence[np.ndarray] | None = None,
-                  input_size: tuple[int, int] | None = None, int8_io: bool = False,
-                  basename: str | None = None) -> dict[str, dict]:
+def export_tflite(
+    model,
+    out_dir: str | Path,
+    variants: Iterable[str] = VARIANTS,
+    representative: Sequence[np.ndarray] | None = None,
+    input_size: tuple[int, int] | None = None,
+    int8_io: bool = False,
+    basename: str | None = None,
+) -> dict[str, dict]:
     """Write one .tflite per variant into ``out_dir``; return ``{variant: info}``.
 
     ``info``: ``file`` (name in ``out_dir``), ``ops`` (checked builtin-only), ``input`` and
@@ -175,21 +190,29 @@ def export_tflite(model, out_dir: str | Path, variants: Iterable[str] = VARIANTS
         sm = Path(tmp) / "saved_model"
         export_savedmodel(model, sm, shape=(1, h, w, channels))
         for variant in variants:
-            data = convert_saved_model(sm, variant, representative, input_size,
-                                       int8_io=int8_io and variant == "int8")
+            data = convert_saved_model(
+                sm, variant, representative, input_size, int8_io=int8_io and variant == "int8"
+            )
             path = out_dir / f"{basename}_{variant}.tflite"
             path.write_bytes(data)
             ops = assert_builtin_only(path)
-            results[variant] = {"file": path.name, "ops": ops, **describe_io(path),
-                                "int8_io": bool(int8_io and variant == "int8")}
+            results[variant] = {
+                "file": path.name,
+                "ops": ops,
+                **describe_io(path),
+                "int8_io": bool(int8_io and variant == "int8"),
+            }
     return results
 
 
 def _io_entry(d: dict) -> dict:
     scale, zero = d.get("quantization", (0.0, 0))
-    return {"name": d["name"], "shape": [int(v) for v in d["shape_signature"]],
-            "dtype": np.dtype(d["dtype"]).name,
-            "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
+    return {
+        "name": d["name"],
+        "shape": [int(v) for v in d["shape_signature"]],
+        "dtype": np.dtype(d["dtype"]).name,
+        "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None,
+    }
 
 
 def describe_io(path: str | Path) -> dict:
@@ -197,7 +220,11 @@ def describe_io(path: str | Path) -> dict:
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path))
-    return {"input": _io_entry(it.get_input_details()[0]),
-            "output": _io_entry(it.get_output_details()[0]),
-            "signatures": {k: {"inputs": list(v["inputs"]), "outputs": list(v["outputs"])}
-                           for k, v in it.get_signature_list().items()}}
+    return {
+        "input": _io_entry(it.get_input_details()[0]),
+        "output": _io_entry(it.get_output_details()[0]),
+        "signatures": {
+            k: {"inputs": list(v["inputs"]), "outputs": list(v["outputs"])}
+            for k, v in it.get_signature_list().items()
+        },
+    }

@@ -14,13 +14,19 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from keras_seran.contract import (DEFAULT_PERCENTILES, INPUT_NAME, NETWORK_RANGE, OUTPUT_NAME,
-                                  SIGNATURE)
+from keras_seran.contract import (
+    DEFAULT_PERCENTILES,
+    INPUT_NAME,
+    NETWORK_RANGE,
+    OUTPUT_NAME,
+    SIGNATURE,
+)
 from keras_seran.runtime.bundle import MANIFEST, sha256
 
 MANIFEST_VERSION = 1
@@ -52,8 +58,11 @@ def verify_hashes(bundle_dir: str | Path) -> list[str]:
     root = Path(bundle_dir)
     listed = load_manifest(root)["files"]
     actual = file_hashes(root)
-    bad = [f"{k}: hash mismatch" for k, v in listed.items()
-           if k in actual and actual[k]["sha256"] != v["sha256"]]
+    bad = [
+        f"{k}: hash mismatch"
+        for k, v in listed.items()
+        if k in actual and actual[k]["sha256"] != v["sha256"]
+    ]
     bad += [f"{k}: missing" for k in listed if k not in actual]
     bad += [f"{k}: not in the manifest" for k in actual if k not in listed]
     return bad
@@ -80,15 +89,23 @@ def versions() -> dict[str, str | None]:
 
     from keras_seran import __version__
 
-    return {"keras_seran": __version__, "keras": keras.__version__,
-            "tensorflow": tf.__version__, "onnx": v("onnx"), "onnxruntime": v("onnxruntime"),
-            "tf2onnx": v("tf2onnx"), "ai_edge_litert": v("ai-edge-litert"),
-            "tensorrt": v("tensorrt", "tensorrt-cu12", "tensorrt-cu11"), "numpy": np.__version__,
-            "python": sys.version.split()[0]}
+    return {
+        "keras_seran": __version__,
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "onnx": v("onnx"),
+        "onnxruntime": v("onnxruntime"),
+        "tf2onnx": v("tf2onnx"),
+        "ai_edge_litert": v("ai-edge-litert"),
+        "tensorrt": v("tensorrt", "tensorrt-cu12", "tensorrt-cu11"),
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+    }
 
 
-def input_contract(model, scale: int, input_size: tuple[int, int] | None,
-                   int8_io: dict | None = None) -> dict:
+def input_contract(
+    model, scale: int, input_size: tuple[int, int] | None, int8_io: dict | None = None
+) -> dict:
     """The ``input_contract`` entry: what a runtime feeds the exported network and how to read
     its output (``input_size``: the LR size of fixed-size LiteRT files, None when dynamic;
     ``int8_io``: the int8 interface's quantisation, when one was exported)."""
@@ -99,35 +116,44 @@ def input_contract(model, scale: int, input_size: tuple[int, int] | None,
     lo, hi = DEFAULT_PERCENTILES
     a, b = NETWORK_RANGE
     contract = {
-        "input": {"name": INPUT_NAME, "shape": [1, h, w, channels], "dtype": "float32",
-                  "layout": "NHWC", "range": [float(a), float(b)],
-                  "dynamic_hw": input_size is None,
-                  "note": "SavedModel and ONNX also take any batch size and any H, W; the LiteRT "
-                          "files take batch 1 and " + ("any H, W (resize the input tensor)"
-                                                       if input_size is None else
-                                                       f"exactly {h}x{w}")},
+        "input": {
+            "name": INPUT_NAME,
+            "shape": [1, h, w, channels],
+            "dtype": "float32",
+            "layout": "NHWC",
+            "range": [float(a), float(b)],
+            "dynamic_hw": input_size is None,
+            "note": "SavedModel and ONNX also take any batch size and any H, W; the LiteRT "
+            "files take batch 1 and "
+            + ("any H, W (resize the input tensor)" if input_size is None else f"exactly {h}x{w}"),
+        },
         "intensity_normalisation": {
             "method": "robust percentile, per volume",
             "percentiles": [lo, hi],
             "forward": f"x_norm = clip((x - p{lo:g}) / (p{hi:g} - p{lo:g}), {a:g}, {b:g}) with p "
-                       "the percentiles of the whole volume's intensities (tissue lies in [0, 1]; "
-                       "the margin keeps bright structures, the clip keeps a hot pixel from "
-                       "disturbing the whole slice through the global attention)",
+            "the percentiles of the whole volume's intensities (tissue lies in [0, 1]; "
+            "the margin keeps bright structures, the clip keeps a hot pixel from "
+            "disturbing the whole slice through the global attention)",
             "percentile_method": "numpy.percentile over every voxel of the volume (linear "
-                                 "interpolation); if the two percentiles coincide (a volume "
-                                 "almost all background), the volume's min and max instead",
+            "interpolation); if the two percentiles coincide (a volume "
+            "almost all background), the volume's min and max instead",
             "beyond_range": "keras_seran's SuperResolver adds the clipped-off part back, "
-                            "upscaled bicubically (optional)",
+            "upscaled bicubically (optional)",
             "int8_note": "int8 models were calibrated on real MR slices normalised this way "
-                         "(bright structures above 1 included), so they cover the range real "
-                         "volumes reach; a value far beyond it saturates",
+            "(bright structures above 1 included), so they cover the range real "
+            "volumes reach; a value far beyond it saturates",
             "inverse": f"x = x_norm * (p{hi:g} - p{lo:g}) + p{lo:g}",
         },
-        "output": {"name": OUTPUT_NAME, "shape": [1, out_h, out_w, channels], "dtype": "float32",
-                   "layout": "NHWC", "range": [float(a), float(b)],
-                   "note": "same normalised units as the input: apply the inverse normalisation "
-                           "with the input volume's percentiles, then clip to the volume's "
-                           "intensity range (as SuperResolver does)"},
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": [1, out_h, out_w, channels],
+            "dtype": "float32",
+            "layout": "NHWC",
+            "range": [float(a), float(b)],
+            "note": "same normalised units as the input: apply the inverse normalisation "
+            "with the input volume's percentiles, then clip to the volume's "
+            "intensity range (as SuperResolver does)",
+        },
         "scale": int(scale),
     }
     if int8_io:
@@ -138,26 +164,42 @@ def input_contract(model, scale: int, input_size: tuple[int, int] | None,
 def model_info(model, scale: int, source: str | None) -> dict:
     """The ``model`` entry: name, source, scale, parameters; the SERAN config and GFLOPs per
     256x256 output where they can be read."""
-    info = {"name": model.name, "source": source, "scale": int(scale),
-            "parameters": int(model.count_params())}
+    info = {
+        "name": model.name,
+        "source": source,
+        "scale": int(scale),
+        "parameters": int(model.count_params()),
+    }
     try:
         from keras_seran.config import to_dict
         from keras_seran.models.seran import config_from_model
+
         info["config"] = to_dict(config_from_model(model))
     except Exception:  # not a SERAN model: baselines export too
         pass
     try:
         from keras_seran.models import count_flops
+
         info["gflops_per_256x256_output"] = count_flops(model, (256 // scale, 256 // scale)) / 1e9
     except Exception:  # pragma: no cover - FLOP counting is informative only
         pass
     return info
 
 
-def build_manifest(model, scale: int, *, model_source: str | None,
-                   input_size: tuple[int, int] | None, int8_io: dict | None,
-                   calibration: dict | None, requested: list[str], formats: dict[str, dict],
-                   parity: dict, parity_ok: bool, trt_profiles: Sequence = ()) -> dict:
+def build_manifest(
+    model,
+    scale: int,
+    *,
+    model_source: str | None,
+    input_size: tuple[int, int] | None,
+    int8_io: dict | None,
+    calibration: dict | None,
+    requested: list[str],
+    formats: dict[str, dict],
+    parity: dict,
+    parity_ok: bool,
+    trt_profiles: Sequence = (),
+) -> dict:
     """The manifest of a bundle, without ``files`` (:func:`write_manifest` adds them)."""
     return {
         "manifest_version": MANIFEST_VERSION,
@@ -193,9 +235,9 @@ def write_manifest(root: Path, manifest: dict) -> dict:
 #: through-plane network.
 SUITED_INPUT = {
     "bicubic": "the paper's protocol: LR made by bicubic downscaling of an image (downscaled "
-               "pictures, benchmarks); not a scanner's own low-resolution acquisition",
+    "pictures, benchmarks); not a scanner's own low-resolution acquisition",
     "kspace": "scanner images from k-space truncated acquisitions (a smaller acquisition matrix "
-              "reconstructed at its own size): what a console acquires at low resolution",
+    "reconstructed at its own size): what a console acquires at low resolution",
     "throughplane": "reformats of thick-slice stacks interpolated along their slice axis",
 }
 
@@ -207,17 +249,20 @@ def weights_guidance(model_source: str | None) -> dict:
 
     named = registry.parse(model_source) if model_source else None
     if named is None or (model_source and Path(model_source).exists()):
-        return {"degradation": None,
-                "suited_input": "not recorded: a model file; it suits the degradation it was "
-                                "trained on (bundled weights: " + "; ".join(
-                                    f"{k}: {SUITED_INPUT[k]}" for k in registry.DEGRADATIONS)
-                                + ")"}
-    degradation = getattr(named, "degradation", None)     # (none for the through-plane net)
+        return {
+            "degradation": None,
+            "suited_input": "not recorded: a model file; it suits the degradation it was "
+            "trained on (bundled weights: "
+            + "; ".join(f"{k}: {SUITED_INPUT[k]}" for k in registry.DEGRADATIONS)
+            + ")",
+        }
+    degradation = getattr(named, "degradation", None)  # (none for the through-plane net)
     return {"degradation": degradation, "suited_input": SUITED_INPUT[degradation or named.name]}
 
 
-def fixed_size_files(entries: dict, input_size: tuple[int, int] | None,
-                     trt_profiles: Sequence) -> dict:
+def fixed_size_files(
+    entries: dict, input_size: tuple[int, int] | None, trt_profiles: Sequence
+) -> dict:
     """Which of the bundle's models take one LR size only (GPU delegates, NPUs and DLA want
     that): ``{"files": {path: [1, H, W, C]}, "engines": {...}, "dynamic": [...]}``."""
     files, dynamic = {}, []
@@ -228,12 +273,18 @@ def fixed_size_files(entries: dict, input_size: tuple[int, int] | None,
         else:
             files[info["file"]] = shape
     dynamic += [info["file"] for info in entries.get("onnx", {}).get("variants", {}).values()]
-    out = {"input_size": list(input_size) if input_size else None, "files": files,
-           "dynamic": dynamic}
+    out = {
+        "input_size": list(input_size) if input_size else None,
+        "files": files,
+        "dynamic": dynamic,
+    }
     if "tensorrt" in entries:
         fixed = [list(p[0]) for p in trt_profiles if p[0] == p[1] == p[2]]
-        out["engines"] = {"fixed_lr_hw": fixed, "note": "engines whose profile has min = opt = "
-                          "max take that LR size only (build_engines.sh)"}
+        out["engines"] = {
+            "fixed_lr_hw": fixed,
+            "note": "engines whose profile has min = opt = "
+            "max take that LR size only (build_engines.sh)",
+        }
     return out
 
 
@@ -241,24 +292,43 @@ def bundle_readme(manifest: dict) -> str:
     """README.md of a bundle: its files, which input the weights suit, how to build engines."""
     m, fixed = manifest["model"], manifest["fixed_size"]
     c = manifest["input_contract"]
-    lines = [f"# {m['name']} x{manifest['scale']} export bundle", "",
-             f"Model: {m['name']} (source: {m.get('source') or 'unknown'}), "
-             f"{m['parameters']} parameters.", "",
-             "## Which input these weights suit", "",
-             f"Degradation trained on: {m.get('degradation') or 'not recorded'}. "
-             f"Suited input: {m['suited_input']}.", "",
-             "## Interface", "",
-             f"Input `{c['input']['name']}` {c['input']['shape']} float32 NHWC, normalised per "
-             f"volume to [0, 1] (percentiles {c['intensity_normalisation']['percentiles']}) and "
-             f"clipped to {c['input']['range']}; output `{c['output']['name']}` "
-             f"{c['output']['shape']} in the same units (manifest.json: input_contract).", "",
-             "## Files", ""]
+    lines = [
+        f"# {m['name']} x{manifest['scale']} export bundle",
+        "",
+        f"Model: {m['name']} (source: {m.get('source') or 'unknown'}), "
+        f"{m['parameters']} parameters.",
+        "",
+        "## Which input these weights suit",
+        "",
+        f"Degradation trained on: {m.get('degradation') or 'not recorded'}. "
+        f"Suited input: {m['suited_input']}.",
+        "",
+        "## Interface",
+        "",
+        f"Input `{c['input']['name']}` {c['input']['shape']} float32 NHWC, normalised per "
+        f"volume to [0, 1] (percentiles {c['intensity_normalisation']['percentiles']}) and "
+        f"clipped to {c['input']['range']}; output `{c['output']['name']}` "
+        f"{c['output']['shape']} in the same units (manifest.json: input_contract).",
+        "",
+        "## Files",
+        "",
+    ]
     for name in manifest["formats"]:
-        lines.append(f"- {name}: " + ("ok" if manifest["formats"][name]["status"] == "ok"
-                                      else f"skipped ({manifest['formats'][name].get('reason')})"))
+        lines.append(
+            f"- {name}: "
+            + (
+                "ok"
+                if manifest["formats"][name]["status"] == "ok"
+                else f"skipped ({manifest['formats'][name].get('reason')})"
+            )
+        )
     if fixed["files"]:
-        lines += ["", "Fixed-size files (one LR size only): "
-                  + ", ".join(f"`{f}` {s}" for f, s in fixed["files"].items()) + "."]
+        lines += [
+            "",
+            "Fixed-size files (one LR size only): "
+            + ", ".join(f"`{f}` {s}" for f, s in fixed["files"].items())
+            + ".",
+        ]
     if fixed["dynamic"]:
         lines += ["", "Dynamic H, W: " + ", ".join(f"`{f}`" for f in fixed["dynamic"]) + "."]
     onnx = manifest["formats"].get("onnx", {}).get("variants", {})
@@ -266,16 +336,23 @@ def bundle_readme(manifest: dict) -> str:
         q = onnx["int8"]["quantization"]
         lines += ["", f"int8 Q/DQ placement: {q['placement']}: {q['rules']}."]
     if "tensorrt" in manifest["formats"]:
-        lines += ["", "## TensorRT engines", "",
-                  "Build them on the target (an engine is tied to its GPU and TensorRT version): "
-                  "`./build_engines.sh`. The script asks trtexec its version: TensorRT 8.x builds "
-                  "fp16 from the float32 ONNX with `--fp16` and int8 from the Q/DQ ONNX with "
-                  "`--int8 --fp16`; 10.x builds fp16 with `--fp16` and the Q/DQ ONNX with "
-                  "`--stronglyTyped`; 11 builds fp16 from the float16 ONNX and int8 from the Q/DQ "
-                  "ONNX, strongly typed, without precision flags.",
-                  f"Needs {manifest['formats']['tensorrt']['requires']}."]
-    lines += ["", "Parity with Keras on held-out real MR slices: parity.md. File hashes: "
-              "manifest.json.", ""]
+        lines += [
+            "",
+            "## TensorRT engines",
+            "",
+            "Build them on the target (an engine is tied to its GPU and TensorRT version): "
+            "`./build_engines.sh`. The script asks trtexec its version: TensorRT 8.x builds "
+            "fp16 from the float32 ONNX with `--fp16` and int8 from the Q/DQ ONNX with "
+            "`--int8 --fp16`; 10.x builds fp16 with `--fp16` and the Q/DQ ONNX with "
+            "`--stronglyTyped`; 11 builds fp16 from the float16 ONNX and int8 from the Q/DQ "
+            "ONNX, strongly typed, without precision flags.",
+            f"Needs {manifest['formats']['tensorrt']['requires']}.",
+        ]
+    lines += [
+        "",
+        "Parity with Keras on held-out real MR slices: parity.md. File hashes: manifest.json.",
+        "",
+    ]
     return "\n".join(lines)
 
 

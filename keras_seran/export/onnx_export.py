@@ -20,13 +20,20 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
-from keras_seran.config import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET  # noqa: F401  (public names)
-from keras_seran.config import ONNX_VARIANTS, TENSORRT8_MAX_OPSET, check_choices, check_opset
+from keras_seran.config import (  # noqa: F401  (public names)
+    DEFAULT_OPSET,
+    MAX_OPSET,
+    MIN_OPSET,
+    ONNX_VARIANTS,
+    TENSORRT8_MAX_OPSET,
+    check_choices,
+    check_opset,
+)
 from keras_seran.contract import INPUT_NAME
 from keras_seran.errors import ExportCheckError
 from keras_seran.export.savedmodel import input_spec, serving_fn
@@ -40,7 +47,8 @@ PRECISION = {"float32": "float32", "float16": "float16_compute", "int8": "int8"}
 #: ONNX op types that TensorRT's ONNX parser supports (onnx-tensorrt ``docs/operators.md``,
 #: TensorRT 8.4+; restrictions that apply to this model are checked separately). ``Einsum`` is
 #: deliberately absent: the parser handles only simple equations and it is slow on Jetson.
-TENSORRT_ONNX_OPS: frozenset[str] = frozenset("""
+TENSORRT_ONNX_OPS: frozenset[str] = frozenset(
+    """
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast Ceil
 Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace
 DequantizeLinear Div Dropout Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements
@@ -52,14 +60,21 @@ ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize RN
 Scan Scatter ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax Softplus
 Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose
 Unsqueeze Upsample Where Xor
-""".split())
+""".split()
+)
 
 FORBIDDEN_OPS: frozenset[str] = frozenset({"Einsum"})
 
 #: (op type, input index) pairs that TensorRT's parser wants as initializers/constants
 #: (ReduceMean's axes, an input from opset 18: "must be an initializer" in onnx-tensorrt 10.x).
-_CONSTANT_INPUTS = {("Conv", 1), ("ConvTranspose", 1), ("Slice", 3), ("Squeeze", 1),
-                    ("Unsqueeze", 1), ("ReduceMean", 1)}
+_CONSTANT_INPUTS = {
+    ("Conv", 1),
+    ("ConvTranspose", 1),
+    ("Slice", 3),
+    ("Squeeze", 1),
+    ("Unsqueeze", 1),
+    ("ReduceMean", 1),
+}
 
 
 def check_variants(variants: Iterable[str]) -> list[str]:
@@ -75,8 +90,10 @@ def _quiet_tf2onnx():
 def _name_dynamic_axes(proto) -> None:
     """Give the dynamic axes readable names: input (batch, height, width, C), output
     (batch, out_height, out_width, C)."""
-    for values, names in ((proto.graph.input, ("batch", "height", "width")),
-                          (proto.graph.output, ("batch", "out_height", "out_width"))):
+    for values, names in (
+        (proto.graph.input, ("batch", "height", "width")),
+        (proto.graph.output, ("batch", "out_height", "out_width")),
+    ):
         for v in values:
             dims = v.type.tensor_type.shape.dim
             for d, n in zip(dims, names):
@@ -88,8 +105,10 @@ def tensorrt_requirement(opset: int) -> str:
     """The TensorRT releases that parse an ONNX graph of ``opset`` (for the bundle's notes)."""
     if int(opset) <= TENSORRT8_MAX_OPSET:
         return "TensorRT 8.5 or newer (JetPack 5 and 6)"
-    return (f"TensorRT 10 or newer (JetPack 6.1+): TensorRT 8.x parses ONNX opsets up to "
-            f"{TENSORRT8_MAX_OPSET}; export with --opset {TENSORRT8_MAX_OPSET} for it")
+    return (
+        f"TensorRT 10 or newer (JetPack 6.1+): TensorRT 8.x parses ONNX opsets up to "
+        f"{TENSORRT8_MAX_OPSET}; export with --opset {TENSORRT8_MAX_OPSET} for it"
+    )
 
 
 def export_onnx(model, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
@@ -117,10 +136,11 @@ def export_onnx(model, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
 def describe_io(proto) -> dict:
     def entry(v):
         t = v.type.tensor_type
-        return {"name": v.name,
-                "shape": [d.dim_value if d.HasField("dim_value") else d.dim_param
-                          for d in t.shape.dim],
-                "dtype": _onnx_dtype(t.elem_type)}
+        return {
+            "name": v.name,
+            "shape": [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim],
+            "dtype": _onnx_dtype(t.elem_type),
+        }
 
     return {"input": entry(proto.graph.input[0]), "output": entry(proto.graph.output[0])}
 
@@ -182,11 +202,15 @@ def tensorrt_problems(model_or_path) -> list[str]:
                 src = producer.get(name)
                 if name in constants:
                     continue
-                if (src is not None and src.op_type == "DequantizeLinear"
-                        and src.input[0] in constants):
+                if (
+                    src is not None
+                    and src.op_type == "DequantizeLinear"
+                    and src.input[0] in constants
+                ):
                     continue
-                problems.append(f"{node.op_type} {node.name!r}: input {idx} ({name}) is not an "
-                                "initializer")
+                problems.append(
+                    f"{node.op_type} {node.name!r}: input {idx} ({name}) is not an initializer"
+                )
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
             zp = inits.get(node.input[2])
             if zp is None:
@@ -194,11 +218,15 @@ def tensorrt_problems(model_or_path) -> list[str]:
                 continue
             arr = numpy_helper.to_array(zp)
             if arr.dtype != np.int8:
-                problems.append(f"{node.op_type} {node.name!r}: zero point dtype {arr.dtype}, "
-                                "TensorRT needs int8")
+                problems.append(
+                    f"{node.op_type} {node.name!r}: zero point dtype {arr.dtype}, "
+                    "TensorRT needs int8"
+                )
             if np.any(arr != 0):
-                problems.append(f"{node.op_type} {node.name!r}: non-zero zero point (TensorRT "
-                                "supports symmetric quantization only)")
+                problems.append(
+                    f"{node.op_type} {node.name!r}: non-zero zero point (TensorRT "
+                    "supports symmetric quantization only)"
+                )
     return problems
 
 
@@ -209,8 +237,9 @@ def assert_tensorrt_compatible(model_or_path, where: str | Path | None = None) -
         if where is None and isinstance(model_or_path, (str, Path)):
             where = model_or_path
         prefix = f"{where}: " if where is not None else ""
-        raise ExportCheckError(f"{prefix}ONNX graph not acceptable to TensorRT: "
-                               f"{'; '.join(problems[:10])}")
+        raise ExportCheckError(
+            f"{prefix}ONNX graph not acceptable to TensorRT: {'; '.join(problems[:10])}"
+        )
     return onnx_op_types(model_or_path)
 
 
@@ -256,10 +285,11 @@ def export_float16(fp32_path: str | Path, out_path: str | Path) -> dict:
 
     proto = onnx.load(str(fp32_path))
     keep_float = _rms_norm_nodes(proto)
-    with warnings.catch_warnings():   # weights below fp16's 1e-7 floor are clamped to it
+    with warnings.catch_warnings():  # weights below fp16's 1e-7 floor are clamped to it
         warnings.filterwarnings("ignore", category=UserWarning, module="onnxconverter_common")
-        half = float16.convert_float_to_float16(proto, keep_io_types=True,
-                                                node_block_list=keep_float)
+        half = float16.convert_float_to_float16(
+            proto, keep_io_types=True, node_block_list=keep_float
+        )
     _name_dynamic_axes(half)
     half.producer_name = "keras_seran"
     out_path = Path(out_path)
@@ -267,9 +297,14 @@ def export_float16(fp32_path: str | Path, out_path: str | Path) -> dict:
     onnx.checker.check_model(str(out_path), full_check=True)
     ops = assert_tensorrt_compatible(half, where=out_path)
     opset = next((o.version for o in half.opset_import if o.domain in ("", "ai.onnx")), 0)
-    return {"file": out_path.name, "opset": int(opset), "ops": ops, **describe_io(half),
-            "compute": "float16 (float32 interface and RMS normalisation)",
-            "float32_nodes": keep_float}
+    return {
+        "file": out_path.name,
+        "opset": int(opset),
+        "ops": ops,
+        **describe_io(half),
+        "compute": "float16 (float32 interface and RMS normalisation)",
+        "float32_nodes": keep_float,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,26 +359,42 @@ def float_attention_nodes(model_or_path) -> list[str]:
 def _quantize_onnxruntime(src: Path, out_path: Path, calibration, per_channel: bool) -> dict:
     """onnxruntime ``quantize_static`` (QDQ, symmetric int8, MinMax), softmaxes excluded. Its
     placement puts Q/DQ pairs after every quantizable op and on the softmax logits and scalars."""
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     keep_float = float_attention_nodes(src)
-    quantize_static(str(src), str(out_path), _Calibration(calibration),
-                    quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                   # biases stay float: TensorRT takes no int32 Q/DQ
-                                   "QuantizeBias": False})
-    return {"placement": "onnxruntime",
-            "rules": "onnxruntime quantize_static default: Q/DQ after every quantizable op "
-                     "(softmax logits and scalars included), softmaxes and their products "
-                     "excluded", "kept_float": {n: "softmax or its product" for n in keep_float}}
+    quantize_static(
+        str(src),
+        str(out_path),
+        _Calibration(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=per_channel,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=keep_float,
+        extra_options={
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            # biases stay float: TensorRT takes no int32 Q/DQ
+            "QuantizeBias": False,
+        },
+    )
+    return {
+        "placement": "onnxruntime",
+        "rules": "onnxruntime quantize_static default: Q/DQ after every quantizable op "
+        "(softmax logits and scalars included), softmaxes and their products "
+        "excluded",
+        "kept_float": {n: "softmax or its product" for n in keep_float},
+    }
 
 
-def quantize_qdq(fp32_path: str | Path, out_path: str | Path,
-                 calibration: Sequence[np.ndarray], placement: str = "nvidia",
-                 per_channel: bool = True) -> dict:
+def quantize_qdq(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    calibration: Sequence[np.ndarray],
+    placement: str = "nvidia",
+    per_channel: bool = True,
+) -> dict:
     """Static int8 QDQ model of a float32 ONNX, calibrated on ``calibration`` LR slices.
 
     Symmetric int8 activations (zero point 0, per tensor, max calibration) and symmetric int8
@@ -369,6 +420,7 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path,
         src = fp32_path
         try:  # shape inference + graph clean-up, as onnxruntime recommends before quantizing
             from onnxruntime.quantization.shape_inference import quant_pre_process
+
             pre = Path(tmp) / "pre.onnx"
             quant_pre_process(str(fp32_path), str(pre))
             src = pre
@@ -386,21 +438,44 @@ def quantize_qdq(fp32_path: str | Path, out_path: str | Path,
     ops = assert_tensorrt_compatible(proto, where=out_path)
     structure = qdq.qdq_structure(proto)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-    return {"file": out_path.name, "opset": int(opset), "ops": ops, **describe_io(proto),
-            "quantization": {"format": "QDQ", "activations": "int8 symmetric per-tensor",
-                             "weights": "int8 symmetric "
-                                        + ("per-channel" if per_channel or placement == "nvidia"
-                                           else "per-tensor"),
-                             "calibration": "max (symmetric)",
-                             "calibration_slices": len(calibration), **how,
-                             "float_nodes": sorted(how["kept_float"]),
-                             "structure": structure,
-                             "quantize_linear": structure["quantize_linear"],
-                             "dequantize_linear": structure["dequantize_linear"]}}
+    return {
+        "file": out_path.name,
+        "opset": int(opset),
+        "ops": ops,
+        **describe_io(proto),
+        "quantization": {
+            "format": "QDQ",
+            "activations": "int8 symmetric per-tensor",
+            "weights": "int8 symmetric "
+            + ("per-channel" if per_channel or placement == "nvidia" else "per-tensor"),
+            "calibration": "max (symmetric)",
+            "calibration_slices": len(calibration),
+            **how,
+            "float_nodes": sorted(how["kept_float"]),
+            "structure": structure,
+            "quantize_linear": structure["quantize_linear"],
+            "dequantize_linear": structure["dequantize_linear"],
+        },
+    }
 
 
-__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET", "TENSORRT8_MAX_OPSET",
-           "tensorrt_requirement", "TENSORRT_ONNX_OPS", "FORBIDDEN_OPS", "VARIANTS", "PLACEMENTS",
-           "check_opset", "export_onnx", "export_float16", "quantize_qdq",
-           "float_attention_nodes", "tensorrt_problems", "assert_tensorrt_compatible",
-           "onnx_op_types", "OnnxRunner"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "MIN_OPSET",
+    "MAX_OPSET",
+    "TENSORRT8_MAX_OPSET",
+    "tensorrt_requirement",
+    "TENSORRT_ONNX_OPS",
+    "FORBIDDEN_OPS",
+    "VARIANTS",
+    "PLACEMENTS",
+    "check_opset",
+    "export_onnx",
+    "export_float16",
+    "quantize_qdq",
+    "float_attention_nodes",
+    "tensorrt_problems",
+    "assert_tensorrt_compatible",
+    "onnx_op_types",
+    "OnnxRunner",
+]

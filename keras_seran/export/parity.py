@@ -22,8 +22,8 @@ of the HR slice.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -32,7 +32,6 @@ from keras_seran.data.degrade import bicubic_upscale, lr_hr_pairs
 from keras_seran.data.io import load_any
 from keras_seran.data.normalize import normalize
 from keras_seran.errors import InputDataError
-
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -56,7 +55,7 @@ SLAB_SLICE_AXIS = 1
 #: average, so only the float formats pin the network itself.
 TOLERANCES: dict[str, dict[str, float]] = {
     "float32": {"max_abs_diff": 1e-4},
-    "float16": {"max_abs_diff": 5e-3, "psnr_drop": 0.05},          # LiteRT: fp16 weights
+    "float16": {"max_abs_diff": 5e-3, "psnr_drop": 0.05},  # LiteRT: fp16 weights
     "float16_compute": {"mean_abs_diff": 2e-3, "psnr_drop": 0.1},  # fp16 kernels
     "dynamic_int8": {"mean_abs_diff": 5e-3, "psnr_drop": 0.1},
     "int8": {"mean_abs_diff": 1e-2, "psnr_drop": 0.3},
@@ -67,8 +66,9 @@ TOLERANCES: dict[str, dict[str, float]] = {
 # real MR slices
 
 
-def load_mr_slices(source: str | Path | None = None, axis: int | None = None,
-                   indices: Iterable[int] | None = None) -> np.ndarray:
+def load_mr_slices(
+    source: str | Path | None = None, axis: int | None = None, indices: Iterable[int] | None = None
+) -> np.ndarray:
     """Slices of a NIfTI volume as (N, H, W) float32, normalised as the input contract says.
 
     Robust percentile normalisation per volume (tissue in [0, 1]), clipped to ``NETWORK_RANGE``.
@@ -90,16 +90,18 @@ def load_mr_slices(source: str | Path | None = None, axis: int | None = None,
         vol = vol[:, :, None]
         axis = 2
     if not -vol.ndim <= int(axis) < vol.ndim:
-        raise InputDataError(path, f"slice axis {axis} out of range for a {vol.ndim}D volume "
-                                   f"of shape {vol.shape}")
+        raise InputDataError(
+            path, f"slice axis {axis} out of range for a {vol.ndim}D volume of shape {vol.shape}"
+        )
     vol = np.clip(normalize(vol, DEFAULT_PERCENTILES, clip=False, path=path)[0], *NETWORK_RANGE)
     slices = np.moveaxis(vol, axis, 0)
     if indices is not None:
         idx = [int(i) for i in indices]
         bad = [i for i in idx if not -len(slices) <= i < len(slices)]
         if bad:
-            raise InputDataError(path, f"slice indices {bad} out of range for {len(slices)} slices "
-                                       f"along axis {axis}")
+            raise InputDataError(
+                path, f"slice indices {bad} out of range for {len(slices)} slices along axis {axis}"
+            )
         slices = slices[idx]
     return np.ascontiguousarray(slices, dtype=np.float32)
 
@@ -121,8 +123,9 @@ def fit_to_size(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def slice_pairs(slices: np.ndarray, scale: int, lr_size: tuple[int, int] | None = None
-                ) -> list[tuple[np.ndarray, np.ndarray]]:
+def slice_pairs(
+    slices: np.ndarray, scale: int, lr_size: tuple[int, int] | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(LR (1, h, w, 1), HR (1, h*s, w*s, 1)) float32 pairs from normalised HR slices (N, H, W).
 
     With ``lr_size`` the HR slice is first centre-cropped/padded to ``lr_size * scale`` (what a
@@ -135,10 +138,13 @@ def slice_pairs(slices: np.ndarray, scale: int, lr_size: tuple[int, int] | None 
     return [(lr[None, :, :, None], hr[None, :, :, None]) for lr, hr in zip(lrs, hrs)]
 
 
-def calibration_inputs(scale: int, source: str | Path | None = None,
-                       indices: Iterable[int] | None = None,
-                       lr_size: tuple[int, int] | None = None,
-                       axis: int | None = None) -> list[np.ndarray]:
+def calibration_inputs(
+    scale: int,
+    source: str | Path | None = None,
+    indices: Iterable[int] | None = None,
+    lr_size: tuple[int, int] | None = None,
+    axis: int | None = None,
+) -> list[np.ndarray]:
     """LR inputs (1, h, w, 1) for int8 calibration (default: the bundled slab's first 12 slices)."""
     if indices is None and source is None:
         indices = CALIBRATION_SLICES
@@ -146,10 +152,13 @@ def calibration_inputs(scale: int, source: str | Path | None = None,
     return [lr for lr, _ in slice_pairs(slices, scale, lr_size)]
 
 
-def parity_pairs(scale: int, source: str | Path | None = None,
-                 indices: Iterable[int] | None = None,
-                 lr_size: tuple[int, int] | None = None,
-                 axis: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def parity_pairs(
+    scale: int,
+    source: str | Path | None = None,
+    indices: Iterable[int] | None = None,
+    lr_size: tuple[int, int] | None = None,
+    axis: int | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(LR, HR) pairs for parity: by default the bundled slab's last 4 slices (held out)."""
     if indices is None and source is None:
         indices = PARITY_SLICES
@@ -180,9 +189,13 @@ def check_tolerance(entry: dict, precision: str) -> dict:
     return {**entry, "precision": precision, "tolerance": tol, "ok": bool(ok)}
 
 
-def parity_report(reference: Runner, runners: Mapping[str, Runner],
-                  pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int,
-                  precisions: Mapping[str, str] | None = None) -> dict:
+def parity_report(
+    reference: Runner,
+    runners: Mapping[str, Runner],
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    scale: int,
+    precisions: Mapping[str, str] | None = None,
+) -> dict:
     """Compare every runner with ``reference`` (the Keras model) on ``pairs`` of real MR slices.
 
     Args:
@@ -201,8 +214,14 @@ def parity_report(reference: Runner, runners: Mapping[str, Runner],
     precisions = precisions or {}
     refs = [np.asarray(reference(lr), np.float32) for lr, _ in pairs]
     keras_psnr = float(np.mean([_psnr(r, hr, scale) for r, (_, hr) in zip(refs, pairs)]))
-    bicubic_psnr = float(np.mean([_psnr(bicubic_upscale(lr[0, :, :, 0], scale), hr[0, :, :, 0],
-                                        scale) for lr, hr in pairs]))
+    bicubic_psnr = float(
+        np.mean(
+            [
+                _psnr(bicubic_upscale(lr[0, :, :, 0], scale), hr[0, :, :, 0], scale)
+                for lr, hr in pairs
+            ]
+        )
+    )
     formats: dict[str, dict] = {}
     for name, run in runners.items():
         try:
@@ -212,14 +231,24 @@ def parity_report(reference: Runner, runners: Mapping[str, Runner],
                     raise ValueError(f"output shape {o.shape} != Keras output shape {r.shape}")
             diffs = np.concatenate([np.abs(o - r).ravel() for o, r in zip(outs, refs)])
             p = float(np.mean([_psnr(o, hr, scale) for o, (_, hr) in zip(outs, pairs)]))
-            entry = {"max_abs_diff": float(diffs.max()), "mean_abs_diff": float(diffs.mean()),
-                     "psnr": p, "psnr_drop": keras_psnr - p}
+            entry = {
+                "max_abs_diff": float(diffs.max()),
+                "mean_abs_diff": float(diffs.mean()),
+                "psnr": p,
+                "psnr_drop": keras_psnr - p,
+            }
         except Exception as exc:  # a broken artifact is reported, not fatal to the whole bundle
             entry = {"error": f"{type(exc).__name__}: {exc}"}
         formats[name] = check_tolerance(entry, precisions.get(name, ""))
-    return {"slices": len(pairs), "lr_shape": list(pairs[0][0].shape),
-            "hr_shape": list(pairs[0][1].shape), "border": int(scale),
-            "keras": {"psnr": keras_psnr}, "bicubic": {"psnr": bicubic_psnr}, "formats": formats}
+    return {
+        "slices": len(pairs),
+        "lr_shape": list(pairs[0][0].shape),
+        "hr_shape": list(pairs[0][1].shape),
+        "border": int(scale),
+        "keras": {"psnr": keras_psnr},
+        "bicubic": {"psnr": bicubic_psnr},
+        "formats": formats,
+    }
 
 
 def parity_markdown(report: dict) -> str:
@@ -235,13 +264,21 @@ def parity_markdown(report: dict) -> str:
         "|---|---|---:|---:|---:|---:|---|:---:|",
     ]
     for name, e in report["formats"].items():
-        tol = ", ".join(f"|{k}| <= {v:g}" if k == "psnr_drop" else f"{k} <= {v:g}"
-                        for k, v in e.get("tolerance", {}).items()) or "-"
+        tol = (
+            ", ".join(
+                f"|{k}| <= {v:g}" if k == "psnr_drop" else f"{k} <= {v:g}"
+                for k, v in e.get("tolerance", {}).items()
+            )
+            or "-"
+        )
         if "error" in e:
-            lines.append(f"| {name} | {e.get('precision') or '-'} | error: {e['error']} | | | | "
-                         f"{tol} | no |")
+            lines.append(
+                f"| {name} | {e.get('precision') or '-'} | error: {e['error']} | | | | {tol} | no |"
+            )
             continue
-        lines.append(f"| {name} | {e.get('precision') or '-'} | {e['max_abs_diff']:.2e} | "
-                     f"{e['mean_abs_diff']:.2e} | {e['psnr']:.3f} | {e['psnr_drop']:+.3f} | "
-                     f"{tol} | {'yes' if e['ok'] else 'NO'} |")
+        lines.append(
+            f"| {name} | {e.get('precision') or '-'} | {e['max_abs_diff']:.2e} | "
+            f"{e['mean_abs_diff']:.2e} | {e['psnr']:.3f} | {e['psnr_drop']:+.3f} | "
+            f"{tol} | {'yes' if e['ok'] else 'NO'} |"
+        )
     return "\n".join(lines) + "\n"

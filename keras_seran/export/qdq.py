@@ -26,9 +26,9 @@ several quantized inputs gets one shared Q/DQ pair; its float consumers keep rea
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -43,7 +43,8 @@ PLACEMENT_RULES = (
     "every MatMul with a constant operand; on the skip input of every residual Add; none before "
     "a Softmax, none on scalars or biases, none around reshapes/transposes; attention products "
     "(MatMul of a softmax output) stay float: attention weights ~1/(H*W) lie below one int8 step "
-    "(TensorRT Q/DQ placement recommendations, as NVIDIA Model Optimizer's ONNX PTQ)")
+    "(TensorRT Q/DQ placement recommendations, as NVIDIA Model Optimizer's ONNX PTQ)"
+)
 
 
 @dataclass
@@ -69,8 +70,9 @@ class _Graph:
         g = proto.graph
         self.nodes = list(g.node)
         self.by_name = {n.name: n for n in self.nodes}
-        self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t)
-                                              for t in g.initializer}
+        self.consts: dict[str, np.ndarray] = {
+            t.name: numpy_helper.to_array(t) for t in g.initializer
+        }
         for n in self.nodes:
             if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
                 self.consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
@@ -147,8 +149,12 @@ def nvidia_plan(proto) -> QDQPlan:
     return plan
 
 
-def calibrate_amax(model_path: str | Path, tensors: Sequence[str],
-                   calibration: Sequence[np.ndarray], input_name: str = "lr") -> dict[str, float]:
+def calibrate_amax(
+    model_path: str | Path,
+    tensors: Sequence[str],
+    calibration: Sequence[np.ndarray],
+    input_name: str = "lr",
+) -> dict[str, float]:
     """max |x| of each of ``tensors`` over the calibration inputs, run with onnxruntime (CPU)."""
     import onnx
     import onnxruntime as ort
@@ -159,12 +165,12 @@ def calibrate_amax(model_path: str | Path, tensors: Sequence[str],
     graph_inputs = {i.name for i in proto.graph.input}
     for name in tensors:
         if name not in known and name not in graph_inputs:
-            proto.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
-                                                                    None))
+            proto.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    session = ort.InferenceSession(proto.SerializeToString(), opts,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        proto.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+    )
     names = [t for t in tensors if t not in graph_inputs]
     amax = dict.fromkeys(tensors, 0.0)
     for x in calibration:
@@ -208,7 +214,7 @@ def insert_qdq(proto, plan: QDQPlan, amax: dict[str, float]):
     g = out.graph
     by_name = {n.name: n for n in g.node}
     inits = {t.name: t for t in g.initializer}
-    new_inits, placed = [], {}          # placed: tensor -> DQ output name
+    new_inits, placed = [], {}  # placed: tensor -> DQ output name
     zero = "qdq_zero_point_int8"
     new_inits.append(numpy_helper.from_array(np.zeros((), np.int8), zero))
     qdq_nodes = []
@@ -218,9 +224,17 @@ def insert_qdq(proto, plan: QDQPlan, amax: dict[str, float]):
         scale = f"{base}_qdq_scale"
         new_inits.append(numpy_helper.from_array(_scale(amax[tensor]), scale))
         q, dq = f"{base}_quantized", f"{base}_dequantized"
-        qdq_nodes.append((tensor, [
-            helper.make_node("QuantizeLinear", [tensor, scale, zero], [q], name=f"{base}_Q"),
-            helper.make_node("DequantizeLinear", [q, scale, zero], [dq], name=f"{base}_DQ")]))
+        qdq_nodes.append(
+            (
+                tensor,
+                [
+                    helper.make_node(
+                        "QuantizeLinear", [tensor, scale, zero], [q], name=f"{base}_Q"
+                    ),
+                    helper.make_node("DequantizeLinear", [q, scale, zero], [dq], name=f"{base}_DQ"),
+                ],
+            )
+        )
         placed[tensor] = dq
         for node_name, idx in readers:
             by_name[node_name].input[idx] = dq
@@ -229,23 +243,31 @@ def insert_qdq(proto, plan: QDQPlan, amax: dict[str, float]):
     for node_name, idx, axis in plan.weights:
         node = by_name[node_name]
         name = node.input[idx]
-        if name in placed:                      # a weight shared by several nodes
+        if name in placed:  # a weight shared by several nodes
             node.input[idx] = placed[name]
             continue
         w = numpy_helper.to_array(inits[name])
         q, scale = quantize_weights(w, axis)
         base = name.replace(":", "_")
-        new_inits += [numpy_helper.from_array(q, f"{base}_int8"),
-                      numpy_helper.from_array(scale, f"{base}_w_scale")]
+        new_inits += [
+            numpy_helper.from_array(q, f"{base}_int8"),
+            numpy_helper.from_array(scale, f"{base}_w_scale"),
+        ]
         zp_name = zero
         if axis is not None:
             zp_name = f"{base}_w_zero_point"
             new_inits.append(numpy_helper.from_array(np.zeros(scale.shape, np.int8), zp_name))
         attrs = {"axis": axis} if axis is not None else {}
         dq = f"{base}_dequantized"
-        weight_nodes.append(helper.make_node("DequantizeLinear",
-                                             [f"{base}_int8", f"{base}_w_scale", zp_name],
-                                             [dq], name=f"{base}_DQ", **attrs))
+        weight_nodes.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [f"{base}_int8", f"{base}_w_scale", zp_name],
+                [dq],
+                name=f"{base}_DQ",
+                **attrs,
+            )
+        )
         placed[name] = dq
         node.input[idx] = dq
 
@@ -272,8 +294,12 @@ def insert_qdq(proto, plan: QDQPlan, amax: dict[str, float]):
     return out
 
 
-def quantize_nvidia(fp32_path: str | Path, out_path: str | Path,
-                    calibration: Sequence[np.ndarray], input_name: str = "lr") -> dict:
+def quantize_nvidia(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    calibration: Sequence[np.ndarray],
+    input_name: str = "lr",
+) -> dict:
     """Write the int8 Q/DQ model of ``fp32_path`` placed by :func:`nvidia_plan`.
 
     Returns ``{"placement", "rules", "quantized_tensors", "weights", "kept_float"}``.
@@ -284,9 +310,13 @@ def quantize_nvidia(fp32_path: str | Path, out_path: str | Path,
     plan = nvidia_plan(proto)
     amax = calibrate_amax(fp32_path, list(plan.activations), calibration, input_name)
     onnx.save(insert_qdq(proto, plan, amax), str(out_path))
-    return {"placement": PLACEMENT, "rules": PLACEMENT_RULES,
-            "quantized_tensors": len(plan.activations), "weights": len(plan.weights),
-            "kept_float": dict(sorted(plan.kept_float.items()))}
+    return {
+        "placement": PLACEMENT,
+        "rules": PLACEMENT_RULES,
+        "quantized_tensors": len(plan.activations),
+        "weights": len(plan.weights),
+        "kept_float": dict(sorted(plan.kept_float.items())),
+    }
 
 
 def qdq_structure(model_or_path) -> dict:
@@ -300,8 +330,9 @@ def qdq_structure(model_or_path) -> dict:
     """
     import onnx
 
-    proto = onnx.load(str(model_or_path)) if isinstance(model_or_path, (str, Path)) \
-        else model_or_path
+    proto = (
+        onnx.load(str(model_or_path)) if isinstance(model_or_path, (str, Path)) else model_or_path
+    )
     g = _Graph(proto)
 
     def dq(name: str) -> bool:
@@ -310,12 +341,21 @@ def qdq_structure(model_or_path) -> dict:
 
     def const(name: str) -> bool:
         node = g.producer.get(name)
-        return g.is_const(name) or (node is not None and node.op_type in QDQ_OPS
-                                    and g.is_const(node.input[0]))
+        return g.is_const(name) or (
+            node is not None and node.op_type in QDQ_OPS and g.is_const(node.input[0])
+        )
 
-    out: dict[str, list] = {k: [] for k in (
-        "softmax_with_quantized_input", "scalar_qdq", "conv_unquantized",
-        "weighted_matmul_unquantized", "residual_add_unquantized", "attention_matmul_quantized")}
+    out: dict[str, list] = {
+        k: []
+        for k in (
+            "softmax_with_quantized_input",
+            "scalar_qdq",
+            "conv_unquantized",
+            "weighted_matmul_unquantized",
+            "residual_add_unquantized",
+            "attention_matmul_quantized",
+        )
+    }
     for node in g.nodes:
         op = node.op_type
         if op == "Softmax":
@@ -332,8 +372,9 @@ def qdq_structure(model_or_path) -> dict:
         elif op == "MatMul":
             a, b = node.input[0], node.input[1]
             if g.reads_softmax(a) or g.reads_softmax(b):
-                if any(g.producer.get(x) is not None and dq(x) for x in (a, b)
-                       if g.reads_softmax(x)):
+                if any(
+                    g.producer.get(x) is not None and dq(x) for x in (a, b) if g.reads_softmax(x)
+                ):
                     out["attention_matmul_quantized"].append(node.name)
             elif (const(a) or const(b)) and not (dq(a) and dq(b)):
                 out["weighted_matmul_unquantized"].append(node.name)
@@ -348,5 +389,14 @@ def qdq_structure(model_or_path) -> dict:
     return out
 
 
-__all__ = ["PLACEMENT", "PLACEMENT_RULES", "QDQPlan", "nvidia_plan", "calibrate_amax",
-           "quantize_weights", "insert_qdq", "quantize_nvidia", "qdq_structure"]
+__all__ = [
+    "PLACEMENT",
+    "PLACEMENT_RULES",
+    "QDQPlan",
+    "nvidia_plan",
+    "calibrate_amax",
+    "quantize_weights",
+    "insert_qdq",
+    "quantize_nvidia",
+    "qdq_structure",
+]

@@ -33,8 +33,9 @@ def input_spec(model, shape: tuple | None = None):
     return tf.TensorSpec(shape or (None, None, None, channels), tf.float32, name=INPUT_NAME)
 
 
-def export_savedmodel(model, path: str | Path, shape: tuple | None = None,
-                      scale: int | None = None) -> dict:
+def export_savedmodel(
+    model, path: str | Path, shape: tuple | None = None, scale: int | None = None
+) -> dict:
     """Write ``model`` as a SavedModel at ``path`` and return a description of its signature.
 
     Args:
@@ -56,10 +57,16 @@ def export_savedmodel(model, path: str | Path, shape: tuple | None = None,
     def times(d):
         return None if d is None or scale is None else d * scale
 
-    return {"signature": SIGNATURE,
-            "inputs": {INPUT_NAME: {"shape": [b, h, w, c], "dtype": "float32"}},
-            "outputs": {OUTPUT_NAME: {"shape": [b, times(h), times(w), model.outputs[0].shape[-1]],
-                                      "dtype": "float32"}}}
+    return {
+        "signature": SIGNATURE,
+        "inputs": {INPUT_NAME: {"shape": [b, h, w, c], "dtype": "float32"}},
+        "outputs": {
+            OUTPUT_NAME: {
+                "shape": [b, times(h), times(w), model.outputs[0].shape[-1]],
+                "dtype": "float32",
+            }
+        },
+    }
 
 
 class SavedModelRunner:

@@ -24,10 +24,9 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
-
 
 HW = tuple[int, int]
 Profile = tuple[HW, HW, HW]
@@ -35,11 +34,11 @@ Profile = tuple[HW, HW, HW]
 #: Default optimization profile, LR (H, W): min, opt, max. x2 of 256 x 256 MR slices is opt.
 DEFAULT_PROFILES: tuple[Profile, ...] = (((16, 16), (128, 128), (256, 256)),)
 DEFAULT_WORKSPACE_MIB = 1024
-INPUT_NAME = "lr"   # keras_seran.contract.INPUT_NAME, restated: this module loads standalone
+INPUT_NAME = "lr"  # keras_seran.contract.INPUT_NAME, restated: this module loads standalone
 PRECISIONS = ("fp16", "int8")
 #: The newest ONNX opset the parser of TensorRT 8.x reads (onnx-tensorrt's operator table:
 #: "TensorRT 8.6 supports operators up to Opset 17"); JetPack 5 ships TensorRT 8.5 / 8.6.
-TENSORRT8_MAX_OPSET = 17   # keras_seran.config.TENSORRT8_MAX_OPSET, restated (standalone module)
+TENSORRT8_MAX_OPSET = 17  # keras_seran.config.TENSORRT8_MAX_OPSET, restated (standalone module)
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -77,8 +76,9 @@ def parse_profile(text: str) -> Profile:
         hw = parse_hw(parts[0])
         return check_profile((hw, hw, hw))
     if len(parts) != 3:
-        raise ValueError("expected a profile MIN:OPT:MAX such as 64x64:128x128:256x256, "
-                         f"got {text!r}")
+        raise ValueError(
+            f"expected a profile MIN:OPT:MAX such as 64x64:128x128:256x256, got {text!r}"
+        )
     return check_profile(tuple(parse_hw(p) for p in parts))  # type: ignore[arg-type]
 
 
@@ -95,8 +95,10 @@ def check_profiles(profiles: Iterable[Sequence[Sequence[int]]]) -> list[Profile]
     opts = [p[1] for p in out]
     twice = sorted({f"{h}x{w}" for h, w in opts if opts.count((h, w)) > 1})
     if len(out) > 1 and twice:
-        raise ValueError(f"profiles share the opt size {', '.join(twice)}: with several profiles "
-                         "each engine is named by its opt size, so give each a different one")
+        raise ValueError(
+            f"profiles share the opt size {', '.join(twice)}: with several profiles "
+            "each engine is named by its opt size, so give each a different one"
+        )
     return out
 
 
@@ -109,16 +111,20 @@ def tensorrt_status() -> tuple[bool, str]:
     try:
         import tensorrt as trt
     except Exception as exc:  # ImportError, or a broken CUDA library underneath
-        return False, ("the `tensorrt` Python package is not importable here "
-                       f"({type(exc).__name__}: {exc}); build the engines on the target with "
-                       "build_engines.sh (trtexec)")
+        return False, (
+            "the `tensorrt` Python package is not importable here "
+            f"({type(exc).__name__}: {exc}); build the engines on the target with "
+            "build_engines.sh (trtexec)"
+        )
     try:
         builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
         if builder is None:
             raise RuntimeError("trt.Builder returned None")
     except Exception as exc:
-        return False, (f"TensorRT {trt.__version__} is installed but no usable CUDA GPU was found "
-                       f"({type(exc).__name__}: {exc}); build on the target with build_engines.sh")
+        return False, (
+            f"TensorRT {trt.__version__} is installed but no usable CUDA GPU was found "
+            f"({type(exc).__name__}: {exc}); build on the target with build_engines.sh"
+        )
     return True, f"TensorRT {trt.__version__}"
 
 
@@ -154,7 +160,7 @@ def parse_major(version: str | int) -> int:
     m = re.match(r"(\d+)(?:\.|$)", text)
     if not m:
         raise ValueError(f"not a TensorRT version: {version!r}")
-    if "." not in text and len(text) >= 4:          # trtexec's packed number
+    if "." not in text and len(text) >= 4:  # trtexec's packed number
         n = int(text)
         return n // 10000 if n >= 10000 else n // 1000
     return int(m.group(1))
@@ -178,23 +184,31 @@ def build_plan(tensorrt_version: str | int, precision: str) -> BuildPlan:
     onnx = {"fp32": "float32", "fp16": "float32", "int8": "int8"}[precision]
     if major < 9:
         flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16")}[precision]
-        return BuildPlan(major, precision, onnx, False, flags, True,
-                         tuple(f"--{f.lower()}" for f in flags))
+        return BuildPlan(
+            major, precision, onnx, False, flags, True, tuple(f"--{f.lower()}" for f in flags)
+        )
     if major < 11:
         if precision == "int8":
             return BuildPlan(major, precision, onnx, True, (), major < 10, ("--stronglyTyped",))
         flags = ("FP16",) if precision == "fp16" else ()
-        return BuildPlan(major, precision, onnx, False, flags, major < 10,
-                         tuple(f"--{f.lower()}" for f in flags))
+        return BuildPlan(
+            major, precision, onnx, False, flags, major < 10, tuple(f"--{f.lower()}" for f in flags)
+        )
     if precision == "fp16":
         onnx = "float16"
     return BuildPlan(major, precision, onnx, True, (), False, ())
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path, fp16: bool = True,
-                 int8: bool = False, profiles: Sequence[Profile] | None = None,
-                 workspace_mib: int = DEFAULT_WORKSPACE_MIB, input_name: str = INPUT_NAME,
-                 channels: int = 1) -> dict:
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    fp16: bool = True,
+    int8: bool = False,
+    profiles: Sequence[Profile] | None = None,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    input_name: str = INPUT_NAME,
+    channels: int = 1,
+) -> dict:
     """Build a serialized TensorRT engine from an ONNX file and write it to ``engine_path``.
 
     The flags follow the installed TensorRT (:func:`build_plan`, from ``tensorrt.__version__``).
@@ -235,9 +249,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, fp16: bool = Tr
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise _check_error(f"{onnx_path}: TensorRT could not parse the ONNX: {'; '.join(errors)}")
     if plan.strongly_typed and precision == "fp16" and not _has_half(trt, network):
-        raise _check_error(f"{onnx_path}: no float16 tensor in this ONNX; TensorRT "
-                           f"{trt.__version__} takes the precision from the ONNX types: build "
-                           "the fp16 engine from the bundle's *_float16.onnx")
+        raise _check_error(
+            f"{onnx_path}: no float16 tensor in this ONNX; TensorRT "
+            f"{trt.__version__} takes the precision from the ONNX types: build "
+            "the fp16 engine from the bundle's *_float16.onnx"
+        )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
     for name in plan.builder_flags:
@@ -252,11 +268,17 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, fp16: bool = Tr
         raise _check_error(f"{onnx_path}: TensorRT engine build failed (see the log above)")
     engine_path = Path(engine_path)
     engine_path.write_bytes(bytes(serialized))
-    return {"file": engine_path.name, "onnx": Path(onnx_path).name, "precision": precision,
-            "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.builder_flags),
-            "profiles": [[list(mn), list(opt), list(mx)] for mn, opt, mx in profiles],
-            "tensorrt": trt.__version__, "build_seconds": round(time.perf_counter() - t0, 2),
-            "bytes": engine_path.stat().st_size}
+    return {
+        "file": engine_path.name,
+        "onnx": Path(onnx_path).name,
+        "precision": precision,
+        "strongly_typed": plan.strongly_typed,
+        "builder_flags": list(plan.builder_flags),
+        "profiles": [[list(mn), list(opt), list(mx)] for mn, opt, mx in profiles],
+        "tensorrt": trt.__version__,
+        "build_seconds": round(time.perf_counter() - t0, 2),
+        "bytes": engine_path.stat().st_size,
+    }
 
 
 def _has_half(trt, network) -> bool:
@@ -273,10 +295,18 @@ def _has_half(trt, network) -> bool:
 # trtexec
 
 
-def trtexec_command(onnx_file: str, engine_file: str, precision: str, profile: Profile,
-                    input_name: str = INPUT_NAME, channels: int = 1,
-                    workspace_mib: int = DEFAULT_WORKSPACE_MIB, trtexec: str = "trtexec",
-                    tensorrt_version: str | int = 10, precision_flags: str | None = None) -> str:
+def trtexec_command(
+    onnx_file: str,
+    engine_file: str,
+    precision: str,
+    profile: Profile,
+    input_name: str = INPUT_NAME,
+    channels: int = 1,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    trtexec: str = "trtexec",
+    tensorrt_version: str | int = 10,
+    precision_flags: str | None = None,
+) -> str:
     """The ``trtexec`` command line equivalent to :func:`build_engine` for one profile.
 
     The precision options are those :func:`build_plan` gives ``tensorrt_version``, or
@@ -287,12 +317,15 @@ def trtexec_command(onnx_file: str, engine_file: str, precision: str, profile: P
     mn, opt, mx = check_profile(profile)
     if precision_flags is None:
         precision_flags = " ".join(build_plan(tensorrt_version, precision).trtexec_flags)
-    parts = [trtexec, f"--onnx={shlex.quote(onnx_file)}",
-             f"--saveEngine={shlex.quote(engine_file)}",
-             f"--minShapes={input_name}:{_shape(mn, channels)}",
-             f"--optShapes={input_name}:{_shape(opt, channels)}",
-             f"--maxShapes={input_name}:{_shape(mx, channels)}",
-             f"--memPoolSize=workspace:{int(workspace_mib)}"]
+    parts = [
+        trtexec,
+        f"--onnx={shlex.quote(onnx_file)}",
+        f"--saveEngine={shlex.quote(engine_file)}",
+        f"--minShapes={input_name}:{_shape(mn, channels)}",
+        f"--optShapes={input_name}:{_shape(opt, channels)}",
+        f"--maxShapes={input_name}:{_shape(mx, channels)}",
+        f"--memPoolSize=workspace:{int(workspace_mib)}",
+    ]
     if precision_flags:
         parts.append(precision_flags)
     return " ".join(parts)
@@ -333,26 +366,35 @@ def _precision_case(onnx_files: dict[str, str], opset: int | None) -> list[str]:
     for label, version in (("[0-8])", 8), ("9|10)", 10), ("*)", 11)):
         lines.append(f"  {label}")
         if version == 8 and opset is not None and opset > TENSORRT8_MAX_OPSET:
-            lines.append(f'    echo "TensorRT $TRT_MAJOR parses ONNX opsets up to '
-                         f'{TENSORRT8_MAX_OPSET}; this bundle is opset {opset}: re-export with '
-                         f'--opset {TENSORRT8_MAX_OPSET}" >&2; exit 2;;')
+            lines.append(
+                f'    echo "TensorRT $TRT_MAJOR parses ONNX opsets up to '
+                f"{TENSORRT8_MAX_OPSET}; this bundle is opset {opset}: re-export with "
+                f'--opset {TENSORRT8_MAX_OPSET}" >&2; exit 2;;'
+            )
             continue
         for precision in PRECISIONS:
             plan = build_plan(version, precision)
             var = precision.upper()
             onnx_file = onnx_files.get(plan.onnx, "")
-            lines.append(f"    {var}_ONNX={shlex.quote(onnx_file)}; "
-                         f'{var}_FLAGS="{" ".join(plan.trtexec_flags)}"')
+            lines.append(
+                f"    {var}_ONNX={shlex.quote(onnx_file)}; "
+                f'{var}_FLAGS="{" ".join(plan.trtexec_flags)}"'
+            )
         lines[-1] += ";;"
     lines.append("esac")
     return lines
 
 
-def build_engines_script(onnx_files: dict[str, str], profiles: Sequence[Profile] | None = None,
-                         stem: str = "model", channels: int = 1,
-                         workspace_mib: int = DEFAULT_WORKSPACE_MIB,
-                         requires: str | None = None, opset: int | None = None,
-                         precisions: Sequence[str] = PRECISIONS) -> str:
+def build_engines_script(
+    onnx_files: dict[str, str],
+    profiles: Sequence[Profile] | None = None,
+    stem: str = "model",
+    channels: int = 1,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    requires: str | None = None,
+    opset: int | None = None,
+    precisions: Sequence[str] = PRECISIONS,
+) -> str:
     """``build_engines.sh``: trtexec lines building every engine of a bundle on the target.
 
     ``onnx_files`` maps an ONNX variant ("float32", "float16", "int8") to its file (relative to
@@ -387,14 +429,23 @@ def build_engines_script(onnx_files: dict[str, str], profiles: Sequence[Profile]
     ]
     for precision in precisions:
         var = precision.upper()
-        lines.append(f'if [[ -z "${var}_ONNX" ]]; then echo "skipping {precision}: this bundle '
-                     f'has no ONNX file for it on TensorRT $TRT_MAJOR" >&2; else')
+        lines.append(
+            f'if [[ -z "${var}_ONNX" ]]; then echo "skipping {precision}: this bundle '
+            f'has no ONNX file for it on TensorRT $TRT_MAJOR" >&2; else'
+        )
         for profile in profiles:
             engine = f"engines/{engine_name(stem, precision, profile, len(profiles))}"
             lines.append(f'  echo "building {engine}"')
-            cmd = trtexec_command("@ONNX@", engine, precision, profile, channels=channels,
-                                  workspace_mib=workspace_mib, trtexec='"$TRTEXEC"',
-                                  precision_flags=f"${var}_FLAGS")
+            cmd = trtexec_command(
+                "@ONNX@",
+                engine,
+                precision,
+                profile,
+                channels=channels,
+                workspace_mib=workspace_mib,
+                trtexec='"$TRTEXEC"',
+                precision_flags=f"${var}_FLAGS",
+            )
             lines.append("  " + cmd.replace("--onnx=@ONNX@", f'--onnx="${var}_ONNX"'))
         lines.append("fi")
     lines.append('echo "done: engines/"')

@@ -23,9 +23,13 @@ from keras_seran.data.throughplane import ThickSlicePatches
 ADAPT_LEARNING_RATE = 2e-5
 
 
-def adaptation_pairs(volume: np.ndarray, axis: int, thickness: float,
-                     config: ThickSliceConfig | None = None, steps: int = 100
-                     ) -> ThickSlicePatches:
+def adaptation_pairs(
+    volume: np.ndarray,
+    axis: int,
+    thickness: float,
+    config: ThickSliceConfig | None = None,
+    steps: int = 100,
+) -> ThickSlicePatches:
     """Training pairs from the in-plane slices of a normalised ``volume`` (perpendicular to its
     thick ``axis``), in both in-plane orientations, thick along their rows by ``thickness``
     (output voxels per thick slice); ``config`` gives patch, batch, profiles, noise."""
@@ -35,17 +39,25 @@ def adaptation_pairs(volume: np.ndarray, axis: int, thickness: float,
     both = [inplane, np.swapaxes(inplane, 1, 2)]
     patch = min(cfg.patch_size, *inplane.shape[1:])
     # the scan's own noise is in its slices already: none is added
-    cfg = dataclasses.replace(cfg, ratio=(t, t), patch_size=max(patch, 16), gap_prob=0.0,
-                              noise_prob=0.0)
-    keep = DataConfig(val_fraction=0.0, percentiles=(0.0, 100.0), slice_axis=0,
-                      min_foreground=0.05)
+    cfg = dataclasses.replace(
+        cfg, ratio=(t, t), patch_size=max(patch, 16), gap_prob=0.0, noise_prob=0.0
+    )
+    keep = DataConfig(val_fraction=0.0, percentiles=(0.0, 100.0), slice_axis=0, min_foreground=0.05)
     slices = load_slice_sets(both, 2, keep)[0]
     return ThickSlicePatches(slices, cfg, steps_per_epoch=steps)
 
 
-def adapt(model: Any, volume: np.ndarray, axis: int, thickness: float, steps: int,
-          batch_size: int = 8, learning_rate: float = ADAPT_LEARNING_RATE, progress: bool = True,
-          seed: int = 0) -> Any:
+def adapt(
+    model: Any,
+    volume: np.ndarray,
+    axis: int,
+    thickness: float,
+    steps: int,
+    batch_size: int = 8,
+    learning_rate: float = ADAPT_LEARNING_RATE,
+    progress: bool = True,
+    seed: int = 0,
+) -> Any:
     """Fine-tune (a copy of) the through-plane Keras ``model`` for ``steps`` batches on the
     scan's own in-plane slices (:func:`adaptation_pairs`); returns the adapted copy. The
     progress bar shows the steps, the loss and the time left."""
@@ -54,14 +66,16 @@ def adapt(model: Any, volume: np.ndarray, axis: int, thickness: float, steps: in
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     copy.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_absolute_error")
-    pairs = adaptation_pairs(volume, axis, thickness,
-                             ThickSliceConfig(batch_size=batch_size, seed=seed), steps)
+    pairs = adaptation_pairs(
+        volume, axis, thickness, ThickSliceConfig(batch_size=batch_size, seed=seed), steps
+    )
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc="adapting to the scan", unit="step", leave=False,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=steps, desc="adapting to the scan", unit="step", leave=False, dynamic_ncols=True
+        )
     try:
         for k in range(steps):
             x, y = pairs.batch(k)

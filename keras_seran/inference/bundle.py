@@ -13,8 +13,8 @@ resolver tiles larger slices to that size and :func:`padded_to` pads smaller inp
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -42,23 +42,31 @@ def padded_to(run: Batch, size: tuple[int, int], scale: int) -> Batch:
         if (h, w) != (th, tw):
             if not warned:
                 warned.append(True)
-                warnings.warn(f"LR slices or tiles of {h}x{w} are padded to the file's fixed "
-                              f"size {th}x{tw}; the attention sees the padding, so the result "
-                              "differs a little from a file that takes any size (ONNX, or a "
-                              "LiteRT export without --input-size)", stacklevel=2)
+                warnings.warn(
+                    f"LR slices or tiles of {h}x{w} are padded to the file's fixed "
+                    f"size {th}x{tw}; the attention sees the padding, so the result "
+                    "differs a little from a file that takes any size (ONNX, or a "
+                    "LiteRT export without --input-size)",
+                    stacklevel=2,
+                )
             x = np.pad(x, ((0, 0), (0, th - h), (0, tw - w), (0, 0)), mode="symmetric")
-        return np.asarray(run(x))[:, :h * scale, :w * scale]
+        return np.asarray(run(x))[:, : h * scale, : w * scale]
 
     return run_padded
 
 
-def load_bundle(bundle_dir: str | Path, runtime: str | None = None,
-                precision: str | None = None, scale: int | None = None,
-                num_threads: int | None = None) -> Network:
+def load_bundle(
+    bundle_dir: str | Path,
+    runtime: str | None = None,
+    precision: str | None = None,
+    scale: int | None = None,
+    num_threads: int | None = None,
+) -> Network:
     """The bundle's artifact for ``runtime`` and ``precision`` as a Network (see
     :func:`keras_seran.runtime.open_artifact` for the arguments, the default choice and the
     errors). ``network.name`` says what runs: bundle, runtime, precision, file."""
     art = open_artifact(bundle_dir, runtime, precision, scale, num_threads)
     run = art.run if art.input_size is None else padded_to(art.run, art.input_size, art.scale)
-    return Network(run, art.scale, name=f"{art.bundle.name}: {art.description}",
-                   input_size=art.input_size)
+    return Network(
+        run, art.scale, name=f"{art.bundle.name}: {art.description}", input_size=art.input_size
+    )

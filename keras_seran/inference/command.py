@@ -23,23 +23,37 @@ import time
 from pathlib import Path
 from typing import Any
 
-from keras_seran.config import (BUNDLED_DEGRADATIONS, DEFAULT_SCALE, InferenceConfig,
-                                add_config_arguments, config_from_args)
+from keras_seran.config import (
+    BUNDLED_DEGRADATIONS,
+    DEFAULT_SCALE,
+    InferenceConfig,
+    add_config_arguments,
+    config_from_args,
+)
 from keras_seran.errors import InputDataError, KerasSeranError, OutputPathError, UsageError
 
 PROG = "keras-seran predict"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="a NIfTI file (.nii, .nii.gz), a folder of them, a folder "
-                                      "holding one DICOM series or a multi-frame DICOM file")
-    parser.add_argument("output", help="output NIfTI file, or folder (for a folder input, or a "
-                                       "file input with an existing folder / a path ending in '/')")
-    parser.add_argument("--model", default=None,
-                        help="bundled weights by name (x2, x3, x4, x2-kspace), a .keras file, or "
-                             "an export bundle folder (keras-seran export; runs without "
-                             "TensorFlow, see --runtime) (default: the bundled weights for "
-                             "--scale and --degradation)")
+    parser.add_argument(
+        "input",
+        help="a NIfTI file (.nii, .nii.gz), a folder of them, a folder "
+        "holding one DICOM series or a multi-frame DICOM file",
+    )
+    parser.add_argument(
+        "output",
+        help="output NIfTI file, or folder (for a folder input, or a "
+        "file input with an existing folder / a path ending in '/')",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="bundled weights by name (x2, x3, x4, x2-kspace), a .keras file, or "
+        "an export bundle folder (keras-seran export; runs without "
+        "TensorFlow, see --runtime) (default: the bundled weights for "
+        "--scale and --degradation)",
+    )
     add_config_arguments(parser, InferenceConfig)
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -63,30 +77,43 @@ def load_resolver(args: argparse.Namespace, cfg: InferenceConfig):
     missing or damaged."""
     from keras_seran.inference.resolver import SuperResolver
 
-    options = {"self_ensemble": cfg.self_ensemble, "percentiles": cfg.percentiles,
-               "data_consistency": cfg.data_consistency}
+    options = {
+        "self_ensemble": cfg.self_ensemble,
+        "percentiles": cfg.percentiles,
+        "data_consistency": cfg.data_consistency,
+    }
     if uses_bundle(args):
         if args.degradation is not None:
-            raise UsageError("--degradation picks one of the bundled models, and --model names "
-                             "an export bundle: drop --degradation")
-        return SuperResolver.from_bundle(args.model, cfg.runtime, cfg.precision, cfg.scale,
-                                         **options)
+            raise UsageError(
+                "--degradation picks one of the bundled models, and --model names "
+                "an export bundle: drop --degradation"
+            )
+        return SuperResolver.from_bundle(
+            args.model, cfg.runtime, cfg.precision, cfg.scale, **options
+        )
     if cfg.runtime is not None or cfg.precision is not None:
-        raise UsageError("--runtime and --precision run an export bundle: give its folder as "
-                         "--model BUNDLE_DIR (keras-seran export writes one)")
+        raise UsageError(
+            "--runtime and --precision run an export bundle: give its folder as "
+            "--model BUNDLE_DIR (keras-seran export writes one)"
+        )
     from keras_seran.registry import parse
 
     if args.model is None:
-        return SuperResolver.from_pretrained(cfg.scale or DEFAULT_SCALE,
-                                             degradation=cfg.degradation, **options)
+        return SuperResolver.from_pretrained(
+            cfg.scale or DEFAULT_SCALE, degradation=cfg.degradation, **options
+        )
     if args.degradation is not None:
         named = None if Path(args.model).exists() else parse(args.model)
         if named is None:
-            raise UsageError("--degradation picks one of the bundled models, and --model names "
-                             "a model file: drop --degradation")
+            raise UsageError(
+                "--degradation picks one of the bundled models, and --model names "
+                "a model file: drop --degradation"
+            )
         if named.degradation != args.degradation:
-            raise UsageError(f"--model {args.model} is trained on {named.degradation}, not "
-                             f"--degradation {args.degradation}: drop one of them")
+            raise UsageError(
+                f"--model {args.model} is trained on {named.degradation}, not "
+                f"--degradation {args.degradation}: drop one of them"
+            )
     return SuperResolver.from_spec(args.model, cfg.scale, **options)
 
 
@@ -94,8 +121,9 @@ def load_resolver(args: argparse.Namespace, cfg: InferenceConfig):
 # inputs and outputs
 
 
-def plan_outputs(input_path: str | Path, output: str | Path, overwrite: bool = False
-                 ) -> list[tuple[Path, Path]]:
+def plan_outputs(
+    input_path: str | Path, output: str | Path, overwrite: bool = False
+) -> list[tuple[Path, Path]]:
     """[(input file, output file)] for a file or a folder, every output checked before any work.
 
     Raises InputDataError for a missing input / a folder without NIfTI files, and OutputPathError
@@ -108,15 +136,19 @@ def plan_outputs(input_path: str | Path, output: str | Path, overwrite: bool = F
     src = Path(input_path).expanduser()
     if not src.exists():
         raise InputDataError(src, "no such file or folder; check the path")
-    if src.is_dir() and not is_series_folder(src):      # a DICOM series folder is one volume
+    if src.is_dir() and not is_series_folder(src):  # a DICOM series folder is one volume
         files = find_volumes(src)
         out_dir = Path(output).expanduser()
         if out_dir.exists() and not out_dir.is_dir():
-            raise OutputPathError(out_dir, "input is a folder, so the output must be a folder, "
-                                           "not a file")
+            raise OutputPathError(
+                out_dir, "input is a folder, so the output must be a folder, not a file"
+            )
         if out_dir.exists() and same_file(out_dir, src):
-            raise OutputPathError(out_dir, "output folder is the input folder; the inputs would "
-                                           "be overwritten; choose another output folder")
+            raise OutputPathError(
+                out_dir,
+                "output folder is the input folder; the inputs would "
+                "be overwritten; choose another output folder",
+            )
         # an output folder inside the input folder: its files (earlier results) are not inputs
         out_res = out_dir.resolve()
         files = [f for f in files if out_res not in f.resolve().parents]
@@ -127,23 +159,33 @@ def plan_outputs(input_path: str | Path, output: str | Path, overwrite: bool = F
         pairs = [(src, output_for_input(src, output))]
     for f, o in pairs:
         if same_file(f, o):
-            raise OutputPathError(o, "output is the input file; refusing to overwrite the input, "
-                                     "choose another output path")
+            raise OutputPathError(
+                o,
+                "output is the input file; refusing to overwrite the input, "
+                "choose another output path",
+            )
     existing = [o for _, o in pairs if o.exists()]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more output file(s))" if len(existing) > 1 else ""
         raise OutputPathError(existing[0], f"output exists{more}; pass --overwrite to replace")
     for d in sorted({o.parent for _, o in pairs}):
-        ensure_writable_dir(d, create=False)     # made when the first file is written
+        ensure_writable_dir(d, create=False)  # made when the first file is written
     for _, o in pairs:
         if o.is_dir():
             raise OutputPathError(o, "is an existing folder, not a file")
     return pairs
 
 
-def predict_paths(resolver: Any, input_path: str | Path, output: str | Path,
-                  overwrite: bool = False, progress: bool = False, stop_on_error: bool = True,
-                  errors: list | None = None, **kwargs: Any) -> list[dict]:
+def predict_paths(
+    resolver: Any,
+    input_path: str | Path,
+    output: str | Path,
+    overwrite: bool = False,
+    progress: bool = False,
+    stop_on_error: bool = True,
+    errors: list | None = None,
+    **kwargs: Any,
+) -> list[dict]:
     """Super-resolve a file or every NIfTI file of a folder; returns one summary dict per output.
 
     ``kwargs`` go to :meth:`SuperResolver.predict_volume`. With ``stop_on_error=False`` a bad file
@@ -160,9 +202,16 @@ def predict_paths(resolver: Any, input_path: str | Path, output: str | Path,
     try:
         for f, o in pairs:
             try:
-                summaries.append(resolver.predict_file(f, o, overwrite=overwrite,
-                                                       volume=preloaded.get(str(f)),
-                                                       progress=progress, **kwargs))
+                summaries.append(
+                    resolver.predict_file(
+                        f,
+                        o,
+                        overwrite=overwrite,
+                        volume=preloaded.get(str(f)),
+                        progress=progress,
+                        **kwargs,
+                    )
+                )
             except KerasSeranError as e:
                 if stop_on_error or errors is None:
                     raise
@@ -184,9 +233,11 @@ def _fmt_zooms(zooms) -> str:
 
 
 def format_summary(s: dict) -> str:
-    return (f"{s['input']} ({_fmt_shape(s['shape_in'])}, {_fmt_zooms(s['zooms_in'])}) -> "
-            f"{s['output']} ({_fmt_shape(s['shape_out'])}, {_fmt_zooms(s['zooms_out'])}, "
-            f"{s['dtype_out']}), slice axis {s['axis']}, {s['seconds']:.1f} s")
+    return (
+        f"{s['input']} ({_fmt_shape(s['shape_in'])}, {_fmt_zooms(s['zooms_in'])}) -> "
+        f"{s['output']} ({_fmt_shape(s['shape_out'])}, {_fmt_zooms(s['zooms_out'])}, "
+        f"{s['dtype_out']}), slice axis {s['axis']}, {s['seconds']:.1f} s"
+    )
 
 
 def check_isotropic(vol: Any, cfg: InferenceConfig) -> None:
@@ -217,7 +268,7 @@ def check_isotropic(vol: Any, cfg: InferenceConfig) -> None:
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    cfg = config_from_args(InferenceConfig, args)       # every option checked before any work
+    cfg = config_from_args(InferenceConfig, args)  # every option checked before any work
     # Check the input and every output path before the (slow) model load; a single input file
     # is read here (once), so a bad one fails before anything is built or created.
     src = Path(args.input).expanduser()
@@ -251,16 +302,25 @@ def run(args: argparse.Namespace) -> int:
         else:
             resolver = load_resolver(args, cfg)
     if not through_plane_only:
-        options.update(tile_size=cfg.tile_size, overlap=cfg.overlap,
-                       max_memory_mb=cfg.max_memory_mb)
+        options.update(
+            tile_size=cfg.tile_size, overlap=cfg.overlap, max_memory_mb=cfg.max_memory_mb
+        )
         if cfg.isotropic:
-            options.update(isotropic=True, target_spacing=cfg.target_spacing,
-                           adapt_steps=cfg.adapt_steps)
+            options.update(
+                isotropic=True, target_spacing=cfg.target_spacing, adapt_steps=cfg.adapt_steps
+            )
     errors: list[KerasSeranError] = []
     summaries = predict_paths(
-        resolver, args.input, args.output, overwrite=args.overwrite,
-        progress=not args.no_progress, stop_on_error=False, errors=errors, preloaded=preloaded,
-        **options)
+        resolver,
+        args.input,
+        args.output,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        stop_on_error=False,
+        errors=errors,
+        preloaded=preloaded,
+        **options,
+    )
     for e in errors:
         print(f"{PROG}: error: {e}", file=sys.stderr)
     for s in summaries:
@@ -268,14 +328,19 @@ def run(args: argparse.Namespace) -> int:
     total = time.perf_counter() - t0
     failed = f"; {len(errors)} failed (see errors above)" if errors else ""
     if through_plane_only:
-        print(f"made {len(summaries)} file(s) isotropic with the bundled through-plane network on "
-              f"{device} in {total:.1f} s{failed}")
+        print(
+            f"made {len(summaries)} file(s) isotropic with the bundled through-plane network on "
+            f"{device} in {total:.1f} s{failed}"
+        )
     else:
         model_name = args.model or f"bundled x{resolver.scale}" + (
-            "" if cfg.degradation == BUNDLED_DEGRADATIONS[0] else f" {cfg.degradation}")
+            "" if cfg.degradation == BUNDLED_DEGRADATIONS[0] else f" {cfg.degradation}"
+        )
         then = ", then through-plane" if cfg.isotropic else ""
-        print(f"super-resolved {len(summaries)} file(s) x{resolver.scale} with {model_name}"
-              f"{then} on {device} in {total:.1f} s{failed}")
+        print(
+            f"super-resolved {len(summaries)} file(s) x{resolver.scale} with {model_name}"
+            f"{then} on {device} in {total:.1f} s{failed}"
+        )
     if len(summaries) == 1 and not errors:
         print(f"wrote {summaries[0]['output']}")
     return 2 if errors else 0

@@ -21,8 +21,9 @@ from keras_seran.config import check_data_consistency
 from keras_seran.data.degrade import kspace_downscale, kspace_upscale
 
 
-def kspace_consistency(sr: np.ndarray, lr: np.ndarray, scale: int, weight: float = 1.0
-                       ) -> np.ndarray:
+def kspace_consistency(
+    sr: np.ndarray, lr: np.ndarray, scale: int, weight: float = 1.0
+) -> np.ndarray:
     """``sr`` (..., H s, W s) with the centre of its spectrum set to (``weight`` = 1) or blended
     towards (``weight`` < 1) that of the measured ``lr`` (..., H, W); float32, same shape as sr."""
     weight = check_data_consistency(weight, "data-consistency weight")

@@ -24,8 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from keras_seran.config import (BUNDLED_DEGRADATIONS, DEFAULT_SCALE, InferenceConfig,
-                                add_config_arguments)
+from keras_seran.config import (
+    BUNDLED_DEGRADATIONS,
+    DEFAULT_SCALE,
+    InferenceConfig,
+    add_config_arguments,
+)
 
 SLICE_AXIS = 1
 DEFAULT_OUT = "seran_demo"
@@ -35,15 +39,24 @@ STEPS = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                        help=f"output folder (default ./{DEFAULT_OUT})")
-    add_config_arguments(parser, InferenceConfig, ["scale", "device"],
-                         overrides={"scale": {"default_text": str(DEFAULT_SCALE)}})
-    parser.add_argument("--model", default=None,
-                        help="a .keras file, or a bundled name such as x3 or edsr-x2, instead "
-                             "of the bundled SERAN weights for --scale")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress lines and bar, only the results")
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default ./{DEFAULT_OUT})"
+    )
+    add_config_arguments(
+        parser,
+        InferenceConfig,
+        ["scale", "device"],
+        overrides={"scale": {"default_text": str(DEFAULT_SCALE)}},
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a .keras file, or a bundled name such as x3 or edsr-x2, instead "
+        "of the bundled SERAN weights for --scale",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress lines and bar, only the results"
+    )
 
 
 def _display(img2d):
@@ -53,8 +66,13 @@ def _display(img2d):
     return np.asarray(img2d).T[::-1]
 
 
-def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = None,
-             progress: bool = False, verbose: bool = False) -> dict:
+def run_demo(
+    out_dir: str | Path = DEFAULT_OUT,
+    scale: int = 2,
+    model: Any = None,
+    progress: bool = False,
+    verbose: bool = False,
+) -> dict:
     """Run the demo; returns paths (``lr``, ``sr``, ``png``, ``out_dir``) and metrics.
 
     ``model``: None for the bundled pretrained weights, a Keras model, a SuperResolver, or a
@@ -88,8 +106,10 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
     else:
         resolver = SuperResolver(model, scale=s)
     if resolver.scale != s:
-        raise InputDataError(model if isinstance(model, (str, Path)) else None,
-                             f"model upscales by {resolver.scale}, not by --scale {s}")
+        raise InputDataError(
+            model if isinstance(model, (str, Path)) else None,
+            f"model upscales by {resolver.scale}, not by --scale {s}",
+        )
 
     out = files.ensure_writable_dir(out_dir)
     lr_path = out / f"t1_slab_lr_x{s}.nii.gz"
@@ -101,7 +121,7 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
     # HR slices (N, H, W) along the slice axis, cropped at the bottom/right to multiples of s
     hr_slices = crop_to_multiple(np.moveaxis(hr_vol.data, SLICE_AXIS, 0), s)
     hr = np.ascontiguousarray(np.moveaxis(hr_slices, 0, SLICE_AXIS))
-    lr_slices = bicubic_downscale(hr_slices, s)                         # (N, H/s, W/s)
+    lr_slices = bicubic_downscale(hr_slices, s)  # (N, H/s, W/s)
     lr = np.ascontiguousarray(np.moveaxis(lr_slices, 0, SLICE_AXIS), dtype=np.float32)
     lr_img = geometry.downscaled_image(lr, hr_vol.affine, hr_vol.header, s, SLICE_AXIS)
     files.save_nifti(lr_img, lr_path)
@@ -116,15 +136,23 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
     step("scoring (PSNR/SSIM against the HR slab) and drawing the figure")
     stats = fit_normalization(hr, clip=True)
     ref = stats.apply(hr_slices)
-    est = {"nearest": stats.apply(near_slices), "bicubic": stats.apply(bic_slices),
-           "seran": stats.apply(sr_slices)}
+    est = {
+        "nearest": stats.apply(near_slices),
+        "bicubic": stats.apply(bic_slices),
+        "seran": stats.apply(sr_slices),
+    }
     mid = hr_slices.shape[0] // 2
-    result: dict[str, Any] = {"out_dir": str(out), "lr": str(lr_path), "sr": str(sr_path),
-                              "png": str(png_path), "scale": s,
-                              "hr_shape": tuple(hr.shape), "lr_shape": tuple(lr.shape),
-                              "sr_shape": tuple(sr_img.shape),
-                              "sr_affine_matches_hr": bool(np.allclose(sr_img.affine, hr_vol.affine,
-                                                                       atol=1e-4))}
+    result: dict[str, Any] = {
+        "out_dir": str(out),
+        "lr": str(lr_path),
+        "sr": str(sr_path),
+        "png": str(png_path),
+        "scale": s,
+        "hr_shape": tuple(hr.shape),
+        "lr_shape": tuple(lr.shape),
+        "sr_shape": tuple(sr_img.shape),
+        "sr_affine_matches_hr": bool(np.allclose(sr_img.affine, hr_vol.affine, atol=1e-4)),
+    }
     for name, e in est.items():
         p = [psnr(e[i], ref[i], 1.0, s) for i in range(len(ref))]
         result[f"psnr_{name}"] = float(np.mean(p))
@@ -137,23 +165,30 @@ def run_demo(out_dir: str | Path = DEFAULT_OUT, scale: int = 2, model: Any = Non
 
     if importlib.util.find_spec("matplotlib") is not None:
         _write_figure(png_path, s, ref[mid], est, mid, result)
-    else:   # matplotlib is an extra ([plot]); the NIfTI outputs and the numbers do not need it
+    else:  # matplotlib is an extra ([plot]); the NIfTI outputs and the numbers do not need it
         result["png"] = None
     result["seconds"] = time.perf_counter() - t0
     if verbose:
-        print(f"wrote {lr_path}  (LR input {_shape(lr.shape)}, voxel "
-              f"{_zooms(lr_img.header.get_zooms())})")
-        print(f"wrote {sr_path}  (SERAN x{s} {_shape(sr_img.shape)}, voxel "
-              f"{_zooms(sr_img.header.get_zooms())})")
+        print(
+            f"wrote {lr_path}  (LR input {_shape(lr.shape)}, voxel "
+            f"{_zooms(lr_img.header.get_zooms())})"
+        )
+        print(
+            f"wrote {sr_path}  (SERAN x{s} {_shape(sr_img.shape)}, voxel "
+            f"{_zooms(sr_img.header.get_zooms())})"
+        )
         if result["png"] is not None:
             print(f"wrote {png_path}  (middle slice: LR, bicubic, SERAN, HR)")
         else:
-            print("no before/after PNG: matplotlib is not installed (pip install "
-                  "'keras-seran[plot]')")
-        print(f"PSNR / SSIM over {len(ref)} slices (border {s}):  bicubic "
-              f"{result['psnr_bicubic']:.2f} dB / {result['ssim_bicubic']:.4f}   SERAN "
-              f"{result['psnr_seran']:.2f} dB / {result['ssim_seran']:.4f}   "
-              f"({result['psnr_seran'] - result['psnr_bicubic']:+.2f} dB)")
+            print(
+                "no before/after PNG: matplotlib is not installed (pip install 'keras-seran[plot]')"
+            )
+        print(
+            f"PSNR / SSIM over {len(ref)} slices (border {s}):  bicubic "
+            f"{result['psnr_bicubic']:.2f} dB / {result['ssim_bicubic']:.4f}   SERAN "
+            f"{result['psnr_seran']:.2f} dB / {result['ssim_seran']:.4f}   "
+            f"({result['psnr_seran'] - result['psnr_bicubic']:+.2f} dB)"
+        )
         print(f"done in {result['seconds']:.1f} s")
     return result
 
@@ -166,6 +201,7 @@ def _stepper(enabled: bool):
         done[0] += 1
         if enabled:
             print(f"[{done[0]}/{STEPS}] {text}", flush=True)
+
     return step
 
 
@@ -196,8 +232,9 @@ def _write_figure(path: Path, s: int, hr_mid, est: dict, mid: int, r: dict) -> N
         caption = title if p is None else f"{title}\nPSNR {p:.2f} dB, SSIM {q:.4f}"
         ax.set_title(caption, fontsize=11)
         ax.axis("off")
-    fig.suptitle(f"SERAN x{s} on a real T1 slice (bundled sample, slice {mid} of the slab)",
-                 fontsize=12)
+    fig.suptitle(
+        f"SERAN x{s} on a real T1 slice (bundled sample, slice {mid} of the slab)", fontsize=12
+    )
     files.save_figure(fig, path, dpi=100)
 
 
@@ -205,6 +242,11 @@ def run(args: argparse.Namespace) -> int:
     from keras_seran.devices import select_device
 
     select_device(args.device or InferenceConfig.device)
-    run_demo(args.out, args.scale or DEFAULT_SCALE, model=args.model,
-             progress=not args.no_progress, verbose=True)
+    run_demo(
+        args.out,
+        args.scale or DEFAULT_SCALE,
+        model=args.model,
+        progress=not args.no_progress,
+        verbose=True,
+    )
     return 0

@@ -8,11 +8,11 @@ flipped or rotated ensemble output (the training augmentation uses the same 8 tr
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-BatchFn = Callable[[np.ndarray], np.ndarray]   # (B, h, w) -> (B, h*s, w*s)
+BatchFn = Callable[[np.ndarray], np.ndarray]  # (B, h, w) -> (B, h*s, w*s)
 
 # (number of 90-degree rotations, flip along the width) for the 8 elements of the dihedral group
 TRANSFORMS = tuple((k, flip) for k in range(4) for flip in (False, True))
@@ -33,8 +33,9 @@ def self_ensemble(run: BatchFn, batch: np.ndarray) -> np.ndarray:
     x = np.asarray(batch, dtype=np.float32)
     total = None
     for k, flip in TRANSFORMS:
-        y = _inverse(np.asarray(run(np.ascontiguousarray(_forward(x, k, flip))), np.float64),
-                     k, flip)
+        y = _inverse(
+            np.asarray(run(np.ascontiguousarray(_forward(x, k, flip))), np.float64), k, flip
+        )
         total = y if total is None else total + y
     return (total / len(TRANSFORMS)).astype(np.float32)
 

@@ -15,7 +15,8 @@ first and last output voxels. :func:`downscale_affine` is the inverse (HR -> LR 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,11 @@ def inplane_axes(slice_axis: int) -> tuple[int, int]:
 
 def normalize_axis(axis: int) -> int:
     """``axis`` in {0, 1, 2, -1, -2, -3} -> 0, 1 or 2; ValueError otherwise."""
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -3 <= int(axis) <= 2:
+    if (
+        isinstance(axis, bool)
+        or not isinstance(axis, (int, np.integer))
+        or not -3 <= int(axis) <= 2
+    ):
         raise ValueError(f"axis must be 0, 1 or 2 (or -1, -2, -3), got {axis!r}")
     return int(axis) % 3
 
@@ -112,8 +117,14 @@ def voxel_sizes(affine: np.ndarray) -> np.ndarray:
     return np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
 
 
-def upscaled_header(header: Any, out_shape: Sequence[int], scale: int, axes: Sequence[int],
-                    affine: np.ndarray, dtype: Any = np.float32) -> Any:
+def upscaled_header(
+    header: Any,
+    out_shape: Sequence[int],
+    scale: int,
+    axes: Sequence[int],
+    affine: np.ndarray,
+    dtype: Any = np.float32,
+) -> Any:
     """A copy of a NIfTI ``header`` describing the volume upscaled by ``scale`` along ``axes``.
 
     The qform and the sform are each mapped by :func:`upscale_affine` (their codes are kept; a
@@ -126,9 +137,14 @@ def upscaled_header(header: Any, out_shape: Sequence[int], scale: int, axes: Seq
     return resampled_header(header, out_shape, upscale_matrix(scale, axes), affine, dtype)
 
 
-def resampled_header(header: Any, out_shape: Sequence[int], vox_map: np.ndarray,
-                     affine: np.ndarray, dtype: Any = np.float32, descrip: str | None = None
-                     ) -> Any:
+def resampled_header(
+    header: Any,
+    out_shape: Sequence[int],
+    vox_map: np.ndarray,
+    affine: np.ndarray,
+    dtype: Any = np.float32,
+    descrip: str | None = None,
+) -> Any:
     """A copy of ``header`` for a volume resampled on the grid ``out voxel -> vox_map @ in voxel``.
 
     ``vox_map`` is a (4, 4) diagonal-plus-translation map from output to input voxel indices
@@ -138,9 +154,9 @@ def resampled_header(header: Any, out_shape: Sequence[int], vox_map: np.ndarray,
     """
     import nibabel as nib
 
-    if isinstance(header, nib.Nifti1Header):   # NIfTI-1, or NIfTI-2 (a subclass): kept as it is
+    if isinstance(header, nib.Nifti1Header):  # NIfTI-1, or NIfTI-2 (a subclass): kept as it is
         hdr = header.copy()
-        if hdr.endianness != "<":     # written in the standard little-endian, whatever came in
+        if hdr.endianness != "<":  # written in the standard little-endian, whatever came in
             hdr = hdr.as_byteswapped("<")
     else:
         hdr = nib.Nifti1Header()
@@ -172,7 +188,7 @@ def resampled_header(header: Any, out_shape: Sequence[int], vox_map: np.ndarray,
         else:
             hdr.set_sform(None, code=0)
     zooms = [float(old_zooms[a]) * abs(float(m[a, a])) for a in range(3)]
-    hdr.set_zooms(tuple(zooms) + tuple(float(z) for z in old_zooms[3:len(out_shape)]))
+    hdr.set_zooms(tuple(zooms) + tuple(float(z) for z in old_zooms[3 : len(out_shape)]))
     hdr.set_slope_inter(None, None)
     hdr["cal_min"] = 0
     hdr["cal_max"] = 0
@@ -187,38 +203,49 @@ def resampled_header(header: Any, out_shape: Sequence[int], vox_map: np.ndarray,
     return hdr
 
 
-def upscaled_image(data: np.ndarray, affine: np.ndarray, header: Any, scale: int,
-                   slice_axis: int) -> Any:
+def upscaled_image(
+    data: np.ndarray, affine: np.ndarray, header: Any, scale: int, slice_axis: int
+) -> Any:
     """A NIfTI image of ``data`` (already upscaled in-plane) with updated geometry: NIfTI-2 for a
     NIfTI-2 input, else NIfTI-1 (:func:`resampled_image`).
 
     ``affine``/``header`` are those of the input volume; ``slice_axis`` the axis that was not upscaled.
     """
-    return resampled_image(data, affine, header, upscale_matrix(scale, inplane_axes(slice_axis)),
-                           descrip=f"keras_seran x{int(scale)} super-resolution")
+    return resampled_image(
+        data,
+        affine,
+        header,
+        upscale_matrix(scale, inplane_axes(slice_axis)),
+        descrip=f"keras_seran x{int(scale)} super-resolution",
+    )
 
 
-def downscaled_image(data: np.ndarray, affine: np.ndarray, header: Any, scale: int,
-                     slice_axis: int) -> Any:
+def downscaled_image(
+    data: np.ndarray, affine: np.ndarray, header: Any, scale: int, slice_axis: int
+) -> Any:
     """A ``nibabel.Nifti1Image`` of ``data`` downscaled in-plane by ``scale`` (e.g. simulated LR):
     LR voxel ``i`` is centred at HR coordinate ``(i + 0.5) s - 0.5``, same field of view."""
     m = np.linalg.inv(upscale_matrix(scale, inplane_axes(slice_axis)))
-    return resampled_image(data, affine, header, m,
-                           descrip=f"keras_seran x{int(scale)} simulated low resolution")
+    return resampled_image(
+        data, affine, header, m, descrip=f"keras_seran x{int(scale)} simulated low resolution"
+    )
 
 
-def resampled_image(data: np.ndarray, affine: np.ndarray, header: Any, vox_map: np.ndarray,
-                    descrip: str | None = None) -> Any:
+def resampled_image(
+    data: np.ndarray,
+    affine: np.ndarray,
+    header: Any,
+    vox_map: np.ndarray,
+    descrip: str | None = None,
+) -> Any:
     """A NIfTI image of ``data`` resampled on the grid ``vox_map`` (:func:`resampled_header`):
     a ``Nifti2Image`` for a NIfTI-2 input header, else a ``Nifti1Image``; little-endian."""
     import nibabel as nib
 
-    data = data.astype(data.dtype.newbyteorder("="), copy=False)       # native byte order
+    data = data.astype(data.dtype.newbyteorder("="), copy=False)  # native byte order
     hdr = resampled_header(header, data.shape, vox_map, affine, data.dtype, descrip)
     new_affine = np.asarray(affine, dtype=np.float64) @ np.asarray(vox_map, dtype=np.float64)
     klass = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
     img = klass(data, new_affine, header=hdr, dtype=data.dtype)
     img.header.set_zooms(hdr.get_zooms())
     return img
-
-

@@ -13,8 +13,9 @@ by :func:`keras_seran.inference.bundle.load_bundle`.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class Network:
     input_size: tuple[int, int] | None = None
 
     @classmethod
-    def from_function(cls, run: NetworkFn, scale: int | None = None, **kwargs: Any) -> "Network":
+    def from_function(cls, run: NetworkFn, scale: int | None = None, **kwargs: Any) -> Network:
         """``run`` as a Network; its scale is measured by one call on zeros
         (:func:`~keras_seran.contract.probe_scale`) when not given. ValueError when ``run`` is
         not an SR batch function."""
@@ -82,9 +83,11 @@ def as_network(model: Any, scale: int | None = None) -> Network:
     elif callable(model):
         net = Network.from_function(model)
     else:
-        raise TypeError(f"expected a Keras model, a batch function or a Network, got "
-                        f"{type(model).__name__}")
+        raise TypeError(
+            f"expected a Keras model, a batch function or a Network, got {type(model).__name__}"
+        )
     if scale is not None and int(scale) != net.scale:
-        raise ValueError(f"model {net.name!r} upscales by {net.scale}, not by the requested "
-                         f"scale {scale}")
+        raise ValueError(
+            f"model {net.name!r} upscales by {net.scale}, not by the requested scale {scale}"
+        )
     return net

@@ -27,8 +27,9 @@ def check_output_dtype(output_dtype: Any, what: str = "output dtype") -> Any:
     except TypeError:
         dt = None
     if dt is None or dt.name not in NIFTI_DTYPES:
-        raise UsageError(f"{what} {output_dtype!r}: choose 'input' or one of "
-                         f"{', '.join(NIFTI_DTYPES)}")
+        raise UsageError(
+            f"{what} {output_dtype!r}: choose 'input' or one of {', '.join(NIFTI_DTYPES)}"
+        )
     return dt
 
 
@@ -36,29 +37,40 @@ def check_output_dtype(output_dtype: Any, what: str = "output dtype") -> Any:
 MIN_INTEGER_LEVELS = 256
 
 
-def check_integer_output(output_dtype: Any, data: np.ndarray, lo: float, hi: float,
-                         path: Any = None) -> None:
+def check_integer_output(
+    output_dtype: Any, data: np.ndarray, lo: float, hi: float, path: Any = None
+) -> None:
     """InputDataError when an explicitly named integer ``output_dtype`` would destroy the data:
     the input's range [lo, hi] does not fit the type (it would saturate), or the input is not
     whole numbers and spans fewer than ``MIN_INTEGER_LEVELS`` integers (rounding would leave a
     few grey levels, e.g. a scaled int16 of range 0-2.5 -> 0, 1, 2, 3)."""
-    if output_dtype is None or isinstance(output_dtype, str) or not np.issubdtype(output_dtype,
-                                                                                   np.integer):
+    if (
+        output_dtype is None
+        or isinstance(output_dtype, str)
+        or not np.issubdtype(output_dtype, np.integer)
+    ):
         return
     info = np.iinfo(output_dtype)
     name = np.dtype(output_dtype).name
     if lo < info.min or hi > info.max:
-        raise InputDataError(path, f"intensities span [{lo:g}, {hi:g}], beyond what {name} "
-                                   f"holds ([{info.min}, {info.max}]): the output would "
-                                   "saturate; choose float32, 'input' or a wider integer type")
+        raise InputDataError(
+            path,
+            f"intensities span [{lo:g}, {hi:g}], beyond what {name} "
+            f"holds ([{info.min}, {info.max}]): the output would "
+            "saturate; choose float32, 'input' or a wider integer type",
+        )
     if hi - lo < MIN_INTEGER_LEVELS and not np.array_equal(data, np.rint(data)):
-        raise InputDataError(path, f"intensities are not whole numbers and span [{lo:g}, {hi:g}]: "
-                                   f"rounding to {name} would keep about {int(hi - lo) + 1} grey "
-                                   "level(s); choose float32 or 'input'")
+        raise InputDataError(
+            path,
+            f"intensities are not whole numbers and span [{lo:g}, {hi:g}]: "
+            f"rounding to {name} would keep about {int(hi - lo) + 1} grey "
+            "level(s); choose float32 or 'input'",
+        )
 
 
-def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: float,
-                scaled: bool = False) -> np.ndarray:
+def cast_output(
+    y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: float, scaled: bool = False
+) -> np.ndarray:
     """The super-resolved volume in the requested dtype (see
     :meth:`keras_seran.SuperResolver.predict_volume`); ``output_dtype`` as
     :func:`check_output_dtype` returns it.
@@ -68,11 +80,11 @@ def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: fl
     """
     if output_dtype is None:
         return y.astype(np.float32, copy=False)
-    if isinstance(output_dtype, str):       # "input": its type, in native byte order
+    if isinstance(output_dtype, str):  # "input": its type, in native byte order
         dt = np.dtype(header.get_data_dtype()) if header is not None else np.dtype(np.float32)
         dt = dt.newbyteorder("=")
         if not np.issubdtype(dt, np.integer) or scaled:
-            dt = np.dtype(np.float32)   # scaled integers: keep the float values
+            dt = np.dtype(np.float32)  # scaled integers: keep the float values
     else:
         dt = output_dtype
     if np.issubdtype(dt, np.integer):
@@ -80,4 +92,4 @@ def cast_output(y: np.ndarray, output_dtype: Any, header: Any, lo: float, hi: fl
         r = np.rint(y)
         np.clip(r, max(info.min, np.floor(lo)), min(info.max, np.ceil(hi)), out=r)
         return r.astype(dt)
-    return y.astype(dt, copy=False)          # a float type (check_output_dtype allows no other)
+    return y.astype(dt, copy=False)  # a float type (check_output_dtype allows no other)

@@ -20,8 +20,11 @@ from keras_seran.inference.tiling import model_bytes_per_pixel
 
 def _out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is an allocation failure (host or device) rather than a tracing problem."""
-    return (isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__
-            or "out of memory" in str(exc).lower())
+    return (
+        isinstance(exc, MemoryError)
+        or "ResourceExhausted" in type(exc).__name__
+        or "out of memory" in str(exc).lower()
+    )
 
 
 def batch_runner(model: keras.Model) -> BatchFn:
@@ -41,10 +44,10 @@ def batch_runner(model: keras.Model) -> BatchFn:
             try:
                 return np.asarray(model.predict_on_batch(x), dtype=np.float32)[..., 0]
             except Exception as exc:  # noqa: BLE001 - tracing failure: run eagerly instead
-                if _out_of_memory(exc):    # eager would need more, not less: say it as it is
+                if _out_of_memory(exc):  # eager would need more, not less: say it as it is
                     raise
                 eager = True
-        y = keras.ops.convert_to_numpy(model(x, training=False))      # any backend
+        y = keras.ops.convert_to_numpy(model(x, training=False))  # any backend
         return np.asarray(y, dtype=np.float32)[..., 0]
 
     return run
@@ -57,11 +60,17 @@ def keras_network(model: keras.Layer) -> Network:
     (N, H*s, W*s, 1)."""
     name = getattr(model, "name", type(model).__name__)
     if input_channels(model) != 1:
-        raise ValueError(f"model {name!r} takes {input_channels(model)} channels; "
-                         "SuperResolver needs a grayscale SR network (N, H, W, 1) -> "
-                         "(N, H*s, W*s, 1)")
+        raise ValueError(
+            f"model {name!r} takes {input_channels(model)} channels; "
+            "SuperResolver needs a grayscale SR network (N, H, W, 1) -> "
+            "(N, H*s, W*s, 1)"
+        )
     scale = infer_scale(model)
     run = batch_runner(model)
-    return Network(lambda x: run(x[..., 0])[..., None], scale, name,
-                   model_bytes_per_pixel(model),
-                   4.0 * float(getattr(model, "count_params", lambda: 0)()))
+    return Network(
+        lambda x: run(x[..., 0])[..., None],
+        scale,
+        name,
+        model_bytes_per_pixel(model),
+        4.0 * float(getattr(model, "count_params", lambda: 0)()),
+    )

@@ -14,8 +14,9 @@ output voxels, and output voxel j has its centre at input index ``(j + 0.5) / R 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,8 +70,13 @@ class IsotropicPlan:
         return m
 
 
-def plan_isotropic(shape: Sequence[int], zooms: Sequence[float], axis: int | None = None,
-                   target_spacing: float | None = None, path: object = None) -> IsotropicPlan:
+def plan_isotropic(
+    shape: Sequence[int],
+    zooms: Sequence[float],
+    axis: int | None = None,
+    target_spacing: float | None = None,
+    path: object = None,
+) -> IsotropicPlan:
     """The :class:`IsotropicPlan` of a volume of ``shape`` with voxel sizes ``zooms`` (mm).
 
     ``axis``: the thick axis (default: the axis with the largest voxel size, which must be larger
@@ -83,31 +89,46 @@ def plan_isotropic(shape: Sequence[int], zooms: Sequence[float], axis: int | Non
         order = np.argsort(z)
         axis = int(order[-1])
         if np.isclose(z[order[-1]], z[order[-2]], rtol=1e-3):
-            raise InputDataError(path, f"no thick axis: voxel sizes {_fmt(z)} mm have no single "
-                                       "largest one; nothing to make isotropic (give --axis to "
-                                       "choose one)")
+            raise InputDataError(
+                path,
+                f"no thick axis: voxel sizes {_fmt(z)} mm have no single "
+                "largest one; nothing to make isotropic (give --axis to "
+                "choose one)",
+            )
     others = [z[a] for a in range(3) if a != axis]
     target = float(min(others) if target_spacing is None else target_spacing)
     if not target > 0:
         raise InputDataError(path, f"target spacing must be positive, got {target_spacing!r}")
     ratio = z[axis] / target
     if ratio < MIN_RATIO:
-        raise InputDataError(path, f"axis {axis} ({z[axis]:g} mm) is already as fine as the target "
-                                   f"{target:g} mm (voxel sizes {_fmt(z)} mm): nothing to do")
+        raise InputDataError(
+            path,
+            f"axis {axis} ({z[axis]:g} mm) is already as fine as the target "
+            f"{target:g} mm (voxel sizes {_fmt(z)} mm): nothing to do",
+        )
     if ratio > MAX_RATIO:
-        raise InputDataError(path, f"axis {axis}: {z[axis]:g} mm to {target:g} mm is a ratio of "
-                                   f"{ratio:.2f}, above the supported {MAX_RATIO:g}; choose a "
-                                   "larger --target-spacing")
+        raise InputDataError(
+            path,
+            f"axis {axis}: {z[axis]:g} mm to {target:g} mm is a ratio of "
+            f"{ratio:.2f}, above the supported {MAX_RATIO:g}; choose a "
+            "larger --target-spacing",
+        )
     n_in = int(shape[axis])
     if n_in < 2:
         raise InputDataError(path, f"axis {axis} holds {n_in} slice; need at least 2")
     n_out = int(round(n_in * ratio))
-    return IsotropicPlan(axis=int(axis), n_in=n_in, n_out=n_out, spacing_in=float(z[axis]),
-                         spacing_out=float(n_in * z[axis] / n_out))
+    return IsotropicPlan(
+        axis=int(axis),
+        n_in=n_in,
+        n_out=n_out,
+        spacing_in=float(z[axis]),
+        spacing_out=float(n_in * z[axis] / n_out),
+    )
 
 
-def interpolate_axis(volume: np.ndarray, axis: int, n_out: int, method: str = "cubic"
-                     ) -> np.ndarray:
+def interpolate_axis(
+    volume: np.ndarray, axis: int, n_out: int, method: str = "cubic"
+) -> np.ndarray:
     """``volume`` resampled along ``axis`` to ``n_out`` samples on the block-centred grid, float32.
 
     "cubic": the cubic kernel (MATLAB ``imresize``, no antialiasing: an upsampling), what
@@ -173,13 +194,21 @@ class ThroughPlaneResolver:
         clip_output: clip the result to the input's intensity range.
     """
 
-    def __init__(self, model: Any, *, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-                 interpolation: str = "cubic", fusion: str = "mean", clip_output: bool = True):
+    def __init__(
+        self,
+        model: Any,
+        *,
+        percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+        interpolation: str = "cubic",
+        fusion: str = "mean",
+        clip_output: bool = True,
+    ):
         self.model = model
         self.network = as_network(model, 1)
         if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got "
-                             f"{interpolation!r}")
+            raise ValueError(
+                f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}"
+            )
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         self.percentiles = check_percentiles(percentiles)
@@ -187,24 +216,36 @@ class ThroughPlaneResolver:
         self.fusion = fusion
         self.clip_output = bool(clip_output)
 
-    def predict_file(self, input_path: Any, output_path: Any, overwrite: bool = False,
-                     volume: Any = None, **kwargs: Any) -> dict:
+    def predict_file(
+        self,
+        input_path: Any,
+        output_path: Any,
+        overwrite: bool = False,
+        volume: Any = None,
+        **kwargs: Any,
+    ) -> dict:
         """Read a volume, make it isotropic and write the result atomically (as
         :meth:`keras_seran.SuperResolver.predict_file`); returns the summary dict."""
-        return predict_to_file(self.predict_volume, input_path, output_path, overwrite, volume,
-                               **kwargs)
+        return predict_to_file(
+            self.predict_volume, input_path, output_path, overwrite, volume, **kwargs
+        )
 
     @classmethod
-    def from_pretrained(cls, **kwargs: Any) -> "ThroughPlaneResolver":
+    def from_pretrained(cls, **kwargs: Any) -> ThroughPlaneResolver:
         """The bundled through-plane network (:data:`keras_seran.registry.THROUGH_PLANE`);
         imports Keras."""
         from keras_seran.registry import THROUGH_PLANE
 
         return cls(THROUGH_PLANE.load(), **kwargs)
 
-    def restore(self, volume: np.ndarray, axis: int, batch_size: int = 8,
-                on_progress: Callable[[int], Any] | None = None, network: Any = None
-                ) -> np.ndarray:
+    def restore(
+        self,
+        volume: np.ndarray,
+        axis: int,
+        batch_size: int = 8,
+        on_progress: Callable[[int], Any] | None = None,
+        network: Any = None,
+    ) -> np.ndarray:
         """Restore a normalised volume already interpolated along ``axis`` (float32, same shape).
 
         Reformats in planes through ``axis`` and each other axis, rows along ``axis``, through the
@@ -216,23 +257,30 @@ class ThroughPlaneResolver:
         lo, hi = NETWORK_RANGE
         outs = []
         for other in (k for k in range(3) if k != axis):
-            stack = np.moveaxis(volume, (other, axis), (0, 1))    # (n_other, n_axis, rest)
+            stack = np.moveaxis(volume, (other, axis), (0, 1))  # (n_other, n_axis, rest)
             out = np.empty(stack.shape, np.float32)
             for i in range(0, len(stack), batch_size):
-                x = stack[i:i + batch_size].astype(np.float32)
+                x = stack[i : i + batch_size].astype(np.float32)
                 inside = np.clip(x, lo, hi)
                 # what lies beyond the range bypasses the network, as in-plane (SuperResolver)
-                out[i:i + batch_size] = (np.asarray(run(inside[..., None]), np.float32)[..., 0]
-                                         + (x - inside))
+                out[i : i + batch_size] = np.asarray(run(inside[..., None]), np.float32)[..., 0] + (
+                    x - inside
+                )
                 if on_progress is not None:
                     on_progress(len(x))
             outs.append(np.moveaxis(out, (0, 1), (other, axis)))
         return fuse_orientations(outs[0], outs[1], axis, self.fusion)
 
-    def predict_volume(self, img: Any, axis: int | None = None,
-                       target_spacing: float | None = None, batch_size: int = 8,
-                       progress: bool = False, output_dtype: Any = None,
-                       adapt_steps: int = 0) -> Any:
+    def predict_volume(
+        self,
+        img: Any,
+        axis: int | None = None,
+        target_spacing: float | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+        output_dtype: Any = None,
+        adapt_steps: int = 0,
+    ) -> Any:
         """The isotropic volume of ``img`` (path, nibabel image or Volume) as a
         ``nibabel.Nifti1Image``: thick axis ``axis`` (default: the one with the largest voxels)
         resampled to ``target_spacing`` mm (default: the finer of the other two voxel sizes),
@@ -256,10 +304,18 @@ class ThroughPlaneResolver:
             from keras_seran.inference.adapt import adapt
 
             if not hasattr(self.model, "train_on_batch"):
-                raise ValueError("adapt_steps needs a Keras through-plane model, not "
-                                 f"{type(self.model).__name__}")
-            adapted = adapt(self.model, stats.apply(data), plan.axis, plan.ratio,
-                            int(adapt_steps), progress=progress)
+                raise ValueError(
+                    "adapt_steps needs a Keras through-plane model, not "
+                    f"{type(self.model).__name__}"
+                )
+            adapted = adapt(
+                self.model,
+                stats.apply(data),
+                plan.axis,
+                plan.ratio,
+                int(adapt_steps),
+                progress=progress,
+            )
             network = as_network(adapted, 1)
         fine = interpolate_axis(stats.apply(data), plan.axis, plan.n_out, self.interpolation)
         others = [k for k in range(3) if k != plan.axis]
@@ -268,11 +324,17 @@ class ThroughPlaneResolver:
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, desc=f"{vol.path or 'volume'}: through-plane", unit="image",
-                       leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=total,
+                desc=f"{vol.path or 'volume'}: through-plane",
+                unit="image",
+                leave=False,
+                dynamic_ncols=True,
+            )
         try:
-            y = self.restore(fine, plan.axis, batch_size, None if bar is None else bar.update,
-                             network=network)
+            y = self.restore(
+                fine, plan.axis, batch_size, None if bar is None else bar.update, network=network
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -281,5 +343,9 @@ class ThroughPlaneResolver:
             np.clip(y, lo, hi, out=y)
         y = cast_output(y.astype(np.float32), output_dtype, vol.header, lo, hi, vol.scaled)
         return geometry.resampled_image(
-            y, vol.affine, vol.header, plan.vox_map(),
-            descrip=f"keras_seran through-plane {plan.spacing_in:g}->{plan.spacing_out:.3g} mm")
+            y,
+            vol.affine,
+            vol.header,
+            plan.vox_map(),
+            descrip=f"keras_seran through-plane {plan.spacing_in:g}->{plan.spacing_out:.3g} mm",
+        )

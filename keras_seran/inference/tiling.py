@@ -27,8 +27,8 @@ calibrated with ``bench/bench_inference.py``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -76,8 +76,9 @@ def make_tiles(h: int, w: int, tile_size: int | tuple[int, int], overlap: int) -
     return [Tile(y, x, th, tw) for y in tile_starts(h, th, oy) for x in tile_starts(w, tw, ox)]
 
 
-def ramp(length: int, ramp_in: int, ramp_out: int, margin_in: int = 0, margin_out: int = 0
-         ) -> np.ndarray:
+def ramp(
+    length: int, ramp_in: int, ramp_out: int, margin_in: int = 0, margin_out: int = 0
+) -> np.ndarray:
     """1D blending weights (float64 in [0, 1]) of a tile of ``length`` pixels.
 
     On a rising edge of ``ramp_in`` pixels the first ``margin_in`` get weight 0 (context only,
@@ -93,7 +94,7 @@ def ramp(length: int, ramp_in: int, ramp_out: int, margin_in: int = 0, margin_ou
         r = n - 2 * m
         e = np.ones(n, dtype=np.float64)
         e[:m] = 0.0
-        e[m:m + r] = np.sin(0.5 * np.pi * (np.arange(r) + 0.5) / r) ** 2
+        e[m : m + r] = np.sin(0.5 * np.pi * (np.arange(r) + 0.5) / r) ** 2
         return e
 
     if ramp_in > 0:
@@ -101,7 +102,7 @@ def ramp(length: int, ramp_in: int, ramp_out: int, margin_in: int = 0, margin_ou
         w[:k] *= edge(ramp_in, margin_in)[:k]
     if ramp_out > 0:
         k = min(ramp_out, length)
-        w[length - k:] *= edge(ramp_out, margin_out)[:k][::-1]
+        w[length - k :] *= edge(ramp_out, margin_out)[:k][::-1]
     return w
 
 
@@ -123,12 +124,18 @@ def tile_weights(tile: Tile, h: int, w: int, scale: int, overlap: int) -> np.nda
 
 def iter_batches(items: list, batch_size: int) -> Iterator[list]:
     for i in range(0, len(items), batch_size):
-        yield items[i:i + batch_size]
+        yield items[i : i + batch_size]
 
 
-def predict_tiled(images: np.ndarray, predict: Callable[[np.ndarray], np.ndarray], scale: int,
-                  tile_size: int | tuple[int, int], overlap: int, batch_size: int = 8,
-                  on_tiles: Callable[[int], None] | None = None) -> np.ndarray:
+def predict_tiled(
+    images: np.ndarray,
+    predict: Callable[[np.ndarray], np.ndarray],
+    scale: int,
+    tile_size: int | tuple[int, int],
+    overlap: int,
+    batch_size: int = 8,
+    on_tiles: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Super-resolve a batch of LR images (N, H, W) tile by tile; returns (N, H*s, W*s) float32.
 
     ``predict`` maps a (B, h, w) float32 batch of tiles to (B, h*s, w*s). Tiles of all N images
@@ -147,17 +154,23 @@ def predict_tiled(images: np.ndarray, predict: Callable[[np.ndarray], np.ndarray
     acc = np.zeros((n, h * s, w * s), dtype=np.float32)
     norm = np.zeros((h * s, w * s), dtype=np.float32)
     for t in tiles:
-        norm[t.y0 * s:(t.y0 + t.h) * s, t.x0 * s:(t.x0 + t.w) * s] += tile_weights(t, h, w, s,
-                                                                                   overlap)
+        norm[t.y0 * s : (t.y0 + t.h) * s, t.x0 * s : (t.x0 + t.w) * s] += tile_weights(
+            t, h, w, s, overlap
+        )
     jobs = [(i, k) for i in range(n) for k in range(len(tiles))]
     for batch in iter_batches(jobs, max(1, int(batch_size))):
-        crops = np.stack([x[i, tiles[k].y0:tiles[k].y0 + tiles[k].h,
-                            tiles[k].x0:tiles[k].x0 + tiles[k].w] for i, k in batch])
+        crops = np.stack(
+            [
+                x[i, tiles[k].y0 : tiles[k].y0 + tiles[k].h, tiles[k].x0 : tiles[k].x0 + tiles[k].w]
+                for i, k in batch
+            ]
+        )
         out = np.asarray(predict(crops), dtype=np.float32)
         for (i, k), o in zip(batch, out):
             t = tiles[k]
-            acc[i, t.y0 * s:(t.y0 + t.h) * s, t.x0 * s:(t.x0 + t.w) * s] += (
-                o * tile_weights(t, h, w, s, overlap))
+            acc[i, t.y0 * s : (t.y0 + t.h) * s, t.x0 * s : (t.x0 + t.w) * s] += o * tile_weights(
+                t, h, w, s, overlap
+            )
         if on_tiles is not None:
             on_tiles(len(batch))
     acc /= norm
@@ -211,7 +224,11 @@ def model_bytes_per_pixel(model) -> float:
         size = getattr(layer, "size", None)
         if isinstance(factor, (int, np.integer)) and factor > 1:
             area *= float(factor) ** 2
-        elif isinstance(size, (tuple, list)) and len(size) == 2 and layer.__class__.__name__ == "UpSampling2D":
+        elif (
+            isinstance(size, (tuple, list))
+            and len(size) == 2
+            and layer.__class__.__name__ == "UpSampling2D"
+        ):
             area *= float(size[0]) * float(size[1])
         try:
             outs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
@@ -228,8 +245,14 @@ def model_bytes_per_pixel(model) -> float:
     return 4.0 * sum(per_pixel[:6])
 
 
-def tile_side_for_budget(max_memory_mb: float, bytes_per_pixel: float, weights_bytes: float = 0.0,
-                         batch_size: int = 1, safety: float = 1.5, minimum: int = 32) -> int:
+def tile_side_for_budget(
+    max_memory_mb: float,
+    bytes_per_pixel: float,
+    weights_bytes: float = 0.0,
+    batch_size: int = 1,
+    safety: float = 1.5,
+    minimum: int = 32,
+) -> int:
     """Largest LR tile side whose estimated activation memory fits ``max_memory_mb``.
 
     Estimate: ``bytes_per_pixel`` per LR pixel of one image, times ``safety`` (the framework's
@@ -240,18 +263,24 @@ def tile_side_for_budget(max_memory_mb: float, bytes_per_pixel: float, weights_b
     """
     if not max_memory_mb or max_memory_mb <= 0:
         raise ValueError(f"max memory must be a positive number of MB, got {max_memory_mb!r}")
-    budget = float(max_memory_mb) * 2 ** 20 - 2.0 * float(weights_bytes)
+    budget = float(max_memory_mb) * 2**20 - 2.0 * float(weights_bytes)
     bpp = float(bytes_per_pixel) * safety * max(1, int(batch_size))
     side = int(math.sqrt(budget / bpp)) if budget > 0 else 0
     return max(int(minimum), side)
 
 
-def tile_size_for_memory(max_memory_mb: float, model, batch_size: int = 1,
-                         weights_bytes: float | None = None, safety: float = 1.5,
-                         minimum: int = 32) -> int:
+def tile_size_for_memory(
+    max_memory_mb: float,
+    model,
+    batch_size: int = 1,
+    weights_bytes: float | None = None,
+    safety: float = 1.5,
+    minimum: int = 32,
+) -> int:
     """:func:`tile_side_for_budget` for a Keras ``model``: :func:`model_bytes_per_pixel` per
     LR pixel, and (unless ``weights_bytes`` is given) 4 bytes per parameter."""
     if weights_bytes is None:
         weights_bytes = 4.0 * float(getattr(model, "count_params", lambda: 0)())
-    return tile_side_for_budget(max_memory_mb, model_bytes_per_pixel(model), weights_bytes,
-                                batch_size, safety, minimum)
+    return tile_side_for_budget(
+        max_memory_mb, model_bytes_per_pixel(model), weights_bytes, batch_size, safety, minimum
+    )

@@ -5,8 +5,9 @@ objects are used as they come, not imported).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,9 @@ def as_volume(img: Any) -> Volume:
         return load_volume(img)
     if isinstance(img, np.ndarray):
         if not np.issubdtype(img.dtype, np.number) or np.iscomplexobj(img):
-            raise InputDataError(IN_MEMORY, f"array of dtype {img.dtype} is not real-valued "
-                                            "intensities")
+            raise InputDataError(
+                IN_MEMORY, f"array of dtype {img.dtype} is not real-valued intensities"
+            )
         a = volume_array(np.asarray(img, dtype=np.float32), IN_MEMORY)
         return Volume(np.ascontiguousarray(a), ARRAY_AFFINE.copy(), None, "", (1.0, 1.0, 1.0))
     if hasattr(img, "dataobj") and hasattr(img, "affine"):
@@ -48,20 +50,29 @@ def as_volume(img: Any) -> Volume:
         path = name or IN_MEMORY
         dtype = img.get_data_dtype() if hasattr(img, "get_data_dtype") else np.dtype(np.float32)
         if getattr(dtype, "fields", None) is not None or np.issubdtype(dtype, np.complexfloating):
-            raise InputDataError(path, f"image holds {dtype} voxels (complex or RGB), not "
-                                       "real-valued intensities")
+            raise InputDataError(
+                path, f"image holds {dtype} voxels (complex or RGB), not real-valued intensities"
+            )
         a = np.asarray(img.dataobj, dtype=np.float32)
         a = volume_array(a, path)
         zooms = tuple(float(z) for z in geometry.voxel_sizes(img.affine))
         header = getattr(img, "header", None)
         if header is not None and len(header.get_zooms()) >= 3:
             zooms = tuple(float(z) for z in header.get_zooms()[:3])
-        return Volume(np.ascontiguousarray(a), np.asarray(img.affine, dtype=np.float64), header,
-                      "" if path == IN_MEMORY else str(path), zooms, has_scaling(img))
-    raise TypeError(f"cannot use a {type(img).__name__} as a volume: pass a NIfTI/DICOM path, a "
-                    "nibabel image (e.g. nib.Nifti1Image(array, affine), which keeps the voxel "
-                    "sizes), a 3D numpy array (1 mm voxels assumed) or a "
-                    "keras_seran.data.io.Volume")
+        return Volume(
+            np.ascontiguousarray(a),
+            np.asarray(img.affine, dtype=np.float64),
+            header,
+            "" if path == IN_MEMORY else str(path),
+            zooms,
+            has_scaling(img),
+        )
+    raise TypeError(
+        f"cannot use a {type(img).__name__} as a volume: pass a NIfTI/DICOM path, a "
+        "nibabel image (e.g. nib.Nifti1Image(array, affine), which keeps the voxel "
+        "sizes), a 3D numpy array (1 mm voxels assumed) or a "
+        "keras_seran.data.io.Volume"
+    )
 
 
 def slice_axis(vol: Volume) -> int:
@@ -79,13 +90,20 @@ def slice_axis(vol: Volume) -> int:
         return geometry.choose_slice_axis(sizes)
     except ValueError as e:
         where = "affine" if use_affine else "voxel sizes (pixdim)"
-        raise InputDataError(vol.path or None, f"{e}: the {where} is invalid; fix the header or "
-                                               "give the slice axis (--axis)") from None
+        raise InputDataError(
+            vol.path or None,
+            f"{e}: the {where} is invalid; fix the header or give the slice axis (--axis)",
+        ) from None
 
 
-def predict_to_file(predict_volume: Callable[..., Any], input_path: str | Path,
-                    output_path: str | Path, overwrite: bool = False, volume: Any = None,
-                    **kwargs: Any) -> dict:
+def predict_to_file(
+    predict_volume: Callable[..., Any],
+    input_path: str | Path,
+    output_path: str | Path,
+    overwrite: bool = False,
+    volume: Any = None,
+    **kwargs: Any,
+) -> dict:
     """Read ``input_path`` (or take ``volume``, already loaded), run ``predict_volume(vol,
     axis=..., **kwargs)`` and write the result atomically; the output path is checked before
     any work. Returns a summary dict (paths, shapes, voxel sizes, axis, seconds)."""
@@ -101,8 +119,11 @@ def predict_to_file(predict_volume: Callable[..., Any], input_path: str | Path,
     result = predict_volume(vol, axis=axis, **kwargs)
     files.save_nifti(result, out)
     return {
-        "input": str(input_path), "output": str(out), "axis": int(axis),
-        "shape_in": tuple(vol.data.shape), "shape_out": tuple(result.shape),
+        "input": str(input_path),
+        "output": str(out),
+        "axis": int(axis),
+        "shape_in": tuple(vol.data.shape),
+        "shape_out": tuple(result.shape),
         "zooms_in": tuple(round(float(z), 4) for z in vol.zooms),
         "zooms_out": tuple(round(float(z), 4) for z in result.header.get_zooms()[:3]),
         "dtype_out": str(result.get_data_dtype()),

@@ -27,10 +27,12 @@ class ResidualBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.res_scale = float(res_scale)
-        self.conv1 = keras.layers.Conv2D(self.channels, 3, padding="same", name="conv1",
-                                         dtype=self.dtype_policy)
-        self.conv2 = keras.layers.Conv2D(self.channels, 3, padding="same", name="conv2",
-                                         dtype=self.dtype_policy)
+        self.conv1 = keras.layers.Conv2D(
+            self.channels, 3, padding="same", name="conv1", dtype=self.dtype_policy
+        )
+        self.conv2 = keras.layers.Conv2D(
+            self.channels, 3, padding="same", name="conv2", dtype=self.dtype_policy
+        )
 
     def build(self, input_shape):
         input_shape = as_shape(input_shape)
@@ -49,8 +51,9 @@ class ResidualBlock(keras.layers.Layer):
 
     def flops(self, input_shape) -> int:
         _, h, w, c = as_shape(input_shape)
-        return conv_flops(h, w, 3, c, self.channels) + conv_flops(h, w, 3, self.channels,
-                                                                  self.channels)
+        return conv_flops(h, w, 3, c, self.channels) + conv_flops(
+            h, w, 3, self.channels, self.channels
+        )
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "res_scale": self.res_scale}
@@ -67,10 +70,12 @@ class ChannelAttention(keras.layers.Layer):
     def build(self, input_shape):
         channels = as_shape(input_shape)[-1]
         hidden = max(1, channels // self.reduction)
-        self.down = keras.layers.Dense(hidden, activation="relu", name="down",
-                                       dtype=self.dtype_policy)
-        self.up = keras.layers.Dense(channels, activation="sigmoid", name="up",
-                                     dtype=self.dtype_policy)
+        self.down = keras.layers.Dense(
+            hidden, activation="relu", name="down", dtype=self.dtype_policy
+        )
+        self.up = keras.layers.Dense(
+            channels, activation="sigmoid", name="up", dtype=self.dtype_policy
+        )
         self.down.build((None, 1, 1, channels))
         self.up.build((None, 1, 1, hidden))
         super().build(input_shape)
@@ -96,8 +101,9 @@ class ResidualChannelAttentionBlock(ResidualBlock):
     def __init__(self, channels: int, res_scale: float = 1.0, reduction: int = 16, **kwargs):
         super().__init__(channels, res_scale=res_scale, **kwargs)
         self.reduction = int(reduction)
-        self.attention = ChannelAttention(self.reduction, name="channel_attention",
-                                          dtype=self.dtype_policy)
+        self.attention = ChannelAttention(
+            self.reduction, name="channel_attention", dtype=self.dtype_policy
+        )
 
     def build(self, input_shape):
         super().build(input_shape)

@@ -55,17 +55,19 @@ class GloReReasoning(PrimitiveReasoning):
 
     def build(self, input_shape):
         m, n = self.static_dims(input_shape)
-        self.node_kernel = self.add_weight(name="node_kernel", shape=(n, n),
-                                           initializer="glorot_uniform")
+        self.node_kernel = self.add_weight(
+            name="node_kernel", shape=(n, n), initializer="glorot_uniform"
+        )
         self.node_bias = self.add_weight(name="node_bias", shape=(n,), initializer="zeros")
-        self.state_kernel = self.add_weight(name="state_kernel", shape=(m, m),
-                                            initializer="glorot_uniform")
+        self.state_kernel = self.add_weight(
+            name="state_kernel", shape=(m, m), initializer="glorot_uniform"
+        )
         super().build(input_shape)
 
     def call(self, inputs):
         # (I - A_g) V: mix the n nodes of every state row, subtract from the identity path.
         mixed = ops.matmul(inputs, ops.transpose(self.node_kernel)) + self.node_bias
-        graph = ops.transpose(inputs - mixed, (0, 2, 1))                          # (B, n, m)
+        graph = ops.transpose(inputs - mixed, (0, 2, 1))  # (B, n, m)
         # W_s (.): the state-wise map, written as (B, n, m) @ (m, m) like a Dense layer.
         return ops.transpose(ops.relu(ops.matmul(graph, self.state_kernel)), (0, 2, 1))
 
@@ -99,8 +101,9 @@ class RsGCNReasoning(PrimitiveReasoning):
         self.phi = keras.layers.Dense(d, name="phi", dtype=self.dtype_policy)
         self.g = keras.layers.Dense(d, name="g", dtype=self.dtype_policy)
         self.w_r = keras.layers.Dense(m, name="w_r", dtype=self.dtype_policy)
-        self.w_r_norm = keras.layers.BatchNormalization(gamma_initializer="zeros", name="w_r_norm",
-                                                        dtype=self.dtype_policy)
+        self.w_r_norm = keras.layers.BatchNormalization(
+            gamma_initializer="zeros", name="w_r_norm", dtype=self.dtype_policy
+        )
         for layer in (self.theta, self.phi, self.g):
             layer.build((None, n, m))
         self.w_r.build((None, n, d))
@@ -108,9 +111,9 @@ class RsGCNReasoning(PrimitiveReasoning):
         super().build(input_shape)
 
     def call(self, inputs, training=None):
-        nodes = ops.transpose(inputs, (0, 2, 1))                                  # (B, n, m)
+        nodes = ops.transpose(inputs, (0, 2, 1))  # (B, n, m)
         affinity = ops.matmul(self.theta(nodes), ops.transpose(self.phi(nodes), (0, 2, 1)))
-        affinity = affinity / float(self._n)                                      # (B, n, n)
+        affinity = affinity / float(self._n)  # (B, n, n)
         reasoned = self.w_r_norm(self.w_r(ops.matmul(affinity, self.g(nodes))), training=training)
         return ops.transpose(nodes + reasoned, (0, 2, 1))
 
@@ -125,7 +128,8 @@ class RsGCNReasoning(PrimitiveReasoning):
 
 #: ``reasoning=`` name -> PRR layer class
 REASONINGS: dict[str, type[PrimitiveReasoning]] = {
-    cls.kind: cls for cls in (GloReReasoning, RsGCNReasoning)}
+    cls.kind: cls for cls in (GloReReasoning, RsGCNReasoning)
+}
 
 
 def primitive_reasoning(reasoning: str = "glore", **kwargs) -> PrimitiveReasoning:

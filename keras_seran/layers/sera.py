@@ -43,7 +43,7 @@ def rms_normalize(x, epsilon: float = 1e-6):
     """
     x32 = ops.cast(x, "float32")
     mean_square = ops.mean(x32 * x32, axis=(1, 2, 3), keepdims=True)
-    return ops.cast(x32 * ops.rsqrt(mean_square + epsilon), x.dtype)   # int8 LiteRT kernels exist
+    return ops.cast(x32 * ops.rsqrt(mean_square + epsilon), x.dtype)  # int8 LiteRT kernels exist
 
 
 def _unflatten_positions(x, like):
@@ -67,16 +67,19 @@ class SecondOrderPooling(keras.layers.Layer):
     compute dtype).
     """
 
-    def __init__(self, feature_dim: int, num_descriptors: int, attention_norm: bool = False,
-                 **kwargs):
+    def __init__(
+        self, feature_dim: int, num_descriptors: int, attention_norm: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.feature_dim = int(feature_dim)
         self.num_descriptors = int(num_descriptors)
         self.attention_norm = bool(attention_norm)
-        self.feature_conv = keras.layers.Conv2D(self.feature_dim, 1, name="feature_conv",
-                                                dtype=self.dtype_policy)
-        self.attention_conv = keras.layers.Conv2D(self.num_descriptors, 1, name="attention_conv",
-                                                  dtype=self.dtype_policy)
+        self.feature_conv = keras.layers.Conv2D(
+            self.feature_dim, 1, name="feature_conv", dtype=self.dtype_policy
+        )
+        self.attention_conv = keras.layers.Conv2D(
+            self.num_descriptors, 1, name="attention_conv", dtype=self.dtype_policy
+        )
 
     def build(self, input_shape):
         input_shape = as_shape(input_shape)
@@ -85,15 +88,16 @@ class SecondOrderPooling(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
-        features = _flatten_positions(self.feature_conv(inputs))            # (B, HW, m)
+        features = _flatten_positions(self.feature_conv(inputs))  # (B, HW, m)
         keys = rms_normalize(inputs) if self.attention_norm else inputs
-        logits = self.attention_conv(keys)                                   # (B, H, W, n)
+        logits = self.attention_conv(keys)  # (B, H, W, n)
         # float32 under any policy: a float16 sum over HW positions overflows (65,504) once a
         # map is broad (512x512: 262,144 terms) and the map becomes zeros, and its weights
         # (~1/HW) are float16 subnormals; bfloat16 sums drift by ~1 %. No-op casts in float32.
         attention = ops.softmax(ops.cast(_flatten_positions(logits), "float32"), axis=1)
-        descriptors = ops.matmul(ops.transpose(ops.cast(features, "float32"), (0, 2, 1)),
-                                 attention)                                  # (B, m, n)
+        descriptors = ops.matmul(
+            ops.transpose(ops.cast(features, "float32"), (0, 2, 1)), attention
+        )  # (B, m, n)
         return ops.cast(descriptors, features.dtype), _unflatten_positions(attention, logits)
 
     def compute_output_shape(self, input_shape):
@@ -103,8 +107,10 @@ class SecondOrderPooling(keras.layers.Layer):
     def compute_output_spec(self, inputs):
         # M is float32 under any policy (see call): the symbolic dtype says so too
         descriptors, maps = self.compute_output_shape(inputs.shape)
-        return (keras.KerasTensor(descriptors, dtype=self.compute_dtype),
-                keras.KerasTensor(maps, dtype="float32"))
+        return (
+            keras.KerasTensor(descriptors, dtype=self.compute_dtype),
+            keras.KerasTensor(maps, dtype="float32"),
+        )
 
     def flops(self, input_shape) -> int:
         _, h, w, c = as_shape(input_shape)
@@ -113,8 +119,12 @@ class SecondOrderPooling(keras.layers.Layer):
         return 2 * hw * c * (m + n) + 2 * hw * m * n
 
     def get_config(self):
-        return {**super().get_config(), "feature_dim": self.feature_dim,
-                "num_descriptors": self.num_descriptors, "attention_norm": self.attention_norm}
+        return {
+            **super().get_config(),
+            "feature_dim": self.feature_dim,
+            "num_descriptors": self.num_descriptors,
+            "attention_norm": self.attention_norm,
+        }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -131,14 +141,16 @@ class Excitation(keras.layers.Layer):
     computes D's logits on :func:`rms_normalize` (E).
     """
 
-    def __init__(self, num_descriptors: int, zero_init: bool = False,
-                 attention_norm: bool = False, **kwargs):
+    def __init__(
+        self, num_descriptors: int, zero_init: bool = False, attention_norm: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.num_descriptors = int(num_descriptors)
         self.zero_init = bool(zero_init)
         self.attention_norm = bool(attention_norm)
-        self.attention_conv = keras.layers.Conv2D(self.num_descriptors, 1, name="attention_conv",
-                                                  dtype=self.dtype_policy)
+        self.attention_conv = keras.layers.Conv2D(
+            self.num_descriptors, 1, name="attention_conv", dtype=self.dtype_policy
+        )
         self.output_conv = None
 
     def build(self, input_shape):
@@ -148,18 +160,20 @@ class Excitation(keras.layers.Layer):
         channels, m = feature_shape[-1], descriptor_shape[1]
         self.attention_conv.build(feature_shape)
         init = "zeros" if self.zero_init else "glorot_uniform"
-        self.output_conv = keras.layers.Conv2D(channels, 1, name="output_conv",
-                                               kernel_initializer=init, dtype=self.dtype_policy)
+        self.output_conv = keras.layers.Conv2D(
+            channels, 1, name="output_conv", kernel_initializer=init, dtype=self.dtype_policy
+        )
         self.output_conv.build(feature_shape[:-1] + (m,))
         super().build(input_shape)
 
     def call(self, inputs):
         features, descriptors = inputs
         keys = rms_normalize(features) if self.attention_norm else features
-        logits = self.attention_conv(keys)                                      # (B, H, W, n)
-        attention = ops.softmax(logits, axis=-1)                                 # over descriptors
-        gathered = ops.matmul(_flatten_positions(attention),
-                              ops.transpose(descriptors, (0, 2, 1)))             # (B, HW, m)
+        logits = self.attention_conv(keys)  # (B, H, W, n)
+        attention = ops.softmax(logits, axis=-1)  # over descriptors
+        gathered = ops.matmul(
+            _flatten_positions(attention), ops.transpose(descriptors, (0, 2, 1))
+        )  # (B, HW, m)
         return self.output_conv(_unflatten_positions(gathered, features)), attention
 
     def compute_output_shape(self, input_shape):
@@ -173,8 +187,12 @@ class Excitation(keras.layers.Layer):
         return 2 * h * w * (c * n + n * m + m * c)
 
     def get_config(self):
-        return {**super().get_config(), "num_descriptors": self.num_descriptors,
-                "zero_init": self.zero_init, "attention_norm": self.attention_norm}
+        return {
+            **super().get_config(),
+            "num_descriptors": self.num_descriptors,
+            "zero_init": self.zero_init,
+            "attention_norm": self.attention_norm,
+        }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -197,9 +215,16 @@ class SERABlock(keras.layers.Layer):
     "excitation": D})`` for inspection (see ``keras_seran.models.attention_model``).
     """
 
-    def __init__(self, feature_dim: int = 64, num_descriptors: int = 32,
-                 reasoning: str = "glore", residual_scale: float | None = None,
-                 residual_scale_init: float = 1.0, attention_norm: bool = False, **kwargs):
+    def __init__(
+        self,
+        feature_dim: int = 64,
+        num_descriptors: int = 32,
+        reasoning: str = "glore",
+        residual_scale: float | None = None,
+        residual_scale_init: float = 1.0,
+        attention_norm: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.feature_dim = int(feature_dim)
         self.num_descriptors = int(num_descriptors)
@@ -207,13 +232,21 @@ class SERABlock(keras.layers.Layer):
         self.residual_scale = None if residual_scale is None else float(residual_scale)
         self.residual_scale_init = float(residual_scale_init)
         self.attention_norm = bool(attention_norm)
-        self.squeeze = SecondOrderPooling(self.feature_dim, self.num_descriptors,
-                                          attention_norm=self.attention_norm, name="squeeze",
-                                          dtype=self.dtype_policy)
+        self.squeeze = SecondOrderPooling(
+            self.feature_dim,
+            self.num_descriptors,
+            attention_norm=self.attention_norm,
+            name="squeeze",
+            dtype=self.dtype_policy,
+        )
         self.reason = primitive_reasoning(reasoning, name="reasoning", dtype=self.dtype_policy)
-        self.excite = Excitation(self.num_descriptors, zero_init=True,
-                                 attention_norm=self.attention_norm, name="excitation",
-                                 dtype=self.dtype_policy)
+        self.excite = Excitation(
+            self.num_descriptors,
+            zero_init=True,
+            attention_norm=self.attention_norm,
+            name="excitation",
+            dtype=self.dtype_policy,
+        )
 
     def build(self, input_shape):
         input_shape = as_shape(input_shape)
@@ -223,8 +256,10 @@ class SERABlock(keras.layers.Layer):
         self.excite.build([input_shape, descriptor_shape])
         if self.residual_scale is None:
             self.scale = self.add_weight(
-                name="residual_scale", shape=(),
-                initializer=keras.initializers.Constant(self.residual_scale_init))
+                name="residual_scale",
+                shape=(),
+                initializer=keras.initializers.Constant(self.residual_scale_init),
+            )
         super().build(input_shape)
 
     def call(self, inputs, training=None, return_attention=False):
@@ -235,18 +270,29 @@ class SERABlock(keras.layers.Layer):
         outputs = inputs + ops.cast(s, excited.dtype) * excited
         if not return_attention:
             return outputs
-        return outputs, {"attention_maps": attention_maps, "descriptors": descriptors,
-                         "reasoned_descriptors": reasoned, "excitation": excitation}
+        return outputs, {
+            "attention_maps": attention_maps,
+            "descriptors": descriptors,
+            "reasoned_descriptors": reasoned,
+            "excitation": excitation,
+        }
 
     def flops(self, input_shape) -> int:
         input_shape = as_shape(input_shape)
         descriptor_shape = (input_shape[0], self.feature_dim, self.num_descriptors)
-        return (self.squeeze.flops(input_shape) + self.reason.flops(descriptor_shape)
-                + self.excite.flops([input_shape, descriptor_shape]))
+        return (
+            self.squeeze.flops(input_shape)
+            + self.reason.flops(descriptor_shape)
+            + self.excite.flops([input_shape, descriptor_shape])
+        )
 
     def get_config(self):
-        return {**super().get_config(), "feature_dim": self.feature_dim,
-                "num_descriptors": self.num_descriptors, "reasoning": self.reasoning,
-                "residual_scale": self.residual_scale,
-                "residual_scale_init": self.residual_scale_init,
-                "attention_norm": self.attention_norm}
+        return {
+            **super().get_config(),
+            "feature_dim": self.feature_dim,
+            "num_descriptors": self.num_descriptors,
+            "reasoning": self.reasoning,
+            "residual_scale": self.residual_scale,
+            "residual_scale_init": self.residual_scale_init,
+            "attention_norm": self.attention_norm,
+        }

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 def is_multi_shape(shape) -> bool:
     """True when ``shape`` is a list of shapes (a multi-input layer), not a single shape."""
-    return isinstance(shape, (list, tuple)) and len(shape) > 0 and all(
-        isinstance(s, (list, tuple)) or hasattr(s, "as_list") for s in shape)
+    return (
+        isinstance(shape, (list, tuple))
+        and len(shape) > 0
+        and all(isinstance(s, (list, tuple)) or hasattr(s, "as_list") for s in shape)
+    )
 
 
 def as_shape(shape) -> tuple:

@@ -55,8 +55,9 @@ def attention_model(model: keras.Model) -> keras.Model:
     """
     from keras_seran.models.seran import config_from_model, seran
 
-    explained = seran(config=config_from_model(model), return_attention=True,
-                      name=f"{model.name}_attention")
+    explained = seran(
+        config=config_from_model(model), return_attention=True, name=f"{model.name}_attention"
+    )
     explained.set_weights(model.get_weights())
     return explained
 
@@ -92,15 +93,19 @@ def attention_use(model: keras.Model, lr_slice: np.ndarray) -> list[AttentionUse
     """Per SERA module of ``model``: how peaked M and D are on ``lr_slice`` (h, w)."""
     from keras_seran.layers import SERABlock
 
-    out = attention_model(model).predict(np.asarray(lr_slice, "float32")[None, ..., None],
-                                         verbose=0)
+    out = attention_model(model).predict(
+        np.asarray(lr_slice, "float32")[None, ..., None], verbose=0
+    )
     rows = []
     for block in (l for l in model.layers if isinstance(l, SERABlock)):
         support = effective_support(out[f"{block.name}/attention_maps"][0])
         d = np.asarray(out[f"{block.name}/excitation"][0])
         s = block.residual_scale if block.residual_scale is not None else block.scale.numpy()
-        rows.append(AttentionUse(block.name, float(s), float(np.median(support)),
-                                 float(d.max(axis=-1).mean())))
+        rows.append(
+            AttentionUse(
+                block.name, float(s), float(np.median(support)), float(d.max(axis=-1).mean())
+            )
+        )
     return rows
 
 

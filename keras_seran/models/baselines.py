@@ -15,8 +15,13 @@ import keras
 
 from keras_seran.config import SERAConfig, SERANConfig, check_scale
 from keras_seran.layers import ResidualBlock, ResidualChannelAttentionBlock
-from keras_seran.models.common import (conv3x3, lr_input, reconstruction_tail, residual_groups,
-                                       resolve_config)
+from keras_seran.models.common import (
+    conv3x3,
+    lr_input,
+    reconstruction_tail,
+    residual_groups,
+    resolve_config,
+)
 from keras_seran.models.seran import seran_param_count
 
 
@@ -51,8 +56,13 @@ def matched_edsr_blocks(cfg: SERANConfig) -> int:
     return max(1, math.ceil((seran_params - fixed) / block))
 
 
-def edsr(scale: int | None = None, preset: str | None = None, *, num_blocks: int | None = None,
-         config: SERANConfig | None = None) -> keras.Model:
+def edsr(
+    scale: int | None = None,
+    preset: str | None = None,
+    *,
+    num_blocks: int | None = None,
+    config: SERANConfig | None = None,
+) -> keras.Model:
     """EDSR-style network: residual blocks, trunk conv, long skip, pixel-shuffle, output conv.
 
     With ``num_blocks=None`` the depth is chosen so the parameter count matches (just exceeds)
@@ -69,8 +79,9 @@ def edsr(scale: int | None = None, preset: str | None = None, *, num_blocks: int
     return keras.Model(inputs, outputs, name=f"edsr_x{cfg.scale}")
 
 
-def rir(scale: int | None = None, preset: str | None = None, *, config: SERANConfig | None = None
-        ) -> keras.Model:
+def rir(
+    scale: int | None = None, preset: str | None = None, *, config: SERANConfig | None = None
+) -> keras.Model:
     """SERAN without its SERA modules: the same groups, blocks, convs and skips, so training it
     the same way measures what the attention itself adds (the "w/o SERA" ablation)."""
     from keras_seran.models.seran import seran
@@ -79,16 +90,24 @@ def rir(scale: int | None = None, preset: str | None = None, *, config: SERANCon
     return seran(config=cfg, with_sera=False, name=f"rir_x{cfg.scale}")
 
 
-def rcan(scale: int | None = None, preset: str | None = None, *, reduction: int = 16,
-         config: SERANConfig | None = None) -> keras.Model:
+def rcan(
+    scale: int | None = None,
+    preset: str | None = None,
+    *,
+    reduction: int = 16,
+    config: SERANConfig | None = None,
+) -> keras.Model:
     """RCAN-style network: SERAN's frame with channel-attention blocks and no SERA module."""
     cfg = resolve_config(scale, preset, config)
     c = cfg.channels
     inputs = lr_input(cfg.input_channels)
     shallow = conv3x3(c, "shallow_conv")(inputs)
     x = residual_groups(
-        shallow, cfg,
-        lambda g, b: ResidualChannelAttentionBlock(c, res_scale=cfg.res_scale, reduction=reduction,
-                                                   name=f"group{g}_block{b}"))
+        shallow,
+        cfg,
+        lambda g, b: ResidualChannelAttentionBlock(
+            c, res_scale=cfg.res_scale, reduction=reduction, name=f"group{g}_block{b}"
+        ),
+    )
     outputs = reconstruction_tail(x, shallow, cfg.scale, c, cfg.input_channels)
     return keras.Model(inputs, outputs, name=f"rcan_x{cfg.scale}")

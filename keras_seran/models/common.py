@@ -3,17 +3,24 @@ upsampler, the output."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 
-from keras_seran.config import (DEFAULT_PRESET, DEFAULT_SCALE, SERANConfig, preset_config,
-                                with_overrides)
+from keras_seran.config import (
+    DEFAULT_PRESET,
+    DEFAULT_SCALE,
+    SERANConfig,
+    preset_config,
+    with_overrides,
+)
 from keras_seran.layers import PixelShuffle, SERABlock
 
 
-def resolve_config(scale: int | None, preset: str | None, config: SERANConfig | None,
-                   **overrides: Any) -> SERANConfig:
+def resolve_config(
+    scale: int | None, preset: str | None, config: SERANConfig | None, **overrides: Any
+) -> SERANConfig:
     """The config a model builder uses: ``config`` (with ``overrides``), else ``preset`` at
     ``scale`` (defaults: ``DEFAULT_PRESET``, ``DEFAULT_SCALE``).
 
@@ -21,14 +28,20 @@ def resolve_config(scale: int | None, preset: str | None, config: SERANConfig | 
     or any preset is a ValueError (``seran(config=cfg, scale=4)`` used to build ``cfg``'s x2).
     """
     if config is None:
-        return preset_config(DEFAULT_PRESET if preset is None else preset,
-                             DEFAULT_SCALE if scale is None else scale, **overrides)
+        return preset_config(
+            DEFAULT_PRESET if preset is None else preset,
+            DEFAULT_SCALE if scale is None else scale,
+            **overrides,
+        )
     if preset is not None:
-        raise ValueError(f"pass either preset={preset!r} or config, not both (the config has "
-                         "every size already)")
+        raise ValueError(
+            f"pass either preset={preset!r} or config, not both (the config has every size already)"
+        )
     if scale is not None and scale != config.scale:
-        raise ValueError(f"scale={scale!r} contradicts config.scale={config.scale}; pass one of "
-                         "them, or config.replace(scale=...)")
+        raise ValueError(
+            f"scale={scale!r} contradicts config.scale={config.scale}; pass one of "
+            "them, or config.replace(scale=...)"
+        )
     return with_overrides(config, **overrides)
 
 
@@ -51,8 +64,12 @@ def conv3x3(channels: int, name: str, **kwargs) -> keras.layers.Conv2D:
     return keras.layers.Conv2D(channels, 3, padding="same", name=name, **kwargs)
 
 
-def residual_groups(x, cfg: SERANConfig, block: Callable[[int, int], keras.layers.Layer],
-                    attention: Callable[[int, Any], Any] | None = None):
+def residual_groups(
+    x,
+    cfg: SERANConfig,
+    block: Callable[[int, int], keras.layers.Layer],
+    attention: Callable[[int, Any], Any] | None = None,
+):
     """The residual-in-residual trunk of RCAN / SERAN: ``cfg.num_groups`` times
     ``[cfg.blocks_per_group x block -> attention -> conv3x3, + group skip]``.
 
@@ -74,10 +91,15 @@ def residual_groups(x, cfg: SERANConfig, block: Callable[[int, int], keras.layer
 def sera_block(cfg: SERANConfig, group: int) -> SERABlock:
     """Group ``group``'s SERA module with the sizes of ``cfg.sera`` (named ``group{g}_sera``)."""
     sera = cfg.sera
-    return SERABlock(sera.feature_dim, sera.num_descriptors, reasoning=sera.reasoning,
-                     residual_scale=sera.residual_scale,
-                     residual_scale_init=sera.residual_scale_init,
-                     attention_norm=sera.attention_norm, name=f"group{group}_sera")
+    return SERABlock(
+        sera.feature_dim,
+        sera.num_descriptors,
+        reasoning=sera.reasoning,
+        residual_scale=sera.residual_scale,
+        residual_scale_init=sera.residual_scale_init,
+        attention_norm=sera.attention_norm,
+        name=f"group{group}_sera",
+    )
 
 
 def reconstruction_tail(trunk, shallow, scale: int, channels: int, out_channels: int = 1):

@@ -1,9 +1,9 @@
 """SERAN: the residual-in-residual SR network of RCAN with one SERA module per residual group.
 
-    lr (B,H,W,1) -> conv3x3 (shallow, C)
-      -> G x [ B x ResidualBlock -> SERABlock -> conv3x3, + group skip ]
-      -> conv3x3, + long skip from the shallow features
-      -> pixel-shuffle upsampler (x2, x3; x4 = two x2) -> conv3x3 (C -> 1) -> sr (B,H*s,W*s,1)
+lr (B,H,W,1) -> conv3x3 (shallow, C)
+  -> G x [ B x ResidualBlock -> SERABlock -> conv3x3, + group skip ]
+  -> conv3x3, + long skip from the shallow features
+  -> pixel-shuffle upsampler (x2, x3; x4 = two x2) -> conv3x3 (C -> 1) -> sr (B,H*s,W*s,1)
 """
 
 from __future__ import annotations
@@ -14,14 +14,26 @@ import keras
 
 from keras_seran.config import SERAConfig, SERANConfig
 from keras_seran.layers import PixelShuffle, ResidualBlock, SERABlock
-from keras_seran.models.common import (conv3x3, lr_input, reconstruction_tail, residual_groups,
-                                       resolve_config, sera_block)
+from keras_seran.models.common import (
+    conv3x3,
+    lr_input,
+    reconstruction_tail,
+    residual_groups,
+    resolve_config,
+    sera_block,
+)
 
 
-def seran(scale: int | None = None, preset: str | None = None, *,
-          config: SERANConfig | None = None,
-          return_attention: bool = False, name: str | None = None, with_sera: bool = True,
-          **overrides: Any) -> keras.Model:
+def seran(
+    scale: int | None = None,
+    preset: str | None = None,
+    *,
+    config: SERANConfig | None = None,
+    return_attention: bool = False,
+    name: str | None = None,
+    with_sera: bool = True,
+    **overrides: Any,
+) -> keras.Model:
     """Build SERAN as a functional ``keras.Model`` mapping (B, H, W, 1) -> (B, H*s, W*s, 1).
 
     Args:
@@ -54,9 +66,11 @@ def seran(scale: int | None = None, preset: str | None = None, *,
         return y
 
     x = residual_groups(
-        shallow, cfg,
+        shallow,
+        cfg,
         lambda g, b: ResidualBlock(c, res_scale=cfg.res_scale, name=f"group{g}_block{b}"),
-        sera_module if with_sera else None)
+        sera_module if with_sera else None,
+    )
     outputs = reconstruction_tail(x, shallow, cfg.scale, c, cfg.input_channels)
     if return_attention:
         outputs = {"sr": outputs, **attention}
@@ -78,9 +92,11 @@ def seran_param_count(cfg: SERANConfig) -> int:
         return k * k * a * b + b
 
     block = 2 * conv(3, c, c)
-    sera = (conv(1, c, m) + conv(1, c, n)) + (n * n + n + m * m) + (conv(1, c, n) + conv(1, m, c)) + 1
+    sera = (
+        (conv(1, c, m) + conv(1, c, n)) + (n * n + n + m * m) + (conv(1, c, n) + conv(1, m, c)) + 1
+    )
     group = cfg.blocks_per_group * block + sera + conv(3, c, c)
-    up = 2 * conv(3, c, 4 * c) if cfg.scale == 4 else conv(3, c, c * cfg.scale ** 2)
+    up = 2 * conv(3, c, 4 * c) if cfg.scale == 4 else conv(3, c, c * cfg.scale**2)
     return conv(3, ci, c) + cfg.num_groups * group + conv(3, c, c) + up + conv(3, c, ci)
 
 
@@ -96,8 +112,18 @@ def config_from_model(model: keras.Model) -> SERANConfig:
     group0 = [l for l in model.layers if l.name.startswith("group0_block")]
     first = blocks[0]
     return SERANConfig(
-        scale=scale, channels=model.get_layer("shallow_conv").filters, num_groups=len(blocks),
-        blocks_per_group=len(group0), input_channels=model.inputs[0].shape[-1],
+        scale=scale,
+        channels=model.get_layer("shallow_conv").filters,
+        num_groups=len(blocks),
+        blocks_per_group=len(group0),
+        input_channels=model.inputs[0].shape[-1],
         res_scale=group0[0].res_scale,
-        sera=SERAConfig(first.feature_dim, first.num_descriptors, first.reasoning,
-                        first.residual_scale, first.residual_scale_init, first.attention_norm))
+        sera=SERAConfig(
+            first.feature_dim,
+            first.num_descriptors,
+            first.reasoning,
+            first.residual_scale,
+            first.residual_scale_init,
+            first.attention_norm,
+        ),
+    )

@@ -19,12 +19,16 @@ import keras
 
 from keras_seran.config import SERANConfig
 from keras_seran.layers import ResidualBlock
-from keras_seran.models.common import (conv3x3, lr_input, residual_groups, resolve_config,
-                                       sera_block)
+from keras_seran.models.common import conv3x3, lr_input, residual_groups, resolve_config, sera_block
 
 
-def seran_through_plane(preset: str | None = None, *, config: SERANConfig | None = None,
-                        name: str = "seran_through_plane", **overrides: Any) -> keras.Model:
+def seran_through_plane(
+    preset: str | None = None,
+    *,
+    config: SERANConfig | None = None,
+    name: str = "seran_through_plane",
+    **overrides: Any,
+) -> keras.Model:
     """Build the through-plane SERAN, a functional ``keras.Model`` (B, H, W, 1) -> (B, H, W, 1).
 
     Args:
@@ -37,12 +41,15 @@ def seran_through_plane(preset: str | None = None, *, config: SERANConfig | None
     inputs = lr_input(cfg.input_channels)
     shallow = conv3x3(c, "shallow_conv")(inputs)
     x = residual_groups(
-        shallow, cfg,
+        shallow,
+        cfg,
         lambda g, b: ResidualBlock(c, res_scale=cfg.res_scale, name=f"group{g}_block{b}"),
-        lambda g, y: sera_block(cfg, g)(y))
+        lambda g, y: sera_block(cfg, g)(y),
+    )
     x = conv3x3(c, "trunk_conv")(x)
     x = keras.layers.Add(name="long_skip")([shallow, x])
-    detail = conv3x3(cfg.input_channels, "reconstruction", dtype="float32",
-                     kernel_initializer="zeros")(x)
+    detail = conv3x3(
+        cfg.input_channels, "reconstruction", dtype="float32", kernel_initializer="zeros"
+    )(x)
     outputs = keras.layers.Add(name="input_skip", dtype="float32")([inputs, detail])
     return keras.Model(inputs, outputs, name=name)

@@ -8,9 +8,22 @@ artifact as a :class:`~keras_seran.inference.network.Network`). numpy only: the 
 when a runner is made, and nothing here imports TensorFlow, Keras or JAX.
 """
 
-from keras_seran.runtime.bundle import (MANIFEST, BundleArtifact, is_bundle, open_artifact,
-                                        read_manifest)
+from keras_seran.runtime.bundle import (
+    MANIFEST,
+    BundleArtifact,
+    is_bundle,
+    open_artifact,
+    read_manifest,
+)
 from keras_seran.runtime.runners import RUNNERS, RUNTIME_MODULES, is_installed
 
-__all__ = ["MANIFEST", "BundleArtifact", "is_bundle", "open_artifact", "read_manifest",
-           "RUNNERS", "RUNTIME_MODULES", "is_installed"]
+__all__ = [
+    "MANIFEST",
+    "BundleArtifact",
+    "is_bundle",
+    "open_artifact",
+    "read_manifest",
+    "RUNNERS",
+    "RUNTIME_MODULES",
+    "is_installed",
+]

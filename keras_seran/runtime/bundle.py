@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,10 @@ MANIFEST = "manifest.json"
 #: where one was built (a Jetson), then the float32 models: LiteRT (on the CPU as fast as
 #: onnxruntime or faster, in a third of the memory: docs/benchmarks.md), then onnxruntime.
 DEFAULT_ORDER: tuple[tuple[str, str], ...] = (
-    ("tensorrt", "fp16"), ("litert", "float32"), ("onnxruntime", "float32"))
+    ("tensorrt", "fp16"),
+    ("litert", "float32"),
+    ("onnxruntime", "float32"),
+)
 
 
 def sha256(path: str | Path) -> str:
@@ -56,8 +60,9 @@ def read_manifest(bundle_dir: str | Path) -> dict:
     root = Path(bundle_dir).expanduser()
     path = root / MANIFEST
     if not root.is_dir():
-        raise InputDataError(root, "no such bundle folder; give the folder written by "
-                                   "keras-seran export")
+        raise InputDataError(
+            root, "no such bundle folder; give the folder written by keras-seran export"
+        )
     if not path.is_file():
         raise InputDataError(path, "missing: not an export bundle (keras-seran export writes it)")
     try:
@@ -87,8 +92,9 @@ def fixed_input_size(manifest: dict, file: str) -> tuple[int, int] | None:
     return None if shape is None else (int(shape[1]), int(shape[2]))
 
 
-def choose(manifest: dict, bundle_dir: str | Path, runtime: str | None = None,
-           precision: str | None = None) -> tuple[str, str, str]:
+def choose(
+    manifest: dict, bundle_dir: str | Path, runtime: str | None = None, precision: str | None = None
+) -> tuple[str, str, str]:
     """(runtime, precision, file) for what was asked; the default is the first of
     :data:`DEFAULT_ORDER` installed and present, then any present artifact of an installed
     runtime, files of any size before fixed-size ones. InputDataError naming the bundle when it
@@ -102,27 +108,37 @@ def choose(manifest: dict, bundle_dir: str | Path, runtime: str | None = None,
         fits = [(r, p) for r, p in have if r == runtime and precision in (None, p)]
         if not fits:
             listed = ", ".join(p for r, p in have if r == runtime) or "none"
-            raise InputDataError(where, f"no {runtime} artifact at precision {precision} "
-                                        f"(it has: {listed})" if precision else
-                                 f"no {runtime} artifact (export it with --formats "
-                                 f"{'litert' if runtime == 'litert' else 'onnx'}, or build "
-                                 "engines with build_engines.sh)")
+            raise InputDataError(
+                where,
+                f"no {runtime} artifact at precision {precision} (it has: {listed})"
+                if precision
+                else f"no {runtime} artifact (export it with --formats "
+                f"{'litert' if runtime == 'litert' else 'onnx'}, or build "
+                "engines with build_engines.sh)",
+            )
         pick = next((k for k in DEFAULT_ORDER if k in fits), fits[0])
         return (*pick, have[pick])
     installed = [k for k in have if runners.is_installed(k[0])]
     if precision is not None:
         installed = [k for k in installed if k[1] == precision]
-    ranked = sorted(installed, key=lambda k: (
-        fixed_input_size(manifest, have[k]) is not None,
-        DEFAULT_ORDER.index(k) if k in DEFAULT_ORDER else len(DEFAULT_ORDER)))
+    ranked = sorted(
+        installed,
+        key=lambda k: (
+            fixed_input_size(manifest, have[k]) is not None,
+            DEFAULT_ORDER.index(k) if k in DEFAULT_ORDER else len(DEFAULT_ORDER),
+        ),
+    )
     pick = ranked[0] if ranked else None
     if pick is None:
         present = ", ".join(f"{r}/{p}" for r, p in have) or "none"
         missing = sorted({r for r, _ in have if not runners.is_installed(r)})
-        hint = (f"; install {', '.join(missing)} (keras-seran[runtime])" if missing else "")
-        raise InputDataError(where, "no artifact this machine can run" +
-                             (f" at precision {precision}" if precision else "") +
-                             f" (it has: {present}){hint}")
+        hint = f"; install {', '.join(missing)} (keras-seran[runtime])" if missing else ""
+        raise InputDataError(
+            where,
+            "no artifact this machine can run"
+            + (f" at precision {precision}" if precision else "")
+            + f" (it has: {present}){hint}",
+        )
     return (*pick, have[pick])
 
 
@@ -134,11 +150,17 @@ def verify_file(bundle_dir: str | Path, manifest: dict, file: str) -> Path:
         raise InputDataError(path, "missing from the bundle (listed in its manifest.json)")
     listed = manifest["files"].get(file)
     if listed is None:
-        raise InputDataError(path, "not listed in the bundle's manifest.json, so it cannot be "
-                                   "verified; re-export the bundle")
+        raise InputDataError(
+            path,
+            "not listed in the bundle's manifest.json, so it cannot be "
+            "verified; re-export the bundle",
+        )
     if sha256(path) != listed["sha256"]:
-        raise InputDataError(path, "sha256 differs from the bundle's manifest.json (a changed "
-                                   "or damaged file); re-export or re-copy the bundle")
+        raise InputDataError(
+            path,
+            "sha256 differs from the bundle's manifest.json (a changed "
+            "or damaged file); re-export or re-copy the bundle",
+        )
     return path
 
 
@@ -168,17 +190,22 @@ class BundleArtifact:
 
     @property
     def description(self) -> str:
-        size = (f", fixed LR size {self.input_size[0]}x{self.input_size[1]}"
-                if self.input_size else "")
+        size = (
+            f", fixed LR size {self.input_size[0]}x{self.input_size[1]}" if self.input_size else ""
+        )
         return f"{self.runtime} {self.precision} ({self.file}{size})"
 
 
 PARITY_NAME = {"litert": "tflite", "onnxruntime": "onnx", "tensorrt": "tensorrt"}
 
 
-def open_artifact(bundle_dir: str | Path, runtime: str | None = None,
-                  precision: str | None = None, scale: int | None = None,
-                  num_threads: int | None = None) -> BundleArtifact:
+def open_artifact(
+    bundle_dir: str | Path,
+    runtime: str | None = None,
+    precision: str | None = None,
+    scale: int | None = None,
+    num_threads: int | None = None,
+) -> BundleArtifact:
     """Read and check the bundle, pick the artifact and open it in its runtime.
 
     Args:
@@ -195,8 +222,10 @@ def open_artifact(bundle_dir: str | Path, runtime: str | None = None,
     manifest = read_manifest(root)
     bundle_scale = int(manifest["scale"])
     if scale is not None and int(scale) != bundle_scale:
-        raise UsageError(f"{root}: the bundle upscales by {bundle_scale}, not by the requested "
-                         f"--scale {scale}; drop --scale or give an x{scale} bundle")
+        raise UsageError(
+            f"{root}: the bundle upscales by {bundle_scale}, not by the requested "
+            f"--scale {scale}; drop --scale or give an x{scale} bundle"
+        )
     runtime, precision, file = choose(manifest, root, runtime, precision)
     path = verify_file(root, manifest, file)
     threads = num_threads or runners.default_threads()
@@ -204,8 +233,16 @@ def open_artifact(bundle_dir: str | Path, runtime: str | None = None,
         run = runners.TensorRTRunner(path)
     else:
         run = runners.RUNNERS[runtime](path, num_threads=threads)
-    entry = manifest.get("parity", {}).get("formats", {}).get(
-        f"{PARITY_NAME[runtime]}/{precision}", {})
-    return BundleArtifact(run, bundle_scale, runtime, precision, file,
-                          fixed_input_size(manifest, file), dict(entry.get("tolerance", {})),
-                          root)
+    entry = (
+        manifest.get("parity", {}).get("formats", {}).get(f"{PARITY_NAME[runtime]}/{precision}", {})
+    )
+    return BundleArtifact(
+        run,
+        bundle_scale,
+        runtime,
+        precision,
+        file,
+        fixed_input_size(manifest, file),
+        dict(entry.get("tolerance", {})),
+        root,
+    )

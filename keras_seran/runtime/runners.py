@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -44,8 +44,11 @@ def require(runtime: str) -> None:
     """RuntimeUnavailable naming the package to install when ``runtime`` is not installed."""
     if not is_installed(runtime):
         module, package = RUNTIME_MODULES[runtime]
-        how = ("install it with JetPack (python3-libnvinfer) or NVIDIA's tensorrt wheel"
-               if runtime == "tensorrt" else f"pip install {package} (or keras-seran[runtime])")
+        how = (
+            "install it with JetPack (python3-libnvinfer) or NVIDIA's tensorrt wheel"
+            if runtime == "tensorrt"
+            else f"pip install {package} (or keras-seran[runtime])"
+        )
         raise RuntimeUnavailable(f"runtime {runtime} is not installed (no module {module}): {how}")
 
 
@@ -78,14 +81,16 @@ class LiteRTRunner:
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         x = np.asarray(lr, np.float32)
         if x.ndim == 4 and x.shape[0] > 1:
-            return np.concatenate([self(x[i:i + 1]) for i in range(x.shape[0])])
+            return np.concatenate([self(x[i : i + 1]) for i in range(x.shape[0])])
         it = self.interpreter
         if self._shape != x.shape:
             sig = [int(v) for v in self.input["shape_signature"]]
             fixed = [s for s in sig if s != -1]
             if len(sig) != x.ndim or any(s not in (-1, v) for s, v in zip(sig, x.shape)):
-                raise ValueError(f"{self.path.name}: input shape {x.shape} does not fit the "
-                                 f"model's {sig} (-1 = any)")
+                raise ValueError(
+                    f"{self.path.name}: input shape {x.shape} does not fit the "
+                    f"model's {sig} (-1 = any)"
+                )
             if len(fixed) != len(sig):
                 it.resize_tensor_input(self.input["index"], list(x.shape), strict=True)
             it.allocate_tensors()
@@ -105,8 +110,12 @@ class LiteRTRunner:
 class OnnxRunner:
     """Run an ONNX model with onnxruntime (CPU by default) on (B, h, w, 1) float32 inputs."""
 
-    def __init__(self, path: str | Path, num_threads: int | None = 2,
-                 providers: Sequence[str] = ("CPUExecutionProvider",)):
+    def __init__(
+        self,
+        path: str | Path,
+        num_threads: int | None = 2,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ):
         require("onnxruntime")
         import onnxruntime as ort
 
@@ -145,9 +154,11 @@ class TensorRTRunner:
             import tensorrt as trt
             import torch
         except ImportError as exc:
-            raise RuntimeUnavailable(f"running a TensorRT engine from Python needs tensorrt and "
-                                     f"torch (CUDA) for device buffers ({exc}); use trtexec "
-                                     "--loadEngine instead") from exc
+            raise RuntimeUnavailable(
+                f"running a TensorRT engine from Python needs tensorrt and "
+                f"torch (CUDA) for device buffers ({exc}); use trtexec "
+                "--loadEngine instead"
+            ) from exc
         if not torch.cuda.is_available():
             raise RuntimeUnavailable("TensorRT engines need a CUDA GPU; torch sees none")
         self._trt, self._torch = trt, torch
@@ -156,14 +167,18 @@ class TensorRTRunner:
         runtime = trt.Runtime(self.logger)
         self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
-            raise ValueError(f"{engine_path}: could not deserialize the engine (built by "
-                             "another TensorRT version or for another GPU?)")
+            raise ValueError(
+                f"{engine_path}: could not deserialize the engine (built by "
+                "another TensorRT version or for another GPU?)"
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_name = next(n for n in names
-                               if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self.output_name = next(n for n in names
-                                if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self.input_name = next(
+            n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT
+        )
+        self.output_name = next(
+            n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT
+        )
         self.stream = torch.cuda.Stream()
         self._profile = None
 
@@ -172,8 +187,9 @@ class TensorRTRunner:
             mn, _, mx = self.engine.get_tensor_profile_shape(self.input_name, i)
             if all(a <= s <= b for a, s, b in zip(mn, shape, mx)):
                 return i
-        raise ValueError(f"{self.path.name}: input shape {tuple(shape)} fits none of the "
-                         "engine's profiles")
+        raise ValueError(
+            f"{self.path.name}: input shape {tuple(shape)} fits none of the engine's profiles"
+        )
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         torch = self._torch

@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib
 
 #: module -> the names it gives
-_FROM = {"keras_seran.training.callbacks": ("RunCheckpoint",),
-         "keras_seran.training.optim": ("compile_model", "make_optimizer", "step_schedule"),
-         "keras_seran.training.trainer": ("build_model", "train")}
+_FROM = {
+    "keras_seran.training.callbacks": ("RunCheckpoint",),
+    "keras_seran.training.optim": ("compile_model", "make_optimizer", "step_schedule"),
+    "keras_seran.training.trainer": ("build_model", "train"),
+}
 _LAZY = {name: module for module, names in _FROM.items() for name in names}
 
 
@@ -21,5 +23,11 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(_LAZY[name]), name)
 
 
-__all__ = ["train", "build_model", "compile_model", "make_optimizer", "step_schedule",
-           "RunCheckpoint"]
+__all__ = [
+    "train",
+    "build_model",
+    "compile_model",
+    "make_optimizer",
+    "step_schedule",
+    "RunCheckpoint",
+]

@@ -26,15 +26,21 @@ class RunCheckpoint(keras.callbacks.Callback):
     step count runs ahead of the epoch counter by that interval).
     """
 
-    def __init__(self, run_dir: str | Path, every: int = 1, monitor: str = "val_psnr",
-                 mode: str = "max", best: float | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        every: int = 1,
+        monitor: str = "val_psnr",
+        mode: str = "max",
+        best: float | None = None,
+    ):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.every = max(1, int(every))
         self.monitor = monitor
         self.sign = 1.0 if mode == "max" else -1.0
         self.best = best if best is not None else -math.inf * self.sign
-        self._completed = self._saved = None   # epochs completed / saved in last.keras
+        self._completed = self._saved = None  # epochs completed / saved in last.keras
         self._logs: dict = {}
 
     def on_epoch_end(self, epoch, logs=None):
@@ -56,9 +62,16 @@ class RunCheckpoint(keras.callbacks.Callback):
     def _save_last(self, completed: int, logs: dict) -> None:
         """``last.keras`` then the state naming its epoch, each atomically."""
         atomic_save_model(self.model, self.run_dir / LAST)
-        write_state(self.run_dir, {
-            "epoch": completed, "best": self.best, "monitor": self.monitor,
-            "optimizer_iterations": int(self.model.optimizer.iterations.numpy())
-            if hasattr(self.model.optimizer.iterations, "numpy") else None,
-            "logs": {k: float(v) for k, v in logs.items()}})
+        write_state(
+            self.run_dir,
+            {
+                "epoch": completed,
+                "best": self.best,
+                "monitor": self.monitor,
+                "optimizer_iterations": int(self.model.optimizer.iterations.numpy())
+                if hasattr(self.model.optimizer.iterations, "numpy")
+                else None,
+                "logs": {k: float(v) for k, v in logs.items()},
+            },
+        )
         self._saved = completed

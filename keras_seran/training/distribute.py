@@ -33,9 +33,11 @@ from keras_seran.errors import UsageError
 #: kinds that are tf.distribute strategies (the rest of ``DISTRIBUTIONS`` but "none" is JAX's)
 TF_KINDS = ("mirrored", "multi-worker")
 BACKEND_OF = {"mirrored": "tensorflow", "multi-worker": "tensorflow", "data-parallel": "jax"}
-ENGINE_OF = {"mirrored": "tf.distribute.MirroredStrategy",
-             "multi-worker": "tf.distribute.MultiWorkerMirroredStrategy",
-             "data-parallel": "keras.distribution.DataParallel"}
+ENGINE_OF = {
+    "mirrored": "tf.distribute.MirroredStrategy",
+    "multi-worker": "tf.distribute.MultiWorkerMirroredStrategy",
+    "data-parallel": "keras.distribution.DataParallel",
+}
 
 
 @dataclass(frozen=True)
@@ -59,28 +61,35 @@ class Placement:
         """The batch each replica computes; UsageError when ``global_batch`` does not split
         evenly over the replicas."""
         if global_batch % self.replicas:
-            raise UsageError(f"--batch-size {global_batch} (the global batch) does not split "
-                             f"over {self.replicas} replicas of --distribute {self.kind}; use a "
-                             f"multiple of {self.replicas}")
+            raise UsageError(
+                f"--batch-size {global_batch} (the global batch) does not split "
+                f"over {self.replicas} replicas of --distribute {self.kind}; use a "
+                f"multiple of {self.replicas}"
+            )
         return global_batch // self.replicas
 
     def describe(self, global_batch: int) -> str:
         """One line: the strategy, the replicas and the per-replica batch."""
         workers = f" on {self.process_count} workers" if self.process_count > 1 else ""
-        return (f"distribute {self.kind} ({ENGINE_OF[self.kind]}): {self.replicas} replica(s)"
-                f"{workers}; global batch {global_batch} = {self.per_replica(global_batch)} per "
-                "replica")
+        return (
+            f"distribute {self.kind} ({ENGINE_OF[self.kind]}): {self.replicas} replica(s)"
+            f"{workers}; global batch {global_batch} = {self.per_replica(global_batch)} per "
+            "replica"
+        )
 
 
 def check_backend(kind: str, backend: str) -> None:
     """UsageError naming the backend when ``kind`` needs another one."""
     needed = BACKEND_OF.get(kind)
     if needed is not None and backend != needed:
-        other = "mirrored or multi-worker (tensorflow)" if needed == "jax" \
-            else "data-parallel (jax)"
-        raise UsageError(f"--distribute {kind} uses {ENGINE_OF[kind]}, which needs the {needed} "
-                         f"backend (this is {backend}); set KERAS_BACKEND={needed}, use "
-                         f"--distribute {other}, or train on one device")
+        other = (
+            "mirrored or multi-worker (tensorflow)" if needed == "jax" else "data-parallel (jax)"
+        )
+        raise UsageError(
+            f"--distribute {kind} uses {ENGINE_OF[kind]}, which needs the {needed} "
+            f"backend (this is {backend}); set KERAS_BACKEND={needed}, use "
+            f"--distribute {other}, or train on one device"
+        )
 
 
 def place(kind: str, global_batch: int) -> Placement:
@@ -89,8 +98,11 @@ def place(kind: str, global_batch: int) -> Placement:
     described, or ``global_batch`` does not split evenly over the replicas."""
     if kind == "none":
         return Placement()
-    placement = {"mirrored": _mirrored, "multi-worker": _multi_worker,
-                 "data-parallel": _data_parallel}[kind]()
+    placement = {
+        "mirrored": _mirrored,
+        "multi-worker": _multi_worker,
+        "data-parallel": _data_parallel,
+    }[kind]()
     placement.per_replica(global_batch)
     return placement
 
@@ -98,8 +110,9 @@ def place(kind: str, global_batch: int) -> Placement:
 def _mirrored() -> Placement:
     import tensorflow as tf
 
-    devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
-        [d.name for d in tf.config.list_logical_devices("CPU")]
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
+        d.name for d in tf.config.list_logical_devices("CPU")
+    ]
     strategy = tf.distribute.MirroredStrategy(devices)
     return Placement("mirrored", strategy.num_replicas_in_sync, strategy=strategy)
 
@@ -108,16 +121,20 @@ def read_tf_config() -> dict:
     """The cluster of ``TF_CONFIG``; UsageError when it is unset or not a cluster description."""
     text = os.environ.get("TF_CONFIG")
     if not text:
-        raise UsageError("--distribute multi-worker reads the cluster from the TF_CONFIG "
-                         "environment variable, which is not set (docs/distributed.md)")
+        raise UsageError(
+            "--distribute multi-worker reads the cluster from the TF_CONFIG "
+            "environment variable, which is not set (docs/distributed.md)"
+        )
     try:
         config = json.loads(text)
         workers = config["cluster"].get("worker", []) + config["cluster"].get("chief", [])
         task_type, task_index = config["task"]["type"], int(config["task"]["index"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"TF_CONFIG is not a cluster description ({type(exc).__name__}: "
-                         f"{exc}); expected {{\"cluster\": {{\"worker\": [\"host:port\", ...]}}, "
-                         "\"task\": {\"type\": \"worker\", \"index\": 0}}") from None
+        raise UsageError(
+            f"TF_CONFIG is not a cluster description ({type(exc).__name__}: "
+            f'{exc}); expected {{"cluster": {{"worker": ["host:port", ...]}}, '
+            '"task": {"type": "worker", "index": 0}}'
+        ) from None
     if not workers:
         raise UsageError("TF_CONFIG names no worker (cluster.worker is empty)")
     return {"cluster": config["cluster"], "type": task_type, "index": task_index}
@@ -132,10 +149,12 @@ def _multi_worker() -> Placement:
     has_chief = bool(cluster.get("chief"))
     workers = cluster.get("chief", []) + cluster.get("worker", [])
     index = config["index"] + (1 if has_chief and config["type"] == "worker" else 0)
-    chief = config["type"] == "chief" or (not has_chief and config["type"] == "worker"
-                                          and config["index"] == 0)
-    return Placement("multi-worker", strategy.num_replicas_in_sync, index, len(workers), chief,
-                     strategy)
+    chief = config["type"] == "chief" or (
+        not has_chief and config["type"] == "worker" and config["index"] == 0
+    )
+    return Placement(
+        "multi-worker", strategy.num_replicas_in_sync, index, len(workers), chief, strategy
+    )
 
 
 def _data_parallel() -> Placement:
@@ -143,15 +162,18 @@ def _data_parallel() -> Placement:
     import keras
 
     is_initialized = getattr(jax.distributed, "is_initialized", lambda: False)
-    if (os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES")
-            or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES")) and not is_initialized():
-        keras.distribution.initialize()   # jax.distributed.initialize from those variables
+    if (
+        os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES")
+        or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES")
+    ) and not is_initialized():
+        keras.distribution.initialize()  # jax.distributed.initialize from those variables
     devices = keras.distribution.list_devices()
     # each process's PatchPyDataset yields its own share already (make_pydatasets)
     distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
     index = jax.process_index()
-    return Placement("data-parallel", len(devices), index, jax.process_count(), index == 0,
-                     distribution)
+    return Placement(
+        "data-parallel", len(devices), index, jax.process_count(), index == 0, distribution
+    )
 
 
 def prepare_model(model: Any, placement: Placement) -> None:
@@ -179,7 +201,8 @@ def prepare_model(model: Any, placement: Placement) -> None:
         if iterator is not None:
             for _, _, it in iterator:
                 data_batch = keras.tree.map_structure(
-                    lambda x: strategy.experimental_local_results(x)[0], next(it))
+                    lambda x: strategy.experimental_local_results(x)[0], next(it)
+                )
                 break
         return keras_build(data_batch=data_batch)
 
@@ -196,11 +219,11 @@ def _patch_step_log_reduction() -> None:
 
     def reduce_per_replica(values, strategy, reduction):
         if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
-                strategy):
+            strategy
+        ):
             import keras
 
-            return keras.tree.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None), values)
+            return keras.tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
         return keras_reduce(values, strategy, reduction)
 
     reduce_per_replica._keras_seran = True

@@ -15,19 +15,30 @@ from keras_seran.metrics import SSIM_WINDOW, PSNRMetric, SSIMMetric, min_lr_side
 def step_schedule(cfg: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
     """lr * factor ** floor(step / (decay_epochs * steps_per_epoch)): the paper's halving."""
     return keras.optimizers.schedules.ExponentialDecay(
-        cfg.learning_rate, decay_steps=max(1, cfg.lr_decay_epochs * cfg.steps_per_epoch),
-        decay_rate=cfg.lr_decay_factor, staircase=True)
+        cfg.learning_rate,
+        decay_steps=max(1, cfg.lr_decay_epochs * cfg.steps_per_epoch),
+        decay_rate=cfg.lr_decay_factor,
+        staircase=True,
+    )
 
 
 def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
-    return keras.optimizers.Adam(step_schedule(cfg), beta_1=cfg.beta_1, beta_2=cfg.beta_2,
-                                 epsilon=cfg.epsilon, clipnorm=cfg.clipnorm)
+    return keras.optimizers.Adam(
+        step_schedule(cfg),
+        beta_1=cfg.beta_1,
+        beta_2=cfg.beta_2,
+        epsilon=cfg.epsilon,
+        clipnorm=cfg.clipnorm,
+    )
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, scale: int) -> keras.Model:
     """Compile with L1 loss, the paper's Adam schedule, and PSNR/SSIM (border = scale) metrics."""
-    model.compile(optimizer=make_optimizer(cfg), loss="mean_absolute_error",
-                  metrics=[PSNRMetric(border=scale), SSIMMetric(border=scale)])
+    model.compile(
+        optimizer=make_optimizer(cfg),
+        loss="mean_absolute_error",
+        metrics=[PSNRMetric(border=scale), SSIMMetric(border=scale)],
+    )
     return model
 
 
@@ -45,7 +56,9 @@ def check_patch_size(data: DataConfig, scale: int) -> None:
         from keras_seran.errors import UsageError
 
         hr = data.patch_size * scale
-        raise UsageError(f"patch_size {data.patch_size} is too small at x{scale}: its "
-                         f"{hr}-pixel HR patch, cropped by {scale} pixels per side for "
-                         f"PSNR/SSIM, is under SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} "
-                         f"window; use a patch size >= {minimum} (--patch-size)")
+        raise UsageError(
+            f"patch_size {data.patch_size} is too small at x{scale}: its "
+            f"{hr}-pixel HR patch, cropped by {scale} pixels per side for "
+            f"PSNR/SSIM, is under SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} "
+            f"window; use a patch size >= {minimum} (--patch-size)"
+        )

@@ -17,11 +17,25 @@ from typing import Any
 
 import keras
 
-from keras_seran.config import (MIXED_PRECISION_KINDS, TRAINABLE_ARCHS, DataConfig,
-                                TrainConfig, to_dict)
+from keras_seran.config import (
+    MIXED_PRECISION_KINDS,
+    TRAINABLE_ARCHS,
+    DataConfig,
+    TrainConfig,
+    to_dict,
+)
 from keras_seran.devices import backend, has_tensorflow
-from keras_seran.runs import (LAST, LOG, RUN_CONFIG, TENSORBOARD, describe_sources,
-                              prepare_run_dir, record_resume, trim_log, write_run_config)
+from keras_seran.runs import (
+    LAST,
+    LOG,
+    RUN_CONFIG,
+    TENSORBOARD,
+    describe_sources,
+    prepare_run_dir,
+    record_resume,
+    trim_log,
+    write_run_config,
+)
 from keras_seran.training.callbacks import RunCheckpoint
 from keras_seran.training.optim import check_patch_size, compile_model
 
@@ -29,7 +43,7 @@ from keras_seran.training.optim import check_patch_size, compile_model
 def build_model(arch: str, scale: int, preset: str) -> keras.Model:
     from keras_seran.models import build
 
-    if arch not in TRAINABLE_ARCHS:   # bicubic has no weights to train
+    if arch not in TRAINABLE_ARCHS:  # bicubic has no weights to train
         raise ValueError(f"cannot train architecture {arch!r}; choose one of {TRAINABLE_ARCHS}")
     return build(arch, scale, preset)
 
@@ -85,12 +99,22 @@ def check_backend(train_cfg: TrainConfig) -> None:
     check_distribute(train_cfg.distribute, backend())
 
 
-def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *,
-          arch: str = "seran", preset: str = "small", data: DataConfig | None = None,
-          train_cfg: TrainConfig | None = None, resume: bool = False,
-          datasets: tuple | None = None, verbose: int | str = "auto",
-          tensorboard: bool = True, init_from: str | Path | None = None,
-          callbacks: list[keras.callbacks.Callback] | None = None) -> keras.callbacks.History:
+def train(
+    sources: Any,
+    scale: int = 2,
+    run_dir: str | Path = "runs/seran_x2",
+    *,
+    arch: str = "seran",
+    preset: str = "small",
+    data: DataConfig | None = None,
+    train_cfg: TrainConfig | None = None,
+    resume: bool = False,
+    datasets: tuple | None = None,
+    verbose: int | str = "auto",
+    tensorboard: bool = True,
+    init_from: str | Path | None = None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> keras.callbacks.History:
     """Train and checkpoint a model; returns the Keras ``History``.
 
     Args:
@@ -112,12 +136,14 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     check_backend(train_cfg)
     check_patch_size(data, scale)
     check_datasets(datasets, train_cfg)
-    placement = place(train_cfg.distribute, data.batch_size)   # first: before TensorFlow runs
+    placement = place(train_cfg.distribute, data.batch_size)  # first: before TensorFlow runs
     if placement.strategy is not None:
         print(placement.describe(data.batch_size))
     if not placement.is_chief:
-        print(f"worker {placement.process_index}: the chief writes {run_dir}; this worker's "
-              "checkpoints go to a temporary folder, deleted at the end")
+        print(
+            f"worker {placement.process_index}: the chief writes {run_dir}; this worker's "
+            "checkpoints go to a temporary folder, deleted at the end"
+        )
     run_dir = Path(run_dir)
     chief = placement.is_chief
     created = not run_dir.exists()
@@ -126,8 +152,18 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
     with placement.scope(), contextlib.ExitStack() as cleanup:
         try:
             model, initial_epoch, (train_ds, val_ds) = _start(
-                sources, scale, run_dir, state, arch, preset, data, train_cfg, datasets,
-                init_from, placement)
+                sources,
+                scale,
+                run_dir,
+                state,
+                arch,
+                preset,
+                data,
+                train_cfg,
+                datasets,
+                init_from,
+                placement,
+            )
             prepare_model(model, placement)
         except BaseException:
             # a fresh run that failed before writing anything leaves no empty run directory
@@ -141,28 +177,54 @@ def train(sources: Any, scale: int = 2, run_dir: str | Path = "runs/seran_x2", *
         monitor = "val_psnr" if val_ds is not None else "psnr"
         extra = list(callbacks or [])
         # every worker saves (a multi-worker save is collective); the chief's is the run's
-        saves = run_dir if chief else Path(cleanup.enter_context(
-            tempfile.TemporaryDirectory(prefix=f"keras-seran-worker{placement.process_index}-")))
-        callbacks = [RunCheckpoint(saves, every=train_cfg.checkpoint_every_epochs,
-                                   monitor=monitor,
-                                   best=None if state is None else state.get("best"))]
+        saves = (
+            run_dir
+            if chief
+            else Path(
+                cleanup.enter_context(
+                    tempfile.TemporaryDirectory(
+                        prefix=f"keras-seran-worker{placement.process_index}-"
+                    )
+                )
+            )
+        )
+        callbacks = [
+            RunCheckpoint(
+                saves,
+                every=train_cfg.checkpoint_every_epochs,
+                monitor=monitor,
+                best=None if state is None else state.get("best"),
+            )
+        ]
         if chief:
-            callbacks.append(keras.callbacks.CSVLogger(str(run_dir / LOG),
-                                                       append=state is not None))
+            callbacks.append(
+                keras.callbacks.CSVLogger(str(run_dir / LOG), append=state is not None)
+            )
         if chief and tensorboard and not has_tensorflow():
-            print("TensorBoard logs need TensorFlow (not installed): skipped; log.csv has the "
-                  "metrics")
+            print(
+                "TensorBoard logs need TensorFlow (not installed): skipped; log.csv has the metrics"
+            )
         elif chief and tensorboard:
-            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD),
-                                                         write_graph=False))
+            callbacks.append(
+                keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD), write_graph=False)
+            )
         if train_cfg.early_stop_patience:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor, mode="max", patience=train_cfg.early_stop_patience))
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor, mode="max", patience=train_cfg.early_stop_patience
+                )
+            )
         callbacks.extend(extra)
-        return model.fit(train_ds, epochs=train_cfg.epochs,
-                         steps_per_epoch=train_cfg.steps_per_epoch, validation_data=val_ds,
-                         initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
-                         shuffle=False)
+        return model.fit(
+            train_ds,
+            epochs=train_cfg.epochs,
+            steps_per_epoch=train_cfg.steps_per_epoch,
+            validation_data=val_ds,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,
+        )
 
 
 def check_datasets(datasets: tuple | None, train_cfg: TrainConfig) -> None:
@@ -170,15 +232,21 @@ def check_datasets(datasets: tuple | None, train_cfg: TrainConfig) -> None:
     another number of steps per epoch than ``train_cfg`` gives ``fit`` (its stream and its
     guard against an epoch that never ends count in its own steps)."""
     train_ds = datasets[0] if datasets else None
-    if getattr(train_ds, "num_batches", 0) is None and hasattr(train_ds, "__len__") \
-            and len(train_ds) != train_cfg.steps_per_epoch:
-        raise ValueError(f"the training dataset has {len(train_ds)} steps per epoch but "
-                         f"train_cfg.steps_per_epoch is {train_cfg.steps_per_epoch}; make them "
-                         "agree (make_pydatasets(..., steps_per_epoch=...))")
+    if (
+        getattr(train_ds, "num_batches", 0) is None
+        and hasattr(train_ds, "__len__")
+        and len(train_ds) != train_cfg.steps_per_epoch
+    ):
+        raise ValueError(
+            f"the training dataset has {len(train_ds)} steps per epoch but "
+            f"train_cfg.steps_per_epoch is {train_cfg.steps_per_epoch}; make them "
+            "agree (make_pydatasets(..., steps_per_epoch=...))"
+        )
 
 
-def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datasets, init_from,
-           placement):
+def _start(
+    sources, scale, run_dir, state, arch, preset, data, train_cfg, datasets, init_from, placement
+):
     """(compiled model, initial epoch, (train_ds, val_ds)) of a fresh or resumed run; a fresh
     run's settings are written to ``run_config.json`` (by the chief) once everything is
     built."""
@@ -189,17 +257,27 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
             from keras_seran.data import make_datasets
 
             # a global validation batch: one copy of the slice per replica
-            datasets = make_datasets(sources, scale, data,
-                                     start_batch=start_epoch * train_cfg.steps_per_epoch,
-                                     val_copies=placement.replicas)
+            datasets = make_datasets(
+                sources,
+                scale,
+                data,
+                start_batch=start_epoch * train_cfg.steps_per_epoch,
+                val_copies=placement.replicas,
+            )
         else:  # JAX / PyTorch: the numpy PyDatasets (no TensorFlow needed)
             from keras_seran.data import make_pydatasets
 
             # each process feeds its share of the global batch (its local replicas)
             datasets = make_pydatasets(
-                sources, scale, data, train_cfg.steps_per_epoch, start_epoch,
-                process_index=placement.process_index, process_count=placement.process_count,
-                val_copies=placement.replicas // placement.process_count)
+                sources,
+                scale,
+                data,
+                train_cfg.steps_per_epoch,
+                start_epoch,
+                process_index=placement.process_index,
+                process_count=placement.process_count,
+                val_copies=placement.replicas // placement.process_count,
+            )
     with _dtype_policy(train_cfg.mixed_precision):
         if state is not None:
             model = load_checkpoint(run_dir / LAST)
@@ -213,19 +291,30 @@ def _start(sources, scale, run_dir, state, arch, preset, data, train_cfg, datase
                 if not copied:
                     from keras_seran.errors import InputDataError
 
-                    raise InputDataError(init_from, f"no layer matches the {arch} {preset} "
-                                                    f"x{scale} network (another architecture or "
-                                                    "preset?); nothing to start from")
+                    raise InputDataError(
+                        init_from,
+                        f"no layer matches the {arch} {preset} "
+                        f"x{scale} network (another architecture or "
+                        "preset?); nothing to start from",
+                    )
                 print(f"initialised {len(copied)} of {len(model.layers)} layers from {init_from}")
             model = compile_model(model, train_cfg, scale)
             initial_epoch = 0
         if state is None and placement.is_chief:
-            write_run_config(run_dir, {
-                "arch": arch, "preset": preset, "scale": scale,
-                "sources": describe_sources(sources), "data": to_dict(data),
-                "train": to_dict(train_cfg),
-                "init_from": None if init_from is None else str(init_from),
-                "keras": keras.__version__, "started": time.strftime("%F %T")})
+            write_run_config(
+                run_dir,
+                {
+                    "arch": arch,
+                    "preset": preset,
+                    "scale": scale,
+                    "sources": describe_sources(sources),
+                    "data": to_dict(data),
+                    "train": to_dict(train_cfg),
+                    "init_from": None if init_from is None else str(init_from),
+                    "keras": keras.__version__,
+                    "started": time.strftime("%F %T"),
+                },
+            )
     return model, initial_epoch, datasets
 
 
@@ -239,6 +328,9 @@ def load_checkpoint(path: Path) -> keras.Model:
     try:
         return keras.saving.load_model(path)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        raise InputDataError(path, f"cannot load the checkpoint ({type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else ''}); it is "
-                                   "damaged: restore it or start a new run") from None
+        raise InputDataError(
+            path,
+            f"cannot load the checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); it is "
+            "damaged: restore it or start a new run",
+        ) from None

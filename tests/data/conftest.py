@@ -13,8 +13,12 @@ from keras_seran import samples
 # Subjects of the temporary IXI folder: (subject id, site, session); each gets 4 axial slices of
 # the real slab (different anatomy per subject) as T1, and subject 0 and 1 also a "T2" (inverted
 # intensities inside the head: a different contrast of the same anatomy).
-IXI_SUBJECTS = [("IXI012", "Guys", "0828"), ("IXI013", "HH", "1212"), ("IXI014", "IOP", "1236"),
-                ("IXI015", "Guys", "1300")]
+IXI_SUBJECTS = [
+    ("IXI012", "Guys", "0828"),
+    ("IXI013", "HH", "1212"),
+    ("IXI014", "IOP", "1236"),
+    ("IXI015", "Guys", "1300"),
+]
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +32,10 @@ def ixi_dir(tmp_path_factory, slab_raw) -> Path:
     """Folder of IXI-named NIfTI volumes (256, 4, 256) cut from the real slab, 4 subjects."""
     d = tmp_path_factory.mktemp("ixi")
     for i, (sid, site, ses) in enumerate(IXI_SUBJECTS):
-        block = slab_raw[:, 4 * i: 4 * i + 4, :]
-        nib.save(nib.Nifti1Image(block.astype(np.uint8), np.eye(4)), d / f"{sid}-{site}-{ses}-T1.nii.gz")
+        block = slab_raw[:, 4 * i : 4 * i + 4, :]
+        nib.save(
+            nib.Nifti1Image(block.astype(np.uint8), np.eye(4)), d / f"{sid}-{site}-{ses}-T1.nii.gz"
+        )
         if i < 2:
             t2 = np.where(block > 10, 255.0 - block, 0.0).astype(np.uint8)
             nib.save(nib.Nifti1Image(t2, np.eye(4)), d / f"{sid}-{site}-{ses}-T2.nii.gz")

@@ -34,19 +34,24 @@ _RX = np.array([[1, 0, 0], [0, np.cos(_a), -np.sin(_a)], [0, np.sin(_a), np.cos(
 _RZ = np.array([[np.cos(_b), -np.sin(_b), 0], [np.sin(_b), np.cos(_b), 0], [0, 0, 1]])
 ROTATION = _RZ @ _RX
 COL_DIR, ROW_DIR, NORMAL = ROTATION[:, 0], ROTATION[:, 1], ROTATION[:, 2]
-PIXEL_SPACING = (0.9, 1.1)        # between rows, between columns: unequal, to catch a swap
+PIXEL_SPACING = (0.9, 1.1)  # between rows, between columns: unequal, to catch a swap
 ORIGIN = np.array([-40.0, -25.0, 12.5])
 SLOPE, INTERCEPT = 0.5, 10.0
 
 
 def slab_slices() -> np.ndarray:
     """16 real T1 slices (16, 48, 64) int16: the bundled slab, every 4th pixel, cropped."""
-    slab = np.asarray(nib.load(samples.T1_AXIAL_SLAB).dataobj)        # (256, 16, 256) uint8
+    slab = np.asarray(nib.load(samples.T1_AXIAL_SLAB).dataobj)  # (256, 16, 256) uint8
     return np.moveaxis(slab[::4, :, ::4], 1, 0)[:, 8:56, :].astype(np.int16)
 
 
-def write_series(folder: Path, n: int = 6, spacing: float = 2.5, skip: tuple[int, ...] = (),
-                 series_uid: str | None = None) -> list[Path]:
+def write_series(
+    folder: Path,
+    n: int = 6,
+    spacing: float = 2.5,
+    skip: tuple[int, ...] = (),
+    series_uid: str | None = None,
+) -> list[Path]:
     """A folder of ``n`` single-frame MR images of one series (slice k at ORIGIN + k * spacing
     * NORMAL, pixels slab slice k), written out of order (file ``s{n-1-k}.dcm`` holds slice k);
     ``skip``: slice indices left out (a missing slice). Returns the files by slice index."""
@@ -87,7 +92,7 @@ def write_enhanced(path: Path, n: int = 16, repeats: int = 1) -> Path:
     stored in reverse order, with the real slab slices as pixels (frame at position k holds
     slab slice k, 256 x 256)."""
     ds = philips_mprage()
-    slab = np.asarray(nib.load(samples.T1_AXIAL_SLAB).dataobj)       # (256, 16, 256)
+    slab = np.asarray(nib.load(samples.T1_AXIAL_SLAB).dataobj)  # (256, 16, 256)
     frames = [copy.deepcopy(ds.PerFrameFunctionalGroupsSequence[k]) for k in range(n)] * repeats
     pixels = [slab[:, k % 16, :].astype(np.uint16) for k in range(n)] * repeats
     ds.PerFrameFunctionalGroupsSequence = frames[::-1]
@@ -100,8 +105,10 @@ def write_enhanced(path: Path, n: int = 16, repeats: int = 1) -> Path:
 def enhanced_positions(path: Path) -> list[np.ndarray]:
     """The ImagePositionPatient of each stored frame of an enhanced file."""
     ds = pydicom.dcmread(path, stop_before_pixels=True)
-    return [np.asarray(f.PlanePositionSequence[0].ImagePositionPatient, float)
-            for f in ds.PerFrameFunctionalGroupsSequence]
+    return [
+        np.asarray(f.PlanePositionSequence[0].ImagePositionPatient, float)
+        for f in ds.PerFrameFunctionalGroupsSequence
+    ]
 
 
 def mosaic_folder(folder: Path) -> Path:

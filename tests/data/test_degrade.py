@@ -6,24 +6,59 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_seran.data.degrade import (add_rician_noise, bicubic_downscale, bicubic_upscale,
-                                      blur_downscale, crop_to_multiple, degradation_matrices,
-                                      degrade, imresize_weights, kspace_downscale, kspace_upscale)
+from keras_seran.data.degrade import (
+    add_rician_noise,
+    bicubic_downscale,
+    bicubic_upscale,
+    blur_downscale,
+    crop_to_multiple,
+    degradation_matrices,
+    degrade,
+    imresize_weights,
+    kspace_downscale,
+    kspace_upscale,
+)
 
 # Interior weights of MATLAB imresize 'bicubic' (a = -0.5, antialiased) when shrinking by 2 and 4:
 # the published tables of the SR literature (e.g. the "bicubic" base kernels of KAIR/BasicSR), i.e.
 # cubic(d / s) / s at the tap distances d = +-0.5, +-1.5, ...
-MATLAB_X2 = [-0.01171875, -0.03515625, 0.11328125, 0.43359375, 0.43359375, 0.11328125, -0.03515625,
-             -0.01171875]
-MATLAB_X4 = [-0.00170898, -0.01098633, -0.01831055, -0.01196289, 0.02270508, 0.09741211, 0.18188477,
-             0.2409668, 0.2409668, 0.18188477, 0.09741211, 0.02270508, -0.01196289, -0.01831055,
-             -0.01098633, -0.00170898]
+MATLAB_X2 = [
+    -0.01171875,
+    -0.03515625,
+    0.11328125,
+    0.43359375,
+    0.43359375,
+    0.11328125,
+    -0.03515625,
+    -0.01171875,
+]
+MATLAB_X4 = [
+    -0.00170898,
+    -0.01098633,
+    -0.01831055,
+    -0.01196289,
+    0.02270508,
+    0.09741211,
+    0.18188477,
+    0.2409668,
+    0.2409668,
+    0.18188477,
+    0.09741211,
+    0.02270508,
+    -0.01196289,
+    -0.01831055,
+    -0.01098633,
+    -0.00170898,
+]
 
 
 def _keys(x):
     ax = np.abs(x)
-    return np.where(ax <= 1, 1.5 * ax**3 - 2.5 * ax**2 + 1,
-                    np.where(ax <= 2, -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2, 0.0))
+    return np.where(
+        ax <= 1,
+        1.5 * ax**3 - 2.5 * ax**2 + 1,
+        np.where(ax <= 2, -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2, 0.0),
+    )
 
 
 def _reference_downscale_1d(x, s):
@@ -46,16 +81,16 @@ def test_imresize_interior_weights_match_published_values(scale, table):
     row = 8
     nz = w[row][np.abs(w[row]) > 0]
     np.testing.assert_allclose(nz, table, atol=1e-8)
-    start = row * scale + scale // 2 - len(table) // 2       # taps centred on (row+0.5)*s - 0.5
-    np.testing.assert_allclose(w[row, start: start + len(table)], table, atol=1e-8)
+    start = row * scale + scale // 2 - len(table) // 2  # taps centred on (row+0.5)*s - 0.5
+    np.testing.assert_allclose(w[row, start : start + len(table)], table, atol=1e-8)
     np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-12)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_symmetric_boundary_matches_independent_reference(mr_slice, scale):
     img = crop_to_multiple(mr_slice[100:160, 60:180], scale).astype(np.float64)
-    ref = np.stack([_reference_downscale_1d(r, scale) for r in img])           # along W
-    ref = np.stack([_reference_downscale_1d(c, scale) for c in ref.T]).T       # along H
+    ref = np.stack([_reference_downscale_1d(r, scale) for r in img])  # along W
+    ref = np.stack([_reference_downscale_1d(c, scale) for c in ref.T]).T  # along H
     np.testing.assert_allclose(bicubic_downscale(img, scale), ref, atol=1e-6)
 
 
@@ -71,18 +106,21 @@ def test_constant_stays_constant(scale, shape):
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_linear_ramp_sampled_at_matlab_coordinates(scale):
     n = 24 * scale
-    ramp = np.tile(np.arange(n, dtype=np.float64), (n, 1))                    # value = column
+    ramp = np.tile(np.arange(n, dtype=np.float64), (n, 1))  # value = column
     out = bicubic_downscale(ramp, scale)
     x_out = np.arange(n // scale)
     expected = (x_out + 0.5) * scale - 0.5
-    interior = slice(2, -2)                                                     # kernel +-2 LR px
-    np.testing.assert_allclose(out[:, interior], np.broadcast_to(expected, out.shape)[:, interior],
-                               atol=1e-5)
+    interior = slice(2, -2)  # kernel +-2 LR px
+    np.testing.assert_allclose(
+        out[:, interior], np.broadcast_to(expected, out.shape)[:, interior], atol=1e-5
+    )
     up = bicubic_upscale(ramp[:, :24], scale)
     x_hr = np.arange(24 * scale)
     expected_up = (x_hr + 0.5) / scale - 0.5
     inner = slice(2 * scale, -2 * scale)
-    np.testing.assert_allclose(up[:, inner], np.broadcast_to(expected_up, up.shape)[:, inner], atol=1e-5)
+    np.testing.assert_allclose(
+        up[:, inner], np.broadcast_to(expected_up, up.shape)[:, inner], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -98,8 +136,9 @@ def test_matches_pil_antialiased_bicubic_on_real_slice(mr_slice, scale):
     lr = ours
     pil_up = np.asarray(Image.fromarray(lr, "F").resize((w, h), Image.BICUBIC))
     bb = 3 * scale
-    np.testing.assert_allclose(bicubic_upscale(lr, scale)[bb:-bb, bb:-bb], pil_up[bb:-bb, bb:-bb],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        bicubic_upscale(lr, scale)[bb:-bb, bb:-bb], pil_up[bb:-bb, bb:-bb], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -111,13 +150,14 @@ def test_blur_downscale_is_rdn_imresize_bd(mr_slice, scale):
     k = 7 if scale == 3 else 12
     r = np.arange(k) - (k - 1) / 2
     g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 1.6**2))
-    g /= g.sum()                                            # MATLAB fspecial('gaussian', k, 1.6)
+    g /= g.sum()  # MATLAB fspecial('gaussian', k, 1.6)
     hr = crop_to_multiple(mr_slice, scale).astype(np.float64)
     # imfilter puts an even kernel's centre on tap k/2 (1-based): scipy's origin -1 does the same
     blurred = ndimage.correlate(hr, g, mode="nearest", origin=0 if k % 2 else -1)
     first = scale // 2 if scale % 2 else scale // 2 - 1
-    np.testing.assert_allclose(blur_downscale(hr, scale), blurred[first::scale, first::scale],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        blur_downscale(hr, scale), blurred[first::scale, first::scale], atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -137,12 +177,13 @@ def test_kspace_keeps_the_centre_of_the_spectrum(mr_slice, scale):
     assert lr.shape == (hr.shape[0] // scale, hr.shape[1] // scale)
     big = np.fft.fftshift(np.fft.fft2(hr))
     ch, cw = hr.shape[0] // 2, hr.shape[1] // 2
-    centre = big[ch - h // 2: ch - h // 2 + h, cw - w // 2: cw - w // 2 + w] / scale**2
+    centre = big[ch - h // 2 : ch - h // 2 + h, cw - w // 2 : cw - w // 2 + w] / scale**2
     small = np.fft.fftshift(np.fft.fft2(lr.astype(np.float64)))
     # every bin except the (symmetrised) Nyquist row/column is the cropped HR spectrum (up to the
     # linear phase of the block-centred sampling, which leaves magnitudes alone)
-    np.testing.assert_allclose(np.abs(small[1:, 1:]), np.abs(centre[1:, 1:]),
-                               atol=1e-3 * np.abs(centre).max() * 1e-3)
+    np.testing.assert_allclose(
+        np.abs(small[1:, 1:]), np.abs(centre[1:, 1:]), atol=1e-3 * np.abs(centre).max() * 1e-3
+    )
     assert lr.mean() == pytest.approx(hr.mean(), abs=1e-6)
 
 
@@ -155,7 +196,7 @@ def test_kspace_samples_block_centres(scale):
     for cycles in (1, 3, 5):
         for phase0 in (0.0, 0.7):
             wave = np.cos(2 * np.pi * cycles * t / n + phase0)
-            img = np.tile(wave, (n, 1))                       # varies along the columns only
+            img = np.tile(wave, (n, 1))  # varies along the columns only
             lr = kspace_downscale(img, scale)
             centres = np.arange(n // scale) * scale + (scale - 1) / 2
             want = np.cos(2 * np.pi * cycles * centres / n + phase0)
@@ -163,16 +204,28 @@ def test_kspace_samples_block_centres(scale):
             np.testing.assert_allclose(kspace_upscale(lr, scale), img, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind, scale", [("bicubic", 2), ("bicubic", 3), ("bicubic", 4),
-                                         ("kspace", 2), ("kspace", 3), ("kspace", 4),
-                                         ("blur", 3)])   # BD at even s keeps an off-centre pixel
+@pytest.mark.parametrize(
+    "kind, scale",
+    [
+        ("bicubic", 2),
+        ("bicubic", 3),
+        ("bicubic", 4),
+        ("kspace", 2),
+        ("kspace", 3),
+        ("kspace", 4),
+        ("blur", 3),
+    ],
+)  # BD at even s keeps an off-centre pixel
 def test_degradations_commute_with_flips_and_rotations(mr_slice, kind, scale):
     """Augmenting LR and HR separately (precomputed pairs) is the same as augmenting HR first."""
     hr = crop_to_multiple(mr_slice, scale)
     lr = degrade(hr, scale, kind)
     for op in (np.fliplr, np.flipud, np.rot90):
-        np.testing.assert_allclose(degrade(np.ascontiguousarray(op(hr)), scale, kind), op(lr),
-                                   atol=1e-4 * float(np.abs(hr).max()))
+        np.testing.assert_allclose(
+            degrade(np.ascontiguousarray(op(hr)), scale, kind),
+            op(lr),
+            atol=1e-4 * float(np.abs(hr).max()),
+        )
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -181,12 +234,15 @@ def test_kspace_truncation_of_band_limited_image_is_lossless(mr_slice, scale):
     spec = np.fft.fft2(hr)
     fy = np.abs(np.fft.fftfreq(hr.shape[0]))[:, None]
     fx = np.abs(np.fft.fftfreq(hr.shape[1]))[None, :]
-    limit = 0.5 / scale - 1.0 / hr.shape[0]                # strictly inside the LR band
+    limit = 0.5 / scale - 1.0 / hr.shape[0]  # strictly inside the LR band
     band_limited = np.fft.ifft2(spec * ((fy < limit) & (fx < limit))).real
     back = kspace_upscale(kspace_downscale(band_limited, scale), scale)
     np.testing.assert_allclose(back, band_limited, atol=1e-5)
     # while bicubic down/up of the same image is not
-    assert np.abs(bicubic_upscale(bicubic_downscale(band_limited, scale), scale) - band_limited).max() > 1e-3
+    assert (
+        np.abs(bicubic_upscale(bicubic_downscale(band_limited, scale), scale) - band_limited).max()
+        > 1e-3
+    )
 
 
 @pytest.mark.parametrize("kind", ["bicubic", "blur", "kspace"])
@@ -202,7 +258,9 @@ def test_matrices_batches_and_dispatch_agree(mr_slice, kind):
     batch = degrade(np.stack([hr, hr[::-1]]), 3, kind)
     assert batch.shape == (2,) + one.shape and batch.dtype == np.float32
     np.testing.assert_allclose(batch[0], one, atol=1e-6)
-    np.testing.assert_allclose(batch[1], degrade(np.ascontiguousarray(hr[::-1]), 3, kind), atol=1e-6)
+    np.testing.assert_allclose(
+        batch[1], degrade(np.ascontiguousarray(hr[::-1]), 3, kind), atol=1e-6
+    )
 
 
 def test_non_multiple_sizes_are_cropped_bottom_right(mr_slice):
@@ -229,7 +287,7 @@ def test_rician_noise():
     zeros = np.zeros((200, 200))
     n = add_rician_noise(zeros, 0.05, rng=0)
     assert n.dtype == np.float32 and n.min() >= 0
-    assert n.mean() == pytest.approx(0.05 * np.sqrt(np.pi / 2), rel=0.02)          # Rayleigh mean
+    assert n.mean() == pytest.approx(0.05 * np.sqrt(np.pi / 2), rel=0.02)  # Rayleigh mean
     np.testing.assert_array_equal(n, add_rician_noise(zeros, 0.05, rng=np.random.default_rng(0)))
     assert not np.array_equal(n, add_rician_noise(zeros, 0.05, rng=1))
     bright = np.full((200, 200), 0.8)

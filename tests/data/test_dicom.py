@@ -39,13 +39,15 @@ def test_series_is_sorted_and_placed_where_the_scanner_put_it(tmp_path):
     assert vol.scaled
     assert vol.zooms == pytest.approx((0.9, 1.1, 2.5))
     # in-plane axes and origin: as nibabel reads the first file (rows along ImageOrientation[3:])
-    np.testing.assert_allclose(vol.affine[:, [0, 1, 3]], _nibabel_affine(files[0])[:, [0, 1, 3]],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        vol.affine[:, [0, 1, 3]], _nibabel_affine(files[0])[:, [0, 1, 3]], atol=1e-5
+    )
     # slice axis: one step along the normal from each file's ImagePositionPatient to the next
     for k, f in enumerate(files):
         ipp = np.asarray(pydicom.dcmread(f).ImagePositionPatient, float)
-        np.testing.assert_allclose(vol.affine @ [0, 0, k, 1], [-ipp[0], -ipp[1], ipp[2], 1],
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            vol.affine @ [0, 0, k, 1], [-ipp[0], -ipp[1], ipp[2], 1], atol=1e-4
+        )
     # a NIfTI header saying so: sform and qform "scanner", mm
     assert int(vol.header["sform_code"]) == 1 and int(vol.header["qform_code"]) == 1
     np.testing.assert_allclose(vol.header.get_best_affine(), vol.affine, atol=1e-4)
@@ -55,15 +57,20 @@ def test_enhanced_multiframe_is_one_volume_with_per_frame_positions(tmp_path):
     path = dc.write_enhanced(tmp_path / "mprage.dcm", n=16)
     vol = load_volume(path)
     assert vol.shape == (256, 256, 16)
-    positions = dc.enhanced_positions(path)[::-1]            # stored in reverse: position order
+    positions = dc.enhanced_positions(path)[::-1]  # stored in reverse: position order
     slab = np.asarray(__import__("nibabel").load(dc.samples.T1_AXIAL_SLAB).dataobj)
-    slope = float(dc.philips_mprage().PerFrameFunctionalGroupsSequence[0]
-                  .PixelValueTransformationSequence[0].RescaleSlope)
+    slope = float(
+        dc.philips_mprage()
+        .PerFrameFunctionalGroupsSequence[0]
+        .PixelValueTransformationSequence[0]
+        .RescaleSlope
+    )
     for k in range(16):
         np.testing.assert_allclose(vol.data[..., k], slab[:, k, :] * slope, rtol=1e-6)
         ipp = positions[k]
-        np.testing.assert_allclose(vol.affine @ [0, 0, k, 1], [-ipp[0], -ipp[1], ipp[2], 1],
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            vol.affine @ [0, 0, k, 1], [-ipp[0], -ipp[1], ipp[2], 1], atol=1e-4
+        )
     assert vol.zooms == pytest.approx((1.0, 1.0, 1.0), abs=1e-4)
     # nibabel's multi-frame reader: the same voxels at the same places (its slices in the
     # opposite order; it leaves Philips' per-frame rescaling out)
@@ -74,8 +81,9 @@ def test_enhanced_multiframe_is_one_volume_with_per_frame_positions(tmp_path):
         w = nicom.wrapper_from_data(pydicom.dcmread(path))
         theirs, their_affine = w.get_data(), dc.lps_to_ras(w.affine)
     for k in range(16):
-        np.testing.assert_allclose(their_affine @ [0, 0, 15 - k, 1], vol.affine @ [0, 0, k, 1],
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            their_affine @ [0, 0, 15 - k, 1], vol.affine @ [0, 0, k, 1], atol=1e-3
+        )
         np.testing.assert_allclose(theirs[..., 15 - k] * slope, vol.data[..., k], rtol=1e-5)
     # the same file through every reader: a volume, never a slice
     np.testing.assert_array_equal(load_any(path), vol.data)
@@ -99,10 +107,15 @@ def _error(fn, path, *phrases):
 
 def test_mosaics_are_refused_with_dcm2niix_advice(tmp_path):
     folder = dc.mosaic_folder(tmp_path / "dwi")
-    for fn, path in [(load_volume, folder), (load_any, folder), (load_volume, folder / "0.dcm"),
-                     (load_slice, folder / "0.dcm"), (load_any, folder / "0.dcm")]:
+    for fn, path in [
+        (load_volume, folder),
+        (load_any, folder),
+        (load_volume, folder / "0.dcm"),
+        (load_slice, folder / "0.dcm"),
+        (load_any, folder / "0.dcm"),
+    ]:
         _error(fn, path, "Siemens mosaic", "dcm2niix")
-    assert find_volumes(folder) == [folder]          # found as one series, then refused
+    assert find_volumes(folder) == [folder]  # found as one series, then refused
 
 
 def test_what_is_not_one_volume_is_refused(tmp_path):
@@ -115,8 +128,12 @@ def test_what_is_not_one_volume_is_refused(tmp_path):
     _error(load_volume, tmp_path / "mixed", "2 DICOM series", "folder of its own")
     # two images at every position (echoes / repeats)
     dc.write_enhanced(tmp_path / "echoes.dcm", n=8, repeats=2)
-    _error(load_volume, tmp_path / "echoes.dcm", "16 images at only 8 slice position",
-           "several volumes")
+    _error(
+        load_volume,
+        tmp_path / "echoes.dcm",
+        "16 images at only 8 slice position",
+        "several volumes",
+    )
     # one image alone: a slice, in a folder or named
     one = tmp_path / "one"
     one.mkdir()
@@ -143,8 +160,9 @@ def test_a_gantry_tilt_stays_in_the_affine(tmp_path):
     shift = 0.3 * dc.ROW_DIR
     for k, f in enumerate(files):
         ds = pydicom.dcmread(f)
-        ds.ImagePositionPatient = [float(v) for v in
-                                   np.asarray(ds.ImagePositionPatient, float) + k * shift]
+        ds.ImagePositionPatient = [
+            float(v) for v in np.asarray(ds.ImagePositionPatient, float) + k * shift
+        ]
         ds.save_as(f)
     vol = load_volume(tmp_path / "tilt")
     step = 2.0 * dc.NORMAL + shift

@@ -34,11 +34,13 @@ def test_tables_fix_zero_reach_one_and_keep_unchosen_rows_identity():
     assert 50 < chosen.sum() < 150
     np.testing.assert_array_equal(tables[:, 0], 0.0)
     np.testing.assert_allclose(tables.max(axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(tables[~chosen], np.tile(np.linspace(0, 1, 6), ((~chosen).sum(), 1)),
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        tables[~chosen], np.tile(np.linspace(0, 1, 6), ((~chosen).sum(), 1)), atol=1e-7
+    )
     # chosen rows: the free knots are the uniforms divided by their maximum
-    np.testing.assert_allclose(tables[chosen, 1:],
-                               u[chosen, 1:] / u[chosen, 1:].max(axis=1, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(
+        tables[chosen, 1:], u[chosen, 1:] / u[chosen, 1:].max(axis=1, keepdims=True), rtol=1e-6
+    )
     assert np.all(contrast_tables(u, 0.0) == contrast_tables(np.ones_like(u) * 0.99, 0.5))
 
 
@@ -48,8 +50,9 @@ def test_identity_table_keeps_a_real_slice_and_knots_are_hit_exactly(t1_slices):
     np.testing.assert_allclose(apply_contrast_tables(x, identity), x, atol=1e-6)
     table = np.array([[0.0, 1.0, 0.5, 0.25, 0.0]], np.float32)
     pts = np.array([[0.0, 0.25, 0.5, 0.75, 1.0, 0.375, 1.7, -0.2]], np.float32)
-    np.testing.assert_allclose(apply_contrast_tables(pts, table),
-                               [[0.0, 1.0, 0.5, 0.25, 0.0, 0.75, 0.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(
+        apply_contrast_tables(pts, table), [[0.0, 1.0, 0.5, 0.25, 0.0, 0.75, 0.0, 0.0]], atol=1e-6
+    )
 
 
 def test_a_decreasing_table_turns_t1_contrast_around_and_keeps_background_dark(t1_slices):
@@ -90,19 +93,26 @@ def test_pipeline_remaps_hr_before_degrading_and_keeps_positions():
 def test_pydataset_remaps_hr_before_degrading(t1_slices):
     train, _ = load_slice_sets(SLAB, 2, CFG)
     plain = PatchPyDataset(train, 2, CFG, steps_per_epoch=2)
-    aug = PatchPyDataset(train, 2, dataclasses.replace(CFG, contrast_augment=1.0), steps_per_epoch=2)
+    aug = PatchPyDataset(
+        train, 2, dataclasses.replace(CFG, contrast_augment=1.0), steps_per_epoch=2
+    )
     (_, hr0), (lr1, hr1) = plain[0], aug[0]
     np.testing.assert_allclose(lr1[..., 0], degrade(hr1[..., 0], 2), atol=1e-6)
     assert np.abs(hr1 - hr0).max() > 0.05
-    assert np.all(hr1[hr0 <= 0] == 0)     # background stays dark: same patches, remapped
+    assert np.all(hr1[hr0 <= 0] == 0)  # background stays dark: same patches, remapped
     rng = np.random.default_rng(1)
     np.testing.assert_array_equal(random_contrast(hr0[..., 0], 0.0, 6, rng), hr0[..., 0])
     assert np.abs(random_contrast(hr0[..., 0], 1.0, 6, rng) - hr0[..., 0]).max() > 0.05
 
 
-@pytest.mark.parametrize("kw, match", [({"contrast_augment": 1.5}, "probability"),
-                                       ({"contrast_augment": -0.1}, "probability"),
-                                       ({"contrast_knots": 2}, "contrast_knots")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"contrast_augment": 1.5}, "probability"),
+        ({"contrast_augment": -0.1}, "probability"),
+        ({"contrast_knots": 2}, "contrast_knots"),
+    ],
+)
 def test_config_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):
         DataConfig(**kw)

@@ -75,7 +75,7 @@ def _patched_header(tmp_path, slab_raw, offset, fmt, value):
     p = tmp_path / "patched.nii"
     nib.save(nib.Nifti1Image(slab_raw[:, :4].astype(np.int16), np.eye(4)), p)
     raw = bytearray(p.read_bytes())
-    raw[offset:offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
+    raw[offset : offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
     p.write_bytes(bytes(raw))
     return p
 
@@ -83,8 +83,12 @@ def _patched_header(tmp_path, slab_raw, offset, fmt, value):
 def test_bad_header_fields(tmp_path, slab_raw):
     """An unknown datatype code (nibabel's HeaderDataError) and a NaN voxel size are named."""
     _expect_error(load_volume, _patched_header(tmp_path, slab_raw, 70, "<h", 9999), "NIfTI")
-    _expect_error(load_volume, _patched_header(tmp_path, slab_raw, 80, "<f", float("nan")),
-                  "voxel sizes", "not finite")
+    _expect_error(
+        load_volume,
+        _patched_header(tmp_path, slab_raw, 80, "<f", float("nan")),
+        "voxel sizes",
+        "not finite",
+    )
 
 
 def test_4d_with_one_volume_is_squeezed(tmp_path, slab_raw):
@@ -112,18 +116,23 @@ def test_load_dicom_file_and_series(tmp_path):
     one = load_slice(src)
     ds = pydicom.dcmread(src)
     assert one.shape == (64, 64)
-    np.testing.assert_allclose(one, ds.pixel_array * float(getattr(ds, "RescaleSlope", 1))
-                               + float(getattr(ds, "RescaleIntercept", 0)))
+    np.testing.assert_allclose(
+        one,
+        ds.pixel_array * float(getattr(ds, "RescaleSlope", 1))
+        + float(getattr(ds, "RescaleIntercept", 0)),
+    )
     # A 3-slice series written in scrambled order must come back sorted by position.
     series = tmp_path / "series"
     series.mkdir()
-    normal = np.cross(np.asarray(ds.ImageOrientationPatient[:3], float),
-                      np.asarray(ds.ImageOrientationPatient[3:], float))
+    normal = np.cross(
+        np.asarray(ds.ImageOrientationPatient[:3], float),
+        np.asarray(ds.ImageOrientationPatient[3:], float),
+    )
     for k, name in zip([2, 0, 1], ["a.dcm", "b.dcm", "c.dcm"]):
         d = pydicom.dcmread(src)
         d.ImagePositionPatient = list(np.asarray(ds.ImagePositionPatient, float) + 5.0 * k * normal)
         px = d.pixel_array.copy()
-        px[0, 0] = 1000 + k                     # marks the slice order
+        px[0, 0] = 1000 + k  # marks the slice order
         d.PixelData = px.tobytes()
         d.save_as(series / name)
     vol = load_volume(series)
@@ -167,7 +176,9 @@ def test_truncated_uncompressed_nii(tmp_path, slab_raw):
 
 
 def test_4d_with_several_volumes(tmp_path):
-    p = _save(tmp_path / "dwi.nii.gz", np.random.default_rng(0).random((8, 8, 8, 3)).astype(np.float32))
+    p = _save(
+        tmp_path / "dwi.nii.gz", np.random.default_rng(0).random((8, 8, 8, 3)).astype(np.float32)
+    )
     _expect_error(load_volume, p, "4D", "3 volumes")
 
 
@@ -209,30 +220,50 @@ def test_corrupt_png(tmp_path):
 # names and folders
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("IXI002-Guys-0828-T1.nii.gz", ("IXI002", "T1")),
-    ("IXI012-HH-1211-T2.nii.gz", ("IXI012", "T2")),
-    ("IXI013-IOP-0889-PD.nii", ("IXI013", "PD")),
-    ("IXI002-Guys-0828-DTI-00.nii.gz", ("IXI002", "DTI")),
-    ("/data/IXI/IXI100-Guys-0747-MRA.nii.gz", ("IXI100", "MRA")),
-    ("subject1_T1.nii.gz", None),
-    ("IXI02-Guys-0828-T1.nii.gz", None),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("IXI002-Guys-0828-T1.nii.gz", ("IXI002", "T1")),
+        ("IXI012-HH-1211-T2.nii.gz", ("IXI012", "T2")),
+        ("IXI013-IOP-0889-PD.nii", ("IXI013", "PD")),
+        ("IXI002-Guys-0828-DTI-00.nii.gz", ("IXI002", "DTI")),
+        ("/data/IXI/IXI100-Guys-0747-MRA.nii.gz", ("IXI100", "MRA")),
+        ("subject1_T1.nii.gz", None),
+        ("IXI02-Guys-0828-T1.nii.gz", None),
+    ],
+)
 def test_parse_ixi_name(name, expected):
     assert parse_ixi_name(name) == expected
 
 
-@pytest.mark.parametrize("names,subject", [
-    (["IXI002-Guys-0828-T1.nii.gz", "IXI002-Guys-0828-T1_brain.nii.gz",
-      "ixi002-Guys-0828-T2.nii.gz", "IXI002-Guys-0828-DTI-00.nii.gz"], "IXI002"),
-    (["sub-01_T1w.nii.gz", "sub-01_FLAIR.nii.gz", "sub-01_ses-2_T2starw.nii", "sub-01_T1map.nii"],
-     "sub-01"),
-])
+@pytest.mark.parametrize(
+    "names,subject",
+    [
+        (
+            [
+                "IXI002-Guys-0828-T1.nii.gz",
+                "IXI002-Guys-0828-T1_brain.nii.gz",
+                "ixi002-Guys-0828-T2.nii.gz",
+                "IXI002-Guys-0828-DTI-00.nii.gz",
+            ],
+            "IXI002",
+        ),
+        (
+            [
+                "sub-01_T1w.nii.gz",
+                "sub-01_FLAIR.nii.gz",
+                "sub-01_ses-2_T2starw.nii",
+                "sub-01_T1map.nii",
+            ],
+            "sub-01",
+        ),
+    ],
+)
 def test_subject_of_keeps_every_file_of_a_subject_together(names, subject):
     """Names outside the contrast patterns (a skull-stripped IXI file, BIDS FLAIR) used to be
     subjects of their own, so a split could put one subject on both sides."""
     assert {dio.subject_of(n) for n in names} == {subject}
-    assert dio.subject_of("data/IXI0021-x.nii") == "data/IXI0021-x.nii"   # not an IXI id
+    assert dio.subject_of("data/IXI0021-x.nii") == "data/IXI0021-x.nii"  # not an IXI id
     assert dio.subject_of("sub-02_T1w.nii.gz") != subject
 
 
@@ -303,7 +334,8 @@ def test_find_volumes_skips_hidden_files(tmp_path):
     shutil.copy(samples.T1_LOWRES, tmp_path / "v1.nii.gz")
     (tmp_path / ".v2.nii.gz.ab12cd34.tmp.nii.gz").write_bytes(samples.T1_LOWRES.read_bytes()[:500])
     (tmp_path / ".keras-seran-tmp-99@host.ab12cd34-v4.nii.gz").write_bytes(
-        samples.T1_LOWRES.read_bytes()[:500])
+        samples.T1_LOWRES.read_bytes()[:500]
+    )
     (tmp_path / ".cache").mkdir()
     shutil.copy(samples.T1_LOWRES, tmp_path / ".cache" / "v3.nii.gz")
     assert find_volumes(tmp_path) == [tmp_path / "v1.nii.gz"]

@@ -43,7 +43,7 @@ def test_normstats_is_frozen_and_validated():
 
 def test_mostly_background_falls_back_to_min_max():
     a = np.zeros((100, 100), np.float32)
-    a[0, :5] = [1, 2, 3, 4, 50]          # 0.05 % foreground: both percentiles are 0
+    a[0, :5] = [1, 2, 3, 4, 50]  # 0.05 % foreground: both percentiles are 0
     st = fit_normalization(a, (0.5, 99.5))
     assert (st.low, st.high) == (0.0, 50.0)
 

@@ -12,8 +12,14 @@ import tensorflow as tf
 
 from keras_seran import samples
 from keras_seran.config import DataConfig
-from keras_seran.data import (degrade, load_slice_sets, make_datasets,
-                              make_representative_slices, normalize, validation_pairs)
+from keras_seran.data import (
+    degrade,
+    load_slice_sets,
+    make_datasets,
+    make_representative_slices,
+    normalize,
+    validation_pairs,
+)
 from keras_seran.data.pipeline import tf_degrade_batch
 from keras_seran.errors import InputDataError
 
@@ -23,6 +29,7 @@ BASE = DataConfig(slice_axis=1, patch_size=16, batch_size=4, val_fraction=0.2, v
 
 def _cfg(**kw) -> DataConfig:
     import dataclasses
+
     return dataclasses.replace(BASE, **kw)
 
 
@@ -38,12 +45,12 @@ def _contains(img: np.ndarray, patch: np.ndarray) -> bool:
     if img.shape[0] < ph or img.shape[1] < pw:
         return False
     k = min(8, pw)
-    runs = np.lib.stride_tricks.sliding_window_view(patch, k, axis=1)        # (ph, pw-k+1, k)
+    runs = np.lib.stride_tricks.sliding_window_view(patch, k, axis=1)  # (ph, pw-k+1, k)
     r, c = np.unravel_index(np.argmax(runs.std(axis=-1)), runs.shape[:2])
-    rows = img[r: img.shape[0] - ph + 1 + r, c: img.shape[1] - pw + 1 + c + k - 1]
+    rows = img[r : img.shape[0] - ph + 1 + r, c : img.shape[1] - pw + 1 + c + k - 1]
     win = np.lib.stride_tricks.sliding_window_view(rows, k, axis=1)
-    ys, xs = np.nonzero(np.all(win == patch[r, c: c + k], axis=-1))
-    return any(np.array_equal(img[y: y + ph, x: x + pw], patch) for y, x in zip(ys, xs))
+    ys, xs = np.nonzero(np.all(win == patch[r, c : c + k], axis=-1))
+    return any(np.array_equal(img[y : y + ph, x : x + pw], patch) for y, x in zip(ys, xs))
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -59,7 +66,9 @@ def test_batch_shapes_dtypes_and_exact_bicubic_lr(scale):
     lr, hr = next(iter(val_ds))
     assert lr.shape[0] == 1 and lr.shape[-1] == 1
     assert hr.shape[1] == lr.shape[1] * scale and hr.shape[2] == lr.shape[2] * scale
-    np.testing.assert_allclose(lr.numpy()[0, ..., 0], degrade(hr.numpy()[0, ..., 0], scale), atol=1e-6)
+    np.testing.assert_allclose(
+        lr.numpy()[0, ..., 0], degrade(hr.numpy()[0, ..., 0], scale), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("kind", ["blur", "kspace"])
@@ -82,7 +91,9 @@ def test_precomputed_lr_is_cut_from_whole_slice_degradation():
     lr, hr = _batches(train_ds, 1)[0]
     # Bicubic reaches 2 LR pixels: inside that border a patch cut from the whole-slice LR equals
     # the degradation of the HR patch; whole-slice kspace LR (the "auto" mode) also has the shapes.
-    np.testing.assert_allclose(lr[:, 2:-2, 2:-2, 0], degrade(hr[..., 0], 2)[:, 2:-2, 2:-2], atol=1e-5)
+    np.testing.assert_allclose(
+        lr[:, 2:-2, 2:-2, 0], degrade(hr[..., 0], 2)[:, 2:-2, 2:-2], atol=1e-5
+    )
     ks, _ = make_datasets(SLAB, 2, _cfg(degradation="kspace"))
     lr_k, hr_k = _batches(ks, 1)[0]
     assert lr_k.shape == (4, 16, 16, 1) and hr_k.shape == (4, 32, 32, 1)
@@ -114,15 +125,21 @@ def test_augmentation_uses_flips_and_rotations():
     # With augmentation off every HR patch is an axis-aligned crop of a training slice; with it on,
     # some are not (a rotated/flipped crop).
     train, _ = load_slice_sets(SLAB, 2, _cfg())
+
     def found(patch):
         return any(_contains(s, patch) for s in train.slices)
+
     plain = _batches(make_datasets(SLAB, 2, _cfg(augment=False, seed=5))[0], 1)[0][1][..., 0]
     assert all(found(p) for p in plain)
-    aug = _batches(make_datasets(SLAB, 2, _cfg(augment=True, seed=5, batch_size=8))[0], 1)[0][1][..., 0]
+    aug = _batches(make_datasets(SLAB, 2, _cfg(augment=True, seed=5, batch_size=8))[0], 1)[0][1][
+        ..., 0
+    ]
     assert not all(found(p) for p in aug)
+
     # ... and each augmented patch is one of the 8 dihedral transforms of a training crop
     def dihedral(p):
         return [np.rot90(q, k) for q in (p, p[:, ::-1]) for k in range(4)]
+
     assert all(any(found(np.ascontiguousarray(q)) for q in dihedral(p)) for p in aug)
 
 
@@ -137,14 +154,23 @@ def test_noise_is_added_deterministically():
 
 
 def test_validation_never_from_a_training_volume(ixi_dir):
-    cfg = DataConfig(slice_axis=1, patch_size=24, batch_size=8, val_fraction=0.25, augment=False,
-                     min_foreground=0.0, seed=11)
+    cfg = DataConfig(
+        slice_axis=1,
+        patch_size=24,
+        batch_size=8,
+        val_fraction=0.25,
+        augment=False,
+        min_foreground=0.0,
+        seed=11,
+    )
     train_ds, val_ds = make_datasets(ixi_dir, 2, cfg)
     train, val = load_slice_sets(ixi_dir, 2, cfg)
     val_subjects = {f.split("/")[-1][:6] for f in val.source_files}
     files = sorted(ixi_dir.glob("*.nii.gz"))
-    vols = {f.name: normalize(np.asarray(nib.load(f).dataobj, np.float32), cfg.percentiles)[0]
-            for f in files}
+    vols = {
+        f.name: normalize(np.asarray(nib.load(f).dataobj, np.float32), cfg.percentiles)[0]
+        for f in files
+    }
     is_val = {name: name[:6] in val_subjects for name in vols}
     assert any(is_val.values()) and not all(is_val.values())
 
@@ -166,7 +192,7 @@ def test_validation_never_from_a_training_volume(ixi_dir):
     for _, hr in _batches(train_ds, 3):
         for patch in hr[..., 0]:
             if (patch > 0.05).mean() < 0.5:
-                continue                    # background patches match anywhere: not informative
+                continue  # background patches match anywhere: not informative
             n_checked += 1
             who = owners(patch)
             assert who and not any(is_val[w] for w in who), who
@@ -182,7 +208,7 @@ def test_validation_pairs_equal_val_dataset():
     for (lr, hr), l2, h2 in zip(got, lrs, hrs):
         np.testing.assert_array_equal(lr.numpy()[0, ..., 0], l2)
         np.testing.assert_array_equal(hr.numpy()[0, ..., 0], h2)
-        assert h2.shape == (255, 255) and l2.shape == (85, 85)      # 256 cropped to a multiple of 3
+        assert h2.shape == (255, 255) and l2.shape == (85, 85)  # 256 cropped to a multiple of 3
 
 
 def test_representative_slices():
@@ -211,8 +237,9 @@ def test_model_fit_runs_on_the_datasets():
     out = keras.layers.Conv2D(1, 3, padding="same")(x)
     model = keras.Model(inp, out)
     model.compile("adam", "mae")
-    hist = model.fit(train_ds, steps_per_epoch=3, epochs=1, validation_data=val_ds, shuffle=False,
-                     verbose=0)
+    hist = model.fit(
+        train_ds, steps_per_epoch=3, epochs=1, validation_data=val_ds, shuffle=False, verbose=0
+    )
     assert np.isfinite(hist.history["loss"][0]) and np.isfinite(hist.history["val_loss"][0])
 
 
@@ -230,8 +257,11 @@ def test_shared_256iso_volume_scale4(shared_data):
 @pytest.mark.shared_data
 def test_shared_lowres_and_pngs_together(shared_data):
     cfg = DataConfig(slice_axis=2, patch_size=16, batch_size=2, val_fraction=0.34)
-    srcs = [shared_data / "t1_lowres_2x2x3mm.nii.gz", shared_data / "brainweb_t1_slice.png",
-            shared_data / "brainweb_pd_slice.png"]
+    srcs = [
+        shared_data / "t1_lowres_2x2x3mm.nii.gz",
+        shared_data / "brainweb_t1_slice.png",
+        shared_data / "brainweb_pd_slice.png",
+    ]
     train_ds, val_ds = make_datasets(srcs, 2, cfg)
     lr, hr = next(iter(train_ds))
     assert lr.shape == (2, 16, 16, 1) and hr.shape == (2, 32, 32, 1)

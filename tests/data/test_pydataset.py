@@ -32,6 +32,7 @@ def train_set():
 @pytest.mark.parametrize("kind", ["bicubic", "blur"])
 def test_shapes_and_exact_lr(train_set, kind):
     import dataclasses
+
     cfg = dataclasses.replace(CFG, degradation=kind)
     ds = PatchPyDataset(train_set, 2, cfg, steps_per_epoch=5)
     assert len(ds) == 5
@@ -43,14 +44,15 @@ def test_shapes_and_exact_lr(train_set, kind):
 
 def test_deterministic_per_seed_and_epoch(train_set):
     a = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=3)
-    b = PatchPyDataset(SLAB, 2, CFG, steps_per_epoch=3)       # from files: same slices
+    b = PatchPyDataset(SLAB, 2, CFG, steps_per_epoch=3)  # from files: same slices
     for i in range(3):
         np.testing.assert_array_equal(a[i][1], b[i][1])
     first = a[1][1]
-    a.on_epoch_end()                                           # no state: the stream stays put
+    a.on_epoch_end()  # no state: the stream stays put
     np.testing.assert_array_equal(a[1][1], first)
-    assert not np.array_equal(first, a[4][1])                  # the next epoch draws new patches
+    assert not np.array_equal(first, a[4][1])  # the next epoch draws new patches
     import dataclasses
+
     c = PatchPyDataset(train_set, 2, dataclasses.replace(CFG, seed=5), steps_per_epoch=3)
     assert not np.array_equal(c[1][1], first)
 
@@ -59,7 +61,7 @@ def test_prefetching_workers_give_the_stream_in_any_access_order(train_set):
     plain = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=3)
     threaded = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=3, workers=3, max_queue_size=4)
     assert plain.num_batches is None and len(threaded) == 3
-    for k in (0, 1, 2, 0, 1, 7, 8, 3, 9):                      # in order, restarted, jumping
+    for k in (0, 1, 2, 0, 1, 7, 8, 3, 9):  # in order, restarted, jumping
         np.testing.assert_array_equal(threaded[k][0], plain.batch(k)[0])
         np.testing.assert_array_equal(threaded[k][1], plain[k][1])
     with pytest.raises(ValueError, match="use_multiprocessing"):
@@ -68,6 +70,7 @@ def test_prefetching_workers_give_the_stream_in_any_access_order(train_set):
 
 def test_kspace_precomputed_and_noise(train_set):
     import dataclasses
+
     cfg = dataclasses.replace(CFG, degradation="kspace", noise_sigma=0.02)
     ds = PatchPyDataset(train_set, 2, cfg, steps_per_epoch=2)
     assert ds.lr_mode == "precomputed"
@@ -84,8 +87,9 @@ def test_fit_with_pydatasets(train_set):
     out = keras.layers.Conv2D(1, 3, padding="same")(keras.layers.UpSampling2D(2)(inp))
     model = keras.Model(inp, out)
     model.compile("adam", "mae")
-    hist = model.fit(ds, epochs=1, steps_per_epoch=len(ds), validation_data=val, shuffle=False,
-                     verbose=0)
+    hist = model.fit(
+        ds, epochs=1, steps_per_epoch=len(ds), validation_data=val, shuffle=False, verbose=0
+    )
     assert np.isfinite(hist.history["val_loss"][0])
 
 
@@ -109,10 +113,11 @@ def test_the_endless_stream_stays_usable_as_a_keras_dataset(train_set):
         _tiny_model().fit(ds, epochs=1, verbose=0)
     ds = PatchPyDataset(train_set, 2, CFG, steps_per_epoch=3, workers=2)
     _tiny_model().fit(ds, epochs=2, steps_per_epoch=len(ds), verbose=0)
-    assert ds._pool is None and not ds._finalizer.alive     # nothing kept per epoch either
+    assert ds._pool is None and not ds._finalizer.alive  # nothing kept per epoch either
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(t.name.startswith("PatchPyDataset")
-                                              for t in threading.enumerate()):
+    while time.monotonic() < deadline and any(
+        t.name.startswith("PatchPyDataset") for t in threading.enumerate()
+    ):
         time.sleep(0.05)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("PatchPyDataset")]
 
@@ -172,12 +177,18 @@ def test_fit_consumes_the_same_stream_whatever_the_workers_on_jax(tmp_path):
     script = tmp_path / "record.py"
     script.write_text(FIT_RECORDER)
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
-    r = subprocess.run([sys.executable, str(script), str(SLAB)], capture_output=True, text=True,
-                       timeout=300, cwd=tmp_path, env=env)
+    r = subprocess.run(
+        [sys.executable, str(script), str(SLAB)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
     expected = got["expected"]
-    assert len(set(expected)) > 3                              # distinct batches to tell apart
+    assert len(set(expected)) > 3  # distinct batches to tell apart
     for key in ("w1", "w2", "w4"):
         assert got[key] == pytest.approx(expected, rel=1e-6), key
     # a run resumed at epoch 1 continues with batches 3, 4, 5
@@ -196,11 +207,13 @@ def test_make_pydatasets_mirrors_make_datasets_split(train_set):
         np.testing.assert_array_equal(val[i][0][0, ..., 0], lrs[i])
         np.testing.assert_array_equal(val[i][1][0, ..., 0], hrs[i])
     import dataclasses
+
     assert make_pydatasets(SLAB, 2, dataclasses.replace(CFG, val_fraction=0.0))[1] is None
 
 
 def test_too_small_slices_rejected(train_set):
     import dataclasses
+
     with pytest.raises(ValueError, match="smaller than the HR patch"):
         PatchPyDataset(train_set, 4, dataclasses.replace(CFG, patch_size=128))
 
@@ -220,7 +233,7 @@ def test_module_does_not_import_tensorflow():
             def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10): pass
         utils.PyDataset = PyDataset; keras.utils = utils
         sys.modules['keras'] = keras; sys.modules['keras.utils'] = utils
-        pkg = types.ModuleType('keras_seran'); pkg.__path__ = [{str(REPO / 'keras_seran')!r}]
+        pkg = types.ModuleType('keras_seran'); pkg.__path__ = [{str(REPO / "keras_seran")!r}]
         sys.modules['keras_seran'] = pkg          # skip keras_seran/__init__ (it builds TF models)
         import keras_seran.data as d
         from keras_seran.data import PatchPyDataset
@@ -235,6 +248,7 @@ def test_module_does_not_import_tensorflow():
         print('NO_TF_OK')
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       cwd=REPO, env=env)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO, env=env
+    )
     assert r.returncode == 0 and "NO_TF_OK" in r.stdout, r.stderr[-3000:]

@@ -11,8 +11,13 @@ from keras_seran import samples
 from keras_seran.config import DataConfig
 from keras_seran.data.io import parse_ixi_name
 from keras_seran.data.normalize import normalize
-from keras_seran.data.slices import (extract_slices, load_scored_slices, load_slice_sets,
-                                     split_single_volume, split_volumes)
+from keras_seran.data.slices import (
+    extract_slices,
+    load_scored_slices,
+    load_slice_sets,
+    split_single_volume,
+    split_volumes,
+)
 from keras_seran.errors import InputDataError, UsageError
 
 
@@ -35,12 +40,14 @@ def test_extract_slices_axis_and_threshold(slab01):
 
 
 def test_split_volumes_by_subject():
-    names = [f"IXI{100 + i:03d}-Guys-{i:04d}-{c}.nii.gz" for i in range(10) for c in ("T1", "T2", "PD")]
+    names = [
+        f"IXI{100 + i:03d}-Guys-{i:04d}-{c}.nii.gz" for i in range(10) for c in ("T1", "T2", "PD")
+    ]
     train, val = split_volumes(names, val_fraction=0.2, seed=3)
     assert len(val) == 2 * 3 and len(train) == 8 * 3
     sub_train = {parse_ixi_name(n)[0] for n in train}
     sub_val = {parse_ixi_name(n)[0] for n in val}
-    assert not sub_train & sub_val and len(sub_val) == 2      # every contrast of a subject together
+    assert not sub_train & sub_val and len(sub_val) == 2  # every contrast of a subject together
     assert split_volumes(names, 0.2, seed=3) == (train, val)
     assert any(split_volumes(names, 0.2, seed=s)[1] != val for s in range(4, 10))
     assert split_volumes(names, 0.0, seed=3) == (names, [])
@@ -54,7 +61,7 @@ def test_split_single_volume_contiguous_with_gap():
     tr, va = split_single_volume(100, 0.1, gap=8)
     np.testing.assert_array_equal(va, np.arange(90, 100))
     np.testing.assert_array_equal(tr, np.arange(0, 82))
-    assert va.min() - tr.max() == 9                       # 8 slices dropped in between
+    assert va.min() - tr.max() == 9  # 8 slices dropped in between
     with pytest.warns(UserWarning, match="gap reduced"):
         tr, va = split_single_volume(6, 0.2, gap=8)
     assert len(tr) >= 1 and tr.max() < va.min()
@@ -65,7 +72,7 @@ def test_split_single_volume_contiguous_with_gap():
 def test_single_volume_slab_split_never_mixes(slab_raw):
     cfg = DataConfig(slice_axis=1, patch_size=24, val_fraction=0.2, val_gap=4)
     train, val = load_slice_sets(samples.T1_AXIAL_SLAB, 2, cfg)
-    assert set(val.axes) == {1} and len(val) == 3          # round(0.2 * 16)
+    assert set(val.axes) == {1} and len(val) == 3  # round(0.2 * 16)
     assert min(val.indices) - max(train.indices) > cfg.val_gap
     assert train.source_files == val.source_files == [str(samples.T1_AXIAL_SLAB)]
 
@@ -97,7 +104,8 @@ def test_ixi_folder_split_by_subject(ixi_dir):
     files = sorted(str(f) for f in ixi_dir.glob("*.nii.gz"))
     listed = load_slice_sets(files, 2, DataConfig(slice_axis=1, patch_size=24, contrast="T2"))
     assert sorted(listed[0].source_files + listed[1].source_files) == sorted(
-        t2[0].source_files + t2[1].source_files)
+        t2[0].source_files + t2[1].source_files
+    )
     with pytest.raises(UsageError, match="'PD'"):
         load_slice_sets(files, 2, DataConfig(slice_axis=1, patch_size=24, contrast="PD"))
 
@@ -122,12 +130,16 @@ def test_arrays_and_2d_files_as_sources(slab_raw):
     train, val = load_slice_sets(imgs, 2, cfg)
     assert len(train) == len(val) == 1 and train.sources != val.sources
     st = train.stats[train.sources[0]]
-    np.testing.assert_allclose(st.invert(train.slices[0]), np.clip(
-        imgs[int(train.sources[0][-2])], st.low, st.high), atol=1e-3)
+    np.testing.assert_allclose(
+        st.invert(train.slices[0]),
+        np.clip(imgs[int(train.sources[0][-2])], st.low, st.high),
+        atol=1e-3,
+    )
     with pytest.raises(InputDataError, match="constant"):
         load_slice_sets([np.zeros((64, 64))], 2, cfg)
-    tr_png, va_png = load_slice_sets([samples.BRAINWEB_T1, samples.BRAINWEB_PD], 2,
-                                     DataConfig(patch_size=24, val_fraction=0.5))
+    tr_png, va_png = load_slice_sets(
+        [samples.BRAINWEB_T1, samples.BRAINWEB_PD], 2, DataConfig(patch_size=24, val_fraction=0.5)
+    )
     assert len(tr_png) == len(va_png) == 1 and tr_png.slices[0].shape == (217, 181)
 
 
@@ -137,7 +149,7 @@ def test_small_slices_message_for_evaluation(slab_raw):
     # the slab's axis-0 slices are 16 x 256: under x4's scoring minimum of 20
     cfg = DataConfig(slice_axis=0, val_fraction=0.0)
     with pytest.raises(InputDataError) as ei, warnings.catch_warnings():
-        warnings.simplefilter("error")       # the error alone, no skipped-slices warning too
+        warnings.simplefilter("error")  # the error alone, no skipped-slices warning too
         load_scored_slices(samples.T1_AXIAL_SLAB, 4, 20, cfg)
     msg = str(ei.value)
     assert msg.startswith(str(samples.T1_AXIAL_SLAB)) and "no slice left to score" in msg
@@ -155,7 +167,6 @@ def test_slice_files_of_one_subject_still_hold_some_out(tmp_path):
     read from such names)."""
     import nibabel as nib
 
-
     slab = np.asarray(nib.load(samples.T1_AXIAL_SLAB).dataobj, np.float32)
     for i in range(16):
         np.save(tmp_path / f"sub-01_z{i:03d}.npy", slab[:, i, :])
@@ -172,8 +183,9 @@ def test_volumes_in_npy_files_of_one_subject_are_not_split_by_file(tmp_path):
     slab = np.asarray(nib.load(samples.T1_AXIAL_SLAB).dataobj, np.float32)[64:192, :, 64:192]
     for ses in (1, 2):
         np.save(tmp_path / f"sub-01_ses-{ses}_T1w.npy", slab)
-    train, val = load_slice_sets(tmp_path, 2, DataConfig(patch_size=8, val_fraction=0.2,
-                                                         val_gap=2, slice_axis=1))
+    train, val = load_slice_sets(
+        tmp_path, 2, DataConfig(patch_size=8, val_fraction=0.2, val_gap=2, slice_axis=1)
+    )
     # one subject: each volume gives training slices and a held-out end slab, as before
     assert set(train.source_files) == set(val.source_files) and len(set(val.source_files)) == 2
 
@@ -188,10 +200,12 @@ def test_scored_slices_are_the_held_out_split_or_every_slice():
     scored = load_scored_slices(samples.T1_AXIAL_SLAB, 2, 20, cfg)
     assert scored.indices == val.indices and len(scored) >= 1
     assert all(np.array_equal(a, b) for a, b in zip(scored.slices, val.slices))
-    every = load_scored_slices(samples.T1_AXIAL_SLAB, 2, 20,
-                               dataclasses.replace(cfg, val_fraction=0.0))
+    every = load_scored_slices(
+        samples.T1_AXIAL_SLAB, 2, 20, dataclasses.replace(cfg, val_fraction=0.0)
+    )
     assert set(every.indices) >= set(train.indices) | set(val.indices)
-    with pytest.warns(UserWarning, match="PSNR/SSIM minimum at x2"):   # axis 0: 16 x 256
-        thin = load_scored_slices(samples.T1_AXIAL_SLAB, 2, 20,
-                                  DataConfig(slice_axis=None, val_fraction=0.0))
+    with pytest.warns(UserWarning, match="PSNR/SSIM minimum at x2"):  # axis 0: 16 x 256
+        thin = load_scored_slices(
+            samples.T1_AXIAL_SLAB, 2, 20, DataConfig(slice_axis=None, val_fraction=0.0)
+        )
     assert thin.axes and 0 not in thin.axes

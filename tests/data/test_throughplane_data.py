@@ -26,7 +26,7 @@ def test_pairs_are_blurred_along_rows_only(fine):
     assert inp.shape == tgt.shape == (6, 48, 48, 1) and inp.dtype == np.float32
     rows = np.abs(np.diff(inp[..., 0], axis=1)).mean() / np.abs(np.diff(tgt[..., 0], axis=1)).mean()
     cols = np.abs(np.diff(inp[..., 0], axis=2)).mean() / np.abs(np.diff(tgt[..., 0], axis=2)).mean()
-    assert rows < 0.6 and cols > rows + 0.15                 # detail lost mostly along rows
+    assert rows < 0.6 and cols > rows + 0.15  # detail lost mostly along rows
     assert np.abs(inp - tgt).mean() > 0.005
 
 

@@ -38,9 +38,13 @@ def _train_tiny(scale: int = 2):
         i = rng.integers(0, n, BATCH)
         y = rng.integers(0, h - PATCH, BATCH)
         x = rng.integers(0, w - PATCH, BATCH)
-        lb = np.stack([lr_all[a, b:b + PATCH, c:c + PATCH] for a, b, c in zip(i, y, x)])
-        hb = np.stack([hr_all[a, scale * b:scale * (b + PATCH), scale * c:scale * (c + PATCH)]
-                       for a, b, c in zip(i, y, x)])
+        lb = np.stack([lr_all[a, b : b + PATCH, c : c + PATCH] for a, b, c in zip(i, y, x)])
+        hb = np.stack(
+            [
+                hr_all[a, scale * b : scale * (b + PATCH), scale * c : scale * (c + PATCH)]
+                for a, b, c in zip(i, y, x)
+            ]
+        )
         model.train_on_batch(lb, hb)
     return model
 
@@ -73,8 +77,9 @@ def full_bundle(trained_tiny, tmp_path_factory):
     from keras_seran.export import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "bundle_x2"
-    manifest = export_bundle(trained_tiny, out, "savedmodel,tflite,onnx,tensorrt",
-                             model_source="trained_tiny")
+    manifest = export_bundle(
+        trained_tiny, out, "savedmodel,tflite,onnx,tensorrt", model_source="trained_tiny"
+    )
     return out, manifest
 
 
@@ -85,6 +90,7 @@ def pretrained_small_bundle(tmp_path_factory):
     from keras_seran.registry import load_pretrained
 
     out = tmp_path_factory.mktemp("bundles") / "small_x2"
-    manifest = export_bundle(load_pretrained(2), out, "savedmodel,tflite,onnx,tensorrt",
-                             model_source="x2")
+    manifest = export_bundle(
+        load_pretrained(2), out, "savedmodel,tflite,onnx,tensorrt", model_source="x2"
+    )
     return out, manifest

@@ -15,19 +15,52 @@ from pathlib import Path
 RELEASES = ("8.6.1", "10.3.0", "11.0.0")
 
 #: Python API per release: BuilderFlag members and NetworkDefinitionCreationFlag members.
-BUILDER_FLAGS = {8: ("FP16", "INT8", "REFIT", "STRICT_TYPES"),
-                 10: ("FP16", "BF16", "INT8", "REFIT"), 11: ("REFIT", "TF32", "DEBUG")}
-NETWORK_FLAGS = {8: ("EXPLICIT_BATCH", "EXPLICIT_PRECISION"),
-                 10: ("EXPLICIT_BATCH", "STRONGLY_TYPED"), 11: ("STRONGLY_TYPED",)}
+BUILDER_FLAGS = {
+    8: ("FP16", "INT8", "REFIT", "STRICT_TYPES"),
+    10: ("FP16", "BF16", "INT8", "REFIT"),
+    11: ("REFIT", "TF32", "DEBUG"),
+}
+NETWORK_FLAGS = {
+    8: ("EXPLICIT_BATCH", "EXPLICIT_PRECISION"),
+    10: ("EXPLICIT_BATCH", "STRONGLY_TYPED"),
+    11: ("STRONGLY_TYPED",),
+}
 
 #: trtexec build options per release (the ones a bundle's script may use).
 TRTEXEC_OPTIONS = {
-    8: ("--onnx", "--saveEngine", "--minShapes", "--optShapes", "--maxShapes", "--memPoolSize",
-        "--fp16", "--int8", "--best"),
-    10: ("--onnx", "--saveEngine", "--minShapes", "--optShapes", "--maxShapes", "--memPoolSize",
-         "--fp16", "--bf16", "--int8", "--best", "--stronglyTyped"),
-    11: ("--onnx", "--saveEngine", "--minShapes", "--optShapes", "--maxShapes", "--memPoolSize",
-         "--stronglyTyped"),
+    8: (
+        "--onnx",
+        "--saveEngine",
+        "--minShapes",
+        "--optShapes",
+        "--maxShapes",
+        "--memPoolSize",
+        "--fp16",
+        "--int8",
+        "--best",
+    ),
+    10: (
+        "--onnx",
+        "--saveEngine",
+        "--minShapes",
+        "--optShapes",
+        "--maxShapes",
+        "--memPoolSize",
+        "--fp16",
+        "--bf16",
+        "--int8",
+        "--best",
+        "--stronglyTyped",
+    ),
+    11: (
+        "--onnx",
+        "--saveEngine",
+        "--minShapes",
+        "--optShapes",
+        "--maxShapes",
+        "--memPoolSize",
+        "--stronglyTyped",
+    ),
 }
 
 
@@ -42,8 +75,9 @@ def make_tensorrt(version: str, log: list) -> types.ModuleType:
     trt.__version__ = version
     trt.float16, trt.float32 = "float16", "float32"
     trt.BuilderFlag = enum.IntEnum("BuilderFlag", BUILDER_FLAGS[major], start=0)
-    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag",
-                                                     NETWORK_FLAGS[major], start=0)
+    trt.NetworkDefinitionCreationFlag = enum.IntEnum(
+        "NetworkDefinitionCreationFlag", NETWORK_FLAGS[major], start=0
+    )
     trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", ("WORKSPACE",), start=0)
 
     class Logger:
@@ -87,8 +121,9 @@ def make_tensorrt(version: str, log: list) -> types.ModuleType:
 
             proto = onnx.load(str(path))
             half = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
-            self.network.layers = [Layer(trt.float16 if half else trt.float32)
-                                   for _ in proto.graph.node]
+            self.network.layers = [
+                Layer(trt.float16 if half else trt.float32) for _ in proto.graph.node
+            ]
             log.append(("parse", Path(path).name))
             return True
 
@@ -163,12 +198,21 @@ def write_trtexec(folder: Path, version: str) -> Path:
     # NV_TENSORRT_VERSION: major*1000 + minor*100 + patch up to 9, major*10000 + ... from 10 on
     number = major * (10000 if major >= 10 else 1000) + minor * 100 + patch
     path = Path(folder) / "trtexec"
-    path.write_text(FAKE_TRTEXEC.format(python=sys.executable, version=version, number=number,
-                                        options=TRTEXEC_OPTIONS[_major(version)]))
+    path.write_text(
+        FAKE_TRTEXEC.format(
+            python=sys.executable,
+            version=version,
+            number=number,
+            options=TRTEXEC_OPTIONS[_major(version)],
+        )
+    )
     path.chmod(0o755)
     return path
 
 
 def read_log(path: Path) -> list[list[str]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines()] \
-        if Path(path).exists() else []
+    return (
+        [json.loads(line) for line in Path(path).read_text().splitlines()]
+        if Path(path).exists()
+        else []
+    )

@@ -26,11 +26,19 @@ def test_layout_and_manifest_hashes(full_bundle):
     assert verify_hashes(out) == []
     for rel, entry in manifest["files"].items():
         assert sha256(out / rel) == entry["sha256"]
-    for rel in ("parity.md", "build_engines.sh", "savedmodel/saved_model.pb",
-                "tflite/seran_x2_float32.tflite", "tflite/seran_x2_float16.tflite",
-                "tflite/seran_x2_dynamic_int8.tflite", "tflite/seran_x2_int8.tflite",
-                "onnx/seran_x2_float32.onnx", "onnx/seran_x2_float16.onnx",
-                "onnx/seran_x2_int8_qdq.onnx", "README.md"):
+    for rel in (
+        "parity.md",
+        "build_engines.sh",
+        "savedmodel/saved_model.pb",
+        "tflite/seran_x2_float32.tflite",
+        "tflite/seran_x2_float16.tflite",
+        "tflite/seran_x2_dynamic_int8.tflite",
+        "tflite/seran_x2_int8.tflite",
+        "onnx/seran_x2_float32.onnx",
+        "onnx/seran_x2_float16.onnx",
+        "onnx/seran_x2_int8_qdq.onnx",
+        "README.md",
+    ):
         assert rel in manifest["files"], rel
     assert not list(out.parent.glob(".bundle_x2.*")), "temporary folder left behind"
 
@@ -84,7 +92,7 @@ def test_onnx_float16_is_half_inside_with_a_float32_interface(full_bundle):
     assert info["input"]["dtype"] == info["output"]["dtype"] == "float32"
     inits = {t.name: t.data_type for t in proto.graph.initializer}
     kernels = {inits[n.input[1]] for n in proto.graph.node if n.op_type == "Conv"}
-    assert kernels == {onnx.TensorProto.FLOAT16}          # every conv kernel is fp16
+    assert kernels == {onnx.TensorProto.FLOAT16}  # every conv kernel is fp16
     assert info["float32_nodes"] and all("sera" in n for n in info["float32_nodes"])
 
 
@@ -159,8 +167,7 @@ def test_savedmodel_signature(full_bundle, trained_tiny):
 def test_onnx_files_checked_and_tensorrt_compatible(full_bundle):
     import onnx
 
-    from keras_seran.export.onnx_export import (TENSORRT_ONNX_OPS, onnx_op_types,
-                                                tensorrt_problems)
+    from keras_seran.export.onnx_export import TENSORRT_ONNX_OPS, onnx_op_types, tensorrt_problems
 
     out, m = full_bundle
     for variant, info in m["formats"]["onnx"]["variants"].items():
@@ -212,7 +219,7 @@ def test_onnx_int8_keeps_the_attention_float(full_bundle):
         for i in n.input:
             consumers.setdefault(i, []).append(n.op_type)
     softmaxes = [n for n in proto.graph.node if n.op_type == "Softmax"]
-    assert softmaxes and len(softmaxes) % 2 == 0       # squeeze + excitation per SERA module
+    assert softmaxes and len(softmaxes) % 2 == 0  # squeeze + excitation per SERA module
     for n in softmaxes:
         assert "QuantizeLinear" not in consumers[n.output[0]], n.name
     recorded = m["formats"]["onnx"]["variants"]["int8"]["quantization"]["float_nodes"]
@@ -234,9 +241,14 @@ def test_onnx_int8_follows_tensorrt_placement_rules(full_bundle):
     assert q["placement"] == "nvidia" and "Softmax" in q["rules"]
     proto = onnx.load(str(out / m["formats"]["onnx"]["variants"]["int8"]["file"]))
     s = qdq_structure(proto)
-    for rule in ("softmax_with_quantized_input", "scalar_qdq", "conv_unquantized",
-                 "weighted_matmul_unquantized", "residual_add_unquantized",
-                 "attention_matmul_quantized"):
+    for rule in (
+        "softmax_with_quantized_input",
+        "scalar_qdq",
+        "conv_unquantized",
+        "weighted_matmul_unquantized",
+        "residual_add_unquantized",
+        "attention_matmul_quantized",
+    ):
         assert s[rule] == [], (rule, s[rule])
     assert s == q["structure"]
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
@@ -244,16 +256,20 @@ def test_onnx_int8_follows_tensorrt_placement_rules(full_bundle):
     for n in proto.graph.node:
         for i, name in enumerate(n.input):
             consumers.setdefault(name, []).append((n.op_type, i))
-    for n in proto.graph.node:       # constants behind a DQ are Conv / MatMul weights only
+    for n in proto.graph.node:  # constants behind a DQ are Conv / MatMul weights only
         if n.op_type == "DequantizeLinear" and n.input[0] in inits:
             assert inits[n.input[0]].dtype == np.int8
-            assert {c for c in consumers[n.output[0]]} <= {("Conv", 1), ("MatMul", 0),
-                                                            ("MatMul", 1)}, n.name
+            assert {c for c in consumers[n.output[0]]} <= {
+                ("Conv", 1),
+                ("MatMul", 0),
+                ("MatMul", 1),
+            }, n.name
         if n.op_type == "QuantizeLinear":
             assert n.input[0] not in inits, n.name
-    adds = [n for n in proto.graph.node if n.op_type == "Add"
-            and not any(i in inits for i in n.input)]
-    assert len(adds) >= 3                        # residual blocks, SERA and the long skip
+    adds = [
+        n for n in proto.graph.node if n.op_type == "Add" and not any(i in inits for i in n.input)
+    ]
+    assert len(adds) >= 3  # residual blocks, SERA and the long skip
 
 
 def test_tensorrt_entry(full_bundle):
@@ -298,14 +314,19 @@ def test_missing_export_modules_are_named_before_any_work(monkeypatch):
     from keras_seran.errors import UsageError
     from keras_seran.export.bundle import check_requirements
 
-    check_requirements(["savedmodel", "tflite", "onnx", "tensorrt"])   # all installed here
+    check_requirements(["savedmodel", "tflite", "onnx", "tensorrt"])  # all installed here
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("tf2onnx", "onnxruntime")
-                        else find_spec(name, *a))
-    check_requirements(["savedmodel", "tflite"])                       # need neither
-    with pytest.raises(UsageError, match=r"export to onnx needs onnxruntime, tf2onnx \(not "
-                                         r"installed\): pip install 'keras-seran\[tf,export\]'"):
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("tf2onnx", "onnxruntime") else find_spec(name, *a),
+    )
+    check_requirements(["savedmodel", "tflite"])  # need neither
+    with pytest.raises(
+        UsageError,
+        match=r"export to onnx needs onnxruntime, tf2onnx \(not "
+        r"installed\): pip install 'keras-seran\[tf,export\]'",
+    ):
         check_requirements(["onnx"])
 
 
@@ -313,9 +334,14 @@ def test_a_bad_opset_fails_before_any_conversion(untrained_tiny, tmp_path, monke
     """export_bundle (the library path, not only the command) checks the opset first."""
     from keras_seran.export import bundle, formats, onnx_export
 
-    monkeypatch.setattr(formats, "export_savedmodel",
-                        lambda *a, **k: pytest.fail("converted before checking the opset"))
-    with pytest.raises(ValueError, match=f"opset must be between {onnx_export.MIN_OPSET} and "
-                                         f"{onnx_export.MAX_OPSET}"):
+    monkeypatch.setattr(
+        formats,
+        "export_savedmodel",
+        lambda *a, **k: pytest.fail("converted before checking the opset"),
+    )
+    with pytest.raises(
+        ValueError,
+        match=f"opset must be between {onnx_export.MIN_OPSET} and {onnx_export.MAX_OPSET}",
+    ):
         bundle.export_bundle(untrained_tiny, tmp_path / "b", ["savedmodel", "onnx"], opset=30)
     assert not (tmp_path / "b").exists()

@@ -26,8 +26,19 @@ def test_cli_writes_verified_bundle(tiny_keras_file, tmp_path, capsys):
     from keras_seran.export.manifest import sha256, verify_hashes
 
     out = tmp_path / "bundle"
-    rc = command.run(_args(tiny_keras_file, "--out", out, "--formats", "savedmodel,tflite,onnx",
-                           "--tflite-variants", "float32,float16", "--onnx-variants", "float32"))
+    rc = command.run(
+        _args(
+            tiny_keras_file,
+            "--out",
+            out,
+            "--formats",
+            "savedmodel,tflite,onnx",
+            "--tflite-variants",
+            "float32,float16",
+            "--onnx-variants",
+            "float32",
+        )
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| tflite/float16 |" in printed and "| onnx/float32 |" in printed
@@ -39,7 +50,8 @@ def test_cli_writes_verified_bundle(tiny_keras_file, tmp_path, capsys):
     for rel, entry in manifest["files"].items():
         assert sha256(out / rel) == entry["sha256"]
     assert {"savedmodel", "tflite/float32", "tflite/float16", "onnx/float32"} == set(
-        manifest["parity"]["formats"])
+        manifest["parity"]["formats"]
+    )
     assert all(v["ok"] for v in manifest["parity"]["formats"].values())
     assert not _leftovers(tmp_path, "bundle")
 
@@ -49,8 +61,14 @@ def test_cli_writes_verified_bundle(tiny_keras_file, tmp_path, capsys):
         command.run(_args(tiny_keras_file, "--out", out, "--formats", "savedmodel"))
     assert (out / "manifest.json").read_bytes() == before
     # ... and replaced with --overwrite
-    assert command.run(_args(tiny_keras_file, "--out", out, "--formats", "savedmodel",
-                             "--overwrite", "--quiet")) == 0
+    assert (
+        command.run(
+            _args(
+                tiny_keras_file, "--out", out, "--formats", "savedmodel", "--overwrite", "--quiet"
+            )
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["formats_requested"] == ["savedmodel"] and not (out / "tflite").exists()
     assert verify_hashes(out) == [] and not _leftovers(tmp_path, "bundle")
@@ -87,8 +105,12 @@ def test_unknown_format(tmp_path):
 
 
 def test_bad_sizes_and_variants(tmp_path):
-    for extra in (["--input-size", "big"], ["--tflite-variants", "int4"],
-                  ["--trt-profile", "256x256:64x64:128x128"], ["--opset", "13"]):
+    for extra in (
+        ["--input-size", "big"],
+        ["--tflite-variants", "int4"],
+        ["--trt-profile", "256x256:64x64:128x128"],
+        ["--opset", "13"],
+    ):
         with pytest.raises(UsageError):
             command.run(_args("x2", "--out", tmp_path / "b", *extra))
     assert not (tmp_path / "b").exists()
@@ -100,24 +122,30 @@ def test_values_checked_before_export(tiny_keras_file, tmp_path):
     from keras_seran import samples
 
     out = tmp_path / "new" / "deep" / "b"
-    cases = {"--opset": ["--opset", "30"], "--threads": ["--threads", "0"],
-             "--int8-io": ["--int8-io", "--tflite-variants", "float32"],
-             "does not match": ["--scale", "3"],
-             "axis 5 out of range": ["--calibration", samples.T1_AXIAL_SLAB,
-                                     "--calibration-axis", "5"],
-             # options that would be silently ignored are mistakes, said as such
-             "--trt-profile shapes": ["--trt-profile", "64x64:128x128:256x256"],
-             "--calibration calibrates": ["--calibration", samples.T1_AXIAL_SLAB,
-                                          "--tflite-variants", "float32",
-                                          "--onnx-variants", "float32"]}
+    cases = {
+        "--opset": ["--opset", "30"],
+        "--threads": ["--threads", "0"],
+        "--int8-io": ["--int8-io", "--tflite-variants", "float32"],
+        "does not match": ["--scale", "3"],
+        "axis 5 out of range": ["--calibration", samples.T1_AXIAL_SLAB, "--calibration-axis", "5"],
+        # options that would be silently ignored are mistakes, said as such
+        "--trt-profile shapes": ["--trt-profile", "64x64:128x128:256x256"],
+        "--calibration calibrates": [
+            "--calibration",
+            samples.T1_AXIAL_SLAB,
+            "--tflite-variants",
+            "float32",
+            "--onnx-variants",
+            "float32",
+        ],
+    }
     for expected, extra in cases.items():
         with pytest.raises(KerasSeranError, match=expected):
             command.run(_args(tiny_keras_file, "--out", out, "--formats", "tflite,onnx", *extra))
     assert not (tmp_path / "new").exists()
 
 
-def test_out_never_contains_the_model_or_the_current_folder(tiny_keras_file, tmp_path,
-                                                            monkeypatch):
+def test_out_never_contains_the_model_or_the_current_folder(tiny_keras_file, tmp_path, monkeypatch):
     run = tmp_path / "run1"
     run.mkdir()
     model = run / "best.keras"
@@ -210,7 +238,7 @@ def test_failure_mid_export_removes_the_parents_it_made(untrained_tiny, tmp_path
     (tmp_path / "mine").mkdir()
     with pytest.raises(RuntimeError, match="exploded"):
         bundle.export_bundle(untrained_tiny, tmp_path / "mine" / "new" / "deep" / "b", "onnx")
-    assert [p.name for p in tmp_path.iterdir()] == ["mine"]          # the user's folder stays
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # the user's folder stays
     assert not any((tmp_path / "mine").iterdir())
 
 
@@ -224,8 +252,12 @@ def test_bench_export_never_replaces_a_folder(tmp_path):
     keep.mkdir()
     (keep / "notes.txt").write_text("mine")
     bench = Path(__file__).resolve().parents[2] / "bench" / "bench_export.py"
-    proc = subprocess.run([sys.executable, str(bench), "--preset", "tiny", "--keep", str(keep)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--preset", "tiny", "--keep", str(keep)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "not empty" in proc.stderr
     assert [p.name for p in keep.iterdir()] == ["notes.txt"]
 
@@ -255,9 +287,25 @@ def test_cli_fixed_input_size(tiny_keras_file, tmp_path):
     from keras_seran.export.onnx_export import OnnxRunner
 
     out = tmp_path / "fixed"
-    assert command.run(_args(tiny_keras_file, "--out", out, "--formats", "litert,tensorrt",
-                             "--tflite-variants", "float32", "--onnx-variants", "float32",
-                             "--input-size", "64x48", "--quiet")) == 0
+    assert (
+        command.run(
+            _args(
+                tiny_keras_file,
+                "--out",
+                out,
+                "--formats",
+                "litert,tensorrt",
+                "--tflite-variants",
+                "float32",
+                "--onnx-variants",
+                "float32",
+                "--input-size",
+                "64x48",
+                "--quiet",
+            )
+        )
+        == 0
+    )
     m = json.loads((out / "manifest.json").read_text())
     assert m["formats"]["tflite"]["variants"]["float32"]["input"]["shape"] == [1, 64, 48, 1]
     assert m["input_contract"]["input"]["shape"] == [1, 64, 48, 1]
@@ -265,18 +313,19 @@ def test_cli_fixed_input_size(tiny_keras_file, tmp_path):
     fixed = m["fixed_size"]
     tfl = "tflite/seran_x2_float32.tflite"
     assert fixed["input_size"] == [64, 48] and fixed["files"] == {tfl: [1, 64, 48, 1]}
-    run = LiteRTRunner(out / tfl)                                   # LiteRT: one size only
+    run = LiteRTRunner(out / tfl)  # LiteRT: one size only
     assert run(np.zeros((1, 64, 48, 1), np.float32)).shape == (1, 128, 96, 1)
     with pytest.raises(ValueError, match="does not fit"):
         run(np.zeros((1, 48, 64, 1), np.float32))
-    assert fixed["engines"]["fixed_lr_hw"] == [[64, 48]]           # TensorRT: min = opt = max
+    assert fixed["engines"]["fixed_lr_hw"] == [[64, 48]]  # TensorRT: min = opt = max
     script = (out / "build_engines.sh").read_text()
     for kind in ("min", "opt", "max"):
-        assert script.count(f"--{kind}Shapes=lr:1x64x48x1") == 2    # fp16 and int8 lines
+        assert script.count(f"--{kind}Shapes=lr:1x64x48x1") == 2  # fp16 and int8 lines
     onnx_files = {"onnx/seran_x2_float32.onnx", "onnx/seran_x2_float16.onnx"}
-    assert onnx_files <= set(fixed["dynamic"])                     # ONNX: any size
+    assert onnx_files <= set(fixed["dynamic"])  # ONNX: any size
     assert OnnxRunner(out / "onnx/seran_x2_float32.onnx")(
-        np.zeros((1, 40, 56, 1), np.float32)).shape == (1, 80, 112, 1)
+        np.zeros((1, 40, 56, 1), np.float32)
+    ).shape == (1, 80, 112, 1)
     assert f"`{tfl}` [1, 64, 48, 1]" in (out / "README.md").read_text()
 
 
@@ -295,12 +344,26 @@ def test_kspace_weights_export_by_name(trained_tiny, tmp_path, monkeypatch):
         weights = tmp_path / "weights"
         weights.mkdir()
         trained_tiny.save_weights(weights / "seran_small_x2_kspace.weights.h5")
-        (weights / "seran_small_x2_kspace.json").write_text(json.dumps(
-            {"model": to_dict(config_from_model(trained_tiny)), "degradation": "kspace"}))
+        (weights / "seran_small_x2_kspace.json").write_text(
+            json.dumps({"model": to_dict(config_from_model(trained_tiny)), "degradation": "kspace"})
+        )
         monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
     out = tmp_path / "kspace_bundle"
-    assert command.run(_args("x2-kspace", "--out", out, "--formats", "onnx",
-                             "--onnx-variants", "float32", "--quiet")) == 0
+    assert (
+        command.run(
+            _args(
+                "x2-kspace",
+                "--out",
+                out,
+                "--formats",
+                "onnx",
+                "--onnx-variants",
+                "float32",
+                "--quiet",
+            )
+        )
+        == 0
+    )
     m = json.loads((out / "manifest.json").read_text())
     assert m["model"]["source"] == "x2-kspace" and m["model"]["degradation"] == "kspace"
     assert "k-space truncated" in m["model"]["suited_input"] and m["parity_ok"]
@@ -320,8 +383,9 @@ def _script(name):
 
 
 def test_export_script_reports_errors(tmp_path, capsys):
-    rc = _script("export_bundle.py").main([str(tmp_path / "none.keras"), "--out",
-                                           str(tmp_path / "b")])
+    rc = _script("export_bundle.py").main(
+        [str(tmp_path / "none.keras"), "--out", str(tmp_path / "b")]
+    )
     assert rc == 2 and "none.keras" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
 
@@ -333,8 +397,9 @@ def test_trt_script_without_tensorrt_prints_trtexec(tmp_path, capsys):
         pytest.skip("TensorRT is available here: the script would build an engine")
     onnx_file = tmp_path / "m.onnx"
     onnx_file.write_bytes(b"not used")
-    rc = _script("build_trt_engine.py").main([str(onnx_file), str(tmp_path / "m.engine"),
-                                              "--int8", "--profile", "32x32:64x64:128x128"])
+    rc = _script("build_trt_engine.py").main(
+        [str(onnx_file), str(tmp_path / "m.engine"), "--int8", "--profile", "32x32:64x64:128x128"]
+    )
     cap = capsys.readouterr()
     assert rc == 3 and "cannot build here" in cap.err
     assert "--optShapes=lr:1x64x64x1" in cap.out

@@ -16,7 +16,7 @@ def test_fixed_input_size(untrained_tiny, tmp_path):
     assert info["input"]["shape"] == [1, 32, 40, 1]
     assert info["output"]["shape"] == [1, 64, 80, 1]
     run = LiteRTRunner(tmp_path / info["file"])
-    (lr, _), = parity.parity_pairs(2, indices=[12], lr_size=(32, 40))
+    ((lr, _),) = parity.parity_pairs(2, indices=[12], lr_size=(32, 40))
     np.testing.assert_allclose(run(lr), np.asarray(untrained_tiny(lr)), atol=1e-4)
     with pytest.raises(ValueError, match="does not fit"):
         run(np.zeros((1, 16, 16, 1), np.float32))
@@ -37,8 +37,9 @@ def test_full_int8_with_int8_interface(trained_tiny, tmp_path):
     assert "QUANTIZE" not in info["ops"]  # no float boundary: int8 end to end
     run = LiteRTRunner(tmp_path / info["file"])
     pairs = parity.parity_pairs(2)[:2]
-    rep = parity.parity_report(lambda x: np.asarray(trained_tiny(x)), {"int8io": run}, pairs, 2,
-                               {"int8io": "int8"})
+    rep = parity.parity_report(
+        lambda x: np.asarray(trained_tiny(x)), {"int8io": run}, pairs, 2, {"int8io": "int8"}
+    )
     assert rep["formats"]["int8io"]["ok"], rep
 
 
@@ -60,8 +61,8 @@ def test_flex_ops_are_detected():
     """A model converted WITH SELECT_TF_OPS has Flex ops, and the check catches them."""
     import tensorflow as tf
 
-    from keras_seran.export.litert import assert_builtin_only, non_builtin_ops, tflite_op_names
     from keras_seran.errors import ExportCheckError
+    from keras_seran.export.litert import assert_builtin_only, non_builtin_ops, tflite_op_names
 
     @tf.function(input_signature=[tf.TensorSpec([1, 4, 4], tf.float32)])
     def f(x):

@@ -10,16 +10,19 @@ def _graph(op_type, inputs=("a", "b"), attrs=None, inits=(), opset=17):
     from onnx import TensorProto, helper
 
     node = helper.make_node(op_type, list(inputs), ["y"], name=f"{op_type}_0", **(attrs or {}))
-    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 2])
-           for n in inputs if n not in {i.name for i in inits}]
+    ins = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 2])
+        for n in inputs
+        if n not in {i.name for i in inits}
+    ]
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     g = helper.make_graph([node], "g", ins, [out], initializer=list(inits))
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
 
 def test_einsum_is_rejected():
-    from keras_seran.export.onnx_export import assert_tensorrt_compatible, tensorrt_problems
     from keras_seran.errors import ExportCheckError
+    from keras_seran.export.onnx_export import assert_tensorrt_compatible, tensorrt_problems
 
     m = _graph("Einsum", attrs={"equation": "ij,jk->ik"})
     assert any("Einsum" in p for p in tensorrt_problems(m))
@@ -35,7 +38,7 @@ def test_unknown_op_and_old_opset_are_rejected():
 
 
 def test_asymmetric_or_uint8_qdq_is_rejected():
-    from onnx import helper, TensorProto
+    from onnx import TensorProto, helper
 
     from keras_seran.export.onnx_export import tensorrt_problems
 
@@ -57,13 +60,16 @@ def test_float_attention_nodes_follow_softmax_through_reshapes():
 
     from keras_seran.export.onnx_export import float_attention_nodes
 
-    nodes = [helper.make_node("Softmax", ["x"], ["p"], name="attn", axis=1),
-             helper.make_node("Transpose", ["p"], ["pt"], name="to_rows"),
-             helper.make_node("MatMul", ["pt", "v"], ["z"], name="pool"),
-             helper.make_node("MatMul", ["z", "w"], ["y"], name="project")]
+    nodes = [
+        helper.make_node("Softmax", ["x"], ["p"], name="attn", axis=1),
+        helper.make_node("Transpose", ["p"], ["pt"], name="to_rows"),
+        helper.make_node("MatMul", ["pt", "v"], ["z"], name="pool"),
+        helper.make_node("MatMul", ["z", "w"], ["y"], name="project"),
+    ]
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4, 4]) for n in ("x", "v", "w")]
-    g = helper.make_graph(nodes, "g", io, [helper.make_tensor_value_info("y", TensorProto.FLOAT,
-                                                                          None)])
+    g = helper.make_graph(
+        nodes, "g", io, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     assert float_attention_nodes(m) == ["attn", "pool", "to_rows"]
 
@@ -129,7 +135,7 @@ def test_nvidia_placement_rules_hold_and_the_old_placement_breaks_them(tiny_onnx
     assert sum(v.startswith("softmax") for v in kept.values()) == n_softmax
     assert sum(v.startswith("attention product") for v in kept.values()) == n_softmax
     n_conv = sum(n.op_type == "Conv" for n in proto.graph.node)
-    assert s["dequantize_linear"] >= 2 * n_conv - 1      # (inputs shared by several convs)
+    assert s["dequantize_linear"] >= 2 * n_conv - 1  # (inputs shared by several convs)
     x = cal[0]
     y32, y8 = OnnxRunner(folder / "m.onnx")(x), OnnxRunner(folder / "nv.onnx")(x)
     assert 0 < np.abs(y8 - y32).mean() < 2e-2
@@ -149,7 +155,7 @@ def test_weights_are_symmetric_int8_per_channel():
     q, scale = quantize_weights(w, axis=0)
     assert q.dtype == np.int8 and scale.shape == (3,)
     assert q[0, 0, 0, 0] == 127 and q[0, 1, 0, 0] == -64 and q[2, 0, 0, 0] == -127
-    assert scale[1] == 1.0 and not q[1].any()          # an all-zero channel: scale 1, no NaN
+    assert scale[1] == 1.0 and not q[1].any()  # an all-zero channel: scale 1, no NaN
     np.testing.assert_allclose(q[..., 0, 0] * scale[:, None], w[..., 0, 0], atol=scale.max() / 2)
 
 
@@ -162,7 +168,7 @@ def test_float16_variant_keeps_the_rms_norm_float32(tiny_onnx_pair):
     info = export_float16(folder / "m.onnx", folder / "h.onnx")
     proto = onnx.load(str(folder / "h.onnx"))
     ops = {n.name: n.op_type for n in proto.graph.node}
-    means = {n for n, op in ops.items() if op == "ReduceMean"}   # one per SERA block
+    means = {n for n, op in ops.items() if op == "ReduceMean"}  # one per SERA block
     assert means and means <= set(info["float32_nodes"])
     assert info["input"]["dtype"] == "float32" and info["output"]["dtype"] == "float32"
     y32, y16 = OnnxRunner(folder / "m.onnx")(cal[0]), OnnxRunner(folder / "h.onnx")(cal[0])

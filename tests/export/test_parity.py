@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from keras_seran.contract import NETWORK_RANGE
 from keras_seran.errors import InputDataError
 from keras_seran.export import parity
-from keras_seran.contract import NETWORK_RANGE
 
 
 def test_mr_slices_are_real_t1_normalised_as_the_input_contract():
@@ -41,7 +41,7 @@ def test_slice_pairs_shapes_and_bicubic_lr():
 
 @pytest.mark.parametrize("size", [(48, 40), (200, 150)])
 def test_slice_pairs_fixed_size(size):
-    (lr, hr), = parity.slice_pairs(parity.load_mr_slices(indices=[3]), 2, lr_size=size)
+    ((lr, hr),) = parity.slice_pairs(parity.load_mr_slices(indices=[3]), 2, lr_size=size)
     assert lr.shape == (1, *size, 1) and hr.shape == (1, size[0] * 2, size[1] * 2, 1)
 
 
@@ -70,9 +70,13 @@ def test_report_identity_noise_and_error():
         "broken": lambda x: (_ for _ in ()).throw(RuntimeError("boom")),
         "wrong_shape": lambda x: x,
     }
-    rep = parity.parity_report(_upscale, runners, pairs, 2,
-                               {"same": "float32", "noisy": "int8", "broken": "float32",
-                                "wrong_shape": "float32"})
+    rep = parity.parity_report(
+        _upscale,
+        runners,
+        pairs,
+        2,
+        {"same": "float32", "noisy": "int8", "broken": "float32", "wrong_shape": "float32"},
+    )
     f = rep["formats"]
     assert f["same"]["max_abs_diff"] == 0 and f["same"]["ok"]
     assert abs(f["same"]["psnr_drop"]) < 1e-9

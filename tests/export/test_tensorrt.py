@@ -26,20 +26,28 @@ def test_parse_profiles():
 
 
 def test_trtexec_command_lines():
-    cmd = trt_engine.trtexec_command("onnx/m_float32.onnx", "engines/m_fp16.engine", "fp16",
-                                     ((16, 16), (128, 128), (256, 256)))
+    cmd = trt_engine.trtexec_command(
+        "onnx/m_float32.onnx", "engines/m_fp16.engine", "fp16", ((16, 16), (128, 128), (256, 256))
+    )
     assert cmd.startswith("trtexec --onnx=onnx/m_float32.onnx --saveEngine=engines/m_fp16.engine")
-    for part in ("--minShapes=lr:1x16x16x1", "--optShapes=lr:1x128x128x1",
-                 "--maxShapes=lr:1x256x256x1", "--fp16"):
+    for part in (
+        "--minShapes=lr:1x16x16x1",
+        "--optShapes=lr:1x128x128x1",
+        "--maxShapes=lr:1x256x256x1",
+        "--fp16",
+    ):
         assert part in cmd
-    cmd8 = trt_engine.trtexec_command("onnx/m_int8_qdq.onnx", "e.engine", "int8",
-                                      ((64, 64),) * 3, tensorrt_version="8.6.1")
+    cmd8 = trt_engine.trtexec_command(
+        "onnx/m_int8_qdq.onnx", "e.engine", "int8", ((64, 64),) * 3, tensorrt_version="8.6.1"
+    )
     assert cmd8.endswith("--int8 --fp16")
-    cmd10 = trt_engine.trtexec_command("onnx/m_int8_qdq.onnx", "e.engine", "int8",
-                                       ((64, 64),) * 3, tensorrt_version="10.3.0")
+    cmd10 = trt_engine.trtexec_command(
+        "onnx/m_int8_qdq.onnx", "e.engine", "int8", ((64, 64),) * 3, tensorrt_version="10.3.0"
+    )
     assert cmd10.endswith("--stronglyTyped") and "--int8" not in cmd10
-    cmd11 = trt_engine.trtexec_command("onnx/m_float16.onnx", "e.engine", "fp16",
-                                       ((64, 64),) * 3, tensorrt_version="11.0")
+    cmd11 = trt_engine.trtexec_command(
+        "onnx/m_float16.onnx", "e.engine", "fp16", ((64, 64),) * 3, tensorrt_version="11.0"
+    )
     assert cmd11.endswith("--memPoolSize=workspace:1024")
     with pytest.raises(ValueError):
         trt_engine.trtexec_command("a", "b", "int4", ((1, 1),) * 3)
@@ -47,8 +55,9 @@ def test_trtexec_command_lines():
 
 def test_build_script_one_engine_per_precision_and_profile():
     profiles = [((16, 16), (128, 128), (256, 256)), ((256, 256), (512, 512), (512, 512))]
-    s = trt_engine.build_engines_script({"float32": "onnx/a.onnx", "int8": "onnx/b.onnx"},
-                                        profiles, stem="seran_x2")
+    s = trt_engine.build_engines_script(
+        {"float32": "onnx/a.onnx", "int8": "onnx/b.onnx"}, profiles, stem="seran_x2"
+    )
     assert s.startswith("#!/usr/bin/env bash")
     assert s.count('"$TRTEXEC" --onnx=') == 4
     assert "engines/seran_x2_int8_512x512.engine" in s and "--stronglyTyped" in s
@@ -65,10 +74,13 @@ def test_profiles_sharing_an_opt_size_are_refused():
 def test_build_script_names_the_tensorrt_an_opset_needs():
     from keras_seran.export.onnx_export import TENSORRT8_MAX_OPSET, tensorrt_requirement
 
-    for opset, needs in ((TENSORRT8_MAX_OPSET, "TensorRT 8.5"), (TENSORRT8_MAX_OPSET + 1,
-                                                                 "TensorRT 10")):
-        s = trt_engine.build_engines_script({"float32": "onnx/a.onnx"},
-                                            requires=tensorrt_requirement(opset))
+    for opset, needs in (
+        (TENSORRT8_MAX_OPSET, "TensorRT 8.5"),
+        (TENSORRT8_MAX_OPSET + 1, "TensorRT 10"),
+    ):
+        s = trt_engine.build_engines_script(
+            {"float32": "onnx/a.onnx"}, requires=tensorrt_requirement(opset)
+        )
         assert f"# Needs {needs}" in s, s
     assert "[-0.5, 1.5]" in s and "[0, 1]" not in s
 
@@ -97,8 +109,9 @@ def test_build_engine_and_run(full_bundle, trained_tiny, tmp_path, precision):
 
     variant = trt_engine.build_plan(tensorrt.__version__, precision).onnx
     onnx_file = out / m["formats"]["onnx"]["variants"][variant]["file"]
-    info = trt_engine.build_engine(onnx_file, tmp_path / "e.engine", fp16=True,
-                                   int8=precision == "int8", profiles=[profile])
+    info = trt_engine.build_engine(
+        onnx_file, tmp_path / "e.engine", fp16=True, int8=precision == "int8", profiles=[profile]
+    )
     assert info["precision"] == precision and (tmp_path / "e.engine").stat().st_size > 0
     try:
         run = trt_engine.TensorRTRunner(tmp_path / "e.engine")
@@ -107,8 +120,13 @@ def test_build_engine_and_run(full_bundle, trained_tiny, tmp_path, precision):
     from keras_seran.export import parity
 
     pairs = parity.parity_pairs(2)
-    rep = parity.parity_report(lambda x: np.asarray(trained_tiny(x)), {"trt": run}, pairs, 2,
-                               {"trt": "float16_compute" if precision == "fp16" else "int8"})
+    rep = parity.parity_report(
+        lambda x: np.asarray(trained_tiny(x)),
+        {"trt": run},
+        pairs,
+        2,
+        {"trt": "float16_compute" if precision == "fp16" else "int8"},
+    )
     assert rep["formats"]["trt"]["ok"], rep
 
 
@@ -135,31 +153,43 @@ def _tiny_onnx(path, half: bool):
     w = numpy_helper.from_array(np.ones((1, 1, 3, 3), dtype), "w")
     node = helper.make_node("Conv", ["lr", "w"], ["sr"], pads=[1, 1, 1, 1])
     t = TensorProto.FLOAT16 if half else TensorProto.FLOAT
-    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("lr", t, [1, 1, 8, 8])],
-                          [helper.make_tensor_value_info("sr", t, [1, 1, 8, 8])], [w])
+    g = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("lr", t, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("sr", t, [1, 1, 8, 8])],
+        [w],
+    )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
 
 @pytest.fixture
 def onnx_variants(tmp_path):
-    return {"float32": _tiny_onnx(tmp_path / "m_float32.onnx", False),
-            "float16": _tiny_onnx(tmp_path / "m_float16.onnx", True),
-            "int8": _tiny_onnx(tmp_path / "m_int8_qdq.onnx", False)}
+    return {
+        "float32": _tiny_onnx(tmp_path / "m_float32.onnx", False),
+        "float16": _tiny_onnx(tmp_path / "m_float16.onnx", True),
+        "int8": _tiny_onnx(tmp_path / "m_int8_qdq.onnx", False),
+    }
 
 
 @pytest.mark.parametrize("release,precision", sorted(EXPECTED_BUILD))
-def test_build_engine_follows_each_release(release, precision, onnx_variants, tmp_path,
-                                           monkeypatch):
+def test_build_engine_follows_each_release(
+    release, precision, onnx_variants, tmp_path, monkeypatch
+):
     """The builder calls per release: network flags, builder flags, ONNX, profiles, workspace."""
     log: list = []
     monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt(release, log))
     network_flags, builder_flags, variant = EXPECTED_BUILD[(release, precision)]
     assert trt_engine.build_plan(release, precision).onnx == variant
     profile = ((32, 32), (128, 128), (256, 256))
-    info = trt_engine.build_engine(onnx_variants[variant], tmp_path / "e.engine",
-                                   int8=precision == "int8", profiles=[profile],
-                                   workspace_mib=512)
+    info = trt_engine.build_engine(
+        onnx_variants[variant],
+        tmp_path / "e.engine",
+        int8=precision == "int8",
+        profiles=[profile],
+        workspace_mib=512,
+    )
     assert ("create_network", network_flags) in log
     assert [e[1] for e in log if e[0] == "set_flag"] == builder_flags
     assert ("parse", onnx_variants[variant].name) in log
@@ -182,23 +212,36 @@ def test_tensorrt11_fp16_needs_the_float16_onnx(onnx_variants, tmp_path, monkeyp
 
 
 def test_parse_major_reads_python_and_trtexec_versions():
-    for version, major in (("8.6.1.6", 8), ("10.3.0", 10), ("11.0.0.114", 11), (8601, 8),
-                           ("8502", 8), (100300, 10), ("110000", 11)):
+    for version, major in (
+        ("8.6.1.6", 8),
+        ("10.3.0", 10),
+        ("11.0.0.114", 11),
+        (8601, 8),
+        ("8502", 8),
+        (100300, 10),
+        ("110000", 11),
+    ):
         assert trt_engine.parse_major(version) == major, version
     with pytest.raises(ValueError):
         trt_engine.parse_major("latest")
 
 
 def _bundle_for_script(tmp_path, variants=("float32", "float16", "int8"), opset=17):
-    names = {"float32": "onnx/m_float32.onnx", "float16": "onnx/m_float16.onnx",
-             "int8": "onnx/m_int8_qdq.onnx"}
+    names = {
+        "float32": "onnx/m_float32.onnx",
+        "float16": "onnx/m_float16.onnx",
+        "int8": "onnx/m_int8_qdq.onnx",
+    }
     (tmp_path / "bundle" / "onnx").mkdir(parents=True)
     files = {v: names[v] for v in variants}
     for rel in files.values():
         (tmp_path / "bundle" / rel).write_bytes(b"onnx")
     script = tmp_path / "bundle" / "build_engines.sh"
-    script.write_text(trt_engine.build_engines_script(
-        files, [((16, 16), (128, 128), (256, 256))], stem="m", opset=opset))
+    script.write_text(
+        trt_engine.build_engines_script(
+            files, [((16, 16), (128, 128), (256, 256))], stem="m", opset=opset
+        )
+    )
     return script
 
 
@@ -208,19 +251,26 @@ def _run_script(script, release, tmp_path, **env):
     trtexec = write_trtexec(bindir, release)
     log = tmp_path / f"trtexec_{release}.log"
     run_env = {**os.environ, "TRTEXEC": str(trtexec), "FAKE_TRTEXEC_LOG": str(log), **env}
-    res = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=run_env,
-                         timeout=60)
+    res = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, env=run_env, timeout=60
+    )
     return res, read_log(log)
 
 
 #: release -> {engine: (onnx, precision options)} that build_engines.sh must ask trtexec for.
 EXPECTED_TRTEXEC = {
-    "8.6.1": {"engines/m_fp16.engine": ("onnx/m_float32.onnx", ["--fp16"]),
-              "engines/m_int8.engine": ("onnx/m_int8_qdq.onnx", ["--int8", "--fp16"])},
-    "10.3.0": {"engines/m_fp16.engine": ("onnx/m_float32.onnx", ["--fp16"]),
-               "engines/m_int8.engine": ("onnx/m_int8_qdq.onnx", ["--stronglyTyped"])},
-    "11.0.0": {"engines/m_fp16.engine": ("onnx/m_float16.onnx", []),
-               "engines/m_int8.engine": ("onnx/m_int8_qdq.onnx", [])},
+    "8.6.1": {
+        "engines/m_fp16.engine": ("onnx/m_float32.onnx", ["--fp16"]),
+        "engines/m_int8.engine": ("onnx/m_int8_qdq.onnx", ["--int8", "--fp16"]),
+    },
+    "10.3.0": {
+        "engines/m_fp16.engine": ("onnx/m_float32.onnx", ["--fp16"]),
+        "engines/m_int8.engine": ("onnx/m_int8_qdq.onnx", ["--stronglyTyped"]),
+    },
+    "11.0.0": {
+        "engines/m_fp16.engine": ("onnx/m_float16.onnx", []),
+        "engines/m_int8.engine": ("onnx/m_int8_qdq.onnx", []),
+    },
 }
 
 
@@ -249,10 +299,12 @@ def test_help_pipe_race_is_real_and_the_script_avoids_it(tmp_path):
     match, trtexec dies writing the rest): the old script then chose --stronglyTyped, which 8.6
     rejects. The script captures the help text first and never pipes trtexec."""
     trtexec = write_trtexec(tmp_path, "8.6.1")
-    old = (f'set -euo pipefail; if "{trtexec}" --help 2>&1 | grep -q -- "--int8"; '
-           'then echo weak; else echo strong; fi')
+    old = (
+        f'set -euo pipefail; if "{trtexec}" --help 2>&1 | grep -q -- "--int8"; '
+        "then echo weak; else echo strong; fi"
+    )
     res = subprocess.run(["bash", "-c", old], capture_output=True, text=True, timeout=60)
-    assert res.stdout.strip() == "strong"          # the race, reproduced
+    assert res.stdout.strip() == "strong"  # the race, reproduced
     script = _bundle_for_script(tmp_path)
     text = script.read_text()
     assert "| grep" not in text and 'TRT_HELP="$("$TRTEXEC" --help' in text
@@ -269,11 +321,17 @@ def test_build_script_refuses_opset18_on_tensorrt8_and_skips_a_missing_variant(t
     res, calls = _run_script(script, "11.0.0", tmp_path / "b")
     assert res.returncode == 0 and "skipping fp16" in res.stderr
     assert [dict(a.split("=", 1) for a in c if "=" in a)["--onnx"] for c in calls] == [
-        "onnx/m_int8_qdq.onnx"]
+        "onnx/m_int8_qdq.onnx"
+    ]
 
 
 def test_build_script_says_when_trtexec_is_missing(tmp_path):
     script = _bundle_for_script(tmp_path)
-    res = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "TRTEXEC": str(tmp_path / "no_trtexec")})
+    res = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TRTEXEC": str(tmp_path / "no_trtexec")},
+    )
     assert res.returncode == 2 and "trtexec not found" in res.stderr

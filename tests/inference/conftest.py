@@ -28,8 +28,10 @@ def shared_t1_256() -> Path:
     d = shared_data_dir()
     p = d / "t1_head_256iso.nii.gz" if d else None
     if p is None or not p.exists():
-        pytest.skip("shared data t1_head_256iso.nii.gz not found (set KERAS_SERAN_SHARED_DATA "
-                    "or put it in ../shared/data)")
+        pytest.skip(
+            "shared data t1_head_256iso.nii.gz not found (set KERAS_SERAN_SHARED_DATA "
+            "or put it in ../shared/data)"
+        )
     return p
 
 

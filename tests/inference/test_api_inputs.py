@@ -66,14 +66,14 @@ def test_a_single_channel_axis_is_accepted_and_kept(resolver, t1_slice):
 
 
 def test_a_numpy_volume_gets_the_identity_geometry(resolver, slab):
-    a = np.asarray(slab.dataobj)[:, :6, :]                      # (256, 6, 256) uint8
+    a = np.asarray(slab.dataobj)[:, :6, :]  # (256, 6, 256) uint8
     from_array = resolver.predict_volume(a, axis=1)
     from_image = resolver.predict_volume(nib.Nifti1Image(a, np.eye(4)), axis=1)
     assert isinstance(from_array, nib.Nifti1Image) and from_array.shape == (512, 6, 512)
     np.testing.assert_array_equal(from_array.get_fdata(), from_image.get_fdata())
     np.testing.assert_allclose(from_array.affine, from_image.affine)
     assert from_array.header.get_zooms() == (0.5, 1.0, 0.5)
-    assert resolver.predict_volume(a).shape == (512, 12, 256)    # default: the last axis kept
+    assert resolver.predict_volume(a).shape == (512, 12, 256)  # default: the last axis kept
     with pytest.raises(InputDataError, match="2D.*predict_slice"):
         resolver.predict_volume(a[:, 0, :])
     with pytest.raises(TypeError, match=r"list.*nib.Nifti1Image\(array, affine\).*numpy array"):
@@ -84,7 +84,7 @@ def test_nifti2_in_nifti2_out_with_nothing_on_stderr(resolver, tmp_path, capfd):
     src = nib.load(NIBABEL_DATA / "example_nifti2.nii.gz")
     assert isinstance(src, nib.Nifti2Image)
     one = tmp_path / "nifti2_3d.nii.gz"
-    nib.save(src.slicer[..., 0], one)                           # (32, 20, 12), 2x2x2.2 mm
+    nib.save(src.slicer[..., 0], one)  # (32, 20, 12), 2x2x2.2 mm
     capfd.readouterr()
     summary = resolver.predict_file(one, tmp_path / "sr.nii.gz")
     out = nib.load(summary["output"])
@@ -98,11 +98,13 @@ def test_nifti2_in_nifti2_out_with_nothing_on_stderr(resolver, tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
-@pytest.mark.parametrize("name, stored", [("anatomical.nii", ">i2"),
-                                          ("reoriented_anat_moved.nii", ">f4")])
+@pytest.mark.parametrize(
+    "name, stored", [("anatomical.nii", ">i2"), ("reoriented_anat_moved.nii", ">f4")]
+)
 @pytest.mark.parametrize("output_dtype", [None, "input"])
-def test_big_endian_input_gives_little_endian_output(resolver, tmp_path, name, stored,
-                                                     output_dtype):
+def test_big_endian_input_gives_little_endian_output(
+    resolver, tmp_path, name, stored, output_dtype
+):
     src = NIBABEL_DATA / name
     assert nib.load(src).get_data_dtype() == np.dtype(stored)
     result = resolver.predict_volume(src, output_dtype=output_dtype)
@@ -111,7 +113,7 @@ def test_big_endian_input_gives_little_endian_output(resolver, tmp_path, name, s
     assert result.dataobj.dtype.isnative
     resolver.predict_file(src, tmp_path / "sr.nii", output_dtype=output_dtype)
     raw = (tmp_path / "sr.nii").read_bytes()
-    assert int.from_bytes(raw[:4], "little") == 348              # little-endian header
+    assert int.from_bytes(raw[:4], "little") == 348  # little-endian header
     written = nib.load(tmp_path / "sr.nii")
     assert written.get_data_dtype() == want
     np.testing.assert_allclose(written.get_fdata(), result.get_fdata())

@@ -41,9 +41,15 @@ def bundle(tiny_seran, tmp_path_factory) -> Path:
     from keras_seran.export import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "tiny_x2"
-    export_bundle(tiny_seran, out, "litert,onnx", input_size=FIXED,
-                  tflite_variants=("float32", "dynamic_int8"), onnx_variants=("float32",),
-                  model_source="tiny_seran")
+    export_bundle(
+        tiny_seran,
+        out,
+        "litert,onnx",
+        input_size=FIXED,
+        tflite_variants=("float32", "dynamic_int8"),
+        onnx_variants=("float32",),
+        model_source="tiny_seran",
+    )
     return out
 
 
@@ -53,22 +59,27 @@ def keras_volumes(tiny_seran):
     fixed-size file must be."""
     r = SuperResolver(tiny_seran)
     whole = np.asarray(r.predict_volume(samples.T1_LOWRES).dataobj)
-    tiled = np.asarray(r.predict_volume(samples.T1_LOWRES, tile_size=FIXED[0],
-                                        overlap=OVERLAP).dataobj)
+    tiled = np.asarray(
+        r.predict_volume(samples.T1_LOWRES, tile_size=FIXED[0], overlap=OVERLAP).dataobj
+    )
     return {"whole": whole, "tiled": tiled}
 
 
 def _normalised_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """|a - b| in the network's normalised units (the parity tolerances' units)."""
-    lo, hi = np.percentile(np.asarray(nib.load(samples.T1_LOWRES).dataobj, np.float32),
-                           InferenceConfig.percentiles)
+    lo, hi = np.percentile(
+        np.asarray(nib.load(samples.T1_LOWRES).dataobj, np.float32), InferenceConfig.percentiles
+    )
     return np.abs(a.astype(np.float64) - b) / (hi - lo)
 
 
-@pytest.mark.parametrize("runtime, precision", [
-    ("onnxruntime", "float32"), ("litert", "float32"), ("litert", "dynamic_int8")])
-def test_each_runtime_matches_keras_within_the_bundles_tolerance(bundle, keras_volumes, runtime,
-                                                                 precision):
+@pytest.mark.parametrize(
+    "runtime, precision",
+    [("onnxruntime", "float32"), ("litert", "float32"), ("litert", "dynamic_int8")],
+)
+def test_each_runtime_matches_keras_within_the_bundles_tolerance(
+    bundle, keras_volumes, runtime, precision
+):
     art = open_artifact(bundle, runtime, precision)
     assert (art.runtime, art.precision) == (runtime, precision)
     assert art.input_size == (None if runtime == "onnxruntime" else FIXED)
@@ -82,7 +93,7 @@ def test_each_runtime_matches_keras_within_the_bundles_tolerance(bundle, keras_v
     diff = _normalised_diff(np.asarray(img.dataobj), ref)
     measured = {"max_abs_diff": diff.max(), "mean_abs_diff": diff.mean()}
     assert all(measured[k] <= v for k, v in tol.items()), (measured, tol)
-    assert diff.max() > 0 or precision == "float32"     # the int8 file really is another one
+    assert diff.max() > 0 or precision == "float32"  # the int8 file really is another one
 
 
 def test_fixed_size_files_take_smaller_slices_padded(bundle, tiny_seran):
@@ -120,17 +131,24 @@ SCRIPT = blocking_preamble("predict --model BUNDLE") + textwrap.dedent("""
 """)
 
 
-def test_predict_from_a_bundle_never_imports_keras_tensorflow_or_jax(bundle, small_lowres_file,
-                                                                     tmp_path):
-    proc = subprocess.run([sys.executable, "-c", SCRIPT,
-                           str(small_lowres_file), str(tmp_path), str(bundle)],
-                          capture_output=True, text=True, timeout=600, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+def test_predict_from_a_bundle_never_imports_keras_tensorflow_or_jax(
+    bundle, small_lowres_file, tmp_path
+):
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(small_lowres_file), str(tmp_path), str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"rcs": [0, 0], "loaded": []}
-    assert "running tiny_x2: litert float32 (tflite/" in proc.stdout and "fixed LR size 64x64" \
-        in proc.stdout
+    assert (
+        "running tiny_x2: litert float32 (tflite/" in proc.stdout
+        and "fixed LR size 64x64" in proc.stdout
+    )
     assert "running tiny_x2: onnxruntime float32 (onnx/" in proc.stdout
     for name in ("default", "litert"):
         img = nib.load(tmp_path / f"{name}.nii.gz")
@@ -144,7 +162,7 @@ def test_predict_from_a_bundle_never_imports_keras_tensorflow_or_jax(bundle, sma
 def _damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
-    default = next((copy / "onnx").glob("*_float32.onnx"))     # the default choice
+    default = next((copy / "onnx").glob("*_float32.onnx"))  # the default choice
     if how == "no manifest":
         (copy / "manifest.json").unlink()
     elif how == "missing file":
@@ -155,53 +173,96 @@ def _damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("how, args, message", [
-    ("no manifest", [], r"bundle/manifest\.json: missing: not an export bundle"),
-    ("missing file", [], r"onnx/\S+_float32\.onnx: missing from the bundle"),
-    ("hash mismatch", [], r"onnx/\S+_float32\.onnx: sha256 differs from the bundle's manifest"),
-    ("", ["--scale", "3"], r"the bundle upscales by 2, not by the requested --scale 3"),
-    pytest.param("", ["--runtime", "tensorrt"],
-                 r"runtime tensorrt is not installed \(no module tensorrt\): install it "
-                 r"with JetPack",
-                 marks=pytest.mark.skipif(runners.is_installed("tensorrt"),
-                                          reason="tensorrt is installed here")),
-    ("", ["--runtime", "onnxruntime", "--precision", "int8"],
-     r"no onnxruntime artifact at precision int8 \(it has: float32\)"),
-])
-def test_a_bad_bundle_is_one_line_and_nothing_is_written(bundle, small_lowres_file, tmp_path,
-                                                         capsys, how, args, message):
+@pytest.mark.parametrize(
+    "how, args, message",
+    [
+        ("no manifest", [], r"bundle/manifest\.json: missing: not an export bundle"),
+        ("missing file", [], r"onnx/\S+_float32\.onnx: missing from the bundle"),
+        ("hash mismatch", [], r"onnx/\S+_float32\.onnx: sha256 differs from the bundle's manifest"),
+        ("", ["--scale", "3"], r"the bundle upscales by 2, not by the requested --scale 3"),
+        pytest.param(
+            "",
+            ["--runtime", "tensorrt"],
+            r"runtime tensorrt is not installed \(no module tensorrt\): install it "
+            r"with JetPack",
+            marks=pytest.mark.skipif(
+                runners.is_installed("tensorrt"), reason="tensorrt is installed here"
+            ),
+        ),
+        (
+            "",
+            ["--runtime", "onnxruntime", "--precision", "int8"],
+            r"no onnxruntime artifact at precision int8 \(it has: float32\)",
+        ),
+    ],
+)
+def test_a_bad_bundle_is_one_line_and_nothing_is_written(
+    bundle, small_lowres_file, tmp_path, capsys, how, args, message
+):
     import re
 
     model = _damaged(bundle, tmp_path, how)
     out = tmp_path / "out"
     out.mkdir()
-    rc = main(["predict", str(small_lowres_file), str(out / "sr.nii.gz"), "--model", str(model),
-               "--no-progress", *args])
+    rc = main(
+        [
+            "predict",
+            str(small_lowres_file),
+            str(out / "sr.nii.gz"),
+            "--model",
+            str(model),
+            "--no-progress",
+            *args,
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and re.search(message, err[0]), err
     assert "Traceback" not in "\n".join(err)
     assert_no_output(out)
 
 
-def test_a_runtime_that_is_not_installed_is_named(bundle, small_lowres_file, tmp_path, capsys,
-                                                  monkeypatch):
+def test_a_runtime_that_is_not_installed_is_named(
+    bundle, small_lowres_file, tmp_path, capsys, monkeypatch
+):
     """Simulated: onnxruntime's module is another, absent one."""
-    monkeypatch.setitem(runners.RUNTIME_MODULES, "onnxruntime",
-                        ("no_such_runtime_xyz", "onnxruntime"))
+    monkeypatch.setitem(
+        runners.RUNTIME_MODULES, "onnxruntime", ("no_such_runtime_xyz", "onnxruntime")
+    )
     with pytest.raises(RuntimeUnavailable, match="runtime onnxruntime is not installed"):
         SuperResolver.from_bundle(bundle, "onnxruntime")
     out = tmp_path / "sr.nii.gz"
-    rc = main(["predict", str(small_lowres_file), str(out), "--model", str(bundle),
-               "--runtime", "onnxruntime", "--no-progress"])
+    rc = main(
+        [
+            "predict",
+            str(small_lowres_file),
+            str(out),
+            "--model",
+            str(bundle),
+            "--runtime",
+            "onnxruntime",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "pip install onnxruntime" in err[0], err
     assert not out.exists()
 
 
-def test_runtime_without_a_bundle_is_a_usage_error(tiny_keras_file, small_lowres_file, tmp_path,
-                                                   capsys):
-    rc = main(["predict", str(small_lowres_file), str(tmp_path / "sr.nii.gz"), "--model",
-               str(tiny_keras_file), "--runtime", "litert", "--no-progress"])
+def test_runtime_without_a_bundle_is_a_usage_error(
+    tiny_keras_file, small_lowres_file, tmp_path, capsys
+):
+    rc = main(
+        [
+            "predict",
+            str(small_lowres_file),
+            str(tmp_path / "sr.nii.gz"),
+            "--model",
+            str(tiny_keras_file),
+            "--runtime",
+            "litert",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "give its folder as --model BUNDLE_DIR" in err[-1], err
     assert not (tmp_path / "sr.nii.gz").exists()
@@ -233,13 +294,18 @@ def test_tensorrt_engine_matches_keras(bundle, keras_volumes, tmp_path):
     shutil.copytree(bundle, copy)
     engine = copy / "engines" / "tiny_fp16.engine"
     engine.parent.mkdir()
-    tensorrt_engine.build_engine(next((copy / "onnx").glob("*_float32.onnx")), engine,
-                                 fp16=True, profiles=[((16, 16), (128, 128), (256, 256))])
+    tensorrt_engine.build_engine(
+        next((copy / "onnx").glob("*_float32.onnx")),
+        engine,
+        fp16=True,
+        profiles=[((16, 16), (128, 128), (256, 256))],
+    )
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["formats"]["tensorrt"] = {"engines": {"fp16": {"file": "engines/tiny_fp16.engine"}}}
     manifest["files"]["engines/tiny_fp16.engine"] = {"sha256": sha256(engine)}
     (copy / "manifest.json").write_text(json.dumps(manifest))
     r = SuperResolver.from_bundle(copy, "tensorrt")
-    diff = _normalised_diff(np.asarray(r.predict_volume(samples.T1_LOWRES).dataobj),
-                            keras_volumes["whole"])
-    assert diff.mean() <= 2e-3                  # parity.TOLERANCES["float16_compute"]
+    diff = _normalised_diff(
+        np.asarray(r.predict_volume(samples.T1_LOWRES).dataobj), keras_volumes["whole"]
+    )
+    assert diff.mean() <= 2e-3  # parity.TOLERANCES["float16_compute"]

@@ -26,15 +26,17 @@ def _predict(*args) -> int:
 
 def test_predict_file(tiny_keras_file, small_lowres_file, tmp_path, capsys):
     out = tmp_path / "out" / "sr.nii.gz"
-    rc = _predict(small_lowres_file, out, "--model", tiny_keras_file, "--device", "cpu",
-                  "--batch-size", "4")
+    rc = _predict(
+        small_lowres_file, out, "--model", tiny_keras_file, "--device", "cpu", "--batch-size", "4"
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     img, src = nib.load(str(out)), nib.load(str(small_lowres_file))
     assert img.shape == (256, 256, 10)
     np.testing.assert_allclose(img.header.get_zooms(), (1.0, 1.0, 3.0))
-    np.testing.assert_allclose(g.fov_corners(img.affine, img.shape),
-                               g.fov_corners(src.affine, src.shape), atol=1e-4)
+    np.testing.assert_allclose(
+        g.fov_corners(img.affine, img.shape), g.fov_corners(src.affine, src.shape), atol=1e-4
+    )
     # summary: files, shapes, voxel sizes before/after, seconds
     assert "128x128x10" in captured.out and "256x256x10" in captured.out
     assert "2x2x3 mm" in captured.out and "1x1x3 mm" in captured.out
@@ -54,17 +56,30 @@ def test_existing_output_needs_overwrite(tiny_keras_file, small_lowres_file, tmp
     assert list_files(tmp_path) == ["sr.nii.gz"]
 
 
-def test_output_into_existing_folder_and_tiles(tiny_keras_file, small_lowres_file, tmp_path, capsys):
-    rc = _predict(small_lowres_file, tmp_path, "--model", tiny_keras_file, "--tile-size", "80",
-                  "--overlap", "16", "--output-dtype", "input")
+def test_output_into_existing_folder_and_tiles(
+    tiny_keras_file, small_lowres_file, tmp_path, capsys
+):
+    rc = _predict(
+        small_lowres_file,
+        tmp_path,
+        "--model",
+        tiny_keras_file,
+        "--tile-size",
+        "80",
+        "--overlap",
+        "16",
+        "--output-dtype",
+        "input",
+    )
     assert rc == 0, capsys.readouterr().err
     img = nib.load(str(tmp_path / small_lowres_file.name))
     assert img.shape == (256, 256, 10) and img.get_data_dtype() == np.int16
 
 
 def test_max_memory(tiny_keras_file, small_lowres_file, tmp_path, capsys):
-    rc = _predict(small_lowres_file, tmp_path / "m.nii", "--model", tiny_keras_file,
-                  "--max-memory", "8")
+    rc = _predict(
+        small_lowres_file, tmp_path / "m.nii", "--model", tiny_keras_file, "--max-memory", "8"
+    )
     assert rc == 0, capsys.readouterr().err
     assert nib.load(str(tmp_path / "m.nii")).shape == (256, 256, 10)
 
@@ -180,9 +195,11 @@ def test_bad_input(kind, tiny_keras_file, small_lowres_file, tmp_path, capsys):
     assert bad.name in lines[0]
     assert re.search(BAD[kind], lines[0], re.IGNORECASE), lines[0]
     if kind in ("2d", "4d"):
-        assert "extract" in lines[0] or "single slice" in lines[0] or "load" in lines[0]  # what to do
+        assert (
+            "extract" in lines[0] or "single slice" in lines[0] or "load" in lines[0]
+        )  # what to do
     assert_no_output(out_dir)
-    assert not (out_dir / "new").exists()          # not even the output folder was created
+    assert not (out_dir / "new").exists()  # not even the output folder was created
 
 
 def test_output_equal_to_input(small_lowres_file, tiny_keras_file, tmp_path, capsys):
@@ -216,8 +233,10 @@ def test_unwritable_output_folder(small_lowres_file, tiny_keras_file, tmp_path, 
         except OSError:
             can_write = False
         if can_write:
-            pytest.skip("running as root (or with CAP_DAC_OVERRIDE): a chmod 500 folder is "
-                        "still writable, so there is no unwritable folder to test")
+            pytest.skip(
+                "running as root (or with CAP_DAC_OVERRIDE): a chmod 500 folder is "
+                "still writable, so there is no unwritable folder to test"
+            )
         rc = _predict(small_lowres_file, locked / "sr.nii.gz", "--model", tiny_keras_file)
         err = capsys.readouterr().err
         assert rc == 2 and "locked" in err and "writ" in err
@@ -262,36 +281,45 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch, lowres):
 
 
 def test_scale_and_model_disagree(tiny_keras_file, small_lowres_file, tmp_path, capsys):
-    rc = _predict(small_lowres_file, tmp_path / "o.nii.gz", "--model", tiny_keras_file,
-                  "--scale", "3")
+    rc = _predict(
+        small_lowres_file, tmp_path / "o.nii.gz", "--model", tiny_keras_file, "--scale", "3"
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "tiny_x2.keras" in err and "upscales by 2" in err
     assert_no_output(tmp_path)
 
 
-@pytest.mark.parametrize("extra, expected", [
-    (["--overlap", "-4", "--tile-size", "20"], "--overlap must be an integer >= 0, got -4"),
-    (["--tile-size", "16"], "--tile-size 16 must be larger than overlap 16"),
-    (["--output-dtype", "bogus"], "--output-dtype must be one of input, uint8"),
-    (["--output-dtype", "float16"], "float64; got 'float16'"),
-    (["--max-memory", "inf"], "--max-memory must be a finite number > 0, got inf"),
-    (["--max-memory", "nan"], "--max-memory must be a finite number > 0, got nan"),
-    (["--percentiles", "99", "1"], "--percentiles must be two numbers 0 <= low < high <= 100"),
-    (["--data-consistency", "1.5"], "--data-consistency must be a finite number in [0, 1]"),
-    (["--degradation", "kspace"], "--degradation picks one of the bundled models, and --model"),
-])
-def test_bad_options_fail_before_the_model_loads(extra, expected, small_lowres_file, tmp_path,
-                                                 capsys):
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--overlap", "-4", "--tile-size", "20"], "--overlap must be an integer >= 0, got -4"),
+        (["--tile-size", "16"], "--tile-size 16 must be larger than overlap 16"),
+        (["--output-dtype", "bogus"], "--output-dtype must be one of input, uint8"),
+        (["--output-dtype", "float16"], "float64; got 'float16'"),
+        (["--max-memory", "inf"], "--max-memory must be a finite number > 0, got inf"),
+        (["--max-memory", "nan"], "--max-memory must be a finite number > 0, got nan"),
+        (["--percentiles", "99", "1"], "--percentiles must be two numbers 0 <= low < high <= 100"),
+        (["--data-consistency", "1.5"], "--data-consistency must be a finite number in [0, 1]"),
+        (["--degradation", "kspace"], "--degradation picks one of the bundled models, and --model"),
+    ],
+)
+def test_bad_options_fail_before_the_model_loads(
+    extra, expected, small_lowres_file, tmp_path, capsys
+):
     """A missing --model would be the error if the model were loaded first."""
-    rc = _predict(small_lowres_file, tmp_path / "new" / "o.nii.gz", "--model",
-                  tmp_path / "absent.keras", *extra)
+    rc = _predict(
+        small_lowres_file,
+        tmp_path / "new" / "o.nii.gz",
+        "--model",
+        tmp_path / "absent.keras",
+        *extra,
+    )
     err = capsys.readouterr().err
     assert rc == 2 and expected in err and "absent.keras" not in err, err
     assert not (tmp_path / "new").exists()
 
 
-def test_missing_kspace_weights_are_one_line_naming_the_file(small_lowres_file, tmp_path,
-                                                            capsys):
+def test_missing_kspace_weights_are_one_line_naming_the_file(small_lowres_file, tmp_path, capsys):
     """--degradation kspace picks the bundled k-space weights; while they are not installed, one
     line names the missing .weights.h5 and nothing is written."""
     from keras_seran.registry import Bundled
@@ -306,36 +334,52 @@ def test_missing_kspace_weights_are_one_line_naming_the_file(small_lowres_file, 
 
 
 def test_model_and_degradation_must_agree(small_lowres_file, tmp_path, capsys):
-    rc = _predict(small_lowres_file, tmp_path / "o.nii.gz", "--model", "x2", "--degradation",
-                  "kspace")
+    rc = _predict(
+        small_lowres_file, tmp_path / "o.nii.gz", "--model", "x2", "--degradation", "kspace"
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "--model x2 is trained on bicubic, not --degradation kspace" in err
     assert_no_output(tmp_path)
 
 
-def test_data_consistency_reaches_the_network_output(tiny_keras_file, small_lowres_file,
-                                                     tmp_path, capsys):
+def test_data_consistency_reaches_the_network_output(
+    tiny_keras_file, small_lowres_file, tmp_path, capsys
+):
     plain, dc = tmp_path / "plain.nii.gz", tmp_path / "dc.nii.gz"
     assert _predict(small_lowres_file, plain, "--model", tiny_keras_file) == 0
-    assert _predict(small_lowres_file, dc, "--model", tiny_keras_file,
-                    "--data-consistency") == 0, capsys.readouterr().err
+    assert _predict(small_lowres_file, dc, "--model", tiny_keras_file, "--data-consistency") == 0, (
+        capsys.readouterr().err
+    )
     a, b = (np.asarray(nib.load(str(p)).dataobj) for p in (plain, dc))
     assert a.shape == b.shape == (256, 256, 10)
     assert np.abs(a - b).max() > 1e-3 * np.abs(a).max()
 
 
-def test_memory_budget_smaller_than_the_overlap(tiny_keras_file, small_lowres_file, tmp_path,
-                                                capsys):
-    rc = _predict(small_lowres_file, tmp_path / "o.nii.gz", "--model", tiny_keras_file,
-                  "--max-memory", "0.01", "--overlap", "100")
+def test_memory_budget_smaller_than_the_overlap(
+    tiny_keras_file, small_lowres_file, tmp_path, capsys
+):
+    rc = _predict(
+        small_lowres_file,
+        tmp_path / "o.nii.gz",
+        "--model",
+        tiny_keras_file,
+        "--max-memory",
+        "0.01",
+        "--overlap",
+        "100",
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "--max-memory" in err and "overlap 100" in err
     assert_no_output(tmp_path)
 
 
 def test_failed_run_creates_no_folders(small_lowres_file, tmp_path, capsys):
-    rc = _predict(small_lowres_file, tmp_path / "nd1" / "deep" / "x.nii.gz", "--model",
-                  tmp_path / "nope.keras")
+    rc = _predict(
+        small_lowres_file,
+        tmp_path / "nd1" / "deep" / "x.nii.gz",
+        "--model",
+        tmp_path / "nope.keras",
+    )
     assert rc == 2 and "nope.keras" in capsys.readouterr().err
     assert not (tmp_path / "nd1").exists()
 
@@ -343,19 +387,32 @@ def test_failed_run_creates_no_folders(small_lowres_file, tmp_path, capsys):
 def test_help_does_not_need_tensorflow_args():
     from keras_seran.cli import build_parser
 
-    args = build_parser().parse_args(["predict", "a.nii.gz", "b.nii.gz", "--tile-size", "64",
-                                      "--max-memory", "500", "--device", "cpu"])
+    args = build_parser().parse_args(
+        [
+            "predict",
+            "a.nii.gz",
+            "b.nii.gz",
+            "--tile-size",
+            "64",
+            "--max-memory",
+            "500",
+            "--device",
+            "cpu",
+        ]
+    )
     assert args.tile_size == 64 and args.max_memory == 500 and args.device == "cpu"
 
 
-def test_device_gpu_without_gpu_is_a_clear_error(small_lowres_file, tiny_keras_file, tmp_path,
-                                                 capsys):
+def test_device_gpu_without_gpu_is_a_clear_error(
+    small_lowres_file, tiny_keras_file, tmp_path, capsys
+):
     import tensorflow as tf
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is visible: --device gpu is valid here")
-    rc = _predict(small_lowres_file, tmp_path / "o.nii.gz", "--model", tiny_keras_file,
-                  "--device", "gpu")
+    rc = _predict(
+        small_lowres_file, tmp_path / "o.nii.gz", "--model", tiny_keras_file, "--device", "gpu"
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "--device gpu" in err and "--device cpu" in err
     assert_no_output(tmp_path)
@@ -372,8 +429,9 @@ def _folder_of_copies(small_lowres_file, folder: Path, n: int = 2) -> Path:
     return folder
 
 
-def test_interrupt_before_the_first_write_leaves_no_folder(tiny_keras_file, small_lowres_file,
-                                                           tmp_path, monkeypatch, capsys):
+def test_interrupt_before_the_first_write_leaves_no_folder(
+    tiny_keras_file, small_lowres_file, tmp_path, monkeypatch, capsys
+):
     """Ctrl-C while the first result is written: no temporary file, and the output folders made
     for it are removed again (they are still empty)."""
     src = _folder_of_copies(small_lowres_file, tmp_path / "in")
@@ -390,8 +448,9 @@ def test_interrupt_before_the_first_write_leaves_no_folder(tiny_keras_file, smal
     assert list_files(tmp_path) == ["in/v1.nii.gz", "in/v2.nii.gz"]
 
 
-def test_sighup_cleans_up_and_restores_the_handler(tiny_keras_file, small_lowres_file, tmp_path,
-                                                   monkeypatch, capsys):
+def test_sighup_cleans_up_and_restores_the_handler(
+    tiny_keras_file, small_lowres_file, tmp_path, monkeypatch, capsys
+):
     """SIGHUP mid-write runs the same cleanup as Ctrl-C; exit code 128 + 1; the caller's handler
     is back afterwards."""
     import signal
@@ -404,9 +463,9 @@ def test_sighup_cleans_up_and_restores_the_handler(tiny_keras_file, small_lowres
     def half_then_hangup(self, filename, **kw):
         real(self, filename, **kw)
         os.kill(os.getpid(), signal.SIGHUP)
-        time.sleep(30)           # the handler raises here, long before the end
+        time.sleep(30)  # the handler raises here, long before the end
 
-    def callers_handler(signum, frame):      # reached only if main installed none
+    def callers_handler(signum, frame):  # reached only if main installed none
         raise AssertionError("SIGHUP was not handled by keras_seran.cli.main")
 
     monkeypatch.setattr(nib.Nifti1Image, "to_filename", half_then_hangup)
@@ -414,8 +473,7 @@ def test_sighup_cleans_up_and_restores_the_handler(tiny_keras_file, small_lowres
     try:
         before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
         t0 = time.monotonic()
-        rc = _predict(small_lowres_file, tmp_path / "out" / "sr.nii.gz", "--model",
-                      tiny_keras_file)
+        rc = _predict(small_lowres_file, tmp_path / "out" / "sr.nii.gz", "--model", tiny_keras_file)
         after = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
     finally:
         signal.signal(signal.SIGHUP, original)
@@ -475,10 +533,24 @@ def test_sigterm_mid_write_leaves_nothing(tiny_keras_file, small_lowres_file, tm
     script, marker = tmp_path / "slow_write.py", tmp_path / "writing.txt"
     script.write_text(_SLOW_WRITE)
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(marker), "predict", str(src), str(tmp_path / "out"),
-         "--model", str(tiny_keras_file), "--no-progress", "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        [
+            sys.executable,
+            str(script),
+            str(marker),
+            "predict",
+            str(src),
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_keras_file),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     try:
         deadline = time.monotonic() + 240
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:

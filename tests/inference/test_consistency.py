@@ -11,9 +11,9 @@ from keras_seran.inference.consistency import kspace_consistency
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_full_consistency_reproduces_the_measurement(mr_slice, scale):
-    hr = mr_slice[: 240, : 240]
+    hr = mr_slice[:240, :240]
     lr = kspace_downscale(hr, scale)
-    estimate = bicubic_upscale(lr, scale)                     # any estimate of HR
+    estimate = bicubic_upscale(lr, scale)  # any estimate of HR
     dc = kspace_consistency(estimate, lr, scale)
     np.testing.assert_allclose(kspace_downscale(dc, scale), lr, atol=1e-5)
     # what lies outside the measured centre is the estimate's own
@@ -46,14 +46,15 @@ def test_the_resolver_applies_it_to_the_network_output(tiny_seran, mr_slice):
     holds the measured spectrum exactly, with w = 0.5 half way, without it the network's own."""
     from keras_seran.inference.resolver import SuperResolver
 
-    lr = kspace_downscale(mr_slice[:128, :128], 2)[None]           # normalised LR, (1, 64, 64)
+    lr = kspace_downscale(mr_slice[:128, :128], 2)[None]  # normalised LR, (1, 64, 64)
     plain = SuperResolver(tiny_seran).predict_normalized(lr)
     full = SuperResolver(tiny_seran, data_consistency=1.0).predict_normalized(lr)
     half = SuperResolver(tiny_seran, data_consistency=0.5).predict_normalized(lr)
     miss = np.abs(kspace_downscale(plain, 2) - lr).max()
-    assert miss > 1e-2                                              # the network alone differs
+    assert miss > 1e-2  # the network alone differs
     np.testing.assert_allclose(kspace_downscale(full, 2), lr, atol=1e-4)
-    np.testing.assert_allclose(kspace_downscale(half, 2) - lr,
-                               0.5 * (kspace_downscale(plain, 2) - lr), atol=1e-4)
+    np.testing.assert_allclose(
+        kspace_downscale(half, 2) - lr, 0.5 * (kspace_downscale(plain, 2) - lr), atol=1e-4
+    )
     with pytest.raises(ValueError, match="data_consistency"):
         SuperResolver(tiny_seran, data_consistency=2)

@@ -23,11 +23,19 @@ PACKAGE = Path(__file__).resolve().parents[2] / "keras_seran"
 
 #: The numpy-only modules of the inference path (not the Keras adapter ``runner``, nor the
 #: commands, which load models).
-CORE = ["keras_seran.inference", "keras_seran.inference.resolver",
-        "keras_seran.inference.network", "keras_seran.inference.volume",
-        "keras_seran.inference.output_dtype", "keras_seran.inference.tiling",
-        "keras_seran.inference.geometry", "keras_seran.inference.ensemble",
-        "keras_seran.data.io", "keras_seran.data.normalize", "keras_seran.files"]
+CORE = [
+    "keras_seran.inference",
+    "keras_seran.inference.resolver",
+    "keras_seran.inference.network",
+    "keras_seran.inference.volume",
+    "keras_seran.inference.output_dtype",
+    "keras_seran.inference.tiling",
+    "keras_seran.inference.geometry",
+    "keras_seran.inference.ensemble",
+    "keras_seran.data.io",
+    "keras_seran.data.normalize",
+    "keras_seran.files",
+]
 PREAMBLE = blocking_preamble("the numpy inference path")
 SCRIPT = textwrap.dedent("""
     import importlib, json, types
@@ -62,8 +70,13 @@ SCRIPT = textwrap.dedent("""
 def test_the_numpy_inference_path_never_imports_keras_tensorflow_or_jax(tmp_path):
     out = tmp_path / "sr.nii.gz"
     script = PREAMBLE + SCRIPT.format(package=str(PACKAGE), core=CORE)
-    proc = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True,
-                          text=True, timeout=600, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["loaded"] == []
@@ -79,9 +92,15 @@ def test_the_numpy_inference_path_never_imports_keras_tensorflow_or_jax(tmp_path
 
 def test_the_block_in_the_subprocess_would_catch_an_import(tmp_path):
     """The check itself: the same subprocess fails when the Keras adapter is imported."""
-    script = PREAMBLE + SCRIPT.format(package=str(PACKAGE),
-                                      core=CORE + ["keras_seran.inference.runner"])
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "x.nii.gz")],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    script = PREAMBLE + SCRIPT.format(
+        package=str(PACKAGE), core=CORE + ["keras_seran.inference.runner"]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "x.nii.gz")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     assert "keras imported by the numpy inference path" in proc.stderr

@@ -23,17 +23,23 @@ def test_demo_shows_its_steps_unless_asked_not_to(tiny_seran, tmp_path, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_demo_without_matplotlib_writes_the_volumes_and_says_why_no_png(tiny_seran, tmp_path,
-                                                                       monkeypatch, capsys):
+def test_demo_without_matplotlib_writes_the_volumes_and_says_why_no_png(
+    tiny_seran, tmp_path, monkeypatch, capsys
+):
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else find_spec(name, *a),
+    )
     r = run_demo(tmp_path / "demo", 2, model=tiny_seran, verbose=True)
     assert r["png"] is None and math.isfinite(r["psnr_seran"])
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
-        "t1_slab_lr_x2.nii.gz", "t1_slab_seran_x2.nii.gz"]
+        "t1_slab_lr_x2.nii.gz",
+        "t1_slab_seran_x2.nii.gz",
+    ]
     assert "no before/after PNG: matplotlib is not installed" in capsys.readouterr().out
 
 
@@ -49,17 +55,19 @@ def test_run_demo_with_injected_model(tiny_seran, tmp_path):
     np.testing.assert_allclose(sr.header.get_zooms(), (1.0, 1.0, 1.0))
     # LR and SR cover the HR field of view; SR lands exactly on the HR grid
     for img in (lr, sr):
-        np.testing.assert_allclose(g.fov_corners(img.affine, img.shape),
-                                   g.fov_corners(hr.affine, hr.shape), atol=1e-4)
+        np.testing.assert_allclose(
+            g.fov_corners(img.affine, img.shape), g.fov_corners(hr.affine, hr.shape), atol=1e-4
+        )
     np.testing.assert_allclose(sr.affine, hr.affine, atol=1e-4)
     assert r["sr_affine_matches_hr"]
     for k in ("psnr_bicubic", "psnr_seran", "ssim_bicubic", "ssim_seran", "psnr_nearest"):
         assert math.isfinite(r[k])
-    assert r["psnr_bicubic"] > r["psnr_nearest"] > 20          # sane metrics on real MR
+    assert r["psnr_bicubic"] > r["psnr_nearest"] > 20  # sane metrics on real MR
     png = Image.open(r["png"])
     assert png.format == "PNG" and png.size[0] > 3 * png.size[1]
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == sorted(
-        ["t1_slab_lr_x2.nii.gz", "t1_slab_seran_x2.nii.gz", "t1_slab_compare_x2.png"])
+        ["t1_slab_lr_x2.nii.gz", "t1_slab_seran_x2.nii.gz", "t1_slab_compare_x2.png"]
+    )
     # running again overwrites its own files
     assert run_demo(tmp_path / "demo", 2, model=tiny_seran)["png"] == r["png"]
 

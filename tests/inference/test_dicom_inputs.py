@@ -35,8 +35,10 @@ def _numpy_resolver() -> SuperResolver:
 def _metaimage(path: Path) -> Path:
     """A real MetaImage (.mha): header lines and the raw bytes of 4 slices of the T1 slab."""
     a = np.asarray(nib.load(samples.T1_AXIAL_SLAB).dataobj)[:, :4, :]
-    head = (f"ObjectType = Image\nNDims = 3\nDimSize = {a.shape[0]} {a.shape[1]} {a.shape[2]}\n"
-            "ElementSpacing = 1 1 1\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n")
+    head = (
+        f"ObjectType = Image\nNDims = 3\nDimSize = {a.shape[0]} {a.shape[1]} {a.shape[2]}\n"
+        "ElementSpacing = 1 1 1\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n"
+    )
     path.write_bytes(head.encode() + np.ascontiguousarray(a.transpose(2, 1, 0)).tobytes())
     return path
 
@@ -54,8 +56,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "mosaic file": (mosaic / "1.dcm", r"Siemens mosaic.*dcm2niix"),
         "missing slice": (gap, r"not evenly spaced.*missing"),
         "two series": (mixed, r"2 DICOM series.*folder of its own"),
-        "echoes": (dc.write_enhanced(tmp_path / "echoes.dcm", n=6, repeats=2),
-                   r"several volumes"),
+        "echoes": (dc.write_enhanced(tmp_path / "echoes.dcm", n=6, repeats=2), r"several volumes"),
     }
 
 
@@ -98,46 +99,73 @@ def test_a_dicom_series_is_predicted_where_the_scanner_put_it(tmp_path, tiny_ker
     series = tmp_path / "t1_series"
     dc.write_series(series, n=6, spacing=2.5)
     vol = load_volume(series)
-    want_affine = g.upscale_affine(vol.affine, 2, (0, 1))         # thick axis 2 kept
+    want_affine = g.upscale_affine(vol.affine, 2, (0, 1))  # thick axis 2 kept
     # the API
     api = _numpy_resolver().predict_volume(series)
     assert api.shape == (96, 128, 6)
     np.testing.assert_allclose(api.affine, want_affine, atol=1e-5)
     # the command line: a folder holding one series is one volume, written as <name>.nii.gz
-    rc = main(["predict", str(series), str(tmp_path / "out") + "/", "--model",
-               str(tiny_keras_file), "--no-progress", "--device", "cpu"])
+    rc = main(
+        [
+            "predict",
+            str(series),
+            str(tmp_path / "out") + "/",
+            "--model",
+            str(tiny_keras_file),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert list_files(tmp_path / "out") == ["t1_series.nii.gz"]
     written = nib.load(tmp_path / "out" / "t1_series.nii.gz")
     assert written.shape == (96, 128, 6)
     np.testing.assert_allclose(written.affine, want_affine, atol=1e-4)
-    assert int(written.header["sform_code"]) == 1            # scanner coordinates
-    np.testing.assert_allclose(g.fov_centre(written.affine, written.shape),
-                               g.fov_centre(vol.affine, vol.shape), atol=1e-3)
+    assert int(written.header["sform_code"]) == 1  # scanner coordinates
+    np.testing.assert_allclose(
+        g.fov_centre(written.affine, written.shape), g.fov_centre(vol.affine, vol.shape), atol=1e-3
+    )
     # training reads the same volume: its slices
-    train, _ = load_slice_sets([series], 2, DataConfig(val_fraction=0.0, slice_axis=2,
-                                                       patch_size=16))
+    train, _ = load_slice_sets(
+        [series], 2, DataConfig(val_fraction=0.0, slice_axis=2, patch_size=16)
+    )
     assert len(train.slices) == 6 and train.slices[0].shape == (48, 64)
 
 
 def test_a_multiframe_file_through_the_command_line(tmp_path, tiny_keras_file, capsys):
     path = dc.write_enhanced(tmp_path / "mprage.dcm", n=8)
-    rc = main(["predict", str(path), str(tmp_path / "sr.nii.gz"), "--model",
-               str(tiny_keras_file), "--no-progress", "--device", "cpu", "--axis", "2"])
+    rc = main(
+        [
+            "predict",
+            str(path),
+            str(tmp_path / "sr.nii.gz"),
+            "--model",
+            str(tiny_keras_file),
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--axis",
+            "2",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     out = nib.load(tmp_path / "sr.nii.gz")
     assert out.shape == (512, 512, 8)
-    np.testing.assert_allclose(out.affine, g.upscale_affine(load_volume(path).affine, 2, (0, 1)),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        out.affine, g.upscale_affine(load_volume(path).affine, 2, (0, 1)), atol=1e-4
+    )
 
 
 def test_other_formats_get_advice_that_fits_them(tmp_path, capsys):
     png = samples.BRAINWEB_T1
     mha = _metaimage(tmp_path / "t1.mha")
     one_dcm = get_testdata_file("MR_small.dcm")
-    cases = {png: r"2D PNG image.*load_slice.*predict_slice",
-             mha: r"MetaImage.*SimpleITK",
-             Path(one_dcm): r"one 2D DICOM image.*folder.*load_slice"}
+    cases = {
+        png: r"2D PNG image.*load_slice.*predict_slice",
+        mha: r"MetaImage.*SimpleITK",
+        Path(one_dcm): r"one 2D DICOM image.*folder.*load_slice",
+    }
     for path, pattern in cases.items():
         with pytest.raises(InputDataError) as ei:
             load_volume(path)

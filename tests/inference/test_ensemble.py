@@ -25,7 +25,7 @@ def test_the_eight_transforms_are_the_dihedral_group():
 
 
 def test_equivariant_network_is_unchanged(mr_slice):
-    batch = mr_slice[None, 40:140, 30:170]            # non-square on purpose
+    batch = mr_slice[None, 40:140, 30:170]  # non-square on purpose
     np.testing.assert_allclose(self_ensemble(_nearest_x2, batch), _nearest_x2(batch), atol=1e-6)
 
 
@@ -37,9 +37,15 @@ def test_ensemble_averages_the_transformed_passes(mr_slice):
     assert ensembled(_biased_x2, False) is _biased_x2
 
 
-@pytest.mark.parametrize("transform", [lambda a: a[:, ::-1], lambda a: a[:, :, ::-1],
-                                       lambda a: np.rot90(a, 1, axes=(1, 2)),
-                                       lambda a: np.swapaxes(a, 1, 2)])
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda a: a[:, ::-1],
+        lambda a: a[:, :, ::-1],
+        lambda a: np.rot90(a, 1, axes=(1, 2)),
+        lambda a: np.swapaxes(a, 1, 2),
+    ],
+)
 def test_ensemble_is_equivariant_even_for_a_biased_network(mr_slice, transform):
     batch = mr_slice[None, 40:140, 30:170]
     lhs = self_ensemble(_biased_x2, np.ascontiguousarray(transform(batch)))
@@ -51,7 +57,7 @@ def test_super_resolver_self_ensemble_on_a_real_slice(tiny_seran, mr_slice):
 
     plain = SuperResolver(tiny_seran, scale=2)
     plus = SuperResolver(tiny_seran, scale=2, self_ensemble=True)
-    img = mr_slice[60:124, 50:146] * 300.0               # any intensity range
+    img = mr_slice[60:124, 50:146] * 300.0  # any intensity range
     out = plus.predict_slice(img)
     assert out.shape == (128, 192) and out.dtype == np.float32
     np.testing.assert_allclose(plus.predict_slice(img.T), out.T, rtol=1e-4, atol=1e-3)

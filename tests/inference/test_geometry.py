@@ -18,9 +18,18 @@ def _random_affine(seed: int, zooms=(2.0, 2.0, 3.0)) -> np.ndarray:
     return a
 
 
-@pytest.mark.parametrize("zooms, axis", [((2, 2, 3), 2), ((3, 2, 2), 0), ((2, 1, 2), 1),
-                                         ((1, 1, 1), 2), ((1.0, 1.0004, 1.0), 2),
-                                         ((0.9, 1.2, 5.0), 2), ((5.0, 1.2, 0.9), 0)])
+@pytest.mark.parametrize(
+    "zooms, axis",
+    [
+        ((2, 2, 3), 2),
+        ((3, 2, 2), 0),
+        ((2, 1, 2), 1),
+        ((1, 1, 1), 2),
+        ((1.0, 1.0004, 1.0), 2),
+        ((0.9, 1.2, 5.0), 2),
+        ((5.0, 1.2, 0.9), 0),
+    ],
+)
 def test_choose_slice_axis(zooms, axis):
     assert g.choose_slice_axis(zooms) == axis
 
@@ -63,10 +72,14 @@ def test_header_of_real_lowres(lowres, tmp_path):
     np.testing.assert_allclose(back.affine, expect, atol=1e-4)
     np.testing.assert_allclose(back.header.get_qform(), expect, atol=1e-4)
     np.testing.assert_allclose(back.header.get_sform(), expect, atol=1e-4)
-    np.testing.assert_allclose(g.fov_corners(back.affine, back.shape),
-                               g.fov_corners(lowres.affine, lowres.shape), atol=1e-4)
-    np.testing.assert_allclose(g.fov_centre(back.affine, back.shape),
-                               g.fov_centre(lowres.affine, lowres.shape), atol=1e-4)
+    np.testing.assert_allclose(
+        g.fov_corners(back.affine, back.shape),
+        g.fov_corners(lowres.affine, lowres.shape),
+        atol=1e-4,
+    )
+    np.testing.assert_allclose(
+        g.fov_centre(back.affine, back.shape), g.fov_centre(lowres.affine, lowres.shape), atol=1e-4
+    )
     assert back.header.get_xyzt_units() == lowres.header.get_xyzt_units()
 
 
@@ -95,15 +108,17 @@ def test_missing_or_stale_header():
     hdr.set_data_shape((10, 10, 4))
     hdr.set_sform(np.eye(4), code=1)
     img = g.upscaled_image(np.zeros((20, 20, 4), np.float32), aff, hdr, 2, 2)
-    np.testing.assert_allclose(img.header.get_best_affine(), g.upscale_affine(aff, 2, (0, 1)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        img.header.get_best_affine(), g.upscale_affine(aff, 2, (0, 1)), atol=1e-6
+    )
 
 
 def test_downscaled_image_roundtrip(slab):
     lr = g.downscaled_image(np.zeros((64, 16, 64), np.float32), slab.affine, slab.header, 4, 1)
     np.testing.assert_allclose(lr.header.get_zooms(), (4.0, 1.0, 4.0))
-    np.testing.assert_allclose(g.fov_corners(lr.affine, lr.shape),
-                               g.fov_corners(slab.affine, slab.shape), atol=1e-6)
+    np.testing.assert_allclose(
+        g.fov_corners(lr.affine, lr.shape), g.fov_corners(slab.affine, slab.shape), atol=1e-6
+    )
     up = g.upscaled_image(np.zeros((256, 16, 256), np.float32), lr.affine, lr.header, 4, 1)
     np.testing.assert_allclose(up.affine, slab.affine, atol=1e-6)
     assert int(up.header["sform_code"]) == int(slab.header["sform_code"])

@@ -18,14 +18,17 @@ def _identity(batch: np.ndarray) -> np.ndarray:
 
 
 def test_inplane_then_through_plane_gives_a_1mm_grid_over_the_same_field_of_view(
-        tiny_seran, lowres):
-    img = lowres.slicer[:, :, 26:36]                              # 2 x 2 x 3 mm, 10 slices
+    tiny_seran, lowres
+):
+    img = lowres.slicer[:, :, 26:36]  # 2 x 2 x 3 mm, 10 slices
     out = SuperResolver(tiny_seran).predict_volume(
-        img, isotropic=True, through_plane=ThroughPlaneResolver(_identity))
+        img, isotropic=True, through_plane=ThroughPlaneResolver(_identity)
+    )
     assert out.shape == (256, 256, 30)
     np.testing.assert_allclose(voxel_sizes(out.affine), [1.0, 1.0, 1.0], atol=1e-6)
-    np.testing.assert_allclose(fov_corners(out.affine, out.shape),
-                               fov_corners(img.affine, img.shape), atol=1e-4)
+    np.testing.assert_allclose(
+        fov_corners(out.affine, out.shape), fov_corners(img.affine, img.shape), atol=1e-4
+    )
 
 
 def test_an_identity_restoration_leaves_the_interpolation(tiny_seran, lowres):
@@ -34,8 +37,11 @@ def test_an_identity_restoration_leaves_the_interpolation(tiny_seran, lowres):
     img = lowres.slicer[:, :, 26:36]
     sr = SuperResolver(tiny_seran)
     inplane = np.asarray(sr.predict_volume(img).dataobj, np.float32)
-    iso = np.asarray(sr.predict_volume(img, isotropic=True,
-                                       through_plane=ThroughPlaneResolver(_identity)).dataobj)
+    iso = np.asarray(
+        sr.predict_volume(
+            img, isotropic=True, through_plane=ThroughPlaneResolver(_identity)
+        ).dataobj
+    )
     expected = np.clip(interpolate_axis(inplane, 2, 30, "cubic"), inplane.min(), inplane.max())
     span = float(inplane.max() - inplane.min())
     assert np.max(np.abs(iso - expected)) < 1e-3 * span
@@ -59,7 +65,7 @@ def test_adaptation_changes_the_through_plane_network_only_for_that_scan(lowres)
 
 def test_cli_isotropic_input_is_refused_before_any_model_loads(slab, tmp_path, capsys):
     src, out = tmp_path / "iso.nii.gz", tmp_path / "out" / "iso_sr.nii.gz"
-    nib.save(slab, src)                                           # 1 mm isotropic
+    nib.save(slab, src)  # 1 mm isotropic
     assert main(["predict", str(src), str(out), "--isotropic", "--axis", "1"]) == 2
     err = capsys.readouterr().err
     assert str(src) in err and "nothing to do" in err
@@ -74,6 +80,16 @@ def test_cli_through_plane_options_need_isotropic(extra, small_lowres_file, tmp_
 
 def test_cli_ratio_beyond_the_network_is_refused(small_lowres_file, tmp_path, capsys):
     out = tmp_path / "o.nii.gz"
-    code = main(["predict", str(small_lowres_file), str(out), "--isotropic", "--scale", "4",
-                 "--target-spacing", "0.3"])
+    code = main(
+        [
+            "predict",
+            str(small_lowres_file),
+            str(out),
+            "--isotropic",
+            "--scale",
+            "4",
+            "--target-spacing",
+            "0.3",
+        ]
+    )
     assert code == 2 and "ratio" in capsys.readouterr().err and not out.exists()

@@ -54,9 +54,13 @@ def _killed_write(tmp_path: Path, dest: Path) -> Path:
     """Run a write of ``dest`` in a subprocess, ``kill -9`` it mid-write; the file it leaves."""
     script, marker = tmp_path / "killed_write.py", tmp_path / "writing.txt"
     script.write_text(_KILLED_WRITE)
-    proc = subprocess.Popen([sys.executable, str(script), str(marker), str(dest)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(marker), str(dest)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         deadline = time.monotonic() + 120
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -75,12 +79,12 @@ def _killed_write(tmp_path: Path, dest: Path) -> Path:
 def test_a_killed_write_leaves_a_file_the_next_predict_removes_and_never_reads(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    shutil.copy(samples.T1_LOWRES, out / "scan.nii.gz")            # a real input there too
+    shutil.copy(samples.T1_LOWRES, out / "scan.nii.gz")  # a real input there too
     left = _killed_write(tmp_path, out / "v1.nii.gz")
     assert left.parent == out and left.exists() and not (out / "v1.nii.gz").exists()
     assert files.is_temporary(left) and left.name.startswith(".keras-seran-tmp-")
-    assert left.name.endswith("-v1.nii.gz")                       # the writer's suffix kept
-    assert files.find_leftovers(out) == [left]                    # its writer is gone
+    assert left.name.endswith("-v1.nii.gz")  # the writer's suffix kept
+    assert files.find_leftovers(out) == [left]  # its writer is gone
 
     # never an input: not listed in the folder, not by a glob, refused when named
     assert find_volumes(out) == [out / "scan.nii.gz"]
@@ -105,9 +109,9 @@ def test_only_leftovers_are_removed(tmp_path):
     """A temporary file a live process writes is kept; one whose writer is gone, one untouched
     for LEFTOVER_AGE_S, and an old one of the earlier naming go; other hidden files stay."""
     src = samples.T1_LOWRES.read_bytes()[:1000]
-    live = tmp_path / f"{files.temp_prefix()}abcd1234-a.nii.gz"        # this process: alive
+    live = tmp_path / f"{files.temp_prefix()}abcd1234-a.nii.gz"  # this process: alive
     dead = tmp_path / f"{files.TEMP_PREFIX}{_dead_pid()}@{files._host()}.efgh5678-b.nii.gz"
-    stale = tmp_path / f"{files.TEMP_PREFIX}1@other-host.ijkl9012-c.keras"   # another machine
+    stale = tmp_path / f"{files.TEMP_PREFIX}1@other-host.ijkl9012-c.keras"  # another machine
     legacy = tmp_path / ".d.json.mnop3456.tmp.json"
     legacy_fresh = tmp_path / ".e.nii.gz.qrst7890.tmp.nii.gz"
     other = tmp_path / ".DS_Store"
@@ -121,7 +125,8 @@ def test_only_leftovers_are_removed(tmp_path):
         removed = files.remove_leftovers(tmp_path)
     assert sorted(removed) == sorted([dead, stale, legacy])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [live.name, legacy_fresh.name, other.name])
+        [live.name, legacy_fresh.name, other.name]
+    )
 
 
 def test_the_temporary_file_of_a_write_is_recognisable_while_it_is_written(tmp_path):
@@ -129,7 +134,7 @@ def test_the_temporary_file_of_a_write_is_recognisable_while_it_is_written(tmp_p
     with files.atomic_path(tmp_path / "model.keras") as tmp:
         seen.append(tmp)
         assert files.is_temporary(tmp) and tmp.name.endswith("-model.keras")
-        assert files.find_leftovers(tmp_path) == []            # being written: not a leftover
+        assert files.find_leftovers(tmp_path) == []  # being written: not a leftover
         tmp.write_bytes(b"x")
     assert not seen[0].exists() and (tmp_path / "model.keras").read_bytes() == b"x"
 

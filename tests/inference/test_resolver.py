@@ -29,20 +29,23 @@ def test_predict_slice_any_range(tiny_seran, slab):
     sl = np.asarray(slab.dataobj, dtype=np.float32)[:, 8, 64:192]
     y = r.predict_slice(sl)
     assert y.shape == (512, 256) and y.dtype == np.float32
-    assert sl.min() <= y.min() and y.max() <= sl.max()            # clipped to the input range
+    assert sl.min() <= y.min() and y.max() <= sl.max()  # clipped to the input range
     y2 = r.predict_slice(sl.astype(np.float64) * 37.5 - 1000.0)
     np.testing.assert_allclose(y2, y * 37.5 - 1000.0, atol=1e-3 * 37.5 * np.ptp(sl))
     const = r.predict_slice(np.full((10, 12), 7.0))
     assert const.shape == (20, 24) and np.all(const == 7.0)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.zeros((4, 5, 6)), "2D image"),
-    (np.zeros(5), "2D image"),
-    (np.zeros((0, 5)), "empty"),
-    (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN/Inf"),
-    (np.array([[1.0, np.inf], [0.0, 1.0]]), "NaN/Inf"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((4, 5, 6)), "2D image"),
+        (np.zeros(5), "2D image"),
+        (np.zeros((0, 5)), "empty"),
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN/Inf"),
+        (np.array([[1.0, np.inf], [0.0, 1.0]]), "NaN/Inf"),
+    ],
+)
 def test_predict_slice_errors(tiny_seran, bad, match):
     with pytest.raises(UsageError, match=match):
         SuperResolver(tiny_seran).predict_slice(bad)
@@ -50,24 +53,28 @@ def test_predict_slice_errors(tiny_seran, bad, match):
 
 def test_volume_real_lowres_geometry(tiny_seran, lowres):
     """Real 2x2x3 mm T1: thick axis 2 by default; 1x1x3 mm out, same FOV corners and centre."""
-    img = lowres.slicer[:, :, 28:34]                      # 6 slices keep the test fast
+    img = lowres.slicer[:, :, 28:34]  # 6 slices keep the test fast
     out = SuperResolver(tiny_seran).predict_volume(img)
     assert isinstance(out, nib.Nifti1Image)
     assert out.shape == (256, 256, 6)
     assert out.get_data_dtype() == np.float32
     np.testing.assert_allclose(out.header.get_zooms(), (1.0, 1.0, 3.0))
-    np.testing.assert_allclose(g.fov_corners(out.affine, out.shape),
-                               g.fov_corners(img.affine, img.shape), atol=1e-4)
-    np.testing.assert_allclose(g.fov_centre(out.affine, out.shape),
-                               g.fov_centre(img.affine, img.shape), atol=1e-4)
+    np.testing.assert_allclose(
+        g.fov_corners(out.affine, out.shape), g.fov_corners(img.affine, img.shape), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        g.fov_centre(out.affine, out.shape), g.fov_centre(img.affine, img.shape), atol=1e-4
+    )
     np.testing.assert_allclose(out.header.get_sform(), out.affine, atol=1e-4)
     qform, qcode = out.header.get_qform(coded=True)
-    assert (qcode, out.header["sform_code"]) == (img.header.get_qform(coded=True)[1],
-                                                 img.header["sform_code"])
+    assert (qcode, out.header["sform_code"]) == (
+        img.header.get_qform(coded=True)[1],
+        img.header["sform_code"],
+    )
     if qcode:
         np.testing.assert_allclose(qform, out.affine, atol=1e-4)
     data, src = np.asarray(out.dataobj), np.asarray(img.dataobj, dtype=np.float32)
-    assert src.min() <= data.min() and data.max() <= src.max()     # original intensity range
+    assert src.min() <= data.min() and data.max() <= src.max()  # original intensity range
     # (the intensity *level* is checked with a meaningful model in test_volume_bicubic_is_aligned_with_hr)
 
 
@@ -90,7 +97,7 @@ def test_volume_bicubic_is_aligned_with_hr(bicubic_model, slab):
         return float(np.mean(np.abs(sr - ref)))
 
     base = err(0, 0)
-    assert base < 0.03 * np.ptp(hr)         # same intensity units and level as the HR volume
+    assert base < 0.03 * np.ptp(hr)  # same intensity units and level as the HR volume
     assert all(base < err(dx, dz) for dx, dz in [(1, 0), (-1, 0), (0, 1), (0, -1)])
 
 
@@ -103,9 +110,9 @@ def test_volume_path_and_image_agree(tiny_seran, small_lowres_file):
 
 
 def test_isotropic_default_axis_and_explicit_axis(bicubic_model, slab):
-    img = slab.slicer[100:140, :, 100:130]                # 40x16x30, 1 mm iso
+    img = slab.slicer[100:140, :, 100:130]  # 40x16x30, 1 mm iso
     r = SuperResolver(bicubic_model)
-    assert r.predict_volume(img).shape == (80, 32, 30)     # isotropic: last axis is the slice axis
+    assert r.predict_volume(img).shape == (80, 32, 30)  # isotropic: last axis is the slice axis
     out = r.predict_volume(img, axis=1)
     assert out.shape == (80, 16, 60)
     np.testing.assert_allclose(out.header.get_zooms(), (0.5, 1.0, 0.5))
@@ -117,9 +124,9 @@ def test_default_axis_follows_the_affine_written_when_pixdim_disagrees(bicubic_m
     """A header whose qform/pixdim says axis 0 is thick while its sform (nibabel's affine, from
     which the output geometry is built) says axis 2: the sform's thick axis is kept, so the
     written voxel sizes are in-plane halves of the input's, not a mix."""
-    data = np.asarray(lowres.dataobj, np.float32)[40:80, 40:80, 20:30]      # real T1, 40x40x10
-    img = nib.Nifti1Image(data, np.diag([1.5, 1.5, 4.0, 1.0]))             # sform: axis 2 thick
-    img.set_qform(np.diag([4.0, 1.5, 1.5, 1.0]), code=1)                  # qform: axis 0 thick
+    data = np.asarray(lowres.dataobj, np.float32)[40:80, 40:80, 20:30]  # real T1, 40x40x10
+    img = nib.Nifti1Image(data, np.diag([1.5, 1.5, 4.0, 1.0]))  # sform: axis 2 thick
+    img.set_qform(np.diag([4.0, 1.5, 1.5, 1.0]), code=1)  # qform: axis 0 thick
     assert img.header.get_zooms()[0] == 4.0 and np.allclose(img.affine, np.diag([1.5, 1.5, 4, 1]))
     out = SuperResolver(bicubic_model).predict_volume(img)
     assert out.shape == (80, 80, 10)
@@ -172,8 +179,7 @@ def test_output_dtype_input_keeps_scaled_integers_float(bicubic_model, lowres, t
     assert len(np.unique(d)) > 100 and 0 < d.max() <= src.max() * 1e-4 * 1.001
 
 
-def test_integer_output_that_would_destroy_the_data_is_refused(bicubic_model, lowres,
-                                                               monkeypatch):
+def test_integer_output_that_would_destroy_the_data_is_refused(bicubic_model, lowres, monkeypatch):
     """uint8 of a CT-like range saturated 85 % of the voxels to 0; int16 of a scaled 0-2.5
     input kept 4 grey levels; both silently. Now refused before the network runs."""
     src = np.asarray(lowres.slicer[:, :, 30:32].dataobj).astype(np.float32)
@@ -200,27 +206,27 @@ def test_spike_does_not_spread_through_the_attention(slab):
     SERA's image-wide attention: the far side of the slice barely moves, and the spike stays.
     (Measured: far side mean 6e-4 / max 9e-3 of the range; the network fed the raw spike: 9e-2 /
     0.6.)"""
-    r = SuperResolver.from_pretrained(2, clip_output=False)   # (clipping uses the slice's max)
-    sl = np.asarray(slab.dataobj, np.float32)[:, 8, :][::2, ::2]          # 128x128 real LR T1
+    r = SuperResolver.from_pretrained(2, clip_output=False)  # (clipping uses the slice's max)
+    sl = np.asarray(slab.dataobj, np.float32)[:, 8, :][::2, ::2]  # 128x128 real LR T1
     spiked = sl.copy()
     spiked[10, 10] = 50 * float(np.percentile(sl, 99.5))
     rng = float(sl.max() - sl.min())
     a, b = r.predict_slice(sl), r.predict_slice(spiked)
     far = np.abs(a - b)[128:, 128:] / rng
     assert far.mean() < 2e-3 and far.max() < 2e-2, (far.mean(), far.max())
-    assert b[18:24, 18:24].max() > 5 * sl.max()                            # the spike is kept
+    assert b[18:24, 18:24].max() > 5 * sl.max()  # the spike is kept
     lo, hi = np.percentile(sl, [0.5, 99.5])
     x0, x = ((np.stack([sl, spiked]) - lo) / (hi - lo)).astype(np.float32)
     raw = np.abs(r._run(x[None]) - r._run(x0[None]))[0, 128:, 128:] * (hi - lo) / rng
-    assert raw.mean() > 20 * far.mean()        # what the bypass prevents
+    assert raw.mean() > 20 * far.mean()  # what the bypass prevents
 
 
 def test_network_alone_inside_the_range(slab):
     """The real LR slab normalised by its percentiles stays inside NETWORK_RANGE: nothing
     bypasses the network, the result is the network's alone."""
+    from keras_seran.contract import NETWORK_RANGE
     from keras_seran.data.degrade import bicubic_downscale
     from keras_seran.data.normalize import normalize
-    from keras_seran.contract import NETWORK_RANGE
 
     r = SuperResolver.from_pretrained(2)
     lr = bicubic_downscale(np.moveaxis(np.asarray(slab.dataobj, np.float32), 1, 0), 2)
@@ -275,16 +281,18 @@ def test_pretrained_degradation_goes_to_the_registry(tmp_path, monkeypatch):
 def test_shared_256_volume(bicubic_model, shared_t1_256, tmp_path):
     """Real 256^3 T1: whole-volume x2 (the fast local model), geometry, range, written atomically."""
     r = SuperResolver(bicubic_model)
-    out_path = tmp_path / "sr.nii"          # uncompressed: gzip of 256 MB float32 takes ~15 s
+    out_path = tmp_path / "sr.nii"  # uncompressed: gzip of 256 MB float32 takes ~15 s
     summary = r.predict_file(shared_t1_256, out_path, batch_size=32)
     assert summary["shape_in"] == (256, 256, 256) and summary["shape_out"] == (512, 512, 256)
     back = nib.load(str(out_path))
     src = nib.load(str(shared_t1_256))
     np.testing.assert_allclose(back.header.get_zooms(), (0.5, 0.5, 1.0))
-    np.testing.assert_allclose(g.fov_corners(back.affine, back.shape),
-                               g.fov_corners(src.affine, src.shape), atol=1e-4)
-    np.testing.assert_allclose(g.fov_centre(back.affine, back.shape),
-                               g.fov_centre(src.affine, src.shape), atol=1e-4)
+    np.testing.assert_allclose(
+        g.fov_corners(back.affine, back.shape), g.fov_corners(src.affine, src.shape), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        g.fov_centre(back.affine, back.shape), g.fov_centre(src.affine, src.shape), atol=1e-4
+    )
     mid = np.asarray(back.dataobj[:, :, 128])
     assert 0 <= mid.min() and mid.max() <= 248
     assert [p.name for p in tmp_path.iterdir()] == ["sr.nii"]
@@ -308,7 +316,7 @@ def test_a_numpy_batch_function_is_a_network(tiny_seran, lowres):
     got = np.asarray(by_function.predict_volume(img, axis=2).dataobj)
     want = np.asarray(SuperResolver(tiny_seran).predict_volume(img, axis=2).dataobj)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * np.ptp(want))
-    assert (2, 50, 70, 1) in calls                            # one batch of both slices
+    assert (2, 50, 70, 1) in calls  # one batch of both slices
     keras_net = as_network(tiny_seran)
     assert keras_net.name == tiny_seran.name and keras_net.bytes_per_pixel > 0
     assert as_network(keras_net) is keras_net

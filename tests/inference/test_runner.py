@@ -10,7 +10,7 @@ from keras_seran.models import bicubic, seran
 
 def test_runs_a_traced_model_like_a_direct_call(slab_slices):
     model = seran(2, "tiny")
-    batch = slab_slices[3:5, 100:132, 90:130]                      # (2, 32, 40) real T1
+    batch = slab_slices[3:5, 100:132, 90:130]  # (2, 32, 40) real T1
     out = batch_runner(model)(batch)
     assert out.shape == (2, 64, 80) and out.dtype == np.float32
     np.testing.assert_allclose(out, np.asarray(model(batch[..., None]))[..., 0], atol=1e-5)
@@ -20,9 +20,9 @@ def test_bicubic_baseline_runs_on_any_size(slab_slices):
     """The weightless bicubic model cannot always be traced with unknown H, W: still runs."""
     run = batch_runner(bicubic(2))
     for h, w in ((32, 40), (27, 33)):
-        out = run(slab_slices[:1, 100:100 + h, 90:90 + w])
+        out = run(slab_slices[:1, 100 : 100 + h, 90 : 90 + w])
         assert out.shape == (1, 2 * h, 2 * w)
-        assert abs(out.mean() - slab_slices[:1, 100:100 + h, 90:90 + w].mean()) < 0.02
+        assert abs(out.mean() - slab_slices[:1, 100 : 100 + h, 90 : 90 + w].mean()) < 0.02
 
 
 def test_out_of_memory_is_raised_not_retried_eagerly(slab_slices):

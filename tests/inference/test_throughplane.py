@@ -35,7 +35,7 @@ def _thick_affine(fine: np.ndarray, axis: int, thickness: int) -> np.ndarray:
     return fine @ m
 
 
-@pytest.mark.parametrize("axis", [0, 1, 2])           # sagittal, coronal, axial stacks
+@pytest.mark.parametrize("axis", [0, 1, 2])  # sagittal, coronal, axial stacks
 @pytest.mark.parametrize("oblique", [False, True])
 @pytest.mark.parametrize("thickness", [3, 4])
 def test_isotropic_grid_puts_every_voxel_where_the_truth_is(axis, oblique, thickness):
@@ -55,11 +55,14 @@ def test_isotropic_grid_puts_every_voxel_where_the_truth_is(axis, oblique, thick
     np.testing.assert_allclose(apply_affine(out_affine, idx), apply_affine(fine, idx), atol=1e-9)
 
 
-@pytest.mark.parametrize("zooms,axis,n_out,spacing", [
-    ((1.0, 1.0, 1.2), 2, 52, 1.2 * 43 / 52),          # 1 x 1 x 1.2 mm
-    ((0.9, 0.9, 5.0), 2, 239, 5.0 * 43 / 239),        # 0.9 x 0.9 x 5 mm
-    ((5.0, 0.9, 0.9), 0, 239, 5.0 * 43 / 239),        # a sagittal stack
-])
+@pytest.mark.parametrize(
+    "zooms,axis,n_out,spacing",
+    [
+        ((1.0, 1.0, 1.2), 2, 52, 1.2 * 43 / 52),  # 1 x 1 x 1.2 mm
+        ((0.9, 0.9, 5.0), 2, 239, 5.0 * 43 / 239),  # 0.9 x 0.9 x 5 mm
+        ((5.0, 0.9, 0.9), 0, 239, 5.0 * 43 / 239),  # a sagittal stack
+    ],
+)
 def test_non_integer_ratios_keep_the_field_of_view(zooms, axis, n_out, spacing):
     shape = [60, 60, 60]
     shape[axis] = 43
@@ -71,8 +74,9 @@ def test_non_integer_ratios_keep_the_field_of_view(zooms, axis, n_out, spacing):
     out_shape = list(shape)
     out_shape[axis] = plan.n_out
     out_affine = affine @ plan.vox_map()
-    np.testing.assert_allclose(fov_corners(out_affine, out_shape), fov_corners(affine, shape),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        fov_corners(out_affine, out_shape), fov_corners(affine, shape), atol=1e-9
+    )
     assert voxel_sizes(out_affine)[axis] == pytest.approx(spacing)
 
 
@@ -89,19 +93,20 @@ def test_bad_inputs_name_the_file_and_the_problem():
 
 
 def test_interpolation_baselines_on_a_real_thick_stack(slab_slices):
-    vol = np.moveaxis(slab_slices, 0, 2)[:, 32:224, :]         # (256, 192, 16), 1 mm
-    vol = np.moveaxis(vol, 1, 2)                                 # thick axis last: (256, 16, 192)
+    vol = np.moveaxis(slab_slices, 0, 2)[:, 32:224, :]  # (256, 192, 16), 1 mm
+    vol = np.moveaxis(vol, 1, 2)  # thick axis last: (256, 16, 192)
     a = profile_matrix(192, block_centres(48, 4.0), 4.0)
-    thick = np.tensordot(vol, a, axes=([2], [1]))                # (256, 16, 48): 1 x 1 x 4 mm
+    thick = np.tensordot(vol, a, axes=([2], [1]))  # (256, 16, 48): 1 x 1 x 4 mm
     cubic = interpolate_axis(thick, 2, 192, "cubic")
     sinc = interpolate_axis(thick, 2, 192, "sinc")
     assert cubic.shape == sinc.shape == vol.shape and cubic.dtype == np.float32
     for est in (cubic, sinc):
         err = np.abs(est - vol)[..., 8:-8].mean()
-        assert err < 0.05                                        # close, but not the truth
+        assert err < 0.05  # close, but not the truth
         assert err > 0.005
     # zero-filling keeps the acquired spectrum: truncating it again gives the stack back
     from keras_seran.data.degrade import fourier_resample
+
     np.testing.assert_allclose(fourier_resample(sinc.astype(np.float64), 48, 2), thick, atol=1e-5)
     with pytest.raises(ValueError, match="interpolation"):
         interpolate_axis(thick, 2, 192, "linear")

@@ -22,32 +22,38 @@ from keras_seran.inference.resolver import SuperResolver
 from .conftest import mad_over_range
 
 
-@pytest.mark.parametrize("n, tile, overlap", [(256, 64, 16), (100, 64, 16), (65, 64, 8),
-                                              (50, 64, 16), (257, 96, 32), (10, 3, 1)])
+@pytest.mark.parametrize(
+    "n, tile, overlap",
+    [(256, 64, 16), (100, 64, 16), (65, 64, 8), (50, 64, 16), (257, 96, 32), (10, 3, 1)],
+)
 def test_tiles_cover(n, tile, overlap):
     starts = tiling.tile_starts(n, tile, overlap)
     t = min(tile, n)
     covered = np.zeros(n, bool)
     for a, b in zip(starts, starts[1:]):
-        assert b - a <= t - overlap and b > a          # at least `overlap` shared
+        assert b - a <= t - overlap and b > a  # at least `overlap` shared
     for s in starts:
         assert 0 <= s and s + t <= n
-        covered[s:s + t] = True
+        covered[s : s + t] = True
     assert covered.all()
 
 
 def test_weights_partition_of_unity():
     """Regular stride: the ramps of two neighbours sum to 1; weights > 0 everywhere in the image."""
-    h = w = 112   # starts 0, 48: stride 48 = 64 - 16 exactly
+    h = w = 112  # starts 0, 48: stride 48 = 64 - 16 exactly
     tiles = tiling.make_tiles(h, w, 64, 16)
     norm = np.zeros((h * 2, w * 2))
     for t in tiles:
-        norm[t.y0 * 2:(t.y0 + t.h) * 2, t.x0 * 2:(t.x0 + t.w) * 2] += tiling.tile_weights(t, h, w, 2, 16)
+        norm[t.y0 * 2 : (t.y0 + t.h) * 2, t.x0 * 2 : (t.x0 + t.w) * 2] += tiling.tile_weights(
+            t, h, w, 2, 16
+        )
     np.testing.assert_allclose(norm, 1.0, atol=1e-12)
-    tiles = tiling.make_tiles(100, 77, 40, 12)   # irregular last tiles: still covered
+    tiles = tiling.make_tiles(100, 77, 40, 12)  # irregular last tiles: still covered
     norm = np.zeros((300, 231))
     for t in tiles:
-        norm[t.y0 * 3:(t.y0 + t.h) * 3, t.x0 * 3:(t.x0 + t.w) * 3] += tiling.tile_weights(t, 100, 77, 3, 12)
+        norm[t.y0 * 3 : (t.y0 + t.h) * 3, t.x0 * 3 : (t.x0 + t.w) * 3] += tiling.tile_weights(
+            t, 100, 77, 3, 12
+        )
     assert norm.min() > 0.1
 
 
@@ -66,7 +72,7 @@ def test_pointwise_network_tiles_exactly():
 
 
 def _real_slice(slab):
-    return np.asarray(slab.dataobj, dtype=np.float32)[:, 8, :]     # 256x256 real axial T1
+    return np.asarray(slab.dataobj, dtype=np.float32)[:, 8, :]  # 256x256 real axial T1
 
 
 def test_local_model_tiled_equals_whole(bicubic_model, slab):
@@ -105,7 +111,7 @@ def test_seran_tiled_close_to_whole(tiny_seran, slab):
 
 def test_pretrained_tiled_close_to_whole(slab):
     r = SuperResolver.from_pretrained(2)
-    sl = _real_slice(slab)[::2, ::2]           # a 128x128 LR slice of real T1
+    sl = _real_slice(slab)[::2, ::2]  # a 128x128 LR slice of real T1
     whole = r.predict_slice(sl)
     tiled = r.predict_slice(sl, tile_size=64, overlap=16)
     assert mad_over_range(tiled, whole, sl) < 1e-3
@@ -142,8 +148,8 @@ def test_balanced_tile_covers_with_the_fewest_smallest_tiles():
     # tiles do it with 2.7x less work than 210-px ones
     assert tiling.balanced_tile((256, 256), 210, 16) == 136
     assert len(tiling.make_tiles(256, 256, 136, 16)) == len(tiling.make_tiles(256, 256, 210, 16))
-    assert tiling.balanced_tile((256, 256), 300, 16) == 256          # one tile: the slice
-    assert tiling.balanced_tile((256, 120), 100, 16) == 96           # 3 x 2 tiles of 96
+    assert tiling.balanced_tile((256, 256), 300, 16) == 256  # one tile: the slice
+    assert tiling.balanced_tile((256, 120), 100, 16) == 96  # 3 x 2 tiles of 96
     for shape, side in (((256, 256), 97), ((130, 77), 50), ((64, 300), 64)):
         tile = tiling.balanced_tile(shape, side, 16)
         assert tile <= side
@@ -154,7 +160,7 @@ def test_plan_counts_the_blend_buffers_and_warns_below_the_minimum_tile(tiny_ser
     r = SuperResolver(tiny_seran)
     whole = tiling.tile_size_for_memory(20, tiny_seran, minimum=1)
     tile, _ = r.plan((512, 512), max_memory_mb=20)
-    buffers = tiling.hr_buffer_bytes((512, 512), 2) / 2 ** 20           # 12 MB of the 20
+    buffers = tiling.hr_buffer_bytes((512, 512), 2) / 2**20  # 12 MB of the 20
     assert tile < whole
     assert tile <= max(tiling.tile_size_for_memory(20 - buffers, tiny_seran, minimum=1), 64)
     with pytest.warns(UserWarning, match="may exceed the budget"):
@@ -167,6 +173,6 @@ def test_progress_counts_whole_slices_when_tiling():
     seen = []
     step = whole_slices(seen.append)
     for _ in range(20):
-        for _ in range(7):          # a slice of 7 tiles reports 7 fractions
+        for _ in range(7):  # a slice of 7 tiles reports 7 fractions
             step(1 / 7)
     assert sum(seen) == 20 and all(isinstance(k, int) and k >= 1 for k in seen)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_seran.layers import (ChannelAttention, PixelShuffle, ResidualBlock,
-                                ResidualChannelAttentionBlock)
+from keras_seran.layers import (
+    ChannelAttention,
+    PixelShuffle,
+    ResidualBlock,
+    ResidualChannelAttentionBlock,
+)
 from tests.layer_checks import run_layer_test
 
 
@@ -39,13 +43,24 @@ def test_channel_attention_rescales_each_channel_in_0_1(mr_slice):
 
 B = 2
 LAYER_CASES = [
-    pytest.param(ResidualBlock, dict(channels=16, res_scale=0.1), (B, 24, 20, 16),
-                 (B, 24, 20, 16), id="ResidualBlock"),
+    pytest.param(
+        ResidualBlock,
+        dict(channels=16, res_scale=0.1),
+        (B, 24, 20, 16),
+        (B, 24, 20, 16),
+        id="ResidualBlock",
+    ),
     # 16 channels / 2: eight hidden units, none dead at the start on these features
-    pytest.param(ChannelAttention, dict(reduction=2), (B, 24, 20, 16), (B, 24, 20, 16),
-                 id="ChannelAttention"),
-    pytest.param(ResidualChannelAttentionBlock, dict(channels=16, reduction=2), (B, 24, 20, 16),
-                 (B, 24, 20, 16), id="ResidualChannelAttentionBlock"),
+    pytest.param(
+        ChannelAttention, dict(reduction=2), (B, 24, 20, 16), (B, 24, 20, 16), id="ChannelAttention"
+    ),
+    pytest.param(
+        ResidualChannelAttentionBlock,
+        dict(channels=16, reduction=2),
+        (B, 24, 20, 16),
+        (B, 24, 20, 16),
+        id="ResidualChannelAttentionBlock",
+    ),
     pytest.param(PixelShuffle, dict(factor=2), (B, 12, 10, 8), (B, 24, 20, 2), id="PixelShuffle"),
     pytest.param(PixelShuffle, dict(factor=3), (B, 8, 6, 9), (B, 24, 18, 1), id="PixelShuffle-x3"),
 ]

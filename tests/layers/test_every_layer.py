@@ -22,19 +22,28 @@ def package_layer_classes() -> set[type]:
     found = set()
     for info in pkgutil.iter_modules(keras_seran.layers.__path__, "keras_seran.layers."):
         module = importlib.import_module(info.name)
-        found |= {obj for _, obj in inspect.getmembers(module, inspect.isclass)
-                  if issubclass(obj, keras.layers.Layer) and obj.__module__ == module.__name__}
+        found |= {
+            obj
+            for _, obj in inspect.getmembers(module, inspect.isclass)
+            if issubclass(obj, keras.layers.Layer) and obj.__module__ == module.__name__
+        }
     return found
 
 
 def test_every_layer_is_registered_and_has_the_shared_layer_test():
-    tested = {case.values[0] for module in (test_blocks, test_reasoning, test_sera)
-              for case in module.LAYER_CASES}
+    tested = {
+        case.values[0]
+        for module in (test_blocks, test_reasoning, test_sera)
+        for case in module.LAYER_CASES
+    }
     layers = package_layer_classes() - ABSTRACT_BASES
     exported = {getattr(keras_seran.layers, name) for name in keras_seran.layers.__all__}
     assert {c for c in exported if inspect.isclass(c)} - ABSTRACT_BASES <= layers
-    unregistered = [c.__name__ for c in layers
-                    if keras.saving.get_registered_name(c) != f"keras_seran>{c.__name__}"]
+    unregistered = [
+        c.__name__
+        for c in layers
+        if keras.saving.get_registered_name(c) != f"keras_seran>{c.__name__}"
+    ]
     assert not unregistered, f"not registered under keras_seran: {unregistered}"
     untested = sorted(c.__name__ for c in layers - tested)
     assert not untested, f"no run_layer_test case (add one to LAYER_CASES): {untested}"

@@ -5,14 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_seran.layers import (GloReReasoning, PrimitiveReasoning, RsGCNReasoning, SERABlock,
-                                primitive_reasoning)
+from keras_seran.layers import (
+    GloReReasoning,
+    PrimitiveReasoning,
+    RsGCNReasoning,
+    SERABlock,
+    primitive_reasoning,
+)
 from tests.layer_checks import run_layer_test
 
 
 def test_glore_reasoning_matches_formula():
     rng = np.random.default_rng(1)
-    v = rng.standard_normal((2, 4, 3)).astype("float32")     # (B, m=4, n=3)
+    v = rng.standard_normal((2, 4, 3)).astype("float32")  # (B, m=4, n=3)
     layer = GloReReasoning()
     layer.build(v.shape)
     a_g = rng.standard_normal((3, 3)).astype("float32")
@@ -21,7 +26,7 @@ def test_glore_reasoning_matches_formula():
     layer.set_weights([a_g, b_g, w_s])
     out = np.asarray(layer(v))
     for i in range(2):
-        graph = v[i] - (v[i] @ a_g.T + b_g)                  # (I - A_g) V, nodes mixed per state
+        graph = v[i] - (v[i] @ a_g.T + b_g)  # (I - A_g) V, nodes mixed per state
         np.testing.assert_allclose(out[i], np.maximum(w_s.T @ graph, 0), rtol=1e-4, atol=1e-5)
 
 
@@ -42,7 +47,9 @@ def test_reasoning_is_chosen_by_name(kind, cls):
     assert type(layer) is cls and isinstance(layer, PrimitiveReasoning) and layer.name == "probe"
     block = SERABlock(feature_dim=6, num_descriptors=3, reasoning=kind)
     assert type(block.reason) is cls and block.get_config()["reasoning"] == kind
-    with pytest.raises(ValueError, match=r"reasoning must be one of \('glore', 'rs_gcn'\), got 'gcn'"):
+    with pytest.raises(
+        ValueError, match=r"reasoning must be one of \('glore', 'rs_gcn'\), got 'gcn'"
+    ):
         SERABlock(feature_dim=6, num_descriptors=3, reasoning="gcn")
 
 

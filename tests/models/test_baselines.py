@@ -11,15 +11,20 @@ from keras_seran.models import bicubic, build, edsr, rcan, rir, seran, srcnn
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_every_baseline_outputs_scaled_shape(scale, mr_slice):
     x = mr_slice[None, 100:117, 100:122, None]
-    for model in (bicubic(scale), srcnn(scale), edsr(scale, "tiny"), rcan(scale, "tiny"),
-                  rir(scale, "tiny")):
+    for model in (
+        bicubic(scale),
+        srcnn(scale),
+        edsr(scale, "tiny"),
+        rcan(scale, "tiny"),
+        rir(scale, "tiny"),
+    ):
         assert model.predict_on_batch(x).shape == (1, 17 * scale, 22 * scale, 1), model.name
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small"])
 def test_edsr_is_matched_to_seran_size(preset):
     s, e, r = (f(2, preset).count_params() for f in (seran, edsr, rcan))
-    assert s <= e < s * 1.15, (s, e)      # at least as large as SERAN, never much larger
+    assert s <= e < s * 1.15, (s, e)  # at least as large as SERAN, never much larger
     assert abs(r - s) / s < 0.1, (s, r)
 
 
@@ -50,14 +55,18 @@ def test_rir_is_seran_without_its_sera_modules(scale, mr_slice):
     full, ablated = seran(scale, "small"), rir(scale, "small")
     sera_layers = [layer for layer in full.layers if isinstance(layer, SERABlock)]
     assert len(sera_layers) == 3 and not any(isinstance(la, SERABlock) for la in ablated.layers)
-    assert ablated.count_params() == full.count_params() - sum(la.count_params() for la in sera_layers)
+    assert ablated.count_params() == full.count_params() - sum(
+        la.count_params() for la in sera_layers
+    )
     assert sorted(la.name for la in ablated.layers) == sorted(
-        la.name for la in full.layers if not isinstance(la, SERABlock))
+        la.name for la in full.layers if not isinstance(la, SERABlock)
+    )
     rng = np.random.default_rng(0)
     for layer in full.layers:
         if layer.weights and not isinstance(layer, SERABlock):
-            layer.set_weights([0.05 * rng.standard_normal(w.shape).astype("float32")
-                               for w in layer.get_weights()])
+            layer.set_weights(
+                [0.05 * rng.standard_normal(w.shape).astype("float32") for w in layer.get_weights()]
+            )
     assert len(transfer_weights(ablated, full)) == len([la for la in ablated.layers if la.weights])
     x = mr_slice[None, 96:128, 96:128, None]
     np.testing.assert_allclose(ablated.predict_on_batch(x), full.predict_on_batch(x), atol=1e-5)

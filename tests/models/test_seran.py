@@ -8,8 +8,15 @@ import pytest
 
 from keras_seran.config import PRESETS, preset_config
 from keras_seran.layers import SERABlock
-from keras_seran.models import (attention_model, attention_use, count_flops, effective_support,
-                                sera_ablation, seran, seran_param_count)
+from keras_seran.models import (
+    attention_model,
+    attention_use,
+    count_flops,
+    effective_support,
+    sera_ablation,
+    seran,
+    seran_param_count,
+)
 from keras_seran.models.seran import config_from_model
 
 PAPER_PARAMS_X2 = 15_502_667  # derived by hand in docs/architecture.md, from SERAN.md sizes
@@ -23,8 +30,9 @@ def test_paper_preset_parameter_count_matches_derivation():
     assert sum(isinstance(l, SERABlock) for l in model.layers) == 10
 
 
-@pytest.mark.parametrize("preset,scale", [(p, s) for p in sorted(PRESETS) if p != "paper"
-                                           for s in (2, 3, 4)])
+@pytest.mark.parametrize(
+    "preset,scale", [(p, s) for p in sorted(PRESETS) if p != "paper" for s in (2, 3, 4)]
+)
 def test_closed_form_parameter_count(preset, scale):
     assert seran(scale, preset).count_params() == seran_param_count(preset_config(preset, scale))
 
@@ -33,7 +41,7 @@ def test_closed_form_parameter_count(preset, scale):
 @pytest.mark.parametrize("hw", [(17, 23), (24, 16), (1, 1), (9, 30)])
 def test_output_shape_is_exactly_scaled(scale, hw, mr_slice):
     model = seran(scale, "tiny")
-    x = mr_slice[None, 100:100 + hw[0], 90:90 + hw[1], None]
+    x = mr_slice[None, 100 : 100 + hw[0], 90 : 90 + hw[1], None]
     y = model.predict_on_batch(x)
     assert y.shape == (1, hw[0] * scale, hw[1] * scale, 1)
 
@@ -76,8 +84,8 @@ def test_attention_model_exposes_distributions(mr_slice):
     np.testing.assert_allclose(out["sr"], model.predict_on_batch(x), atol=1e-6)
     m, d = out["group0_sera/attention_maps"], out["group0_sera/excitation"]
     assert m.shape == (1, 32, 40, 8) and d.shape == (1, 32, 40, 8)
-    np.testing.assert_allclose(m.sum(axis=(1, 2)), 1.0, rtol=1e-4)   # over positions
-    np.testing.assert_allclose(d.sum(axis=-1), 1.0, rtol=1e-4)       # over descriptors
+    np.testing.assert_allclose(m.sum(axis=(1, 2)), 1.0, rtol=1e-4)  # over positions
+    np.testing.assert_allclose(d.sum(axis=-1), 1.0, rtol=1e-4)  # over descriptors
     assert out["group0_sera/descriptors"].shape == (1, 16, 8)
 
 
@@ -90,15 +98,16 @@ def test_attention_use_measures_support_and_peak(mr_slice):
     support = np.exp(-(m * np.log(m)).sum(0)) / m.shape[0]
     assert use.name == "group0_sera" and use.residual_scale == pytest.approx(1.0)
     assert use.support == pytest.approx(np.median(support), rel=1e-4) and 0 < use.support <= 1
-    assert use.excitation_peak == pytest.approx(out["group0_sera/excitation"].max(-1).mean(),
-                                                rel=1e-4)
+    assert use.excitation_peak == pytest.approx(
+        out["group0_sera/excitation"].max(-1).mean(), rel=1e-4
+    )
     assert 1 / 8 <= use.excitation_peak <= 1
 
 
 def test_effective_support_is_one_for_uniform_and_one_position_for_a_point():
     maps = np.zeros((4, 5, 2))
-    maps[..., 0] = 1 / 20                       # uniform over the 20 positions
-    maps[2, 3, 1] = 1.0                         # all weight on one position
+    maps[..., 0] = 1 / 20  # uniform over the 20 positions
+    maps[2, 3, 1] = 1.0  # all weight on one position
     np.testing.assert_allclose(effective_support(maps), [1.0, 1 / 20], rtol=1e-6)
 
 
@@ -106,7 +115,7 @@ def test_sera_ablation_switches_each_module_off_and_restores_it(mr_slice):
     model = seran(2, "tiny", num_groups=2)
     lr = mr_slice[None, 96:128, 96:136, None]
     # a zero-initialised excitation output makes every module the identity: ablation changes nothing
-    score = lambda m: float(np.asarray(m.predict_on_batch(lr)).sum())   # noqa: E731
+    score = lambda m: float(np.asarray(m.predict_on_batch(lr)).sum())  # noqa: E731
     assert sera_ablation(model, score) == {"group0_sera": 0.0, "group1_sera": 0.0}
     rng = np.random.default_rng(0)
     conv = model.get_layer("group1_sera").excite.output_conv
@@ -114,7 +123,7 @@ def test_sera_ablation_switches_each_module_off_and_restores_it(mr_slice):
     before = model.get_weights()
     deltas = sera_ablation(model, score)
     assert deltas["group0_sera"] == 0.0 and deltas["group1_sera"] != 0.0
-    for a, b in zip(before, model.get_weights()):   # weights restored
+    for a, b in zip(before, model.get_weights()):  # weights restored
         np.testing.assert_array_equal(a, b)
 
 
@@ -125,8 +134,7 @@ def test_count_flops_matches_hand_count_and_scales_with_pixels():
     plain = keras.Model(inputs, outputs)
     assert count_flops(plain, (10, 20)) == 2 * 200 * (9 * 1 * 8 + 8 * 1)
     model = seran(2, "tiny")
-    assert count_flops(model, (64, 64)) == pytest.approx(4 * count_flops(model, (32, 32)),
-                                                         rel=1e-3)
+    assert count_flops(model, (64, 64)) == pytest.approx(4 * count_flops(model, (32, 32)), rel=1e-3)
 
 
 def test_fit_on_real_mr_patches_lowers_l1(slab_slices):
@@ -138,7 +146,7 @@ def test_fit_on_real_mr_patches_lowers_l1(slab_slices):
     for _ in range(64):
         s = slab_slices[rng.integers(len(slab_slices))]
         y, x = rng.integers(40, 256 - 40 - 32, size=2)
-        patch = s[y:y + 32, x:x + 32]
+        patch = s[y : y + 32, x : x + 32]
         hr.append(patch)
         lr.append(cv2.resize(patch, (16, 16), interpolation=cv2.INTER_AREA))
     hr, lr = np.stack(hr)[..., None], np.stack(lr)[..., None]
@@ -153,11 +161,15 @@ def test_fit_on_real_mr_patches_lowers_l1(slab_slices):
 def test_bad_sizes_are_clear_errors_naming_the_field():
     from keras_seran.config import preset_config
 
-    for kwargs, named in (({"scale": 2.0}, "scale"), ({"scale": 5}, "scale"),
-                          ({"sera": {"feature_dim": 2.5}}, "feature_dim"),
-                          ({"sera": {"num_descriptors": 0}}, "num_descriptors"),
-                          ({"sera": {"reasoning": "gcn"}}, "reasoning"),
-                          ({"sera": "rs_gcn"}, "sera"), ({"chanels": 8}, "chanels")):
+    for kwargs, named in (
+        ({"scale": 2.0}, "scale"),
+        ({"scale": 5}, "scale"),
+        ({"sera": {"feature_dim": 2.5}}, "feature_dim"),
+        ({"sera": {"num_descriptors": 0}}, "num_descriptors"),
+        ({"sera": {"reasoning": "gcn"}}, "reasoning"),
+        ({"sera": "rs_gcn"}, "sera"),
+        ({"chanels": 8}, "chanels"),
+    ):
         kwargs = {"scale": 2, **kwargs}
         with pytest.raises(ValueError, match=named):
             seran(kwargs.pop("scale"), "tiny", **kwargs)
@@ -176,6 +188,5 @@ def test_scale_or_preset_beside_a_config_is_checked_not_dropped():
         seran(3, config=cfg)
     with pytest.raises(ValueError, match="preset"):
         seran(preset="small", config=cfg)
-    assert seran(2, config=cfg).name == "seran_x2"      # agreeing is fine
+    assert seran(2, config=cfg).name == "seran_x2"  # agreeing is fine
     assert seran(4, "tiny").name == "seran_x4" and seran(preset="tiny").name == "seran_x2"
-

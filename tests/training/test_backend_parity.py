@@ -30,10 +30,15 @@ from keras_seran.metrics import psnr
 from keras_seran.models import seran
 from keras_seran.training import train
 
-MARGIN = 0.4   # dB; see the module docstring
+MARGIN = 0.4  # dB; see the module docstring
 DATA = {"patch_size": 24, "batch_size": 16, "slice_axis": 1, "val_fraction": 0.25, "seed": 0}
-TRAIN = {"epochs": 3, "steps_per_epoch": 50, "learning_rate": 2e-3, "lr_decay_epochs": 1,
-         "lr_decay_factor": 0.5}
+TRAIN = {
+    "epochs": 3,
+    "steps_per_epoch": 50,
+    "learning_rate": 2e-3,
+    "lr_decay_epochs": 1,
+    "lr_decay_factor": 0.5,
+}
 TRAIN_CODE = """
     import sys
     import keras
@@ -64,26 +69,39 @@ def heldout_psnr(model: keras.Model) -> float:
 def test_training_on_jax_pydataset_matches_tensorflow_tfdata(tmp_path):
     keras.utils.set_random_seed(0)
     init = seran(2, "tiny")
-    init.save(tmp_path / "init.keras")                 # the same initial weights for both
+    init.save(tmp_path / "init.keras")  # the same initial weights for both
     script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(TRAIN_CODE.format(
-        data=str(samples.T1_AXIAL_SLAB), cfg=DATA, tcfg=TRAIN)))
+    script.write_text(
+        textwrap.dedent(TRAIN_CODE.format(data=str(samples.T1_AXIAL_SLAB), cfg=DATA, tcfg=TRAIN))
+    )
     (tmp_path / "jax").mkdir()
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
     # JAX trains in a subprocess while TensorFlow trains here
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "jax"),
-                             str(tmp_path / "init.keras")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "jax"), str(tmp_path / "init.keras")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        history = train(str(samples.T1_AXIAL_SLAB), 2, tmp_path / "tf" / "run", preset="tiny",
-                        data=DataConfig(**DATA), train_cfg=TrainConfig(**TRAIN),
-                        init_from=tmp_path / "init.keras", verbose=0, tensorboard=False)
+        history = train(
+            str(samples.T1_AXIAL_SLAB),
+            2,
+            tmp_path / "tf" / "run",
+            preset="tiny",
+            data=DataConfig(**DATA),
+            train_cfg=TrainConfig(**TRAIN),
+            init_from=tmp_path / "init.keras",
+            verbose=0,
+            tensorboard=False,
+        )
         output, _ = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, output[-3000:]
-    assert "make_pydatasets calls: 1" in output       # fed by the numpy PyDataset
+    assert "make_pydatasets calls: 1" in output  # fed by the numpy PyDataset
     on_tf = heldout_psnr(history.model)
     jax_model = seran(2, "tiny")
     jax_model.load_weights(tmp_path / "jax" / "jax.weights.h5")

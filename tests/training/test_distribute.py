@@ -29,9 +29,28 @@ from keras_seran.config import DataConfig, TrainConfig
 from keras_seran.errors import UsageError
 from keras_seran.runs import BEST, LAST, LOG, RUN_CONFIG, STATE_FILE
 
-RUN = ["train", "--data", str(samples.T1_AXIAL_SLAB), "--scale", "2", "--preset", "tiny",
-       "--axis", "1", "--patch-size", "12", "--batch-size", "4", "--steps-per-epoch", "2",
-       "--val-fraction", "0.25", "--no-tensorboard", "--lr", "1e-3"]
+RUN = [
+    "train",
+    "--data",
+    str(samples.T1_AXIAL_SLAB),
+    "--scale",
+    "2",
+    "--preset",
+    "tiny",
+    "--axis",
+    "1",
+    "--patch-size",
+    "12",
+    "--batch-size",
+    "4",
+    "--steps-per-epoch",
+    "2",
+    "--val-fraction",
+    "0.25",
+    "--no-tensorboard",
+    "--lr",
+    "1e-3",
+]
 #: the columns of log.csv compared between runs; relative tolerance of float32 sums taken in
 #: another order, grown over a few Adam steps
 COLUMNS = ("loss", "psnr", "val_loss", "val_psnr")
@@ -54,16 +73,27 @@ for argv in json.loads(sys.argv[2]):
 
 
 def _env(backend: str = "tensorflow", **extra: str) -> dict:
-    return {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
-            "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "", **extra}
+    return {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "JAX_PLATFORMS": "cpu",
+        "CUDA_VISIBLE_DEVICES": "",
+        **extra,
+    }
 
 
 def _launch(tmp_path, devices: int, runs: list[list[str]], env: dict) -> subprocess.Popen:
     tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "runs.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    return subprocess.Popen([sys.executable, str(script), str(devices), json.dumps(runs)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(devices), json.dumps(runs)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _run(tmp_path, devices: int, runs: list[list[str]], env: dict, timeout=420) -> str:
@@ -76,8 +106,10 @@ def _run(tmp_path, devices: int, runs: list[list[str]], env: dict, timeout=420) 
 def _log(run_dir) -> dict[str, np.ndarray]:
     with open(run_dir / LOG) as f:
         rows = list(csv.DictReader(f))
-    return {"epoch": np.array([int(r["epoch"]) for r in rows]),
-            **{c: np.array([float(r[c]) for r in rows]) for c in COLUMNS}}
+    return {
+        "epoch": np.array([int(r["epoch"]) for r in rows]),
+        **{c: np.array([float(r[c]) for r in rows]) for c in COLUMNS},
+    }
 
 
 def _assert_same_curve(a: dict, b: dict) -> None:
@@ -101,11 +133,16 @@ def init_model(tmp_path):
 def test_two_logical_cpus_train_as_one_and_resume(tmp_path, init_model):
     one, two, resumed = tmp_path / "one", tmp_path / "two", tmp_path / "resumed"
     start = [*RUN, "--init-from", init_model]
-    out = _run(tmp_path, 2, [[*start, "--epochs", "3", "--out", str(one)],
-                             [*start, "--epochs", "3", "--out", str(two),
-                              "--distribute", "mirrored"],
-                             [*start, "--epochs", "1", "--out", str(resumed), "--multi-gpu"]],
-               _env())
+    out = _run(
+        tmp_path,
+        2,
+        [
+            [*start, "--epochs", "3", "--out", str(one)],
+            [*start, "--epochs", "3", "--out", str(two), "--distribute", "mirrored"],
+            [*start, "--epochs", "1", "--out", str(resumed), "--multi-gpu"],
+        ],
+        _env(),
+    )
     assert "2 replica(s); global batch 4 = 2 per replica" in out
     # a new process (as after a kill) continues the 2-device run from its checkpoint
     _run(tmp_path, 2, [[*RUN, "--epochs", "3", "--out", str(resumed), "--resume"]], _env())
@@ -117,8 +154,10 @@ def test_two_logical_cpus_train_as_one_and_resume(tmp_path, init_model):
     assert state["epoch"] == 3 and state["optimizer_iterations"] == 6
     saved = json.loads((resumed / RUN_CONFIG).read_text())
     assert saved["train"]["distribute"] == "mirrored" and saved["resumed"][0]["at_epoch"] == 1
-    for a, b in zip(keras.saving.load_model(two / LAST).get_weights(),
-                    keras.saving.load_model(resumed / LAST).get_weights()):
+    for a, b in zip(
+        keras.saving.load_model(two / LAST).get_weights(),
+        keras.saving.load_model(resumed / LAST).get_weights(),
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
@@ -127,9 +166,12 @@ def test_two_logical_cpus_train_as_one_and_resume(tmp_path, init_model):
 def test_jax_data_parallel_on_two_devices_or_processes_trains_as_one(tmp_path, init_model):
     one, two = tmp_path / "one", tmp_path / "two"
     start = [*RUN, "--init-from", init_model, "--epochs", "3"]
-    out = _run(tmp_path, 2, [[*start, "--out", str(one)],
-                             [*start, "--out", str(two), "--distribute", "data-parallel"]],
-               _env("jax", XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    out = _run(
+        tmp_path,
+        2,
+        [[*start, "--out", str(one)], [*start, "--out", str(two), "--distribute", "data-parallel"]],
+        _env("jax", XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+    )
     assert "keras.distribution.DataParallel): 2 replica(s); global batch 4 = 2 per replica" in out
     curve = _log(one)
     assert curve["loss"][-1] < curve["loss"][0]
@@ -137,17 +179,26 @@ def test_jax_data_parallel_on_two_devices_or_processes_trains_as_one(tmp_path, i
     # two processes of one device each (jax.distributed over 127.0.0.1), one shared --out
     run_dir = tmp_path / "processes"
     coordinator = f"127.0.0.1:{_free_ports(1)[0]}"
-    procs = [_launch(tmp_path / f"p{i}", 1, [[*start, "--out", str(run_dir), "--distribute",
-                                              "data-parallel"]],
-                     _env("jax", KERAS_DISTRIBUTION_JOB_ADDRESSES=coordinator,
-                          KERAS_DISTRIBUTION_NUM_PROCESSES="2",
-                          KERAS_DISTRIBUTION_PROCESS_ID=str(i)))
-             for i in range(2)]
+    procs = [
+        _launch(
+            tmp_path / f"p{i}",
+            1,
+            [[*start, "--out", str(run_dir), "--distribute", "data-parallel"]],
+            _env(
+                "jax",
+                KERAS_DISTRIBUTION_JOB_ADDRESSES=coordinator,
+                KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+                KERAS_DISTRIBUTION_PROCESS_ID=str(i),
+            ),
+        )
+        for i in range(2)
+    ]
     outs = _communicate(procs)
     assert "2 replica(s) on 2 workers; global batch 4 = 2 per replica" in outs[0]
     assert "worker 1: the chief writes" in outs[1]
     assert sorted(x.name for x in run_dir.iterdir()) == sorted(
-        [LAST, BEST, STATE_FILE, RUN_CONFIG, LOG])
+        [LAST, BEST, STATE_FILE, RUN_CONFIG, LOG]
+    )
     _assert_same_curve(curve, _log(run_dir))
 
 
@@ -185,15 +236,22 @@ def test_two_local_workers_train_as_one_and_only_the_chief_writes(tmp_path, init
         scratch.mkdir()
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = _env(TF_CONFIG=json.dumps(tf_config), TMPDIR=str(scratch))
-        procs.append(_launch(tmp_path / f"w{index}", 1, [
-            [*start, "--out", str(run_dir), "--distribute", "multi-worker"]], env))
+        procs.append(
+            _launch(
+                tmp_path / f"w{index}",
+                1,
+                [[*start, "--out", str(run_dir), "--distribute", "multi-worker"]],
+                env,
+            )
+        )
     outs = _communicate(procs)
     for out in outs:
         assert "2 replica(s) on 2 workers; global batch 4 = 2 per replica" in out
     assert "worker 1: the chief writes" in outs[1] and "worker 0:" not in outs[0]
     # one checkpoint set, the chief's, and nothing left of the other worker's saves
     assert sorted(x.name for x in run_dir.iterdir()) == sorted(
-        [LAST, BEST, STATE_FILE, RUN_CONFIG, LOG])
+        [LAST, BEST, STATE_FILE, RUN_CONFIG, LOG]
+    )
     assert json.loads((run_dir / STATE_FILE).read_text())["epoch"] == 2
     assert _log(run_dir)["epoch"].tolist() == [0, 1]
     assert not any((tmp_path / "tmp1").iterdir())
@@ -203,24 +261,31 @@ def test_two_local_workers_train_as_one_and_only_the_chief_writes(tmp_path, init
 
 
 def test_a_strategy_of_another_backend_is_a_one_line_error(tmp_path, capsys):
-    rc = main([*RUN, "--epochs", "1", "--out", str(tmp_path / "run"),
-               "--distribute", "data-parallel"])
+    rc = main(
+        [*RUN, "--epochs", "1", "--out", str(tmp_path / "run"), "--distribute", "data-parallel"]
+    )
     err = capsys.readouterr().err
-    assert rc == 2 and "--distribute data-parallel uses keras.distribution.DataParallel, which " \
-        "needs the jax backend (this is tensorflow)" in err
+    assert (
+        rc == 2
+        and "--distribute data-parallel uses keras.distribution.DataParallel, which "
+        "needs the jax backend (this is tensorflow)"
+        in err
+    )
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
 
 def test_multi_worker_without_tf_config_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    rc = main([*RUN, "--epochs", "1", "--out", str(tmp_path / "run"),
-               "--distribute", "multi-worker"])
+    rc = main(
+        [*RUN, "--epochs", "1", "--out", str(tmp_path / "run"), "--distribute", "multi-worker"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "TF_CONFIG environment variable, which is not set" in err
     monkeypatch.setenv("TF_CONFIG", "{not json")
-    rc = main([*RUN, "--epochs", "1", "--out", str(tmp_path / "run"),
-               "--distribute", "multi-worker"])
+    rc = main(
+        [*RUN, "--epochs", "1", "--out", str(tmp_path / "run"), "--distribute", "multi-worker"]
+    )
     assert rc == 2 and "TF_CONFIG is not a cluster description" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
@@ -232,8 +297,10 @@ def test_pydataset_processes_share_the_global_batch():
     cfg = DataConfig(slice_axis=1, patch_size=12, batch_size=4, val_fraction=0.0)
     train = load_slice_sets(samples.T1_AXIAL_SLAB, 2, cfg)[0]
     whole = PatchPyDataset(train, 2, cfg, steps_per_epoch=3)
-    shares = [PatchPyDataset(train, 2, cfg, steps_per_epoch=3, process_index=i, process_count=2)
-              for i in range(2)]
+    shares = [
+        PatchPyDataset(train, 2, cfg, steps_per_epoch=3, process_index=i, process_count=2)
+        for i in range(2)
+    ]
     for n in (0, 4):
         lr, hr = whole.batch(n)
         parts = [s.batch(n) for s in shares]
@@ -250,8 +317,10 @@ def test_global_batch_splits_evenly_and_old_runs_keep_their_setting():
 
     mirrored = Placement("mirrored", replicas=4)
     assert mirrored.per_replica(16) == 4
-    assert mirrored.describe(16) == ("distribute mirrored (tf.distribute.MirroredStrategy): "
-                                     "4 replica(s); global batch 16 = 4 per replica")
+    assert mirrored.describe(16) == (
+        "distribute mirrored (tf.distribute.MirroredStrategy): "
+        "4 replica(s); global batch 16 = 4 per replica"
+    )
     with pytest.raises(UsageError, match="--batch-size 6 .* does not split over 4 replicas"):
         mirrored.per_replica(6)
     # run_config.json of runs made before --distribute holds a bool (--multi-gpu)

@@ -17,13 +17,32 @@ import pytest
 from keras_seran import samples
 from keras_seran.cli import main
 from keras_seran.config import TrainConfig
-from keras_seran.training import step_schedule
 from keras_seran.runs import LAST, STATE_FILE
+from keras_seran.training import step_schedule
 
 STEPS = 4
-TRAIN_ARGS = ["train", "--data", str(samples.T1_AXIAL_SLAB), "--scale", "2", "--preset", "tiny",
-              "--axis", "1", "--patch-size", "12", "--batch-size", "4", "--steps-per-epoch",
-              str(STEPS), "--val-fraction", "0.25", "--no-tensorboard", "--lr", "1e-3"]
+TRAIN_ARGS = [
+    "train",
+    "--data",
+    str(samples.T1_AXIAL_SLAB),
+    "--scale",
+    "2",
+    "--preset",
+    "tiny",
+    "--axis",
+    "1",
+    "--patch-size",
+    "12",
+    "--batch-size",
+    "4",
+    "--steps-per-epoch",
+    str(STEPS),
+    "--val-fraction",
+    "0.25",
+    "--no-tensorboard",
+    "--lr",
+    "1e-3",
+]
 
 
 def test_step_schedule_halves_every_decay_period():
@@ -57,10 +76,22 @@ def _wait_for_epoch(run_dir, proc, epoch, timeout=240):
 @pytest.mark.slow
 def test_killed_run_resumes_at_the_right_epoch_with_its_optimizer_state(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "keras_seran.cli", *TRAIN_ARGS,
-                             "--epochs", "200", "--out", str(run_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "keras_seran.cli",
+            *TRAIN_ARGS,
+            "--epochs",
+            "200",
+            "--out",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     try:
         _wait_for_epoch(run_dir, proc, 2)
     finally:
@@ -72,17 +103,27 @@ def test_killed_run_resumes_at_the_right_epoch_with_its_optimizer_state(tmp_path
     saved = keras.saving.load_model(run_dir / LAST)
     saved_weights = saved.get_weights()
 
+    from keras_seran.cli import build_parser
     from keras_seran.training import train
     from keras_seran.training.command import resolve_configs
-    from keras_seran.cli import build_parser
 
     argv = [*TRAIN_ARGS, "--epochs", str(killed_at + 2), "--out", str(run_dir), "--resume"]
     args = build_parser(argv).parse_args(argv)
     data_cfg, train_cfg = resolve_configs(args)
     probe = _StartProbe()
-    history = train([str(samples.T1_AXIAL_SLAB)], 2, run_dir, arch="seran", preset="tiny",
-                    data=data_cfg, train_cfg=train_cfg, resume=True, tensorboard=False,
-                    callbacks=[probe], verbose=0)
+    history = train(
+        [str(samples.T1_AXIAL_SLAB)],
+        2,
+        run_dir,
+        arch="seran",
+        preset="tiny",
+        data=data_cfg,
+        train_cfg=train_cfg,
+        resume=True,
+        tensorboard=False,
+        callbacks=[probe],
+        verbose=0,
+    )
     # started exactly from the checkpoint: same weights, same optimizer step
     assert probe.iterations == killed_at * STEPS
     for a, b in zip(probe.weights, saved_weights):
@@ -121,9 +162,12 @@ def test_resume_keeps_the_saved_run(tmp_path, capsys):
     assert main([*TRAIN_ARGS, "--epochs", "1", "--out", str(run_dir)]) == 0
     capsys.readouterr()
     before = (run_dir / LAST).read_bytes()
-    for extra, named in ((["--lr", "0.5"], "learning_rate"), (["--scale", "4"], "--scale 4"),
-                         (["--patch-size", "16"], "patch_size"),
-                         (["--init-from", "x2"], "--init-from")):
+    for extra, named in (
+        (["--lr", "0.5"], "learning_rate"),
+        (["--scale", "4"], "--scale 4"),
+        (["--patch-size", "16"], "patch_size"),
+        (["--init-from", "x2"], "--init-from"),
+    ):
         rc = main(["train", "--resume", "--out", str(run_dir), "--epochs", "2", *extra])
         err = capsys.readouterr().err
         assert rc == 2 and "run_config.json" in err and named in err, err
@@ -132,12 +176,14 @@ def test_resume_keeps_the_saved_run(tmp_path, capsys):
     # epoch 1 ran and was logged but the run died before its checkpoint: logged once, not twice
     log = run_dir / "log.csv"
     row = log.read_text().splitlines()[1]
-    log.write_text(log.read_text() + "1" + row[row.index(","):] + "\n")
+    log.write_text(log.read_text() + "1" + row[row.index(",") :] + "\n")
     # the data folder moved: --data may point at it, and the run records the move
     moved = tmp_path / "moved.nii.gz"
     moved.write_bytes(open(samples.T1_AXIAL_SLAB, "rb").read())
-    assert main(["train", "--resume", "--out", str(run_dir), "--epochs", "2",
-                 "--data", str(moved)]) == 0
+    assert (
+        main(["train", "--resume", "--out", str(run_dir), "--epochs", "2", "--data", str(moved)])
+        == 0
+    )
     assert [int(r["epoch"]) for r in csv.DictReader(open(log))] == [0, 1]
     saved = json.loads((run_dir / "run_config.json").read_text())
     assert saved["train"]["epochs"] == 2 and saved["resumed"][0]["at_epoch"] == 1
@@ -157,8 +203,10 @@ def test_damaged_run_directory_is_named(tmp_path, capsys):
     good = {n: (run_dir / n).read_bytes() for n in (LAST, STATE_FILE, "run_config.json")}
     for name in good:
         (run_dir / name).write_bytes(good[name][: len(good[name]) // 2])
-        for argv in (["train", "--resume", "--out", str(run_dir), "--epochs", "2"],
-                     [*TRAIN_ARGS, "--epochs", "1", "--out", str(run_dir)]):
+        for argv in (
+            ["train", "--resume", "--out", str(run_dir), "--epochs", "2"],
+            [*TRAIN_ARGS, "--epochs", "1", "--out", str(run_dir)],
+        ):
             rc = main(argv)
             err = capsys.readouterr().err
             assert rc == 2 and "Traceback" not in err, err
@@ -167,11 +215,19 @@ def test_damaged_run_directory_is_named(tmp_path, capsys):
         (run_dir / name).write_bytes(good[name])
 
 
-@pytest.mark.parametrize("extra, named", [
-    (["--steps-per-epoch", "0"], "--steps-per-epoch must"), (["--batch-size", "0"], "--batch-size"),
-    (["--patch-size", "0"], "--patch-size"), (["--lr-decay-epochs", "0"], "--lr-decay-epochs"),
-    (["--val-fraction", "1"], "--val-fraction"), (["--val-fraction", "-0.5"], "--val-fraction"),
-    (["--epochs", "0"], "--epochs must"), (["--lr", "-1"], "--lr must")])
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        (["--steps-per-epoch", "0"], "--steps-per-epoch must"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--patch-size", "0"], "--patch-size"),
+        (["--lr-decay-epochs", "0"], "--lr-decay-epochs"),
+        (["--val-fraction", "1"], "--val-fraction"),
+        (["--val-fraction", "-0.5"], "--val-fraction"),
+        (["--epochs", "0"], "--epochs must"),
+        (["--lr", "-1"], "--lr must"),
+    ],
+)
 def test_bad_settings_fail_before_anything_is_written(extra, named, tmp_path, capsys):
     rc = main([*TRAIN_ARGS, "--out", str(tmp_path / "run"), *extra])
     err = capsys.readouterr().err
@@ -181,13 +237,29 @@ def test_bad_settings_fail_before_anything_is_written(extra, named, tmp_path, ca
 
 def test_bad_config_files(tmp_path, capsys):
     cfg = tmp_path / "run.json"
-    for text, named in (('{"data": [1, 2]}', "'data'"), ('[1]', "JSON object"),
-                        ('{"data": {"patch_size": "16"}}', "patch_size"),
-                        ('{"train": {"learning_rate": "1e-3"}}', "learning_rate"),
-                        ('{"data": {"slice_axis": 5}}', "slice_axis")):
+    for text, named in (
+        ('{"data": [1, 2]}', "'data'"),
+        ("[1]", "JSON object"),
+        ('{"data": {"patch_size": "16"}}', "patch_size"),
+        ('{"train": {"learning_rate": "1e-3"}}', "learning_rate"),
+        ('{"data": {"slice_axis": 5}}', "slice_axis"),
+    ):
         cfg.write_text(text)
-        rc = main(["train", "--data", str(samples.T1_AXIAL_SLAB), "--out", str(tmp_path / "run"),
-                   "--config", str(cfg), "--epochs", "1", "--steps-per-epoch", "1"])
+        rc = main(
+            [
+                "train",
+                "--data",
+                str(samples.T1_AXIAL_SLAB),
+                "--out",
+                str(tmp_path / "run"),
+                "--config",
+                str(cfg),
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "1",
+            ]
+        )
         err = capsys.readouterr().err
         assert rc == 2 and "run.json" in err and named in err and "Traceback" not in err, err
         assert not (tmp_path / "run").exists()
@@ -212,13 +284,17 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_a_run_that_cannot_start_leaves_no_run_directory(tmp_path, capsys):
     bad = tmp_path / "not_mr.nii.gz"
     bad.write_bytes(b"not a nifti file")
-    rc = main([*TRAIN_ARGS[:1], "--data", str(bad), "--out", str(tmp_path / "run"), "--epochs", "1"])
+    rc = main(
+        [*TRAIN_ARGS[:1], "--data", str(bad), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "not_mr.nii.gz" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
     # a directory the user made beforehand stays
     (tmp_path / "mine").mkdir()
-    rc = main([*TRAIN_ARGS[:1], "--data", str(bad), "--out", str(tmp_path / "mine"), "--epochs", "1"])
+    rc = main(
+        [*TRAIN_ARGS[:1], "--data", str(bad), "--out", str(tmp_path / "mine"), "--epochs", "1"]
+    )
     assert rc == 2 and (tmp_path / "mine").is_dir()
 
 
@@ -227,10 +303,25 @@ def test_config_file_then_flags(tmp_path, capsys):
     from keras_seran.training.command import resolve_configs
 
     cfg = tmp_path / "run.json"
-    cfg.write_text(json.dumps({"data": {"patch_size": 24, "degradation": "kspace"},
-                               "train": {"learning_rate": 3e-4, "epochs": 7}}))
-    argv = ["train", "--out", "x", "--config", str(cfg), "--epochs", "9",
-            "--contrast-augment", "0.3"]
+    cfg.write_text(
+        json.dumps(
+            {
+                "data": {"patch_size": 24, "degradation": "kspace"},
+                "train": {"learning_rate": 3e-4, "epochs": 7},
+            }
+        )
+    )
+    argv = [
+        "train",
+        "--out",
+        "x",
+        "--config",
+        str(cfg),
+        "--epochs",
+        "9",
+        "--contrast-augment",
+        "0.3",
+    ]
     args = build_parser(argv).parse_args(argv)
     data_cfg, train_cfg = resolve_configs(args)
     assert (data_cfg.patch_size, data_cfg.degradation) == (24, "kspace")
@@ -249,8 +340,19 @@ def test_config_file_then_flags(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--contrast-augment must" in err and "Traceback" not in err
     assert not (tmp_path / "rc").exists()
-    rc = main(["train", "--out", str(tmp_path / "rk"), "--data", str(samples.T1_AXIAL_SLAB),
-               "--degradation", "kspace", "--contrast-augment", "0.5"])
+    rc = main(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "rk"),
+            "--data",
+            str(samples.T1_AXIAL_SLAB),
+            "--degradation",
+            "kspace",
+            "--contrast-augment",
+            "0.5",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "kspace" in err and "--contrast-augment" in err and "Traceback" not in err
     assert not (tmp_path / "rk").exists()
@@ -269,8 +371,9 @@ def test_init_from_an_x2_network_copies_every_matching_layer(tmp_path):
     # x4 = two x2 steps: the first matches the x2 upsampler, the second has no counterpart
     assert "upsample_conv0" in copied and "upsample_conv1" not in copied
     assert "upsample_conv0" not in transfer_weights(seran(3, "tiny"), x2)
-    np.testing.assert_array_equal(x4.get_layer("group0_sera").get_weights()[0],
-                                  x2.get_layer("group0_sera").get_weights()[0])
+    np.testing.assert_array_equal(
+        x4.get_layer("group0_sera").get_weights()[0], x2.get_layer("group0_sera").get_weights()[0]
+    )
 
 
 def test_mixed_policy_picks_the_device_kind_and_rejects_others():
@@ -284,8 +387,8 @@ def test_mixed_policy_picks_the_device_kind_and_rejects_others():
 
 
 def test_bfloat16_training_on_real_mr_keeps_a_float32_image_and_restores_the_policy(tmp_path):
-    from keras_seran.training import train
     from keras_seran.cli import build_parser
+    from keras_seran.training import train
     from keras_seran.training.command import resolve_configs
 
     run_dir = tmp_path / "bf16"
@@ -293,8 +396,17 @@ def test_bfloat16_training_on_real_mr_keeps_a_float32_image_and_restores_the_pol
     args = build_parser(argv).parse_args(argv)
     data_cfg, train_cfg = resolve_configs(args)
     assert train_cfg.mixed_precision == "bfloat16"
-    history = train([str(samples.T1_AXIAL_SLAB)], 2, run_dir, arch="seran", preset="tiny",
-                    data=data_cfg, train_cfg=train_cfg, tensorboard=False, verbose=0)
+    history = train(
+        [str(samples.T1_AXIAL_SLAB)],
+        2,
+        run_dir,
+        arch="seran",
+        preset="tiny",
+        data=data_cfg,
+        train_cfg=train_cfg,
+        tensorboard=False,
+        verbose=0,
+    )
     model = history.model
     # trunk computes in bfloat16, variables and the reconstructed image stay float32
     assert model.get_layer("group0_block0").compute_dtype == "bfloat16"
@@ -346,8 +458,9 @@ def _checkpointed(run_dir):
 
 def test_the_last_epoch_is_checkpointed_between_intervals_and_on_early_stop(tmp_path):
     run_dir = tmp_path / "every2"
-    assert main([*TRAIN_ARGS, "--epochs", "3", "--checkpoint-every", "2", "--out",
-                 str(run_dir)]) == 0
+    assert (
+        main([*TRAIN_ARGS, "--epochs", "3", "--checkpoint-every", "2", "--out", str(run_dir)]) == 0
+    )
     assert len(list(csv.DictReader(open(run_dir / "log.csv")))) == 3
     assert _checkpointed(run_dir) == (3, 3 * STEPS, 3 * STEPS)
     # stopped early (as EarlyStopping stops) after epoch 2 of 5, checkpoints every 3 epochs
@@ -358,9 +471,18 @@ def test_the_last_epoch_is_checkpointed_between_intervals_and_on_early_stop(tmp_
     run_dir = tmp_path / "stopped"
     argv = [*TRAIN_ARGS, "--epochs", "5", "--checkpoint-every", "3", "--out", str(run_dir)]
     data_cfg, train_cfg = resolve_configs(build_parser(argv).parse_args(argv))
-    history = train([str(samples.T1_AXIAL_SLAB)], 2, run_dir, arch="seran", preset="tiny",
-                    data=data_cfg, train_cfg=train_cfg, tensorboard=False,
-                    callbacks=[_StopAfter(2)], verbose=0)
+    history = train(
+        [str(samples.T1_AXIAL_SLAB)],
+        2,
+        run_dir,
+        arch="seran",
+        preset="tiny",
+        data=data_cfg,
+        train_cfg=train_cfg,
+        tensorboard=False,
+        callbacks=[_StopAfter(2)],
+        verbose=0,
+    )
     assert history.epoch == [0, 1]
     assert _checkpointed(run_dir) == (2, 2 * STEPS, 2 * STEPS)
 
@@ -371,7 +493,7 @@ def test_min_patch_size_is_what_the_ssim_metric_needs(scale, slab_slices):
     from keras_seran.training.optim import min_patch_size
 
     p = min_patch_size(scale)
-    hr = slab_slices[:2, 100:100 + p * scale, 100:100 + p * scale, None]
+    hr = slab_slices[:2, 100 : 100 + p * scale, 100 : 100 + p * scale, None]
     metric = SSIMMetric(border=scale)
     metric.update_state(hr, hr)
     assert float(metric.result()) == pytest.approx(1.0)
@@ -425,13 +547,16 @@ def test_train_help_gives_every_flag_a_text_and_the_configs_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag, default in (("--epochs", TrainConfig.epochs),
-                          ("--steps-per-epoch", TrainConfig.steps_per_epoch),
-                          ("--checkpoint-every", TrainConfig.checkpoint_every_epochs),
-                          ("--batch-size", DataConfig.batch_size),
-                          ("--val-fraction", DataConfig.val_fraction),
-                          ("--seed", DataConfig.seed), ("--patch-size", DataConfig.patch_size),
-                          ("--lr", TrainConfig.learning_rate)):
+    for flag, default in (
+        ("--epochs", TrainConfig.epochs),
+        ("--steps-per-epoch", TrainConfig.steps_per_epoch),
+        ("--checkpoint-every", TrainConfig.checkpoint_every_epochs),
+        ("--batch-size", DataConfig.batch_size),
+        ("--val-fraction", DataConfig.val_fraction),
+        ("--seed", DataConfig.seed),
+        ("--patch-size", DataConfig.patch_size),
+        ("--lr", TrainConfig.learning_rate),
+    ):
         assert f"default: {default:g}" in text.split(flag + " ", 2)[-1].split(" --")[0], flag
     for flag in ("--early-stop PATIENCE", "--no-tensorboard"):
         assert "default" in text.split(flag + " ", 2)[-1].split(" --")[0], flag
@@ -446,8 +571,9 @@ def test_ready_endless_datasets_must_match_the_steps_per_epoch():
     from keras_seran.training.trainer import check_datasets
 
     cfg = DataConfig(slice_axis=1, patch_size=16, batch_size=2, val_fraction=0.0)
-    ds = PatchPyDataset(load_slice_sets(samples.T1_AXIAL_SLAB, 2, cfg)[0], 2, cfg,
-                        steps_per_epoch=10)
+    ds = PatchPyDataset(
+        load_slice_sets(samples.T1_AXIAL_SLAB, 2, cfg)[0], 2, cfg, steps_per_epoch=10
+    )
     check_datasets((ds, None), TrainConfig(steps_per_epoch=10))
     check_datasets(None, TrainConfig(steps_per_epoch=100))
     with pytest.raises(ValueError, match="10 steps per epoch but train_cfg.steps_per_epoch is 100"):

@@ -53,7 +53,9 @@ def parse_ixi_name(name: str | Path) -> tuple[str, str] | None:
 
 
 # BIDS-like suffixes, e.g. sub-01_T1w.nii.gz, sub-01_ses-1_T2w.nii.gz, sub-01_PD.nii.gz
-_BIDS_RE = re.compile(r"^(?P<subject>sub-[A-Za-z0-9]+).*_(?P<contrast>T1w|T2w|PDw|PD)(?:\.nii(?:\.gz)?)?$")
+_BIDS_RE = re.compile(
+    r"^(?P<subject>sub-[A-Za-z0-9]+).*_(?P<contrast>T1w|T2w|PDw|PD)(?:\.nii(?:\.gz)?)?$"
+)
 
 
 def parse_contrast(name: str | Path) -> tuple[str, str] | None:
@@ -71,8 +73,9 @@ def parse_contrast(name: str | Path) -> tuple[str, str] | None:
 #: A subject id at the start of a file name, whatever follows it: IXI (IXI002-Guys-0828-...) or
 #: BIDS (sub-01_ses-1_...), so a skull-stripped ``IXI002-...-T1_brain`` or a ``sub-01_FLAIR``
 #: stays with the rest of its subject in a split.
-_SUBJECT_RE = re.compile(r"^(?:(?P<ixi>IXI\d{3})(?=[-_.])|(?P<bids>sub-[A-Za-z0-9]+)(?=[_.]))",
-                         re.IGNORECASE)
+_SUBJECT_RE = re.compile(
+    r"^(?:(?P<ixi>IXI\d{3})(?=[-_.])|(?P<bids>sub-[A-Za-z0-9]+)(?=[_.]))", re.IGNORECASE
+)
 
 
 def subject_of(path: str | Path) -> str:
@@ -109,9 +112,12 @@ def check_not_temporary(path: str | Path) -> None:
     """InputDataError when ``path`` is a temporary file of this package (an incomplete write,
     :func:`keras_seran.files.is_temporary`): named on its own, it is still no input."""
     if is_temporary(path):
-        raise InputDataError(path, "is a temporary file of an unfinished keras-seran write "
-                                   "(being written, or left by an interrupted run), not an "
-                                   "input; use the finished file")
+        raise InputDataError(
+            path,
+            "is a temporary file of an unfinished keras-seran write "
+            "(being written, or left by an interrupted run), not an "
+            "input; use the finished file",
+        )
 
 
 def is_series_folder(path: str | Path) -> bool:
@@ -130,8 +136,9 @@ def has_contrast(path: str | Path, contrast: str) -> bool:
     return (parse_contrast(path) or (None, None))[1] == contrast.upper()
 
 
-def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str | None = None
-                 ) -> list[Path]:
+def find_volumes(
+    dir_or_glob: str | Path | Iterable[str | Path], contrast: str | None = None
+) -> list[Path]:
     """Sorted list of the NIfTI files a user points at.
 
     ``dir_or_glob``: a folder (searched recursively for *.nii / *.nii.gz, hidden files and
@@ -150,19 +157,26 @@ def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str |
     src = str(dir_or_glob)
     p = Path(src).expanduser()
     if p.is_dir():
-        found = sorted(q for q in p.rglob("*")
-                       if q.is_file() and is_nifti(q) and not is_hidden(q, p))
+        found = sorted(
+            q for q in p.rglob("*") if q.is_file() and is_nifti(q) and not is_hidden(q, p)
+        )
         if not found:
             if is_series_folder(p):
                 return [p]
-            raise InputDataError(p, "folder holds no NIfTI file (*.nii, *.nii.gz) and no DICOM "
-                                    "series; point at the folder of your volumes or use a glob")
+            raise InputDataError(
+                p,
+                "folder holds no NIfTI file (*.nii, *.nii.gz) and no DICOM "
+                "series; point at the folder of your volumes or use a glob",
+            )
     elif p.is_file():
         check_not_temporary(p)
         found = [p]
     elif any(ch in src for ch in "*?["):
-        found = sorted(Path(q) for q in _glob.glob(str(p), recursive=True)
-                       if Path(q).is_file() and not is_temporary(q))
+        found = sorted(
+            Path(q)
+            for q in _glob.glob(str(p), recursive=True)
+            if Path(q).is_file() and not is_temporary(q)
+        )
         if not found:
             raise InputDataError(src, "glob pattern matches no file; check the pattern and folder")
     else:
@@ -173,7 +187,10 @@ def find_volumes(dir_or_glob: str | Path | Iterable[str | Path], contrast: str |
     kept = [q for q in found if has_contrast(q, want)]
     if not kept:
         seen = sorted({c for q in found if (c := (parse_contrast(q) or (None, None))[1])})
-        raise InputDataError(src, f"no file with contrast {want!r} among {len(found)} file(s); "
-                                  f"contrasts found: {seen or 'none (names not IXI/BIDS style)'}; "
-                                  "use contrast=None to take every file")
+        raise InputDataError(
+            src,
+            f"no file with contrast {want!r} among {len(found)} file(s); "
+            f"contrasts found: {seen or 'none (names not IXI/BIDS style)'}; "
+            "use contrast=None to take every file",
+        )
     return kept

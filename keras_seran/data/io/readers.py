@@ -69,18 +69,25 @@ def check_array(a: np.ndarray, path: str | Path, what: str = "volume") -> None:
     """InputDataError naming ``path`` unless the image ``a`` (a "volume" or a "slice": ``what``)
     has no zero-size axis, only finite values, and is not constant."""
     if a.size == 0 or 0 in a.shape:
-        raise InputDataError(path, f"{what} has a zero-size axis (shape {a.shape}); the file holds "
-                                   "no image data")
+        raise InputDataError(
+            path, f"{what} has a zero-size axis (shape {a.shape}); the file holds no image data"
+        )
     finite = np.isfinite(a)
     if not finite.all():
         bad = int(a.size - np.count_nonzero(finite))
-        raise InputDataError(path, f"{what} contains {bad} NaN/Inf voxel(s) out of {a.size}; replace "
-                                   "them (e.g. np.nan_to_num) or fix the file before use")
+        raise InputDataError(
+            path,
+            f"{what} contains {bad} NaN/Inf voxel(s) out of {a.size}; replace "
+            "them (e.g. np.nan_to_num) or fix the file before use",
+        )
     lo, hi = float(a.min()), float(a.max())
     if lo == hi:
-        raise InputDataError(path, f"{what} is a constant image (every voxel = {lo:g}): it holds "
-                                   "no structure to train on or super-resolve and cannot be "
-                                   "normalised; check the file")
+        raise InputDataError(
+            path,
+            f"{what} is a constant image (every voxel = {lo:g}): it holds "
+            "no structure to train on or super-resolve and cannot be "
+            "normalised; check the file",
+        )
 
 
 def volume_array(a: np.ndarray, path: str | Path) -> np.ndarray:
@@ -90,20 +97,30 @@ def volume_array(a: np.ndarray, path: str | Path) -> np.ndarray:
     while a.ndim > 3 and a.shape[-1] == 1:
         a = a[..., 0]
     if a.ndim > 3:
-        raise InputDataError(path, f"{a.ndim}D image of shape {a.shape} holds {int(np.prod(a.shape[3:]))} "
-                                   "volumes (time points / diffusion directions); extract one 3D "
-                                   "volume first (e.g. nibabel: img.slicer[..., 0])")
+        raise InputDataError(
+            path,
+            f"{a.ndim}D image of shape {a.shape} holds {int(np.prod(a.shape[3:]))} "
+            "volumes (time points / diffusion directions); extract one 3D "
+            "volume first (e.g. nibabel: img.slicer[..., 0])",
+        )
     if a.ndim < 3:
-        raise InputDataError(path, f"image of shape {a.shape} is {a.ndim}D, not a 3D volume; for a "
-                                   "single 2D slice use SuperResolver.predict_slice (or "
-                                   "load_slice() to read it)")
+        raise InputDataError(
+            path,
+            f"image of shape {a.shape} is {a.ndim}D, not a 3D volume; for a "
+            "single 2D slice use SuperResolver.predict_slice (or "
+            "load_slice() to read it)",
+        )
     if 0 in a.shape:
-        raise InputDataError(path, f"volume has a zero-size axis (shape {a.shape}); the file holds "
-                                   "no image data")
+        raise InputDataError(
+            path, f"volume has a zero-size axis (shape {a.shape}); the file holds no image data"
+        )
     if 1 in a.shape:
-        raise InputDataError(path, f"volume has a 1-voxel-thick axis (shape {a.shape}): it is a "
-                                   "single slice, not a volume; use SuperResolver.predict_slice "
-                                   "(or load_slice() to read it)")
+        raise InputDataError(
+            path,
+            f"volume has a 1-voxel-thick axis (shape {a.shape}): it is a "
+            "single slice, not a volume; use SuperResolver.predict_slice "
+            "(or load_slice() to read it)",
+        )
     check_array(a, path)
     return a
 
@@ -112,8 +129,17 @@ def volume_array(a: np.ndarray, path: str | Path) -> np.ndarray:
 # NIfTI
 
 
-_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, MemoryError,
-                TypeError, IndexError, KeyError)
+_READ_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    zlib.error,
+    gzip.BadGzipFile,
+    MemoryError,
+    TypeError,
+    IndexError,
+    KeyError,
+)
 
 
 def _read_nifti_array(path: Path) -> tuple[np.ndarray, Any]:
@@ -125,16 +151,25 @@ def _read_nifti_array(path: Path) -> tuple[np.ndarray, Any]:
     try:
         img = nib.load(str(path), mmap=False)
     except (ImageFileError, HeaderDataError, *_READ_ERRORS) as e:
-        raise InputDataError(path, f"cannot read as NIfTI ({type(e).__name__}: {e}); the file is "
-                                   "not a NIfTI image or is corrupt") from None
+        raise InputDataError(
+            path,
+            f"cannot read as NIfTI ({type(e).__name__}: {e}); the file is "
+            "not a NIfTI image or is corrupt",
+        ) from None
     header_shape = tuple(int(d) for d in img.header.get_data_shape())
     if 0 in header_shape or not header_shape:
-        raise InputDataError(path, f"the header declares a zero-size axis (shape {header_shape}); "
-                                   "the file holds no image data")
+        raise InputDataError(
+            path,
+            f"the header declares a zero-size axis (shape {header_shape}); "
+            "the file holds no image data",
+        )
     dtype = img.get_data_dtype()
     if dtype.fields is not None or np.issubdtype(dtype, np.complexfloating):
-        raise InputDataError(path, f"NIfTI holds {dtype} voxels (complex or RGB), not real-valued "
-                                   "intensities; convert it to a magnitude/greyscale image first")
+        raise InputDataError(
+            path,
+            f"NIfTI holds {dtype} voxels (complex or RGB), not real-valued "
+            "intensities; convert it to a magnitude/greyscale image first",
+        )
     try:
         # dataobj applies scl_slope/inter; float32 keeps memory at 4 bytes per voxel. Values
         # beyond float32 become inf in the cast: silenced here, reported below by name.
@@ -142,9 +177,12 @@ def _read_nifti_array(path: Path) -> tuple[np.ndarray, Any]:
             warnings.simplefilter("ignore", RuntimeWarning)
             a = np.asarray(img.dataobj, dtype=np.float32)
     except (*_READ_ERRORS, ImageFileError, HeaderDataError) as e:
-        raise InputDataError(path, f"NIfTI data cannot be read ({type(e).__name__}: {e}); the file is "
-                                   "truncated or corrupt (an interrupted download or copy?): "
-                                   "re-download or re-export it") from None
+        raise InputDataError(
+            path,
+            f"NIfTI data cannot be read ({type(e).__name__}: {e}); the file is "
+            "truncated or corrupt (an interrupted download or copy?): "
+            "re-download or re-export it",
+        ) from None
     if not np.isfinite(a).all():
         _check_float32_range(img, a, path)
     return a, img
@@ -163,10 +201,13 @@ def _check_float32_range(img: Any, a: np.ndarray, path: Path) -> None:
     n = int(np.count_nonzero(over))
     if n:
         peak = float(np.max(np.abs(full[over])))
-        raise InputDataError(path, f"{n} voxel value(s) beyond the float32 range (largest "
-                                   f"magnitude {peak:.3g} > {float(np.finfo(np.float32).max):.3g}); "
-                                   "rescale the intensities (e.g. divide by a power of 10) and "
-                                   "save the file again")
+        raise InputDataError(
+            path,
+            f"{n} voxel value(s) beyond the float32 range (largest "
+            f"magnitude {peak:.3g} > {float(np.finfo(np.float32).max):.3g}); "
+            "rescale the intensities (e.g. divide by a power of 10) and "
+            "save the file again",
+        )
 
 
 def has_scaling(img: Any) -> bool:
@@ -210,16 +251,31 @@ def load_volume(path: str | Path) -> Volume:
     a = volume_array(a, p)
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     if not np.all(np.isfinite(zooms)):
-        raise InputDataError(p, f"the header's voxel sizes (pixdim) {zooms} are not finite; fix "
-                                "the header (e.g. nibabel: img.header.set_zooms(...))")
-    return Volume(np.ascontiguousarray(a, dtype=np.float32), np.asarray(img.affine, dtype=np.float64),
-                  img.header, str(p), zooms, has_scaling(img))  # type: ignore[arg-type]
+        raise InputDataError(
+            p,
+            f"the header's voxel sizes (pixdim) {zooms} are not finite; fix "
+            "the header (e.g. nibabel: img.header.set_zooms(...))",
+        )
+    return Volume(
+        np.ascontiguousarray(a, dtype=np.float32),
+        np.asarray(img.affine, dtype=np.float64),
+        img.header,
+        str(p),
+        zooms,
+        has_scaling(img),
+    )  # type: ignore[arg-type]
 
 
 #: Formats nibabel reads (suffix -> name): a converted NIfTI keeps their geometry.
-_NIBABEL_FORMATS = {".mgz": "FreeSurfer MGH", ".mgh": "FreeSurfer MGH", ".mnc": "MINC",
-                    ".hdr": "Analyze/NIfTI pair", ".img": "Analyze/NIfTI pair",
-                    ".par": "Philips PAR/REC", ".rec": "Philips PAR/REC"}
+_NIBABEL_FORMATS = {
+    ".mgz": "FreeSurfer MGH",
+    ".mgh": "FreeSurfer MGH",
+    ".mnc": "MINC",
+    ".hdr": "Analyze/NIfTI pair",
+    ".img": "Analyze/NIfTI pair",
+    ".par": "Philips PAR/REC",
+    ".rec": "Philips PAR/REC",
+}
 #: Formats SimpleITK (ITK) reads.
 _ITK_FORMATS = {".mha": "MetaImage", ".mhd": "MetaImage", ".nrrd": "NRRD", ".nhdr": "NRRD"}
 
@@ -234,23 +290,33 @@ def format_advice(path: str | Path, want: str = "volume") -> str:
     suffix = "".join(p.suffixes[-2:]) or "none"
     if want == "volume" and suf in SLICE_SUFFIXES and suf not in (".npy", ".dcm"):
         kind = suf.lstrip(".").upper()
-        return (f"is a 2D {kind} image, not a 3D volume: read it with load_slice() and "
-                "super-resolve it with SuperResolver.predict_slice (the command line takes "
-                "NIfTI volumes and DICOM series)")
+        return (
+            f"is a 2D {kind} image, not a 3D volume: read it with load_slice() and "
+            "super-resolve it with SuperResolver.predict_slice (the command line takes "
+            "NIfTI volumes and DICOM series)"
+        )
     convert = "save it as NIfTI (.nii.gz)"
     if suf in _ITK_FORMATS:
-        return (f"{_ITK_FORMATS[suf]} ({suf}) is not read here; {convert}, e.g. with SimpleITK: "
-                f"sitk.WriteImage(sitk.ReadImage('{p.name}'), 'out.nii.gz')")
+        return (
+            f"{_ITK_FORMATS[suf]} ({suf}) is not read here; {convert}, e.g. with SimpleITK: "
+            f"sitk.WriteImage(sitk.ReadImage('{p.name}'), 'out.nii.gz')"
+        )
     if suf in _NIBABEL_FORMATS:
         use = " or pass nib.load(path) to SuperResolver.predict_volume" if want == "volume" else ""
-        return (f"{_NIBABEL_FORMATS[suf]} ({suf}) is not read here; {convert} with nibabel: "
-                f"nib.save(nib.load('{p.name}'), 'out.nii.gz'){use}")
+        return (
+            f"{_NIBABEL_FORMATS[suf]} ({suf}) is not read here; {convert} with nibabel: "
+            f"nib.save(nib.load('{p.name}'), 'out.nii.gz'){use}"
+        )
     if want == "slice":
-        return (f"unsupported slice file type (suffix {suffix}); use PNG, TIFF, JPEG, NPY, one "
-                "DICOM image or a single-slice NIfTI")
-    return (f"not a NIfTI file (suffix {suffix}; expected .nii or .nii.gz, a folder holding one "
-            "DICOM series, a multi-frame DICOM file or a 3D .npy array); save it as NIfTI "
-            "first")
+        return (
+            f"unsupported slice file type (suffix {suffix}); use PNG, TIFF, JPEG, NPY, one "
+            "DICOM image or a single-slice NIfTI"
+        )
+    return (
+        f"not a NIfTI file (suffix {suffix}; expected .nii or .nii.gz, a folder holding one "
+        "DICOM series, a multi-frame DICOM file or a 3D .npy array); save it as NIfTI "
+        "first"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,16 +337,20 @@ def load_dicom_series(path: str | Path) -> Volume:
     header = nib.Nifti1Header()
     header.set_data_shape(a.shape)
     stored = dv.stored_dtype
-    header.set_data_dtype(stored if np.issubdtype(stored, np.integer) and not dv.scaled
-                          and stored.itemsize <= 4 else np.float32)
+    header.set_data_dtype(
+        stored
+        if np.issubdtype(stored, np.integer) and not dv.scaled and stored.itemsize <= 4
+        else np.float32
+    )
     header.set_sform(dv.affine, code="scanner")
     m = dv.affine[:3, :3] / np.asarray(dv.zooms)
-    rigid = np.allclose(m.T @ m, np.eye(3), atol=1e-4)       # no shear (gantry tilt)
+    rigid = np.allclose(m.T @ m, np.eye(3), atol=1e-4)  # no shear (gantry tilt)
     header.set_qform(dv.affine if rigid else None, code="scanner" if rigid else "unknown")
     header.set_zooms(dv.zooms)
     header.set_xyzt_units("mm")
-    return Volume(np.ascontiguousarray(a, dtype=np.float32), dv.affine, header, str(p),
-                  dv.zooms, dv.scaled)
+    return Volume(
+        np.ascontiguousarray(a, dtype=np.float32), dv.affine, header, str(p), dv.zooms, dv.scaled
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,9 +361,13 @@ def _load_npy(p: Path) -> np.ndarray:
     try:
         a = np.load(p, allow_pickle=False)
     except (*_READ_ERRORS,) as e:
-        raise InputDataError(p, f"cannot read as a numpy .npy array ({type(e).__name__}: {e})") from None
+        raise InputDataError(
+            p, f"cannot read as a numpy .npy array ({type(e).__name__}: {e})"
+        ) from None
     if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
-        raise InputDataError(p, f"npy file holds {getattr(a, 'dtype', type(a))}, not a real-valued image")
+        raise InputDataError(
+            p, f"npy file holds {getattr(a, 'dtype', type(a))}, not a real-valued image"
+        )
     return a.astype(np.float32)
 
 
@@ -306,16 +380,24 @@ def _load_pil(p: Path) -> np.ndarray:
             mode = im.mode
             if mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr"):
                 rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
-                if not (np.array_equal(rgb[..., 0], rgb[..., 1])
-                        and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                    warnings.warn(f"{p}: colour ({mode}) image converted to greyscale (MR slices "
-                                  "are one channel)", stacklevel=3)
+                if not (
+                    np.array_equal(rgb[..., 0], rgb[..., 1])
+                    and np.array_equal(rgb[..., 0], rgb[..., 2])
+                ):
+                    warnings.warn(
+                        f"{p}: colour ({mode}) image converted to greyscale (MR slices "
+                        "are one channel)",
+                        stacklevel=3,
+                    )
                     return np.asarray(im.convert("L"), dtype=np.float32)
-                return np.ascontiguousarray(rgb[..., 0])   # grey stored as RGB/palette: exact
+                return np.ascontiguousarray(rgb[..., 0])  # grey stored as RGB/palette: exact
             return np.asarray(im, dtype=np.float32)
     except (UnidentifiedImageError, *_READ_ERRORS) as e:
-        raise InputDataError(p, f"cannot read as an image ({type(e).__name__}: {e}); the file is not "
-                                "a PNG/TIFF/JPEG or is corrupt") from None
+        raise InputDataError(
+            p,
+            f"cannot read as an image ({type(e).__name__}: {e}); the file is not "
+            "a PNG/TIFF/JPEG or is corrupt",
+        ) from None
 
 
 def load_slice(path: str | Path) -> np.ndarray:
@@ -331,7 +413,9 @@ def load_slice(path: str | Path) -> np.ndarray:
     if not p.exists():
         raise InputDataError(p, "file does not exist; check the path")
     if p.is_dir():
-        raise InputDataError(p, "is a folder, not a 2D image file; use load_volume() for a DICOM series")
+        raise InputDataError(
+            p, "is a folder, not a 2D image file; use load_volume() for a DICOM series"
+        )
     check_not_temporary(p)
     suf = p.suffix.lower()
     if suf == ".npy":
@@ -347,8 +431,10 @@ def load_slice(path: str | Path) -> np.ndarray:
     if a.ndim > 2:
         a = np.squeeze(a)
     if a.ndim != 2:
-        raise InputDataError(p, f"expected a 2D slice, got an array of shape {a.shape}; use "
-                                "load_volume() for 3D data")
+        raise InputDataError(
+            p,
+            f"expected a 2D slice, got an array of shape {a.shape}; use load_volume() for 3D data",
+        )
     check_array(a, p, what="slice")
     return np.ascontiguousarray(a, dtype=np.float32)
 
