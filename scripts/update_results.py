@@ -38,7 +38,7 @@ def load(csv_path: Path):
     return rows
 
 
-def table(rows) -> str:
+def table(rows, methods=("bicubic", "edsr", "edsr+", "seran", "seran+")) -> str:
     head = (
         "| scale | method | "
         + " | ".join(SET_NAMES[s] for s in SETS)
@@ -47,7 +47,7 @@ def table(rows) -> str:
     out = [head, "|---|---|" + "---|" * len(SETS) + "---|"]
     for scale in sorted({k[0] for k in rows}):
         bic = rows.get((scale, "bicubic"), {})
-        for method in ("bicubic", "edsr", "edsr+", "seran", "seran+"):
+        for method in methods:
             cells = rows.get((scale, method))
             if cells is None:
                 continue
@@ -177,19 +177,19 @@ def main(csv_path: str) -> int:
     rows = load(Path(csv_path))
     cs = cards()
     hardware = cs[0]["hardware"] if cs else "?"
-    results = f"""## Results
+    results = f"""## Results: the paper's bicubic protocol
 
-Our own runs, on our data (not the paper's IXI benchmark): PSNR (dB) / SSIM, border = scale
-pixels cropped, data range 1 after per-volume robust normalisation, bicubic (MATLAB-style
-antialiased) degradation. None of these images was used for training: the held-out slab of the
+Our own runs, on our data (not the paper's IXI benchmark; acquired data:
+[docs/acquisitions.md](docs/acquisitions.md)): PSNR (dB) / SSIM, border = scale pixels cropped,
+data range 1 after per-volume robust normalisation, bicubic (MATLAB-style antialiased)
+degradation. None of these images was used for training: the held-out slab of the
 training subject (16 slices), two simulated BrainWeb slices (T1 and a **different contrast**,
 PD) and a real T1 from **another scanner** (2x2 mm in-plane, 11 slices).
 
-{table(rows)}
+{table(rows, ("bicubic", "edsr", "seran"))}
 
 On the held-out real T1: {verdicts(rows)}. {comparison(rows, training_minutes([c for c in cs if c.get("degradation") in (None, "bicubic")]))}
-Rows marked + average each network over the 8 flips and rotations of its input
-(`--self-ensemble`, 8x the inference time).
+The x8 self-ensemble (`--self-ensemble`) adds about 0.1-0.3 dB: `docs/results.md`.
 
 SERAN and EDSR are the bundled `small` weights, trained the same way on the same data (one real
 T1 volume, {hardware}); x3/x4 start from the x2 network. Reproduce with
