@@ -177,9 +177,9 @@ def main(csv_path: str) -> int:
     rows = load(Path(csv_path))
     cs = cards()
     hardware = cs[0]["hardware"] if cs else "?"
-    results = f"""## Results: the paper's bicubic protocol
+    results = f"""## Results
 
-Our own runs, on our data (not the paper's IXI benchmark; acquired data:
+The paper's bicubic protocol, our own runs on our data (not the paper's IXI benchmark; acquired data:
 [docs/acquisitions.md](docs/acquisitions.md)): PSNR (dB) / SSIM, border = scale pixels cropped,
 data range 1 after per-volume robust normalisation, bicubic (MATLAB-style antialiased)
 degradation. None of these images was used for training: the held-out slab of the

@@ -301,6 +301,8 @@ def run(args: argparse.Namespace) -> int:
             options.update(target_spacing=cfg.target_spacing, adapt_steps=cfg.adapt_steps)
         else:
             resolver = load_resolver(args, cfg)
+    if cfg.isotropic and not through_plane_only:
+        resolver.through_plane()  # missing through-plane weights fail here, before any work
     if not through_plane_only:
         options.update(
             tile_size=cfg.tile_size, overlap=cfg.overlap, max_memory_mb=cfg.max_memory_mb

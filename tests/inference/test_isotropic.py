@@ -93,3 +93,21 @@ def test_cli_ratio_beyond_the_network_is_refused(small_lowres_file, tmp_path, ca
         ]
     )
     assert code == 2 and "ratio" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("extra", [[], ["--scale", "2"]])
+def test_cli_missing_through_plane_weights_stop_before_any_work(
+    extra, small_lowres_file, tmp_path, capsys, monkeypatch
+):
+    from keras_seran import registry
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for f in registry.WEIGHTS_DIR.glob("seran_small_x2_kspace*"):  # in-plane weights stay
+        (weights / f.name).write_bytes(f.read_bytes())
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
+    out = tmp_path / "out" / "iso.nii.gz"
+    assert main(["predict", str(small_lowres_file), str(out), "--isotropic", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seran_small_throughplane.weights.h5" in err[0]
+    assert not out.exists() and not out.parent.exists()

@@ -109,12 +109,15 @@ def test_seran_tiled_close_to_whole(tiny_seran, slab):
     assert 0 < err < tiling.TILED_TOLERANCE, err
 
 
-def test_pretrained_tiled_close_to_whole(slab):
-    r = SuperResolver.from_pretrained(2)
+@pytest.mark.parametrize("degradation, tolerance", [("bicubic", 1e-3), ("kspace", 2e-3)])
+def test_pretrained_tiled_close_to_whole(slab, degradation, tolerance):
+    """64 px tiles of a 128 px slice, 16 px overlap: within ``tolerance`` of the range of the
+    whole-slice result (measured: bicubic weights 0.9e-3, k-space weights 1.2e-3)."""
+    r = SuperResolver.from_pretrained(2, degradation=degradation)
     sl = _real_slice(slab)[::2, ::2]  # a 128x128 LR slice of real T1
     whole = r.predict_slice(sl)
     tiled = r.predict_slice(sl, tile_size=64, overlap=16)
-    assert mad_over_range(tiled, whole, sl) < 1e-3
+    assert mad_over_range(tiled, whole, sl) < tolerance
 
 
 def test_volume_tiled_vs_whole(tiny_seran, slab):
