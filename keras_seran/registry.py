@@ -76,15 +76,6 @@ class _WeightFiles:
             )
         return seran_config_from_dict(recorded)
 
-    def _missing(self) -> InputDataError:
-        return InputDataError(
-            self.weights_path,
-            f"no bundled weights for {self.name}; bundled: "
-            f"{available() or 'none'}. Train your own with "
-            "`keras-seran train` and pass the .keras file "
-            "instead.",
-        )
-
 
 @dataclass(frozen=True)
 class Bundled(_WeightFiles):
@@ -168,7 +159,13 @@ class BundledThroughPlane(_WeightFiles):
         from keras_seran.models.throughplane import seran_through_plane
 
         if not self.exists():
-            raise self._missing()
+            raise InputDataError(
+                self.weights_path,
+                f"no bundled {self.name} weights in this installation (in-plane ones: "
+                f"{', '.join(available()) or 'none'}); train them with `python "
+                "scripts/train_throughplane.py --out runs/pretrained` and `--export` (needs "
+                "../shared/data), or pass your own network to ThroughPlaneResolver(model)",
+            )
         model = seran_through_plane(config=self.config())
         model.load_weights(self.weights_path)
         return model
