@@ -14,31 +14,24 @@ import importlib.abc
 import importlib.util
 import sys
 
-#: public name -> (module, attribute or None for the module itself)
+from keras_seran._lazy import lazy_names
+
+_CONFIGS = (
+    "SERANConfig",
+    "SERAConfig",
+    "DataConfig",
+    "TrainConfig",
+    "InferenceConfig",
+    "ExportConfig",
+)
 _LAZY = {
-    "layers": ("keras_seran.layers", None),
-    "models": ("keras_seran.models", None),
-    "metrics": ("keras_seran.metrics", None),
-    "SuperResolver": ("keras_seran.inference.resolver", "SuperResolver"),
-    "SERANConfig": ("keras_seran.config", "SERANConfig"),
-    "SERAConfig": ("keras_seran.config", "SERAConfig"),
-    "DataConfig": ("keras_seran.config", "DataConfig"),
-    "TrainConfig": ("keras_seran.config", "TrainConfig"),
-    "InferenceConfig": ("keras_seran.config", "InferenceConfig"),
-    "ExportConfig": ("keras_seran.config", "ExportConfig"),
+    "layers": ".layers:",
+    "models": ".models:",
+    "metrics": ".metrics:",
+    "SuperResolver": ".inference.resolver",
+    **dict.fromkeys(_CONFIGS, ".config"),
 }
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        value = importlib.import_module(module)
-        return value if attr is None else getattr(value, attr)
-    raise AttributeError(f"module 'keras_seran' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 
 def _register_custom_objects() -> None:
@@ -81,16 +74,4 @@ elif not any(isinstance(f, _RegisterAfterKeras) for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterAfterKeras())
 
 
-__all__ = [
-    "layers",
-    "models",
-    "metrics",
-    "SuperResolver",
-    "SERANConfig",
-    "SERAConfig",
-    "DataConfig",
-    "TrainConfig",
-    "InferenceConfig",
-    "ExportConfig",
-    "__version__",
-]
+__all__ = [*_LAZY, "__version__"]

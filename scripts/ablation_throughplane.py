@@ -38,20 +38,11 @@ def row_shuffle_model(ratio: int):
     import keras
 
     from keras_seran.config import preset_config
-    from keras_seran.layers import ResidualBlock
-    from keras_seran.models.common import conv3x3, lr_input, residual_groups, sera_block
+    from keras_seran.models.common import conv3x3, residual_in_residual, sera_block
 
     cfg = preset_config("small")
     c = cfg.channels
-    inputs = lr_input()
-    shallow = conv3x3(c, "shallow_conv")(inputs)
-    x = residual_groups(
-        shallow,
-        cfg,
-        lambda g, b: ResidualBlock(c, name=f"group{g}_block{b}"),
-        lambda g, y: sera_block(cfg, g)(y),
-    )
-    x = keras.layers.Add(name="long_skip")([shallow, conv3x3(c, "trunk_conv")(x)])
+    inputs, _, x = residual_in_residual(cfg, attention=lambda g, y: sera_block(cfg, g)(y))
     x = conv3x3(c * ratio, "rows_conv")(x)
 
     def to_rows(t):

@@ -12,6 +12,7 @@ no part has to reach sideways for it.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ ROOT = "keras_seran"  # the package's __init__ (the public facade)
 
 #: Each part of the package and the parts it builds on directly.
 BUILDS_ON: dict[str, tuple[str, ...]] = {
+    "_lazy": (),  # public names that load on first use (every package __init__)
     "errors": (),  # every exception
     "contract": ("errors",),  # the network's input contract
     "files": ("errors",),  # atomic writes, output checks
@@ -44,6 +46,10 @@ BUILDS_ON: dict[str, tuple[str, ...]] = {
 }
 #: What any module may take from the package root: metadata, not code.
 ROOT_METADATA = {"__version__"}
+#: Plumbing of the package's own layout that every part may use.
+EVERYWHERE = {"_lazy"}
+#: A lazy name's home in a package __init__: "keras_seran.x.y", ".y", ".y:attr" or ".y:".
+LAZY_TARGET = re.compile(r"^(keras_seran|\.)[\w.]*(:\w*)?$")
 
 
 def below(part: str) -> set[str]:
@@ -105,6 +111,19 @@ def imports(module: str, path: Path) -> list[tuple[int, str, list[str]]]:
                     plain.append(a.name)
             if plain:
                 out.append((node.lineno, base, plain))
+        elif (
+            path.name == "__init__.py"
+            and isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and LAZY_TARGET.match(node.value)
+        ):  # a lazy name (keras_seran._lazy): imported on first use
+            target = node.value.partition(":")[0]
+            if target.startswith("."):
+                level = len(target) - len(target.lstrip("."))
+                anchor = package.split(".")[: len(package.split(".")) - level + 1]
+                target = ".".join(anchor + ([target.lstrip(".")] if target.lstrip(".") else []))
+            if _is_module(target):
+                out.append((node.lineno, target, []))
     return out
 
 
@@ -120,7 +139,9 @@ def sideways_imports() -> list[str]:
         mine = part_of(module)
         for line, target, names in imports(module, path):
             theirs = part_of(target)
-            if theirs == mine or (theirs == ROOT and set(names) <= ROOT_METADATA and names):
+            if theirs == mine or theirs in EVERYWHERE:
+                continue
+            if theirs == ROOT and set(names) <= ROOT_METADATA and names:
                 continue
             if theirs not in below(mine):
                 where = "upwards" if mine in below(theirs) else "sideways"

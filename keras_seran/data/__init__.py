@@ -12,6 +12,7 @@ lazily on first use, so ``import keras_seran.data`` itself pulls in neither Tens
 
 from __future__ import annotations
 
+from keras_seran._lazy import lazy_names
 from keras_seran.data.degrade import (
     DEGRADATIONS,
     add_rician_noise,
@@ -64,12 +65,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'keras_seran.data' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [

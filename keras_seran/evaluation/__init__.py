@@ -6,7 +6,7 @@ for its command module) loads no Keras.
 
 from __future__ import annotations
 
-import importlib
+from keras_seran._lazy import lazy_names
 
 _PROTOCOL = (
     "Scores",
@@ -22,10 +22,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [

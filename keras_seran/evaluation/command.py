@@ -124,17 +124,16 @@ def _default_models(degradation: str, scales: list[int]) -> list[str]:
 
 
 def check_noise(levels: list[float]) -> list[float]:
-    """The ``--noise`` levels, each in [0, 0.5); UsageError otherwise."""
-    import math
-
+    """The ``--noise`` levels (fractions of the normalised range), each in [0, 0.5), without
+    repeats; UsageError otherwise."""
+    from keras_seran.config import check_number
     from keras_seran.errors import UsageError
 
     for sigma in levels:
-        if not (math.isfinite(sigma) and 0.0 <= sigma < 0.5):
-            raise UsageError(
-                f"--noise {sigma}: sigma is a fraction of the normalised range, "
-                "from 0 up to 0.5 (e.g. 0.01 for 1 %)"
-            )
+        try:
+            check_number("--noise", sigma, 0.0, 0.5, high_open=True)
+        except ValueError as exc:
+            raise UsageError(f"{exc} (a fraction of the normalised range: 0.01 is 1 %)") from None
     return list(dict.fromkeys(levels))
 
 

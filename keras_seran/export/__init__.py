@@ -13,60 +13,51 @@ so ``import keras_seran.export`` stays cheap (no TensorFlow, ONNX or TensorRT im
 
 from __future__ import annotations
 
-import importlib
-
+from keras_seran._lazy import lazy_names
 from keras_seran.errors import ExportCheckError as ExportCheckError
 
 _LAZY = {
     # bundle
-    "export_bundle": "bundle",
-    "parse_formats": "bundle",
+    "export_bundle": ".bundle",
+    "parse_formats": ".bundle",
     # formats (the registry) and the manifest
-    "FORMATS": "formats",
-    "FORMAT_REGISTRY": "formats",
-    "verify_hashes": "manifest",
-    "load_manifest": "manifest",
+    "FORMATS": ".formats",
+    "FORMAT_REGISTRY": ".formats",
+    "verify_hashes": ".manifest",
+    "load_manifest": ".manifest",
     # savedmodel
-    "export_savedmodel": "savedmodel",
-    "SavedModelRunner": "savedmodel",
+    "export_savedmodel": ".savedmodel",
+    "SavedModelRunner": ".savedmodel",
     # litert
-    "export_tflite": "litert",
-    "convert_saved_model": "litert",
-    "tflite_op_names": "litert",
-    "assert_builtin_only": "litert",
-    "LiteRTRunner": "litert",
+    "export_tflite": ".litert",
+    "convert_saved_model": ".litert",
+    "tflite_op_names": ".litert",
+    "assert_builtin_only": ".litert",
+    "LiteRTRunner": ".litert",
     # onnx
-    "export_onnx": "onnx_export",
-    "quantize_qdq": "onnx_export",
-    "OnnxRunner": "onnx_export",
-    "tensorrt_problems": "onnx_export",
-    "assert_tensorrt_compatible": "onnx_export",
-    "TENSORRT_ONNX_OPS": "onnx_export",
+    "export_onnx": ".onnx_export",
+    "quantize_qdq": ".onnx_export",
+    "OnnxRunner": ".onnx_export",
+    "tensorrt_problems": ".onnx_export",
+    "assert_tensorrt_compatible": ".onnx_export",
+    "TENSORRT_ONNX_OPS": ".onnx_export",
     # tensorrt
-    "build_engine": "tensorrt_engine",
-    "tensorrt_status": "tensorrt_engine",
-    "trtexec_command": "tensorrt_engine",
-    "build_engines_script": "tensorrt_engine",
-    "TensorRTRunner": "tensorrt_engine",
-    "TensorRTUnavailable": "tensorrt_engine",
+    "build_engine": ".tensorrt_engine",
+    "tensorrt_status": ".tensorrt_engine",
+    "trtexec_command": ".tensorrt_engine",
+    "build_engines_script": ".tensorrt_engine",
+    "TensorRTRunner": ".tensorrt_engine",
+    "TensorRTUnavailable": ".tensorrt_engine",
     # parity
-    "parity_report": "parity",
-    "parity_markdown": "parity",
-    "parity_pairs": "parity",
-    "calibration_inputs": "parity",
-    "load_mr_slices": "parity",
+    "parity_report": ".parity",
+    "parity_markdown": ".parity",
+    "parity_pairs": ".parity",
+    "calibration_inputs": ".parity",
+    "load_mr_slices": ".parity",
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        module = importlib.import_module(f"keras_seran.export.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'keras_seran.export' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = sorted([*_LAZY, "ExportCheckError"])

@@ -66,6 +66,17 @@ class BundleJob:
         self.runners[name] = runner
         self.precisions[name] = precision
 
+    def verify_files(self, folder: str, infos: dict[str, dict], runner, precisions) -> None:
+        """Check each variant file of ``folder`` (``infos``: variant -> info with its ``file``,
+        made relative to the bundle here) with ``runner(path, num_threads=...)``."""
+        for variant, info in infos.items():
+            info["file"] = f"{folder}/{info['file']}"
+            self.verify(
+                f"{folder}/{variant}",
+                runner(self.tmp / info["file"], num_threads=self.num_threads),
+                precisions[variant],
+            )
+
 
 def export_savedmodel_format(job: BundleJob) -> dict:
     job.say("savedmodel: writing")
@@ -85,13 +96,8 @@ def export_tflite_format(job: BundleJob) -> dict:
         int8_io=job.int8_io,
         basename=job.stem,
     )
-    for variant, info in infos.items():
-        info["file"] = f"tflite/{info['file']}"
-        job.verify(
-            f"tflite/{variant}",
-            litert.LiteRTRunner(job.tmp / info["file"], num_threads=job.num_threads),
-            litert.PRECISION[variant],
-        )
+    job.verify_files("tflite", infos, litert.LiteRTRunner, litert.PRECISION)
+    for info in infos.values():
         if info.get("int8_io"):
             job.int8_io_info = {
                 "file": info["file"],
@@ -126,14 +132,8 @@ def export_onnx_format(job: BundleJob) -> dict:
     if "float32" not in job.onnx_variants:
         fp32.unlink()
         del variants["float32"]
-    for variant, info in variants.items():
-        info["file"] = f"onnx/{info['file']}"
-        job.verify(
-            f"onnx/{variant}",
-            onnx_export.OnnxRunner(job.tmp / info["file"], num_threads=job.num_threads),
-            onnx_export.PRECISION[variant],
-        )
-        job.onnx_files[variant] = info["file"]
+    job.verify_files("onnx", variants, onnx_export.OnnxRunner, onnx_export.PRECISION)
+    job.onnx_files.update({variant: info["file"] for variant, info in variants.items()})
     return {
         "status": "ok",
         "requested": "onnx" in job.requested,
@@ -230,6 +230,9 @@ class Format:
     builds_on: tuple[str, ...] = ()
 
 
+#: what the ONNX (and so the TensorRT) export imports
+ONNX_REQUIRES = ("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxconverter_common")
+
 #: The formats, in bundle order. TensorRT itself is optional: without it the engine build is
 #: skipped and left to the target (``build_engines.sh``).
 FORMAT_REGISTRY: dict[str, Format] = {
@@ -255,7 +258,7 @@ FORMAT_REGISTRY: dict[str, Format] = {
             writes="onnx/<name>_{float32,float16}.onnx, onnx/<name>_int8_qdq.onnx "
             "(TensorRT-compatible ops; TensorRT's Q/DQ placement)",
             verified="each variant at its precision's tolerance (onnxruntime)",
-            requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxconverter_common"),
+            requires=ONNX_REQUIRES,
         ),
         Format(
             "tensorrt",
@@ -263,7 +266,7 @@ FORMAT_REGISTRY: dict[str, Format] = {
             writes="build_engines.sh (trtexec lines); engines/<name>_{fp16,int8}.engine where "
             "TensorRT and a GPU exist",
             verified="each engine built here, when the parity size is within its profiles",
-            requires=("tensorflow", "tf2onnx", "onnx", "onnxruntime", "onnxconverter_common"),
+            requires=ONNX_REQUIRES,
             builds_on=("onnx",),
         ),
     )

@@ -115,13 +115,19 @@ def input_contract(
     out_w = w * scale if isinstance(w, int) else f"W*{scale}"
     lo, hi = DEFAULT_PERCENTILES
     a, b = NETWORK_RANGE
-    contract = {
-        "input": {
-            "name": INPUT_NAME,
-            "shape": [1, h, w, channels],
+
+    def tensor(name: str, height, width) -> dict:
+        return {
+            "name": name,
+            "shape": [1, height, width, channels],
             "dtype": "float32",
             "layout": "NHWC",
             "range": [float(a), float(b)],
+        }
+
+    contract = {
+        "input": {
+            **tensor(INPUT_NAME, h, w),
             "dynamic_hw": input_size is None,
             "note": "SavedModel and ONNX also take any batch size and any H, W; the LiteRT "
             "files take batch 1 and "
@@ -145,11 +151,7 @@ def input_contract(
             "inverse": f"x = x_norm * (p{hi:g} - p{lo:g}) + p{lo:g}",
         },
         "output": {
-            "name": OUTPUT_NAME,
-            "shape": [1, out_h, out_w, channels],
-            "dtype": "float32",
-            "layout": "NHWC",
-            "range": [float(a), float(b)],
+            **tensor(OUTPUT_NAME, out_h, out_w),
             "note": "same normalised units as the input: apply the inverse normalisation "
             "with the input volume's percentiles, then clip to the volume's "
             "intensity range (as SuperResolver does)",

@@ -101,6 +101,20 @@ def _name_dynamic_axes(proto) -> None:
                     d.dim_param = n
 
 
+def _save_checked(proto, path: Path) -> dict:
+    """Name the dynamic axes, save ``proto`` to ``path``, run ONNX's full checker and the
+    TensorRT op check; the common part of every ONNX variant's info (file, opset, ops, I/O)."""
+    import onnx
+
+    _name_dynamic_axes(proto)
+    proto.producer_name = "keras_seran"
+    onnx.save(proto, str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+    ops = assert_tensorrt_compatible(proto, where=path)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return {"file": path.name, "opset": int(opset), "ops": ops, **describe_io(proto)}
+
+
 def tensorrt_requirement(opset: int) -> str:
     """The TensorRT releases that parse an ONNX graph of ``opset`` (for the bundle's notes)."""
     if int(opset) <= TENSORRT8_MAX_OPSET:
@@ -115,7 +129,6 @@ def export_onnx(model, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
     """Write ``model`` as ONNX (input ``lr`` (batch, height, width, 1) float32, output ``sr``) and
     check it with ``onnx.checker`` and :func:`assert_tensorrt_compatible`. Returns a description.
     """
-    import onnx
     import tensorflow as tf
     import tf2onnx
 
@@ -124,13 +137,7 @@ def export_onnx(model, path: str | Path, opset: int = DEFAULT_OPSET) -> dict:
     spec = [input_spec(model)]
     fn = tf.function(serving_fn(model), input_signature=spec)
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=int(opset))
-    _name_dynamic_axes(proto)
-    proto.producer_name = "keras_seran"
-    path = Path(path)
-    onnx.save(proto, str(path))
-    onnx.checker.check_model(str(path), full_check=True)
-    ops = assert_tensorrt_compatible(proto, where=path)
-    return {"file": path.name, "opset": int(opset), "ops": ops, **describe_io(proto)}
+    return _save_checked(proto, Path(path))
 
 
 def describe_io(proto) -> dict:
@@ -290,18 +297,8 @@ def export_float16(fp32_path: str | Path, out_path: str | Path) -> dict:
         half = float16.convert_float_to_float16(
             proto, keep_io_types=True, node_block_list=keep_float
         )
-    _name_dynamic_axes(half)
-    half.producer_name = "keras_seran"
-    out_path = Path(out_path)
-    onnx.save(half, str(out_path))
-    onnx.checker.check_model(str(out_path), full_check=True)
-    ops = assert_tensorrt_compatible(half, where=out_path)
-    opset = next((o.version for o in half.opset_import if o.domain in ("", "ai.onnx")), 0)
     return {
-        "file": out_path.name,
-        "opset": int(opset),
-        "ops": ops,
-        **describe_io(half),
+        **_save_checked(half, Path(out_path)),
         "compute": "float16 (float32 interface and RMS normalisation)",
         "float32_nodes": keep_float,
     }
@@ -431,18 +428,10 @@ def quantize_qdq(
         else:
             how = _quantize_onnxruntime(src, out_path, calibration, per_channel)
     proto = onnx.load(str(out_path))
-    _name_dynamic_axes(proto)  # shape inference renames them
-    proto.producer_name = "keras_seran"
-    onnx.save(proto, str(out_path))
-    onnx.checker.check_model(str(out_path), full_check=True)
-    ops = assert_tensorrt_compatible(proto, where=out_path)
+    info = _save_checked(proto, Path(out_path))  # shape inference renamed the dynamic axes
     structure = qdq.qdq_structure(proto)
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     return {
-        "file": out_path.name,
-        "opset": int(opset),
-        "ops": ops,
-        **describe_io(proto),
+        **info,
         "quantization": {
             "format": "QDQ",
             "activations": "int8 symmetric per-tensor",

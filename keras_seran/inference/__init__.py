@@ -17,33 +17,27 @@ Its submodules load lazily: importing it loads none of them (Keras itself loads 
 
 from __future__ import annotations
 
-from typing import Any
+from keras_seran._lazy import lazy_names
 
 _LAZY = {
-    "SuperResolver": ("keras_seran.inference.resolver", "SuperResolver"),
-    "predict_volume": ("keras_seran.inference.resolver", "predict_volume"),
-    "as_volume": ("keras_seran.inference.volume", "as_volume"),
-    "Network": ("keras_seran.inference.network", "Network"),
-    "run_demo": ("keras_seran.inference.demo", "run_demo"),
-    "predict_paths": ("keras_seran.inference.command", "predict_paths"),
-    "upscale_affine": ("keras_seran.inference.geometry", "upscale_affine"),
-    "downscale_affine": ("keras_seran.inference.geometry", "downscale_affine"),
-    "choose_slice_axis": ("keras_seran.inference.geometry", "choose_slice_axis"),
-    "upscaled_image": ("keras_seran.inference.geometry", "upscaled_image"),
-    "fov_corners": ("keras_seran.inference.geometry", "fov_corners"),
-    "fov_centre": ("keras_seran.inference.geometry", "fov_centre"),
-    "predict_tiled": ("keras_seran.inference.tiling", "predict_tiled"),
-    "tile_size_for_memory": ("keras_seran.inference.tiling", "tile_size_for_memory"),
+    "SuperResolver": ".resolver",
+    "predict_volume": ".resolver",
+    "as_volume": ".volume",
+    "Network": ".network",
+    "run_demo": ".demo",
+    "predict_paths": ".command",
+    "upscale_affine": ".geometry",
+    "downscale_affine": ".geometry",
+    "choose_slice_axis": ".geometry",
+    "upscaled_image": ".geometry",
+    "fov_corners": ".geometry",
+    "fov_centre": ".geometry",
+    "predict_tiled": ".tiling",
+    "tile_size_for_memory": ".tiling",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'keras_seran.inference' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

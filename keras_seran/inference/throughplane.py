@@ -246,7 +246,21 @@ class ThroughPlaneResolver:
         on_progress: Callable[[int], Any] | None = None,
         network: Any = None,
     ) -> np.ndarray:
-        """Restore a normalised volume already interpolated along ``axis`` (float32, same shape).
+        """Restore a normalised volume already interpolated along ``axis`` (float32, same shape):
+        the two orientations of :meth:`restore_orientations`, fused (:func:`fuse_orientations`).
+        """
+        a, b = self.restore_orientations(volume, axis, batch_size, on_progress, network)
+        return fuse_orientations(a, b, axis, self.fusion)
+
+    def restore_orientations(
+        self,
+        volume: np.ndarray,
+        axis: int,
+        batch_size: int = 8,
+        on_progress: Callable[[int], Any] | None = None,
+        network: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The two restorations of :meth:`restore`, before fusion (same shape as ``volume``).
 
         Reformats in planes through ``axis`` and each other axis, rows along ``axis``, through the
         network (``network``, default this resolver's) in batches; the network sees inputs
@@ -269,7 +283,7 @@ class ThroughPlaneResolver:
                 if on_progress is not None:
                     on_progress(len(x))
             outs.append(np.moveaxis(out, (0, 1), (other, axis)))
-        return fuse_orientations(outs[0], outs[1], axis, self.fusion)
+        return outs[0], outs[1]
 
     def predict_volume(
         self,

@@ -17,10 +17,11 @@ from keras_seran.config import SERAConfig, SERANConfig, check_scale
 from keras_seran.layers import ResidualBlock, ResidualChannelAttentionBlock
 from keras_seran.models.common import (
     conv3x3,
+    long_skip,
     lr_input,
-    reconstruction_tail,
-    residual_groups,
+    residual_in_residual,
     resolve_config,
+    upsampling_tail,
 )
 from keras_seran.models.seran import seran_param_count
 
@@ -75,7 +76,8 @@ def edsr(
     x = shallow
     for b in range(n_blocks):
         x = ResidualBlock(cfg.channels, res_scale=cfg.res_scale, name=f"block{b}")(x)
-    outputs = reconstruction_tail(x, shallow, cfg.scale, cfg.channels, cfg.input_channels)
+    x = long_skip(x, shallow, cfg.channels)
+    outputs = upsampling_tail(x, cfg.scale, cfg.channels, cfg.input_channels)
     return keras.Model(inputs, outputs, name=f"edsr_x{cfg.scale}")
 
 
@@ -99,15 +101,11 @@ def rcan(
 ) -> keras.Model:
     """RCAN-style network: SERAN's frame with channel-attention blocks and no SERA module."""
     cfg = resolve_config(scale, preset, config)
-    c = cfg.channels
-    inputs = lr_input(cfg.input_channels)
-    shallow = conv3x3(c, "shallow_conv")(inputs)
-    x = residual_groups(
-        shallow,
+    inputs, _, features = residual_in_residual(
         cfg,
         lambda g, b: ResidualChannelAttentionBlock(
-            c, res_scale=cfg.res_scale, reduction=reduction, name=f"group{g}_block{b}"
+            cfg.channels, res_scale=cfg.res_scale, reduction=reduction, name=f"group{g}_block{b}"
         ),
     )
-    outputs = reconstruction_tail(x, shallow, cfg.scale, c, cfg.input_channels)
+    outputs = upsampling_tail(features, cfg.scale, cfg.channels, cfg.input_channels)
     return keras.Model(inputs, outputs, name=f"rcan_x{cfg.scale}")

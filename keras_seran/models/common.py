@@ -15,7 +15,7 @@ from keras_seran.config import (
     preset_config,
     with_overrides,
 )
-from keras_seran.layers import PixelShuffle, SERABlock
+from keras_seran.layers import PixelShuffle, ResidualBlock, SERABlock
 
 
 def resolve_config(
@@ -88,6 +88,34 @@ def residual_groups(
     return x
 
 
+def residual_in_residual(
+    cfg: SERANConfig,
+    block: Callable[[int, int], keras.layers.Layer] | None = None,
+    attention: Callable[[int, Any], Any] | None = None,
+):
+    """``(inputs, shallow, features)`` of the residual-in-residual networks (SERAN, RCAN, RIR,
+    through-plane): LR input (B, H, W, 1) -> shallow conv3x3 (C) -> :func:`residual_groups` ->
+    conv3x3, + long skip from the shallow features (B, H, W, C).
+
+    ``block`` defaults to the plain :class:`ResidualBlock` of ``cfg``'s size.
+    """
+    if block is None:
+        block = lambda g, b: ResidualBlock(  # noqa: E731
+            cfg.channels, res_scale=cfg.res_scale, name=f"group{g}_block{b}"
+        )
+    inputs = lr_input(cfg.input_channels)
+    shallow = conv3x3(cfg.channels, "shallow_conv")(inputs)
+    trunk = residual_groups(shallow, cfg, block, attention)
+    return inputs, shallow, long_skip(trunk, shallow, cfg.channels)
+
+
+def long_skip(trunk, shallow, channels: int):
+    """conv3x3 on the trunk's output, + the shallow features (layers ``trunk_conv``,
+    ``long_skip``)."""
+    x = conv3x3(channels, "trunk_conv")(trunk)
+    return keras.layers.Add(name="long_skip")([shallow, x])
+
+
 def sera_block(cfg: SERANConfig, group: int) -> SERABlock:
     """Group ``group``'s SERA module with the sizes of ``cfg.sera`` (named ``group{g}_sera``)."""
     sera = cfg.sera
@@ -102,11 +130,9 @@ def sera_block(cfg: SERANConfig, group: int) -> SERABlock:
     )
 
 
-def reconstruction_tail(trunk, shallow, scale: int, channels: int, out_channels: int = 1):
-    """The end every network here shares: conv3x3, long skip from the shallow features,
-    pixel-shuffle upsampling, and the reconstruction conv3x3 (C -> out_channels)."""
-    x = conv3x3(channels, "trunk_conv")(trunk)
-    x = keras.layers.Add(name="long_skip")([shallow, x])
-    x = upsampler(x, scale, channels)
+def upsampling_tail(features, scale: int, channels: int, out_channels: int = 1):
+    """The end of every in-plane network here: pixel-shuffle upsampling of the (B, H, W, C)
+    features, then the reconstruction conv3x3 (C -> out_channels): (B, H*s, W*s, out)."""
+    x = upsampler(features, scale, channels)
     # float32 even under a mixed-precision policy: the image itself is not rounded to 8 bits
     return conv3x3(out_channels, "reconstruction", dtype="float32")(x)

@@ -13,14 +13,12 @@ from typing import Any
 import keras
 
 from keras_seran.config import SERAConfig, SERANConfig
-from keras_seran.layers import PixelShuffle, ResidualBlock, SERABlock
+from keras_seran.layers import PixelShuffle, SERABlock
 from keras_seran.models.common import (
-    conv3x3,
-    lr_input,
-    reconstruction_tail,
-    residual_groups,
+    residual_in_residual,
     resolve_config,
     sera_block,
+    upsampling_tail,
 )
 
 
@@ -52,9 +50,6 @@ def seran(
     cfg = resolve_config(scale, preset, config, **overrides)
     if return_attention and not with_sera:
         raise ValueError("return_attention needs the SERA modules (with_sera=True)")
-    c = cfg.channels
-    inputs = lr_input(cfg.input_channels)
-    shallow = conv3x3(c, "shallow_conv")(inputs)
     attention: dict[str, Any] = {}
 
     def sera_module(g: int, y):
@@ -65,13 +60,8 @@ def seran(
         attention.update({f"group{g}_sera/{k}": v for k, v in maps.items()})
         return y
 
-    x = residual_groups(
-        shallow,
-        cfg,
-        lambda g, b: ResidualBlock(c, res_scale=cfg.res_scale, name=f"group{g}_block{b}"),
-        sera_module if with_sera else None,
-    )
-    outputs = reconstruction_tail(x, shallow, cfg.scale, c, cfg.input_channels)
+    inputs, _, features = residual_in_residual(cfg, attention=sera_module if with_sera else None)
+    outputs = upsampling_tail(features, cfg.scale, cfg.channels, cfg.input_channels)
     if return_attention:
         outputs = {"sr": outputs, **attention}
     return keras.Model(inputs, outputs, name=name or f"seran_x{cfg.scale}")

@@ -18,8 +18,7 @@ from typing import Any
 import keras
 
 from keras_seran.config import SERANConfig
-from keras_seran.layers import ResidualBlock
-from keras_seran.models.common import conv3x3, lr_input, residual_groups, resolve_config, sera_block
+from keras_seran.models.common import conv3x3, residual_in_residual, resolve_config, sera_block
 
 
 def seran_through_plane(
@@ -37,19 +36,9 @@ def seran_through_plane(
         **overrides: fields of :class:`SERANConfig` to change.
     """
     cfg = resolve_config(None if config is not None else 2, preset, config, **overrides)
-    c = cfg.channels
-    inputs = lr_input(cfg.input_channels)
-    shallow = conv3x3(c, "shallow_conv")(inputs)
-    x = residual_groups(
-        shallow,
-        cfg,
-        lambda g, b: ResidualBlock(c, res_scale=cfg.res_scale, name=f"group{g}_block{b}"),
-        lambda g, y: sera_block(cfg, g)(y),
-    )
-    x = conv3x3(c, "trunk_conv")(x)
-    x = keras.layers.Add(name="long_skip")([shallow, x])
+    inputs, _, features = residual_in_residual(cfg, attention=lambda g, y: sera_block(cfg, g)(y))
     detail = conv3x3(
         cfg.input_channels, "reconstruction", dtype="float32", kernel_initializer="zeros"
-    )(x)
+    )(features)
     outputs = keras.layers.Add(name="input_skip", dtype="float32")([inputs, detail])
     return keras.Model(inputs, outputs, name=name)

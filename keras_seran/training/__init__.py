@@ -6,7 +6,7 @@ its command module) loads no Keras.
 
 from __future__ import annotations
 
-import importlib
+from keras_seran._lazy import lazy_names
 
 #: module -> the names it gives
 _FROM = {
@@ -17,10 +17,7 @@ _FROM = {
 _LAZY = {name: module for module, names in _FROM.items() for name in names}
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [

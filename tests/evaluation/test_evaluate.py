@@ -77,6 +77,9 @@ def test_evaluate_checks_before_scoring(tmp_path, capsys, monkeypatch):
         (["--markdown", str(md), "--csv", str(tmp_path / "isdir" / ".." / "t.md")], "same file"),
         (["--no-bicubic", "--models"], "nothing to evaluate"),
         (["--models", "seran"], "NAME=MODEL"),
+        (["--noise", "0", "0.5"], "--noise must be a finite number in [0, 0.5), got 0.5"),
+        (["--noise", "nan"], "--noise must be a finite number"),
+        (["--noise", "-0.01"], "got -0.01"),
     ):
         rc = main(["evaluate", "--scales", "2", *argv])
         err = capsys.readouterr().err

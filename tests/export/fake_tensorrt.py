@@ -27,40 +27,11 @@ NETWORK_FLAGS = {
 }
 
 #: trtexec build options per release (the ones a bundle's script may use).
+_SHAPES = ("--onnx", "--saveEngine", "--minShapes", "--optShapes", "--maxShapes", "--memPoolSize")
 TRTEXEC_OPTIONS = {
-    8: (
-        "--onnx",
-        "--saveEngine",
-        "--minShapes",
-        "--optShapes",
-        "--maxShapes",
-        "--memPoolSize",
-        "--fp16",
-        "--int8",
-        "--best",
-    ),
-    10: (
-        "--onnx",
-        "--saveEngine",
-        "--minShapes",
-        "--optShapes",
-        "--maxShapes",
-        "--memPoolSize",
-        "--fp16",
-        "--bf16",
-        "--int8",
-        "--best",
-        "--stronglyTyped",
-    ),
-    11: (
-        "--onnx",
-        "--saveEngine",
-        "--minShapes",
-        "--optShapes",
-        "--maxShapes",
-        "--memPoolSize",
-        "--stronglyTyped",
-    ),
+    8: (*_SHAPES, "--fp16", "--int8", "--best"),
+    10: (*_SHAPES, "--fp16", "--bf16", "--int8", "--best", "--stronglyTyped"),
+    11: (*_SHAPES, "--stronglyTyped"),
 }
 
 

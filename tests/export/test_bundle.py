@@ -297,6 +297,8 @@ def test_pretrained_small_preset_meets_every_tolerance(pretrained_small_bundle):
     p, f = m["parity"], m["parity"]["formats"]
     gain = p["keras"]["psnr"] - p["bicubic"]["psnr"]
     assert gain >= 1.0, gain
+    for name, entry in f.items():
+        assert "error" not in entry, (name, entry)
     for name in FLOAT32:
         assert f[name]["max_abs_diff"] <= 1e-4, (name, f[name])
     assert abs(f["tflite/float16"]["psnr_drop"]) <= TOL["float16"]["psnr_drop"]

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from keras_seran import samples
 from keras_seran.cli import main
 from keras_seran.config import DataConfig, SERAConfig, SERANConfig, TrainConfig, to_dict
+from tests.training.tiny_run import config_file_args
 
 
 @pytest.mark.parametrize(
@@ -79,21 +79,7 @@ def test_a_data_config_survives_a_json_round_trip():
 def test_mixed_precision_1_in_a_config_file_fails_before_the_run_dir(tmp_path, capsys):
     cfg = tmp_path / "run.json"
     cfg.write_text(json.dumps({"train": {"mixed_precision": 1}}))
-    rc = main(
-        [
-            "train",
-            "--data",
-            str(samples.T1_AXIAL_SLAB),
-            "--out",
-            str(tmp_path / "run"),
-            "--config",
-            str(cfg),
-            "--epochs",
-            "1",
-            "--steps-per-epoch",
-            "1",
-        ]
-    )
+    rc = main(config_file_args(cfg, tmp_path / "run"))
     err = capsys.readouterr().err
     assert rc == 2 and "mixed_precision" in err and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()

@@ -28,29 +28,9 @@ from keras_seran.cli import main
 from keras_seran.config import DataConfig, TrainConfig
 from keras_seran.errors import UsageError
 from keras_seran.runs import BEST, LAST, LOG, RUN_CONFIG, STATE_FILE
+from tests.training.tiny_run import train_args
 
-RUN = [
-    "train",
-    "--data",
-    str(samples.T1_AXIAL_SLAB),
-    "--scale",
-    "2",
-    "--preset",
-    "tiny",
-    "--axis",
-    "1",
-    "--patch-size",
-    "12",
-    "--batch-size",
-    "4",
-    "--steps-per-epoch",
-    "2",
-    "--val-fraction",
-    "0.25",
-    "--no-tensorboard",
-    "--lr",
-    "1e-3",
-]
+RUN = train_args(2)
 #: the columns of log.csv compared between runs; relative tolerance of float32 sums taken in
 #: another order, grown over a few Adam steps
 COLUMNS = ("loss", "psnr", "val_loss", "val_psnr")

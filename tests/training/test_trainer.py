@@ -19,30 +19,10 @@ from keras_seran.cli import main
 from keras_seran.config import TrainConfig
 from keras_seran.runs import LAST, STATE_FILE
 from keras_seran.training import step_schedule
+from tests.training.tiny_run import config_file_args, train_args, train_from_args
 
 STEPS = 4
-TRAIN_ARGS = [
-    "train",
-    "--data",
-    str(samples.T1_AXIAL_SLAB),
-    "--scale",
-    "2",
-    "--preset",
-    "tiny",
-    "--axis",
-    "1",
-    "--patch-size",
-    "12",
-    "--batch-size",
-    "4",
-    "--steps-per-epoch",
-    str(STEPS),
-    "--val-fraction",
-    "0.25",
-    "--no-tensorboard",
-    "--lr",
-    "1e-3",
-]
+TRAIN_ARGS = train_args(STEPS)
 
 
 def test_step_schedule_halves_every_decay_period():
@@ -103,27 +83,9 @@ def test_killed_run_resumes_at_the_right_epoch_with_its_optimizer_state(tmp_path
     saved = keras.saving.load_model(run_dir / LAST)
     saved_weights = saved.get_weights()
 
-    from keras_seran.cli import build_parser
-    from keras_seran.training import train
-    from keras_seran.training.command import resolve_configs
-
     argv = [*TRAIN_ARGS, "--epochs", str(killed_at + 2), "--out", str(run_dir), "--resume"]
-    args = build_parser(argv).parse_args(argv)
-    data_cfg, train_cfg = resolve_configs(args)
     probe = _StartProbe()
-    history = train(
-        [str(samples.T1_AXIAL_SLAB)],
-        2,
-        run_dir,
-        arch="seran",
-        preset="tiny",
-        data=data_cfg,
-        train_cfg=train_cfg,
-        resume=True,
-        tensorboard=False,
-        callbacks=[probe],
-        verbose=0,
-    )
+    history = train_from_args(argv, run_dir, resume=True, callbacks=[probe])
     # started exactly from the checkpoint: same weights, same optimizer step
     assert probe.iterations == killed_at * STEPS
     for a, b in zip(probe.weights, saved_weights):
@@ -245,21 +207,7 @@ def test_bad_config_files(tmp_path, capsys):
         ('{"data": {"slice_axis": 5}}', "slice_axis"),
     ):
         cfg.write_text(text)
-        rc = main(
-            [
-                "train",
-                "--data",
-                str(samples.T1_AXIAL_SLAB),
-                "--out",
-                str(tmp_path / "run"),
-                "--config",
-                str(cfg),
-                "--epochs",
-                "1",
-                "--steps-per-epoch",
-                "1",
-            ]
-        )
+        rc = main(config_file_args(cfg, tmp_path / "run"))
         err = capsys.readouterr().err
         assert rc == 2 and "run.json" in err and named in err and "Traceback" not in err, err
         assert not (tmp_path / "run").exists()
@@ -387,26 +335,9 @@ def test_mixed_policy_picks_the_device_kind_and_rejects_others():
 
 
 def test_bfloat16_training_on_real_mr_keeps_a_float32_image_and_restores_the_policy(tmp_path):
-    from keras_seran.cli import build_parser
-    from keras_seran.training import train
-    from keras_seran.training.command import resolve_configs
-
     run_dir = tmp_path / "bf16"
     argv = [*TRAIN_ARGS, "--epochs", "2", "--out", str(run_dir), "--mixed-precision", "bfloat16"]
-    args = build_parser(argv).parse_args(argv)
-    data_cfg, train_cfg = resolve_configs(args)
-    assert train_cfg.mixed_precision == "bfloat16"
-    history = train(
-        [str(samples.T1_AXIAL_SLAB)],
-        2,
-        run_dir,
-        arch="seran",
-        preset="tiny",
-        data=data_cfg,
-        train_cfg=train_cfg,
-        tensorboard=False,
-        verbose=0,
-    )
+    history = train_from_args(argv, run_dir)
     model = history.model
     # trunk computes in bfloat16, variables and the reconstructed image stay float32
     assert model.get_layer("group0_block0").compute_dtype == "bfloat16"
@@ -464,25 +395,9 @@ def test_the_last_epoch_is_checkpointed_between_intervals_and_on_early_stop(tmp_
     assert len(list(csv.DictReader(open(run_dir / "log.csv")))) == 3
     assert _checkpointed(run_dir) == (3, 3 * STEPS, 3 * STEPS)
     # stopped early (as EarlyStopping stops) after epoch 2 of 5, checkpoints every 3 epochs
-    from keras_seran.cli import build_parser
-    from keras_seran.training import train
-    from keras_seran.training.command import resolve_configs
-
     run_dir = tmp_path / "stopped"
     argv = [*TRAIN_ARGS, "--epochs", "5", "--checkpoint-every", "3", "--out", str(run_dir)]
-    data_cfg, train_cfg = resolve_configs(build_parser(argv).parse_args(argv))
-    history = train(
-        [str(samples.T1_AXIAL_SLAB)],
-        2,
-        run_dir,
-        arch="seran",
-        preset="tiny",
-        data=data_cfg,
-        train_cfg=train_cfg,
-        tensorboard=False,
-        callbacks=[_StopAfter(2)],
-        verbose=0,
-    )
+    history = train_from_args(argv, run_dir, callbacks=[_StopAfter(2)])
     assert history.epoch == [0, 1]
     assert _checkpointed(run_dir) == (2, 2 * STEPS, 2 * STEPS)
 
