@@ -164,6 +164,16 @@ def export_tensorrt_format(job: BundleJob) -> dict:
         "profiles_lr_hw": profiles_json,
         "requires": requires,
         "engines": {},
+        # what build_engines.sh writes on the target: keras-seran predict --model finds them there
+        "target_engines": {
+            "engines/"
+            + tensorrt_engine.engine_name(job.stem, precision, profile, len(job.trt_profiles)): {
+                "precision": precision,
+                "profile_lr_hw": [list(hw) for hw in profile],
+            }
+            for precision in tensorrt_engine.PRECISIONS
+            for profile in job.trt_profiles
+        },
     }
     if not ok:
         job.say(f"tensorrt: skipped ({reason})")

@@ -73,21 +73,41 @@ def read_manifest(bundle_dir: str | Path) -> dict:
     return manifest
 
 
-def artifacts(manifest: dict) -> dict[tuple[str, str], str]:
-    """``{(runtime, precision): file}`` of the bundle's models, in the manifest's order."""
+def artifacts(manifest: dict, bundle_dir: str | Path | None = None) -> dict[tuple[str, str], str]:
+    """``{(runtime, precision): file}`` of the bundle's models, in the manifest's order; with
+    ``bundle_dir``, also the TensorRT engines that ``build_engines.sh`` built there on the
+    target (the manifest's ``target_engines``), where the export built none."""
     formats = manifest["formats"]
     out: dict[tuple[str, str], str] = {}
     for fmt, runtime in (("tflite", "litert"), ("onnx", "onnxruntime")):
         for precision, info in formats.get(fmt, {}).get("variants", {}).items():
             out[runtime, precision] = info["file"]
-    for precision, info in formats.get("tensorrt", {}).get("engines", {}).items():
+    trt = formats.get("tensorrt", {})
+    for precision, info in trt.get("engines", {}).items():
         if "file" in info:
             out["tensorrt", precision] = info["file"]
+    if bundle_dir is not None:
+        root = Path(bundle_dir).expanduser()
+        for file, info in trt.get("target_engines", {}).items():
+            key = ("tensorrt", info["precision"])
+            if key not in out and (root / file).is_file():
+                out[key] = file
     return out
 
 
+def target_engine(manifest: dict, file: str) -> dict | None:
+    """The manifest's entry of an engine that build_engines.sh makes on the target, if ``file``
+    is one."""
+    return manifest["formats"].get("tensorrt", {}).get("target_engines", {}).get(file)
+
+
 def fixed_input_size(manifest: dict, file: str) -> tuple[int, int] | None:
-    """The LR (H, W) a fixed-size file takes, None when it takes any size."""
+    """The LR (H, W) a fixed-size file takes, None when it takes any size (an engine: any size
+    within its profile)."""
+    engine = target_engine(manifest, file)
+    if engine is not None:
+        mn, _, mx = engine["profile_lr_hw"]
+        return (int(mn[0]), int(mn[1])) if list(mn) == list(mx) else None
     shape = manifest.get("fixed_size", {}).get("files", {}).get(file)
     return None if shape is None else (int(shape[1]), int(shape[2]))
 
@@ -99,7 +119,7 @@ def choose(
     :data:`DEFAULT_ORDER` installed and present, then any present artifact of an installed
     runtime, files of any size before fixed-size ones. InputDataError naming the bundle when it
     holds nothing that fits; RuntimeUnavailable when the asked runtime is not installed."""
-    have = artifacts(manifest)
+    have = artifacts(manifest, bundle_dir)
     where = Path(bundle_dir).expanduser() / MANIFEST
     if runtime is not None and runtime not in RUNTIMES:
         raise UsageError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
@@ -149,6 +169,10 @@ def verify_file(bundle_dir: str | Path, manifest: dict, file: str) -> Path:
     if not path.is_file():
         raise InputDataError(path, "missing from the bundle (listed in its manifest.json)")
     listed = manifest["files"].get(file)
+    if listed is None and target_engine(manifest, file) is not None:
+        if path.stat().st_size == 0:
+            raise InputDataError(path, "empty engine file; rebuild it with build_engines.sh")
+        return path  # built on the target after the export: no hash to check it against
     if listed is None:
         raise InputDataError(
             path,

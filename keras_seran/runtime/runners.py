@@ -182,19 +182,27 @@ class TensorRTRunner:
         self.stream = torch.cuda.Stream()
         self._profile = None
 
-    def _pick_profile(self, shape) -> int:
+    def _find_profile(self, shape) -> int | None:
         for i in range(self.engine.num_optimization_profiles):
             mn, _, mx = self.engine.get_tensor_profile_shape(self.input_name, i)
             if all(a <= s <= b for a, s, b in zip(mn, shape, mx)):
                 return i
-        raise ValueError(
-            f"{self.path.name}: input shape {tuple(shape)} fits none of the engine's profiles"
-        )
+        return None
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
-        torch = self._torch
         x = np.ascontiguousarray(lr, dtype=np.float32)
-        idx = self._pick_profile(x.shape)
+        idx = self._find_profile(x.shape)
+        if idx is None and len(x) > 1 and self._find_profile((1, *x.shape[1:])) is not None:
+            # the bundle's engines take batch 1 (build_engines.sh): one slice at a time
+            return np.concatenate([self(x[i : i + 1]) for i in range(len(x))])
+        if idx is None:
+            raise ValueError(
+                f"{self.path.name}: input shape {tuple(x.shape)} fits none of the engine's profiles"
+            )
+        return self._run(x, idx)
+
+    def _run(self, x: np.ndarray, idx: int) -> np.ndarray:
+        torch = self._torch
         if idx != self._profile:
             self.context.set_optimization_profile_async(idx, self.stream.cuda_stream)
             self._profile = idx

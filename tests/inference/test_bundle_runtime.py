@@ -44,7 +44,7 @@ def bundle(tiny_seran, tmp_path_factory) -> Path:
     export_bundle(
         tiny_seran,
         out,
-        "litert,onnx",
+        "litert,onnx,tensorrt",  # tensorrt: build_engines.sh and the engines it will write
         input_size=FIXED,
         tflite_variants=("float32", "dynamic_int8"),
         onnx_variants=("float32",),
@@ -192,7 +192,7 @@ def _damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
         (
             "",
             ["--runtime", "onnxruntime", "--precision", "int8"],
-            r"no onnxruntime artifact at precision int8 \(it has: float32\)",
+            r"no onnxruntime artifact at precision int8 \(it has: float32, float16\)",
         ),
     ],
 )
@@ -278,7 +278,86 @@ def test_bundle_errors_in_python(bundle, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# TensorRT: an engine built from the bundle's ONNX (needs TensorRT, torch and a CUDA GPU)
+# TensorRT: engines built on the target by build_engines.sh
+
+
+def test_engines_built_on_the_target_are_found_and_run(
+    bundle, keras_volumes, tmp_path, monkeypatch
+):
+    """The manifest names the engines build_engines.sh writes; once one is there, the bundle
+    path picks it (no hash: it was built after the export) and runs it; before, it says how to
+    build it. The engine is stood in for by the bundle's ONNX run by onnxruntime (no GPU here),
+    one slice at a time as the bundle's batch-1 profiles take them."""
+    from keras_seran.runtime import bundle as runtime_bundle
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    targets = manifest["formats"]["tensorrt"]["target_engines"]
+    assert {i["precision"] for i in targets.values()} == {"fp16", "int8"}
+    script = (copy / "build_engines.sh").read_text()
+    assert all(f'"building {file}"' in script for file in targets)
+    assert not any((copy / f).exists() for f in targets)
+
+    class StandInEngine:
+        def __init__(self, path):
+            self.onnx = runners.OnnxRunner(next((copy / "onnx").glob("*_float32.onnx")))
+            self.path = Path(path)
+
+        def __call__(self, x):
+            return np.concatenate([self.onnx(x[i : i + 1]) for i in range(len(x))])
+
+    monkeypatch.setattr(runners, "require", lambda runtime: None)
+    monkeypatch.setattr(runners, "TensorRTRunner", StandInEngine)
+    with pytest.raises(InputDataError, match="no tensorrt artifact.*build_engines.sh"):
+        open_artifact(copy, "tensorrt")
+    file = next(f for f, i in targets.items() if i["precision"] == "fp16")
+    (copy / file).parent.mkdir(exist_ok=True)
+    shutil.copy(next((copy / "onnx").glob("*_float32.onnx")), copy / file)
+    art = open_artifact(copy, "tensorrt")
+    # the bundle's profile is its fixed export size: the resolver tiles to it
+    assert (art.runtime, art.precision, art.file, art.input_size) == (
+        "tensorrt",
+        "fp16",
+        file,
+        FIXED,
+    )
+    out = SuperResolver.from_bundle(copy, "tensorrt").predict_volume(
+        samples.T1_LOWRES, overlap=OVERLAP
+    )
+    diff = _normalised_diff(np.asarray(out.dataobj), keras_volumes["tiled"])
+    assert diff.max() <= 1e-4  # the stand-in is the float32 ONNX
+    (copy / file).write_bytes(b"")
+    with pytest.raises(InputDataError, match="empty engine file"):
+        open_artifact(copy, "tensorrt")
+    assert runtime_bundle.target_engine(manifest, "onnx/nope.onnx") is None
+
+
+def test_tensorrt_runner_takes_a_batch_one_slice_at_a_time(mr_slice):
+    """The bundle's engines have batch-1 profiles (build_engines.sh); the resolver sends
+    batches: the runner runs them slice by slice, and names the engine when a slice fits no
+    profile."""
+    from keras_seran.runtime.runners import TensorRTRunner
+
+    class Engine:
+        num_optimization_profiles = 1
+
+        def get_tensor_profile_shape(self, name, i):
+            return (1, 16, 16, 1), (1, 64, 64, 1), (1, 256, 256, 1)
+
+    runner = object.__new__(TensorRTRunner)
+    runner.engine, runner.input_name, runner.path = Engine(), "lr", Path("m_fp16.engine")
+    seen = []
+    runner._run = lambda x, idx: seen.append(x.shape) or np.repeat(np.repeat(x, 2, 1), 2, 2)
+    x = np.stack([mr_slice[100 + 20 * k : 120 + 20 * k, 100:130, None] for k in range(3)])
+    out = runner(x)
+    assert seen == [(1, 20, 30, 1)] * 3 and out.shape == (3, 40, 60, 1)
+    np.testing.assert_array_equal(out[2, ::2, ::2], x[2])
+    with pytest.raises(ValueError, match=r"m_fp16.engine: input shape \(1, 300, 30, 1\) fits none"):
+        runner(np.zeros((1, 300, 30, 1), np.float32))
+
+
+# TensorRT itself: an engine built from the bundle's ONNX (needs TensorRT, torch and a CUDA GPU)
 
 
 def test_tensorrt_engine_matches_keras(bundle, keras_volumes, tmp_path):
@@ -288,22 +367,19 @@ def test_tensorrt_engine_matches_keras(bundle, keras_volumes, tmp_path):
     if not ok:
         pytest.skip(f"TensorRT runtime not testable here: {reason}")
     pytest.importorskip("torch", reason="TensorRTRunner needs torch for CUDA buffers")
-    from keras_seran.export.manifest import sha256
-
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
-    engine = copy / "engines" / "tiny_fp16.engine"
-    engine.parent.mkdir()
+    manifest = json.loads((copy / "manifest.json").read_text())
+    targets = manifest["formats"]["tensorrt"]["target_engines"]
+    file, info = next((f, i) for f, i in targets.items() if i["precision"] == "fp16")
+    engine = copy / file  # where build_engines.sh puts it: found without a manifest edit
+    engine.parent.mkdir(exist_ok=True)
     tensorrt_engine.build_engine(
         next((copy / "onnx").glob("*_float32.onnx")),
         engine,
         fp16=True,
-        profiles=[((16, 16), (128, 128), (256, 256))],
+        profiles=[tuple(tuple(hw) for hw in info["profile_lr_hw"])],
     )
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["formats"]["tensorrt"] = {"engines": {"fp16": {"file": "engines/tiny_fp16.engine"}}}
-    manifest["files"]["engines/tiny_fp16.engine"] = {"sha256": sha256(engine)}
-    (copy / "manifest.json").write_text(json.dumps(manifest))
     r = SuperResolver.from_bundle(copy, "tensorrt")
     diff = _normalised_diff(
         np.asarray(r.predict_volume(samples.T1_LOWRES).dataobj), keras_volumes["whole"]
