@@ -140,6 +140,71 @@ def _anatomical_panels(scale: int = 2):
     return panels
 
 
+def _throughplane_simulated_panels(model, ratio: int = 4):
+    """A 4 mm coronal stack made of the held-out slab of the real 1 mm T1 (../shared/data), seen
+    in an axial plane (which contains the thick axis): thick slices, cubic, SERAN, truth."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import numpy as np
+    from eval_throughplane import acquire, held_out_slab, scores
+
+    from keras_seran.inference.throughplane import ThroughPlaneResolver, interpolate_axis
+
+    slab = held_out_slab()  # (256, 32, 256): L-R, I-S, A-P
+    thick, truth = acquire(slab, 2, ratio, "boxcar", 0.0, seed=ratio)
+    cubic = interpolate_axis(thick, 2, truth.shape[2], "cubic")
+    sr = ThroughPlaneResolver(model).restore(cubic, 2)
+    k = truth.shape[1] // 2
+
+    def caption(name, vol):
+        psnr, ssim = scores(vol, truth)
+        return f"{name}\n{psnr:.2f} dB / SSIM {ssim:.3f} (head)"
+
+    def view(vol):
+        return np.clip(np.rot90(vol[:, k, :]), 0, 1)
+
+    return [
+        (f"{ratio} mm coronal slices (input)", view(np.repeat(thick, ratio, axis=2))),
+        (caption("cubic along A-P", cubic), view(cubic)),
+        (caption("SERAN through-plane", sr), view(sr)),
+        ("1 mm truth (held out)", view(truth)),
+    ]
+
+
+def _throughplane_sample_panels(model):
+    """The bundled real 2x2x3 mm T1 (3 mm coronal slices), an axial reformat: the slices as
+    acquired, cubic to 1 mm isotropic, SERAN (in-plane x2 and through-plane 3 -> 1 mm)."""
+    import numpy as np
+
+    from keras_seran import SuperResolver, samples
+    from keras_seran.data import load_volume
+    from keras_seran.inference.throughplane import ThroughPlaneResolver, interpolate_axis
+
+    vol = load_volume(samples.T1_LOWRES).data  # (128, 128, 62): L-R, S-I, A-P (slice axis)
+    lo, hi = np.percentile(vol, [0.5, 99.5])
+    inplane = SuperResolver.from_pretrained(2)
+    sr_inplane = np.asarray(inplane.predict_volume(samples.T1_LOWRES).dataobj, np.float32)
+    n = vol.shape[2] * 3
+    cubic = interpolate_axis(
+        interpolate_axis(interpolate_axis(vol, 0, 256, "cubic"), 1, 256, "cubic"), 2, n, "cubic"
+    )
+    tp = ThroughPlaneResolver(model)
+    norm = (sr_inplane - lo) / (hi - lo)
+    sr = tp.restore(interpolate_axis(norm, 2, n, "cubic"), 2)
+    j = 128  # an axial plane through the middle of the head
+
+    def view(v):
+        return np.clip(np.rot90(v[:, j, :]), 0, 1)
+
+    return [
+        (
+            "3 mm coronal slices as acquired",
+            view(np.repeat(np.repeat((vol - lo) / (hi - lo), 2, 0), 2, 1).repeat(3, 2)),
+        ),
+        ("cubic to 1 mm isotropic", view((cubic - lo) / (hi - lo))),
+        ("SERAN: in-plane ×2, then\nthrough-plane 3 -> 1 mm", view(sr)),
+    ]
+
+
 def render(
     panels, scale: int, out: Path, zoom=(0.30, 0.28, 0.22), heading: str | None = None
 ) -> int:
@@ -193,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--figure",
-        choices=["bicubic", "kspace", "anatomical"],
+        choices=["bicubic", "kspace", "anatomical", "throughplane"],
         default="bicubic",
         help="which picture (see the module docstring)",
     )
@@ -216,6 +281,26 @@ def main(argv: list[str] | None = None) -> int:
 
     from keras_seran import registry
 
+    if args.figure == "throughplane":
+        model = (
+            registry.THROUGH_PLANE.load() if args.model is None else registry.load_model(args.model)
+        )
+        for name, panels, title in (
+            (
+                "throughplane_simulated.png",
+                _throughplane_simulated_panels(model),
+                "Through-plane: a 4 mm coronal stack of held-out real T1, axial view",
+            ),
+            (
+                "throughplane_sample.png",
+                _throughplane_sample_panels(model),
+                "Through-plane on the bundled real 2×2×3 mm T1 (axial reformat, no reference)",
+            ),
+        ):
+            out = (args.out or REPO / "docs" / "images") / name
+            size = render(panels, 1, out, heading=title)
+            print(f"wrote {out} ({size / 1024:.0f} KiB)")
+        return 0
     if args.figure != "bicubic":
         out = args.out or REPO / "docs" / "images" / f"{args.figure}_x{args.scale}.png"
         if args.figure == "kspace":
