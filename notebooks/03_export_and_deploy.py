@@ -228,6 +228,58 @@ print(
 )
 
 # %% [markdown]
+# ## A whole volume from the bundle, without TensorFlow
+#
+# On the console the bundle runs in its own runtime: `keras-seran predict IN OUT --model BUNDLE
+# --runtime litert|onnxruntime|tensorrt`, or `SuperResolver.from_bundle(BUNDLE, runtime)` in
+# Python (numpy, nibabel and the runtime: `pip install "keras-seran[runtime]"`, no TensorFlow,
+# Keras or JAX). The same normalisation, tiling and NIfTI geometry as the Keras path; here the
+# bundled real 2×2×3 mm T1 through each runtime installed, against the Keras model, with the
+# difference map of one slice.
+
+# %%
+import matplotlib.pyplot as plt
+import nibabel as nib
+
+from keras_seran import SuperResolver
+from keras_seran.runtime import runners
+
+keras_vol = np.asarray(
+    SuperResolver(load_model(MODEL)).predict_volume(samples.T1_LOWRES).dataobj, np.float32
+)
+lo, hi = np.percentile(np.asarray(nib.load(samples.T1_LOWRES).dataobj), (0.5, 99.5))
+shown = {}
+for runtime in ("litert", "onnxruntime"):
+    if not runners.is_installed(runtime):
+        print(f"{runtime}: not installed here")
+        continue
+    resolver = SuperResolver.from_bundle(BUNDLE, runtime)
+    t = time.perf_counter()
+    vol = np.asarray(resolver.predict_volume(samples.T1_LOWRES).dataobj, np.float32)
+    diff = np.abs(vol - keras_vol) / (hi - lo)  # in the network's normalised units
+    print(
+        f"{resolver.network.name}: {time.perf_counter() - t:.1f} s, "
+        f"max |diff| to Keras {diff.max():.1e}, mean {diff.mean():.1e} (normalised units)"
+    )
+    shown[runtime] = (vol, diff)
+
+k = keras_vol.shape[2] // 2
+fig, axes = plt.subplots(1, 1 + 2 * len(shown), figsize=(3.2 * (1 + 2 * len(shown)), 3.4))
+axes = np.atleast_1d(axes)
+axes[0].imshow(np.rot90(keras_vol[:, :, k]), cmap="gray", vmin=lo, vmax=hi)
+axes[0].set_title("Keras")
+for i, (runtime, (vol, diff)) in enumerate(shown.items()):
+    axes[1 + 2 * i].imshow(np.rot90(vol[:, :, k]), cmap="gray", vmin=lo, vmax=hi)
+    axes[1 + 2 * i].set_title(runtime)
+    im = axes[2 + 2 * i].imshow(np.rot90(diff[:, :, k]), cmap="magma")
+    axes[2 + 2 * i].set_title(f"|{runtime} − Keras|")
+    fig.colorbar(im, ax=axes[2 + 2 * i], fraction=0.046)
+for ax in axes:
+    ax.axis("off")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## Deploying
 #
 # * **LiteRT (TFLite)** on an ARM console or a phone: `tflite/*_float32.tflite` or
@@ -237,11 +289,12 @@ print(
 #   model.
 # * **TensorRT** on a Jetson: copy the bundle and run its `build_engines.sh` there (it calls
 #   `trtexec` with the optimisation profiles recorded in the manifest); engines are specific to the
-#   GPU and TensorRT version that built them, so they are built on the target.
+#   GPU and TensorRT version that built them, so they are built on the target, where
+#   `keras-seran predict --model BUNDLE --runtime tensorrt` finds them.
 # * **TensorFlow / TF Serving** on a server: the `savedmodel/` folder, signature `serving_default`.
 #
 # The input contract is the same for every format (`manifest["input_contract"]`): one LR slice
 # `(1, H, W, 1)` float32, normalised by the volume's 0.5–99.5 percentiles (tissue in [0, 1]) and
-# clipped to [-0.5, 1.5]; the output is `(1, H·s, W·s, 1)` in the same units. Where TensorFlow runs
-# on the target, `keras-seran predict` does the normalisation, tiling and NIfTI geometry for whole
-# volumes.
+# clipped to [-0.5, 1.5]; the output is `(1, H·s, W·s, 1)` in the same units. `keras-seran predict
+# --model BUNDLE` does the normalisation, tiling and NIfTI geometry for whole volumes, with or
+# without TensorFlow on the target.
