@@ -42,7 +42,15 @@ def adaptation_pairs(
     cfg = dataclasses.replace(
         cfg, ratio=(t, t), patch_size=max(patch, 16), gap_prob=0.0, noise_prob=0.0
     )
-    keep = DataConfig(val_fraction=0.0, percentiles=(0.0, 100.0), slice_axis=0, min_foreground=0.05)
+    # every in-plane slice at least one patch in size (load_slice_sets keeps slices of at least
+    # patch_size x scale: here scale 2, so half the patch), however thin the stack's field of view
+    keep = DataConfig(
+        val_fraction=0.0,
+        percentiles=(0.0, 100.0),
+        slice_axis=0,
+        min_foreground=0.05,
+        patch_size=max(cfg.patch_size // 2, 1),
+    )
     slices = load_slice_sets(both, 2, keep)[0]
     return ThickSlicePatches(slices, cfg, steps_per_epoch=steps)
 

@@ -63,6 +63,22 @@ def test_adaptation_changes_the_through_plane_network_only_for_that_scan(lowres)
     assert all(np.array_equal(a, b) for a, b in zip(before, tp.model.get_weights()))
 
 
+def test_adaptation_learns_from_a_stack_with_a_thin_field_of_view():
+    """A stack only 16 voxels across in-plane (the bundled slab as a 4 mm coronal stack) still
+    gives adaptation pairs: patches as large as the thin side, thick along their rows."""
+    from keras_seran import samples
+    from keras_seran.data import load_volume, normalize
+    from keras_seran.inference.adapt import adaptation_pairs
+
+    vol = normalize(load_volume(samples.T1_AXIAL_SLAB).data)[0]  # (256, 16, 256)
+    x, y = adaptation_pairs(vol, axis=2, thickness=4.0, steps=3).batch(0)
+    assert x.shape == y.shape and x.shape[1:] == (16, 16, 1)
+    assert np.isfinite(x).all() and not np.allclose(x, y)
+    # thick slices along the rows: each patch keeps its mean, loses its row detail
+    np.testing.assert_allclose(x.mean(axis=(1, 2)), y.mean(axis=(1, 2)), atol=0.05)
+    assert np.abs(np.diff(x, axis=1)).mean() < np.abs(np.diff(y, axis=1)).mean()
+
+
 def test_cli_isotropic_input_is_refused_before_any_model_loads(slab, tmp_path, capsys):
     src, out = tmp_path / "iso.nii.gz", tmp_path / "out" / "iso_sr.nii.gz"
     nib.save(slab, src)  # 1 mm isotropic
