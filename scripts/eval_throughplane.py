@@ -92,6 +92,7 @@ def main(argv=None) -> int:
     import keras
 
     from keras_seran.inference.adapt import adapt
+    from keras_seran.inference.network import as_network
     from keras_seran.inference.throughplane import (
         ThroughPlaneResolver,
         fuse_orientations,
@@ -151,7 +152,8 @@ def main(argv=None) -> int:
                     t = time.time()
                     net = None
                     if steps:
-                        net = adapt(model, thick, axis, float(ratio), steps, progress=False)
+                        adapted = adapt(model, thick, axis, float(ratio), steps, progress=False)
+                        net = as_network(adapted, 1)
                     a, b = resolver.restore_orientations(cubic, axis, network=net)
                     spent = time.time() - t
                     for fusion in args.fusions:
