@@ -173,6 +173,48 @@ def training_table(cs: list[dict]) -> str:
     return "\n".join(out)
 
 
+def through_plane_section() -> str:
+    """The model card's paragraph on the through-plane weights, from their JSON card and the
+    measurements in docs/throughplane.csv (scripts/eval_throughplane.py)."""
+    from keras_seran.registry import THROUGH_PLANE
+
+    if not THROUGH_PLANE.exists():
+        return "**Through-plane weights**: not bundled in this installation."
+    c = THROUGH_PLANE.card()
+    t = c["thick_slices"]
+    gains = ""
+    measured = REPO / "docs" / "throughplane.csv"
+    if measured.exists():
+        with open(measured, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["method"] == "SERAN, mean"]
+        by_mm = {}
+        for r in rows:
+            by_mm.setdefault(r["thickness_mm"], []).append(float(r["psnr_vs_cubic"]))
+        gains = " Over cubic interpolation along the slice axis on held-out thick stacks: " + (
+            "; ".join(
+                f"{mm} mm {min(v):+.2f} to {max(v):+.2f} dB" for mm, v in sorted(by_mm.items())
+            )
+            + " (boxcar and Gaussian profiles, coronal and sagittal stacks; "
+            "`docs/throughplane.md`, with adaptation and the other baselines)."
+        )
+    return (
+        f"**Through-plane weights** (`{THROUGH_PLANE.stem}`, {c['parameters']:,} parameters, "
+        "used by `predict --isotropic`). SERAN's small trunk without an upsampler, restoring "
+        "2D reformats whose rows run along a thick slice axis after cubic interpolation onto "
+        f"the fine grid. Started from {c['init_from']}, reconstruction at zero (so it starts as "
+        f"cubic interpolation). Data: {c['data']}; held out: {c['held_out']}. Pairs: "
+        f"{t['patch_size']}x{t['patch_size']} fine patches made {t['ratio'][0]:g}-"
+        f"{t['ratio'][1]:g} voxels thick along their rows ({' or '.join(t['profiles'])} "
+        f"profile, a gap on {100 * t['gap_prob']:.0f} %, Rician noise on "
+        f"{100 * t['noise_prob']:.0f} %). {c['epochs_completed']} epochs of "
+        f"{c['train']['steps_per_epoch']} steps, batch {t['batch_size']}, L1, Adam at "
+        f"{c['train']['learning_rate']:g} halved every {c['train']['lr_decay_epochs']} epochs, "
+        f"float32, {c['training_seconds'] / 60:.0f} min on this CPU; final validation PSNR "
+        f"{c['final_val_psnr']:.2f} dB ({c['validation']}).{gains} Reproduce: "
+        "`python scripts/train_throughplane.py` (its docstring)."
+    )
+
+
 def main(csv_path: str) -> int:
     rows = load(Path(csv_path))
     cs = cards()
@@ -239,6 +281,8 @@ Against the console's zero-filling on unseen real T1 slices they gain +0.6 to +2
 +0.8 to +1.5 dB at x4 (0-2 % noise, better on every slice), where the bicubic weights lose
 0.6-1.2 dB; on BrainWeb T1, whose reference carries simulated noise, they lose 0.5-2 dB. Tables,
 overshoot and data consistency: `docs/acquisitions.md`.
+
+{through_plane_section()}
 
 **Evaluation** of the bicubic weights on the paper's protocol (none of these images was seen in
 training; PSNR dB / SSIM, border = scale):

@@ -127,3 +127,42 @@ def test_cli_missing_through_plane_weights_stop_before_any_work(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "seran_small_throughplane.weights.h5" in err[0]
     assert not out.exists() and not out.parent.exists()
+
+
+@pytest.mark.parametrize("ratio, profile", [(4, "boxcar"), (3, "gaussian")])
+def test_bundled_through_plane_weights_beat_cubic_on_a_held_out_thick_stack(ratio, profile):
+    """The bundled weights on the bundled slab (held out of their training) made into a thick
+    coronal stack: closer to the 1 mm truth over the head than cubic interpolation (measured
+    +1.1 dB at 4 mm boxcar, +1.9 dB at 3 mm Gaussian; docs/throughplane.md)."""
+    from keras_seran import samples
+    from keras_seran.data import load_volume, normalize
+    from keras_seran.data.slice_profile import block_centres, profile_matrix
+
+    vol = normalize(load_volume(samples.T1_AXIAL_SLAB).data)[0]  # (256, 16, 256)
+    n = vol.shape[2] - vol.shape[2] % ratio
+    truth = vol[:, :, :n]
+    acquire = profile_matrix(n, block_centres(n // ratio, ratio), ratio, profile)
+    thick = np.einsum("kn,ijn->ijk", acquire, truth).astype(np.float32)
+    cubic = interpolate_axis(thick, 2, n, "cubic")
+    restored = ThroughPlaneResolver.from_pretrained().restore(cubic, 2)
+    head = truth > 0.05
+
+    def psnr(v):
+        return 10 * np.log10(1 / np.mean((np.clip(v, 0, None)[head] - truth[head]) ** 2))
+
+    assert psnr(restored) - psnr(cubic) >= 0.8
+
+
+def test_cli_isotropic_with_the_bundled_weights(small_lowres_file, tmp_path, capsys):
+    """predict --isotropic alone: 2 x 2 x 3 mm -> 2 x 2 x 2 mm over the same field of view, in
+    the input's intensity range."""
+    out = tmp_path / "iso.nii.gz"
+    assert main(["predict", str(small_lowres_file), str(out), "--isotropic", "--no-progress"]) == 0
+    src, img = nib.load(small_lowres_file), nib.load(out)
+    assert img.shape == (128, 128, 15)
+    np.testing.assert_allclose(voxel_sizes(img.affine), [2.0, 2.0, 2.0], atol=1e-6)
+    np.testing.assert_allclose(
+        fov_corners(img.affine, img.shape), fov_corners(src.affine, src.shape), atol=1e-4
+    )
+    data, lr = np.asarray(img.dataobj, np.float32), np.asarray(src.dataobj, np.float32)
+    assert lr.min() <= data.min() and data.max() <= lr.max() and data.std() > 0.2 * lr.std()
